@@ -1,0 +1,267 @@
+package bridge
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/encoder-bridge/encoder-bridge/cardfmt"
+	"github.com/encoder-bridge/encoder-bridge/reader"
+	"github.com/encoder-bridge/encoder-bridge/reader/sim"
+	"github.com/encoder-bridge/encoder-bridge/reader/sim/chip"
+)
+
+const credJSON = `{
+  "credential_id": "6f1c2d8e-3a4b-4c5d-9e6f-708192a3b4c5",
+  "card_number": "100234",
+  "card_function_type": "guest",
+  "starts_at": "2026-11-23T15:00:00Z",
+  "ends_at": "2026-11-26T11:00:00Z",
+  "entrance_ids": ["0b7e4f2a-1c3d-4e5f-8a9b-0c1d2e3f4a5b"],
+  "issue_sequence": 3
+}`
+
+func TestParseCredential(t *testing.T) {
+	c, err := ParseCredential([]byte(credJSON))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.CardNumber != "100234" || c.Function != cardfmt.FunctionGuest || c.IssueSequence != 3 || len(c.Entrances) != 1 {
+		t.Fatalf("parsed %+v", c)
+	}
+	if spec := SpecOf(c); spec.StartsAt != "2026-11-23T15:00:00Z" || *spec.IssueSequence != 3 {
+		t.Fatalf("SpecOf = %+v", spec)
+	}
+
+	tests := []struct {
+		name string
+		in   string
+		want []string
+	}{
+		{"empty", ``, []string{"empty input"}},
+		{"not json", `{"credential_id": }`, []string{"malformed JSON at line 1"}},
+		{"truncated", `{"card_number": "1"`, []string{"truncated"}},
+		{"unknown field", `{"card_numbr": "1"}`, []string{`unknown field "card_numbr"`}},
+		{"wrong type", `{"issue_sequence": "one"}`, []string{"issue_sequence: must be a uint32"}},
+		{"all missing", `{}`, []string{"credential_id: missing", "card_number: missing", "card_function_type: missing", "starts_at: missing", "ends_at: missing", "issue_sequence: missing"}},
+		{"bad values", `{"credential_id":"x","card_number":"1","card_function_type":"vip","starts_at":"tomorrow","ends_at":"2026-11-26T11:00:00Z","entrance_ids":["y"],"issue_sequence":1}`,
+			[]string{"credential_id: not a UUID", `card_function_type: unknown "vip"`, "starts_at: not an RFC 3339 time", "entrance_ids[0]: not a UUID"}},
+		{"trailing", credJSON + `{}`, []string{"trailing data"}},
+		{"ends before starts", strings.Replace(credJSON, "2026-11-26T11", "2026-11-20T11", 1), []string{"ends_at"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseCredential([]byte(tt.in))
+			if !errors.Is(err, ErrInvalidCredential) {
+				t.Fatalf("err = %v, want ErrInvalidCredential", err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func FuzzParseCredential(f *testing.F) {
+	f.Add([]byte(credJSON))
+	f.Add([]byte(`{"entrance_ids":[1,2]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := ParseCredential(data)
+		if err != nil {
+			return
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("accepted an invalid credential: %v", err)
+		}
+	})
+}
+
+func TestClassify(t *testing.T) {
+	tests := []struct {
+		op   Op
+		err  error
+		want Code
+	}{
+		{OpEncode, fmt.Errorf("x: %w", reader.ErrNoCard), CodeNoCredentialOnEncoder},
+		{OpScan, context.DeadlineExceeded, CodeNoCredentialOnEncoder},
+		{OpEncode, reader.ErrCardRemoved, CodeEncodingInterrupted},
+		{OpScan, reader.ErrCardRemoved, CodeNoCredentialOnEncoder},
+		{OpEncode, fmt.Errorf("%w: %w", cardfmt.ErrInterrupted, reader.ErrTimeout), CodeEncodingInterrupted},
+		{OpEncode, cardfmt.ErrIncompatible, CodeIncompatibleCardFormat},
+		{OpEncode, cardfmt.ErrForeign, CodeIncompatibleCardFormat},
+		{OpScan, reader.ErrTimeout, CodeEncoderCommunicationTimeout},
+		{OpScan, reader.ErrReaderGone, CodeEncoderNotOnline},
+		{OpScan, reader.ErrNoService, CodeEncoderNotOnline},
+		{OpEncode, fmt.Errorf("%w: card_number", ErrInvalidCredential), CodeInvalidCredential},
+		{OpEncode, errors.New("boom"), CodeUncategorized},
+		{OpEncode, &JobError{Code: CodeKeyFile, Err: errors.New("k")}, CodeKeyFile},
+	}
+	for _, tt := range tests {
+		je := Classify(tt.op, tt.err)
+		if je.Code != tt.want {
+			t.Errorf("Classify(%v) = %s, want %s", tt.err, je.Code, tt.want)
+		}
+		if !errors.Is(je, tt.err) && !errors.As(tt.err, new(*JobError)) {
+			t.Errorf("JobError does not wrap %v", tt.err)
+		}
+	}
+	if Classify(OpScan, nil) != nil {
+		t.Error("Classify(nil) != nil")
+	}
+}
+
+// station is a Station over a simulated reader with one card.
+func station(t *testing.T, kind string) (*Station, *sim.Reader, chip.Card) {
+	t.Helper()
+	ks, err := cardfmt.GenerateKeySet(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := sim.New()
+	r := s.Plug("Sim 00")
+	c, err := chip.New(kind, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Insert(c)
+	now := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	return &Station{Readers: s, Keys: ks, Now: func() time.Time { return now }}, r, c
+}
+
+func TestEncodeScanEveryCard(t *testing.T) {
+	cred, err := ParseCredential([]byte(credJSON))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kind := range []string{"mifare_classic_1k", "mifare_classic_4k", "mifare_ultralight_ev1_mf0ul21", "ntag213", "ntag215", "ntag216"} {
+		t.Run(kind, func(t *testing.T) {
+			st, _, c := station(t, kind)
+			ctx := context.Background()
+			card, err := st.Encode(ctx, "Sim 00", cred, 0)
+			if err != nil {
+				t.Fatalf("Encode: %v", err)
+			}
+			if string(card.Technology) != kind || string(card.UID) != string(c.UID()) {
+				t.Fatalf("card = %+v", card)
+			}
+			res, err := st.Scan(ctx, "Sim 00", 0)
+			if err != nil {
+				t.Fatalf("Scan: %v", err)
+			}
+			if !res.Valid() || res.Record.ID != cred.ID || len(res.Warnings) != 0 {
+				t.Fatalf("scan: valid=%v reason=%s warnings=%v", res.Valid(), res.Reason, res.Warnings)
+			}
+			st.Now = func() time.Time { return cred.EndsAt.Add(time.Minute) }
+			if res, _ := st.Scan(ctx, "Sim 00", 0); strings.Join(res.Warnings, ",") != "expired" {
+				t.Fatalf("warnings after ends_at: %v", res.Warnings)
+			}
+			st.Now = func() time.Time { return cred.StartsAt.Add(-time.Minute) }
+			if res, _ := st.Scan(ctx, "Sim 00", 0); strings.Join(res.Warnings, ",") != "not_yet_valid" {
+				t.Fatalf("warnings before starts_at: %v", res.Warnings)
+			}
+		})
+	}
+}
+
+func TestStationErrors(t *testing.T) {
+	cred, _ := ParseCredential([]byte(credJSON))
+	ctx := context.Background()
+
+	t.Run("no card", func(t *testing.T) {
+		st, r, _ := station(t, "ntag213")
+		r.Remove()
+		_, err := st.Encode(ctx, "Sim 00", cred, 0)
+		wantCode(t, err, CodeNoCredentialOnEncoder)
+		_, err = st.Scan(ctx, "Sim 00", 20*time.Millisecond)
+		wantCode(t, err, CodeNoCredentialOnEncoder)
+	})
+	t.Run("card presented while waiting", func(t *testing.T) {
+		st, r, c := station(t, "ntag213")
+		r.Remove()
+		go func() {
+			time.Sleep(10 * time.Millisecond)
+			r.Insert(c)
+		}()
+		if _, err := st.Encode(ctx, "Sim 00", cred, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("unknown reader", func(t *testing.T) {
+		st, _, _ := station(t, "ntag213")
+		_, err := st.Scan(ctx, "nope", 0)
+		wantCode(t, err, CodeEncoderNotOnline)
+	})
+	t.Run("wrong card type", func(t *testing.T) {
+		st, _, _ := station(t, "mifare_ultralight_ev1_mf0ul11")
+		_, err := st.Encode(ctx, "Sim 00", cred, 0)
+		wantCode(t, err, CodeIncompatibleCardFormat)
+	})
+	t.Run("removed mid-encode", func(t *testing.T) {
+		st, r, c := station(t, "mifare_classic_1k")
+		r.Insert(chip.WithFaults(c, chip.Faults{RemoveAt: 12}))
+		_, err := st.Encode(ctx, "Sim 00", cred, 0)
+		wantCode(t, err, CodeEncodingInterrupted)
+	})
+	t.Run("communication timeout", func(t *testing.T) {
+		st, r, c := station(t, "mifare_classic_1k")
+		r.Insert(chip.WithFaults(c, chip.Faults{FailAt: 4}))
+		_, err := st.Scan(ctx, "Sim 00", 0)
+		wantCode(t, err, CodeEncoderCommunicationTimeout)
+	})
+	t.Run("invalid credential", func(t *testing.T) {
+		st, _, _ := station(t, "ntag213")
+		bad := cred
+		bad.CardNumber = ""
+		_, err := st.Encode(ctx, "Sim 00", bad, 0)
+		wantCode(t, err, CodeInvalidCredential)
+	})
+}
+
+func wantCode(t *testing.T, err error, want Code) {
+	t.Helper()
+	var je *JobError
+	if !errors.As(err, &je) {
+		t.Fatalf("err = %v, want a JobError %s", err, want)
+	}
+	if je.Code != want {
+		t.Fatalf("code = %s (%v), want %s", je.Code, je.Err, want)
+	}
+}
+
+func TestResolveReader(t *testing.T) {
+	ctx := context.Background()
+	s := sim.New()
+	if _, err := ResolveReader(ctx, s, ""); !errors.Is(err, reader.ErrNoReaders) {
+		t.Fatalf("no readers: %v", err)
+	}
+	s.Plug("ACS ACR1252 1S CL Reader PICC 0")
+	if got, err := ResolveReader(ctx, s, ""); err != nil || got != "ACS ACR1252 1S CL Reader PICC 0" {
+		t.Fatalf("only reader: %q %v", got, err)
+	}
+	s.Plug("ACS ACR1252 1S CL Reader SAM 0")
+	tests := []struct {
+		name, want string
+		ok         bool
+	}{
+		{"ACS ACR1252 1S CL Reader SAM 0", "ACS ACR1252 1S CL Reader SAM 0", true},
+		{"picc", "ACS ACR1252 1S CL Reader PICC 0", true},
+		{"ACR1252", "", false},
+		{"Omnikey", "", false},
+		{"", "", false},
+	}
+	for _, tt := range tests {
+		got, err := ResolveReader(ctx, s, tt.name)
+		if tt.ok != (err == nil) || got != tt.want {
+			t.Errorf("ResolveReader(%q) = %q, %v", tt.name, got, err)
+		}
+		if err != nil && !errors.Is(err, reader.ErrUnknownReader) {
+			t.Errorf("ResolveReader(%q): %v is not ErrUnknownReader", tt.name, err)
+		}
+	}
+}

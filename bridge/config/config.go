@@ -1,0 +1,173 @@
+// Package config loads the bridge's YAML configuration: strict (an unknown
+// key is an error naming it and its line), validated separately from
+// decoding, with errors that name the offending field like
+// `encoders[1].reader: must not be empty`.
+//
+// It must not import reader implementations or open any device.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Version is the configuration format this build reads.
+const Version = 1
+
+// Config is the bridge's configuration.
+type Config struct {
+	Version int `yaml:"version"`
+	// Keys is the path of the site key file.
+	Keys string `yaml:"keys"`
+	// Wait is how long encode and scan wait for a card by default.
+	Wait Duration `yaml:"wait"`
+	Log  Log      `yaml:"log"`
+	// Encoders names the readers this bridge offers, and how they are shown.
+	// Empty: every attached reader, under its own name.
+	Encoders []Encoder `yaml:"encoders"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // console or json
+}
+
+// Encoder is one reader offered as an encoder.
+type Encoder struct {
+	// Reader is the PC/SC reader name, or a unique part of it.
+	Reader string `yaml:"reader"`
+	// Name is what front-desk staff see.
+	Name string `yaml:"name"`
+}
+
+// Duration is a time.Duration written as "30s" in YAML.
+type Duration time.Duration
+
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return fmt.Errorf("line %d: must be a duration such as 30s", n.Line)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration such as 30s", n.Line, s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// Default is the configuration used when no file is given.
+func Default() *Config {
+	return &Config{
+		Version: Version,
+		Wait:    0,
+		Log:     Log{Level: "info", Format: "console"},
+	}
+}
+
+// ErrInvalid marks configuration that failed to decode or validate.
+var ErrInvalid = errors.New("invalid configuration")
+
+// Load reads, decodes and validates the file at path. Relative paths in the
+// file are taken relative to the file's directory.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	if c.Keys != "" && !filepath.IsAbs(c.Keys) {
+		c.Keys = filepath.Join(filepath.Dir(path), c.Keys)
+	}
+	return c, nil
+}
+
+var unknownField = regexp.MustCompile(`line (\d+): field (\S+) not found in type`)
+
+// Parse decodes and validates YAML configuration.
+func Parse(data []byte) (*Config, error) {
+	c := Default()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%w: %s", ErrInvalid, yamlError(err))
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// yamlError rewrites yaml.v3's type-centred messages into the user's terms.
+func yamlError(err error) string {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return err.Error()
+	}
+	msgs := make([]string, len(te.Errors))
+	for i, m := range te.Errors {
+		if g := unknownField.FindStringSubmatch(m); g != nil {
+			m = fmt.Sprintf("line %s: unknown key %q", g[1], g[2])
+		}
+		msgs[i] = m
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// Validate checks values the decoder cannot. Every problem is reported,
+// each prefixed with its field path.
+func (c *Config) Validate() error {
+	var errs []string
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, field+": "+fmt.Sprintf(format, args...))
+	}
+	if c.Version != Version {
+		bad("version", "must be %d, got %d", Version, c.Version)
+	}
+	if c.Wait < 0 {
+		bad("wait", "must not be negative")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "must be debug, info, warn or error, got %q", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "console", "json":
+	default:
+		bad("log.format", "must be console or json, got %q", c.Log.Format)
+	}
+	seen := map[string]int{}
+	for i, e := range c.Encoders {
+		p := fmt.Sprintf("encoders[%d]", i)
+		if strings.TrimSpace(e.Reader) == "" {
+			bad(p+".reader", "must not be empty")
+		} else if j, dup := seen[e.Reader]; dup {
+			bad(p+".reader", "same reader as encoders[%d]", j)
+		} else {
+			seen[e.Reader] = i
+		}
+		if len(e.Name) > 64 {
+			bad(p+".name", "must be at most 64 characters")
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %s", ErrInvalid, strings.Join(errs, "; "))
+	}
+	return nil
+}

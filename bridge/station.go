@@ -1,0 +1,227 @@
+// Package bridge is the policy of a front-desk encoder: it takes encode
+// and scan jobs, waits for a card on a reader, picks the card layout,
+// writes and verifies the credential, and reports the outcome as a result
+// or a typed JobError.
+//
+// It sees readers only through reader.Context and cards through the
+// layouts in cardfmt; it must not import reader/pcsc or reader/sim (they
+// are wired in by cmd/ and tests).
+package bridge
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/encoder-bridge/encoder-bridge/cardfmt"
+	"github.com/encoder-bridge/encoder-bridge/cardfmt/classic"
+	"github.com/encoder-bridge/encoder-bridge/cardfmt/ultralight"
+	"github.com/encoder-bridge/encoder-bridge/reader"
+)
+
+// Log field keys, so log queries stay stable.
+const (
+	FieldJobID   = "job_id"
+	FieldEncoder = "encoder"
+	FieldTech    = "technology"
+	FieldCode    = "code"
+)
+
+// Station runs card jobs on the readers of one reader.Context.
+type Station struct {
+	Readers reader.Context
+	Keys    *cardfmt.KeySet
+	// Now is the clock for validity warnings; nil means time.Now.
+	Now func() time.Time
+	Log *zap.Logger
+}
+
+// Card is what a job learned about the card it worked on.
+type Card struct {
+	Reader     string
+	UID        []byte
+	Technology reader.Technology
+}
+
+// ScanResult is a successful scan: the card and the verdict on it. A card
+// without a valid record is still a successful scan.
+type ScanResult struct {
+	Card
+	cardfmt.Scan
+	Warnings []string
+}
+
+// layout is one card format's entry points.
+type layout struct {
+	encode func(context.Context, *reader.Tag, reader.Info, *cardfmt.KeySet, cardfmt.Credential) error
+	scan   func(context.Context, *reader.Tag, reader.Info, *cardfmt.KeySet) (cardfmt.Scan, error)
+}
+
+func layoutFor(t reader.Technology) (layout, bool) {
+	switch t.Family() {
+	case reader.FamilyClassic:
+		return layout{
+			encode: func(ctx context.Context, tag *reader.Tag, i reader.Info, ks *cardfmt.KeySet, c cardfmt.Credential) error {
+				return classic.Encode(ctx, tag, i, ks, c)
+			},
+			scan: func(ctx context.Context, tag *reader.Tag, i reader.Info, ks *cardfmt.KeySet) (cardfmt.Scan, error) {
+				return classic.Scan(ctx, tag, i, ks)
+			},
+		}, true
+	case reader.FamilyUltralight:
+		return layout{
+			encode: func(ctx context.Context, tag *reader.Tag, i reader.Info, ks *cardfmt.KeySet, c cardfmt.Credential) error {
+				return ultralight.Encode(ctx, tag, i, ks, c)
+			},
+			scan: func(ctx context.Context, tag *reader.Tag, i reader.Info, ks *cardfmt.KeySet) (cardfmt.Scan, error) {
+				return ultralight.Scan(ctx, tag, i, ks)
+			},
+		}, true
+	}
+	return layout{}, false
+}
+
+func (s *Station) log() *zap.Logger {
+	if s.Log == nil {
+		return zap.NewNop()
+	}
+	return s.Log
+}
+
+func (s *Station) now() time.Time {
+	if s.Now == nil {
+		return time.Now()
+	}
+	return s.Now()
+}
+
+// Encode writes c onto the card on readerName, waiting up to wait for one
+// to be presented (0: the card must already be there).
+func (s *Station) Encode(ctx context.Context, readerName string, c cardfmt.Credential, wait time.Duration) (Card, error) {
+	if err := c.Validate(); err != nil {
+		return Card{}, Classify(OpEncode, fmt.Errorf("%w: %w", ErrInvalidCredential, err))
+	}
+	var card Card
+	err := s.withCard(ctx, OpEncode, readerName, wait, func(tag *reader.Tag, info reader.Info, l layout) error {
+		card = cardOf(readerName, info)
+		return l.encode(ctx, tag, info, s.Keys, c)
+	})
+	return card, s.done(OpEncode, readerName, card, err)
+}
+
+// Scan reads and verifies the card on readerName.
+func (s *Station) Scan(ctx context.Context, readerName string, wait time.Duration) (ScanResult, error) {
+	var res ScanResult
+	err := s.withCard(ctx, OpScan, readerName, wait, func(tag *reader.Tag, info reader.Info, l layout) error {
+		res.Card = cardOf(readerName, info)
+		sc, err := l.scan(ctx, tag, info, s.Keys)
+		if err != nil {
+			return err
+		}
+		res.Scan = sc
+		res.Warnings = sc.Warnings(s.now())
+		return nil
+	})
+	return res, s.done(OpScan, readerName, res.Card, err)
+}
+
+func cardOf(readerName string, info reader.Info) Card {
+	return Card{Reader: readerName, UID: info.UID, Technology: info.Technology}
+}
+
+func (s *Station) done(op Op, readerName string, card Card, err error) error {
+	verb := "encode"
+	if op == OpScan {
+		verb = "scan"
+	}
+	if err == nil {
+		s.log().Info(verb+" done", zap.String(FieldEncoder, readerName), zap.String(FieldTech, string(card.Technology)))
+		return nil
+	}
+	je := Classify(op, err)
+	s.log().Warn(verb+" failed", zap.String(FieldEncoder, readerName), zap.String(FieldCode, string(je.Code)), zap.Error(je.Err))
+	return je
+}
+
+// withCard waits for a card, connects exclusively, identifies it and runs
+// fn with its layout.
+func (s *Station) withCard(ctx context.Context, op Op, readerName string, wait time.Duration, fn func(*reader.Tag, reader.Info, layout) error) error {
+	if s.Keys == nil {
+		return errors.New("bridge: no key set loaded")
+	}
+	if wait > 0 {
+		wctx, cancel := context.WithTimeout(ctx, wait)
+		err := s.Readers.WaitCard(wctx, readerName, true)
+		cancel()
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			return fmt.Errorf("no card presented on %q within %s: %w", readerName, wait, reader.ErrNoCard)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	c, err := s.Readers.Connect(ctx, readerName)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	tag := reader.NewTag(c)
+	info, err := reader.Identify(ctx, tag)
+	if err != nil {
+		return err
+	}
+	l, ok := layoutFor(info.Technology)
+	if !ok {
+		return fmt.Errorf("card is %s (ATR %s), which this system does not encode: %w",
+			info.Technology, hex.EncodeToString(info.ATR), cardfmt.ErrIncompatible)
+	}
+	return fn(tag, info, l)
+}
+
+// ResolveReader picks the reader a user meant: an exact name, else the one
+// reader whose name contains name (case-insensitively); with name empty,
+// the only attached reader.
+func ResolveReader(ctx context.Context, rc reader.Context, name string) (string, error) {
+	names, err := rc.Readers(ctx)
+	if err != nil {
+		return "", err
+	}
+	if len(names) == 0 {
+		return "", fmt.Errorf("no card reader attached: %w", reader.ErrNoReaders)
+	}
+	if name == "" {
+		if len(names) == 1 {
+			return names[0], nil
+		}
+		return "", fmt.Errorf("%d readers attached (%s): choose one with --reader: %w", len(names), quoteAll(names), reader.ErrUnknownReader)
+	}
+	var matches []string
+	for _, n := range names {
+		if n == name {
+			return n, nil
+		}
+		if strings.Contains(strings.ToLower(n), strings.ToLower(name)) {
+			matches = append(matches, n)
+		}
+	}
+	switch len(matches) {
+	case 1:
+		return matches[0], nil
+	case 0:
+		return "", fmt.Errorf("no reader named %q (attached: %s): %w", name, quoteAll(names), reader.ErrUnknownReader)
+	}
+	return "", fmt.Errorf("%q matches %d readers (%s): %w", name, len(matches), quoteAll(matches), reader.ErrUnknownReader)
+}
+
+func quoteAll(s []string) string {
+	q := make([]string, len(s))
+	for i, v := range s {
+		q[i] = fmt.Sprintf("%q", v)
+	}
+	return strings.Join(q, ", ")
+}

@@ -1,0 +1,540 @@
+// Package classic lays the credential record (cardfmt) onto MIFARE Classic
+// 1K and 4K cards: a MAD1 entry for the application, sector keys
+// diversified per card from the site's secret master key, the record in the
+// data blocks of the application's sectors, trailers written after the
+// data. docs/card-format.md gives the byte layout and APDU sequences.
+//
+// It talks to the card through the small Tag interface; it must not import
+// bridge or reader/pcsc.
+package classic
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/encoder-bridge/encoder-bridge/cardfmt"
+	"github.com/encoder-bridge/encoder-bridge/reader"
+)
+
+// Tag is what the layout needs from a card connection; *reader.Tag
+// implements it.
+type Tag interface {
+	LoadKey(ctx context.Context, slot byte, key []byte) error
+	Authenticate(ctx context.Context, block int, kt reader.KeyType, slot byte) error
+	ReadBinary(ctx context.Context, block, n int) ([]byte, error)
+	UpdateBinary(ctx context.Context, block int, data []byte) error
+	Reset(ctx context.Context) error
+}
+
+var _ Tag = (*reader.Tag)(nil)
+
+const (
+	blockSize = 16
+	// sectorData is the data capacity of sectors 1..15 (3 blocks each).
+	sectorData = 3 * blockSize
+	// Capacity is the largest record the layout holds.
+	Capacity = madSectors * sectorData
+)
+
+// transportKey is the key every sector of a new card opens with.
+var transportKey = []byte{0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF}
+
+// appAccess is the access-condition part (bytes 6..9) of this system's
+// trailers: data blocks readable with key A or B and writable only with key
+// B (C1C2C3 = 100); in the trailer key A, access bits and key B writable only
+// with key B, key B never readable (011). Locks need only key A.
+var appAccess = []byte{0x78, 0x77, 0x88, 0x00}
+
+// madAccess is the same for sector 0, with the MAD general purpose byte.
+var madAccess = []byte{0x78, 0x77, 0x88, madGPB}
+
+// Supports reports whether t is a Classic card this layout handles.
+func Supports(t reader.Technology) bool {
+	return t == reader.TechClassic1K || t == reader.TechClassic4K
+}
+
+func trailerBlock(sector int) int { return 4*sector + 3 }
+
+// dataBlocks lists the data blocks of sector (1..15), in order.
+func dataBlocks(sector int) []int {
+	b := 4 * sector
+	return []int{b, b + 1, b + 2}
+}
+
+// cardKeys are one key version's keys for one card.
+type cardKeys struct {
+	version uint8
+	a, b    []byte // application sectors
+	madB    []byte // sector 0 key B
+}
+
+func deriveKeys(k *cardfmt.SiteKey, uid []byte) (cardKeys, error) {
+	out := cardKeys{version: k.Version}
+	for _, p := range []struct {
+		purpose byte
+		dst     *[]byte
+	}{
+		{cardfmt.PurposeClassicKeyA, &out.a},
+		{cardfmt.PurposeClassicKeyB, &out.b},
+		{cardfmt.PurposeMADKeyB, &out.madB},
+	} {
+		full, err := k.CardKey(p.purpose, uid)
+		if err != nil {
+			return cardKeys{}, err
+		}
+		*p.dst = full[:6]
+	}
+	return out, nil
+}
+
+// allKeys derives every version's keys in cardfmt.KeySet.TryOrder: the
+// current version first.
+func allKeys(ks *cardfmt.KeySet, uid []byte) ([]cardKeys, error) {
+	var out []cardKeys
+	for _, k := range ks.TryOrder() {
+		ck, err := deriveKeys(k, uid)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ck)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("classic: key set has no keys")
+	}
+	return out, nil
+}
+
+// session tracks the reader's key slot and the card's authentication so
+// that no key is loaded and no sector authenticated twice.
+type session struct {
+	t       Tag
+	loaded  []byte
+	sector  int // authenticated sector, -1 for none
+	keyType reader.KeyType
+	key     []byte
+}
+
+const slot = 0x00
+
+func newSession(t Tag) *session { return &session{t: t, sector: -1} }
+
+// auth authenticates sector with key. A refused key halts a Classic chip,
+// so the card is reset before the error is returned; the caller may try
+// another key straight away.
+func (s *session) auth(ctx context.Context, sector int, kt reader.KeyType, key []byte) error {
+	if s.sector == sector && s.keyType == kt && bytes.Equal(s.key, key) {
+		return nil
+	}
+	if !bytes.Equal(s.loaded, key) {
+		if err := s.t.LoadKey(ctx, slot, key); err != nil {
+			return err
+		}
+		s.loaded = key
+	}
+	err := s.t.Authenticate(ctx, trailerBlock(sector), kt, slot)
+	if err != nil {
+		s.sector = -1
+		if errors.Is(err, reader.ErrAuthFailed) {
+			if rerr := s.t.Reset(ctx); rerr != nil {
+				return rerr
+			}
+		}
+		return err
+	}
+	s.sector, s.keyType, s.key = sector, kt, key
+	return nil
+}
+
+type candidate struct {
+	kt      reader.KeyType
+	key     []byte
+	version uint8 // 0 for the transport key
+}
+
+// authAny tries candidates in order and returns the one the sector took.
+// Only refused keys move on to the next; transport errors end the attempt.
+func (s *session) authAny(ctx context.Context, sector int, cands []candidate) (candidate, error) {
+	for _, c := range cands {
+		err := s.auth(ctx, sector, c.kt, c.key)
+		if err == nil {
+			return c, nil
+		}
+		if !errors.Is(err, reader.ErrAuthFailed) {
+			return candidate{}, err
+		}
+	}
+	return candidate{}, reader.ErrAuthFailed
+}
+
+func (s *session) read(ctx context.Context, block int) ([]byte, error) {
+	return s.t.ReadBinary(ctx, block, blockSize)
+}
+
+// directory is what sector 0 told about the card.
+type directory struct {
+	mad        *mad // nil: no valid MAD
+	madKey     candidate
+	foreignMAD bool // readable with the MAD key but not a valid directory
+}
+
+// readDirectory opens sector 0 with the public MAD key or, on a new card,
+// the transport key, and reads the MAD. A card whose sector 0 takes
+// neither is keyed by another system.
+func readDirectory(ctx context.Context, s *session) (directory, error) {
+	c, err := s.authAny(ctx, 0, []candidate{
+		{kt: reader.KeyA, key: madKeyA},
+		{kt: reader.KeyA, key: transportKey},
+	})
+	if errors.Is(err, reader.ErrAuthFailed) {
+		return directory{}, fmt.Errorf("classic: sector 0 takes neither the MAD key nor the transport key: %w", cardfmt.ErrForeign)
+	}
+	if err != nil {
+		return directory{}, err
+	}
+	b1, err := s.read(ctx, 1)
+	if err != nil {
+		return directory{}, err
+	}
+	b2, err := s.read(ctx, 2)
+	if err != nil {
+		return directory{}, err
+	}
+	d := directory{madKey: c}
+	m, err := parseMAD(append(b1, b2...))
+	switch {
+	case err == nil:
+		d.mad = m
+	case bytes.Equal(c.key, madKeyA):
+		// Someone keyed sector 0 as a MAD sector but the directory is
+		// not valid: this system always writes it whole before the keys.
+		d.foreignMAD = true
+	}
+	return d, nil
+}
+
+// Scan reads and verifies the record. A card without a valid record is a
+// successful scan with a Reason; errors are transport failures.
+func Scan(ctx context.Context, t Tag, info reader.Info, ks *cardfmt.KeySet) (cardfmt.Scan, error) {
+	if !Supports(info.Technology) {
+		return cardfmt.Scan{}, fmt.Errorf("classic: %s: %w", info.Technology, cardfmt.ErrIncompatible)
+	}
+	keys, err := allKeys(ks, info.UID)
+	if err != nil {
+		return cardfmt.Scan{}, err
+	}
+	s := newSession(t)
+	dir, err := readDirectory(ctx, s)
+	if errors.Is(err, cardfmt.ErrForeign) {
+		return cardfmt.Verdict(cardfmt.Record{}, err)
+	}
+	if err != nil {
+		return cardfmt.Scan{}, err
+	}
+	var ours []int
+	if dir.mad != nil {
+		ours = dir.mad.sectorsWith(AppAID)
+	}
+	if len(ours) == 0 {
+		if dir.foreignMAD || (dir.mad != nil && dir.mad.foreignApps()) {
+			return cardfmt.Verdict(cardfmt.Record{}, fmt.Errorf("classic: the directory lists another system's applications: %w", cardfmt.ErrForeign))
+		}
+		return cardfmt.Verdict(cardfmt.Record{}, fmt.Errorf("classic: no application sector: %w", cardfmt.ErrNoRecord))
+	}
+
+	cands := make([]candidate, len(keys))
+	for i, k := range keys {
+		cands[i] = candidate{kt: reader.KeyA, key: k.a, version: k.version}
+	}
+	c, err := s.authAny(ctx, ours[0], cands)
+	if errors.Is(err, reader.ErrAuthFailed) {
+		return cardfmt.Verdict(cardfmt.Record{}, fmt.Errorf("classic: sector %d takes no key version in the key file: %w", ours[0], cardfmt.ErrUnknownKeyVersion))
+	}
+	if err != nil {
+		return cardfmt.Scan{}, err
+	}
+	rec, err := readRecord(ctx, s, ours, c)
+	if err != nil {
+		return cardfmt.Verdict(cardfmt.Record{}, err)
+	}
+	return cardfmt.Verdict(cardfmt.Open(rec, ks, info.UID))
+}
+
+// readRecord reads the header, then as many further blocks as it says, from
+// the application sectors in order, authenticating each with key.
+func readRecord(ctx context.Context, s *session, sectors []int, key candidate) ([]byte, error) {
+	var blocks []int
+	for _, sec := range sectors {
+		blocks = append(blocks, dataBlocks(sec)...)
+	}
+	var out []byte
+	need := blockSize
+	for i, blk := range blocks {
+		if len(out) >= need {
+			break
+		}
+		if err := s.auth(ctx, blk/4, key.kt, key.key); err != nil {
+			if errors.Is(err, reader.ErrAuthFailed) {
+				return nil, fmt.Errorf("classic: sector %d refuses the key that opened sector %d: %w", blk/4, sectors[0], cardfmt.ErrCorrupt)
+			}
+			return nil, err
+		}
+		b, err := s.read(ctx, blk)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b...)
+		if i == 0 {
+			h, err := cardfmt.ParseHeader(out)
+			if err != nil {
+				return nil, err
+			}
+			need = h.Length
+			if need > len(blocks)*blockSize {
+				return nil, fmt.Errorf("classic: record of %d bytes overruns its %d sectors: %w", need, len(sectors), cardfmt.ErrCorrupt)
+			}
+		}
+	}
+	return out, nil
+}
+
+// Encode writes c onto the card under the key set's current version, reads
+// it back and verifies it. Errors after the first write wrap
+// cardfmt.ErrInterrupted; the card stays re-encodable from any state an
+// interruption leaves.
+func Encode(ctx context.Context, t Tag, info reader.Info, ks *cardfmt.KeySet, c cardfmt.Credential) error {
+	if !Supports(info.Technology) {
+		return fmt.Errorf("classic: %s: %w", info.Technology, cardfmt.ErrIncompatible)
+	}
+	record, err := cardfmt.Seal(c, ks, info.UID)
+	if err != nil {
+		return err
+	}
+	if len(record) > Capacity {
+		return fmt.Errorf("classic: record needs %d bytes, the card holds %d: %w", len(record), Capacity, cardfmt.ErrIncompatible)
+	}
+	keys, err := allKeys(ks, info.UID)
+	if err != nil {
+		return err
+	}
+	cur := keys[0]
+	s := newSession(t)
+	dir, err := readDirectory(ctx, s)
+	if err != nil {
+		return err
+	}
+	if dir.foreignMAD {
+		return fmt.Errorf("classic: sector 0 holds another system's directory: %w", cardfmt.ErrForeign)
+	}
+
+	plan, err := planSectors(dir.mad, (len(record)+sectorData-1)/sectorData)
+	if err != nil {
+		return err
+	}
+
+	// Sector 0 is rewritten when the directory changes, when it still has
+	// transport keys, or when the card was keyed under an older version.
+	// The first record sector tells the version; that authentication is
+	// the one its write needs anyway.
+	needMAD := plan.madChanged || bytes.Equal(dir.madKey.key, transportKey)
+	if !needMAD {
+		c, err := s.authAny(ctx, plan.sectors[0], sectorCandidates(true, keys))
+		if errors.Is(err, reader.ErrAuthFailed) {
+			return fmt.Errorf("classic: sector %d refuses the transport key and this system's keys: %w", plan.sectors[0], cardfmt.ErrForeign)
+		}
+		if err != nil {
+			return err
+		}
+		needMAD = c.version != cur.version
+	}
+	// Make sure the directory can be written before any sector is, so a
+	// card with another system's directory is refused untouched.
+	var madWith candidate
+	if needMAD {
+		madWith, err = s.authAny(ctx, 0, madCandidates(dir, keys))
+		if errors.Is(err, reader.ErrAuthFailed) {
+			return fmt.Errorf("classic: sector 0 refuses this system's keys: %w", cardfmt.ErrForeign)
+		}
+		if err != nil {
+			return err
+		}
+	}
+
+	w := &writer{s: s}
+	for i, sec := range plan.sectors {
+		chunk := record[i*sectorData : min((i+1)*sectorData, len(record))]
+		if err := w.writeSector(ctx, sec, chunk, sectorCandidates(slices.Contains(plan.ours, sec), keys), cur); err != nil {
+			return err
+		}
+	}
+	if needMAD {
+		if err := w.writeMAD(ctx, plan.mad, madWith, cur); err != nil {
+			return err
+		}
+	}
+	return w.verify(ctx, plan, record, cur, needMAD)
+}
+
+// sectorPlan says where the record goes.
+type sectorPlan struct {
+	sectors    []int // the record's sectors, ascending
+	ours       []int // sectors the directory already gives this system
+	mad        *mad  // the directory to write
+	madChanged bool
+}
+
+// planSectors keeps the sectors the directory already gives this system
+// and claims free ones until n are available.
+func planSectors(m *mad, n int) (sectorPlan, error) {
+	p := sectorPlan{}
+	if m == nil {
+		m = &mad{info: 0x00}
+		p.madChanged = true
+	} else {
+		cp := *m
+		m = &cp
+	}
+	p.ours = m.sectorsWith(AppAID)
+	p.sectors = slices.Clone(p.ours)
+	for i := 0; i < madSectors && len(p.sectors) < n; i++ {
+		if m.aids[i] == aidFree {
+			m.aids[i] = AppAID
+			p.sectors = append(p.sectors, i+1)
+			p.madChanged = true
+		}
+	}
+	if len(p.sectors) < n {
+		return p, fmt.Errorf("classic: record needs %d sectors, the card has %d free: %w", n, len(p.sectors), cardfmt.ErrIncompatible)
+	}
+	slices.Sort(p.sectors)
+	// Sectors beyond the record's needs stay this system's, untouched.
+	p.sectors = p.sectors[:n]
+	p.mad = m
+	return p, nil
+}
+
+// sectorCandidates orders the keys a record sector may have: this system's
+// key B (newest version first) where the directory says the sector is
+// ours, the transport key first where it is free. Both lists hold both
+// kinds, because an interrupted encode can leave either.
+func sectorCandidates(ours bool, keys []cardKeys) []candidate {
+	var own []candidate
+	for _, k := range keys {
+		own = append(own, candidate{kt: reader.KeyB, key: k.b, version: k.version})
+	}
+	transport := candidate{kt: reader.KeyA, key: transportKey}
+	if ours {
+		return append(own, transport)
+	}
+	return append([]candidate{transport}, own...)
+}
+
+func madCandidates(dir directory, keys []cardKeys) []candidate {
+	if bytes.Equal(dir.madKey.key, transportKey) {
+		return []candidate{dir.madKey}
+	}
+	var c []candidate
+	for _, k := range keys {
+		c = append(c, candidate{kt: reader.KeyB, key: k.madB, version: k.version})
+	}
+	return c
+}
+
+// writer tracks whether the card has been written, which decides between
+// a plain failure and an interrupted encode.
+type writer struct {
+	s       *session
+	written bool
+}
+
+func (w *writer) fail(err error) error {
+	if w.written {
+		return fmt.Errorf("%w: %w", cardfmt.ErrInterrupted, err)
+	}
+	return err
+}
+
+func (w *writer) write(ctx context.Context, block int, data []byte) error {
+	w.written = true
+	if err := w.s.t.UpdateBinary(ctx, block, data); err != nil {
+		return w.fail(err)
+	}
+	return nil
+}
+
+// writeSector writes chunk into sec's data blocks and then, if the sector
+// is not yet keyed with the current version, its trailer.
+func (w *writer) writeSector(ctx context.Context, sec int, chunk []byte, cands []candidate, cur cardKeys) error {
+	c, err := w.s.authAny(ctx, sec, cands)
+	if errors.Is(err, reader.ErrAuthFailed) {
+		return w.fail(fmt.Errorf("classic: sector %d refuses the transport key and this system's keys: %w", sec, cardfmt.ErrForeign))
+	}
+	if err != nil {
+		return w.fail(err)
+	}
+	for i, blk := range dataBlocks(sec) {
+		if i*blockSize >= len(chunk) {
+			break
+		}
+		data := make([]byte, blockSize)
+		copy(data, chunk[i*blockSize:])
+		if err := w.write(ctx, blk, data); err != nil {
+			return err
+		}
+	}
+	if c.kt == reader.KeyB && c.version == cur.version {
+		return nil
+	}
+	return w.write(ctx, trailerBlock(sec), trailer(cur.a, appAccess, cur.b))
+}
+
+func (w *writer) writeMAD(ctx context.Context, m *mad, with candidate, cur cardKeys) error {
+	if err := w.s.auth(ctx, 0, with.kt, with.key); err != nil {
+		return w.fail(err)
+	}
+	b := m.bytes()
+	if err := w.write(ctx, 1, b[:16]); err != nil {
+		return err
+	}
+	if err := w.write(ctx, 2, b[16:]); err != nil {
+		return err
+	}
+	return w.write(ctx, trailerBlock(0), trailer(madKeyA, madAccess, cur.madB))
+}
+
+// verify reads back what was written, with the keys a lock uses, and checks
+// the record still verifies.
+func (w *writer) verify(ctx context.Context, plan sectorPlan, record []byte, cur cardKeys, madWritten bool) error {
+	if madWritten {
+		if err := w.s.auth(ctx, 0, reader.KeyA, madKeyA); err != nil {
+			return w.fail(fmt.Errorf("classic: verify directory: %w", err))
+		}
+		want := plan.mad.bytes()
+		for i, blk := range []int{1, 2} {
+			b, err := w.s.read(ctx, blk)
+			if err != nil {
+				return w.fail(err)
+			}
+			if !bytes.Equal(b, want[i*16:(i+1)*16]) {
+				return w.fail(fmt.Errorf("classic: directory block %d reads back differently", blk))
+			}
+		}
+	}
+	got, err := readRecord(ctx, w.s, plan.sectors, candidate{kt: reader.KeyA, key: cur.a, version: cur.version})
+	if err != nil {
+		return w.fail(fmt.Errorf("classic: verify: %w", err))
+	}
+	if !bytes.Equal(got[:min(len(got), len(record))], record) {
+		return w.fail(errors.New("classic: the record reads back differently"))
+	}
+	return nil
+}
+
+func trailer(keyA, access, keyB []byte) []byte {
+	b := make([]byte, 0, blockSize)
+	b = append(b, keyA...)
+	b = append(b, access...)
+	return append(b, keyB...)
+}

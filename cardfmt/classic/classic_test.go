@@ -1,0 +1,489 @@
+package classic
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/encoder-bridge/encoder-bridge/cardfmt"
+	"github.com/encoder-bridge/encoder-bridge/reader"
+	"github.com/encoder-bridge/encoder-bridge/reader/sim"
+	"github.com/encoder-bridge/encoder-bridge/reader/sim/chip"
+)
+
+const readerName = "Sim Reader 00"
+
+// rig is a simulated reader with one card on it.
+type rig struct {
+	t    testing.TB
+	sim  *sim.Context
+	rdr  *sim.Reader
+	chip *chip.Classic
+}
+
+func newRig(t testing.TB, kind string) *rig {
+	t.Helper()
+	c, err := chip.New(kind, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := sim.New()
+	r := s.Plug(readerName)
+	r.Insert(c)
+	return &rig{t: t, sim: s, rdr: r, chip: c.(*chip.Classic)}
+}
+
+// connect opens a fresh connection, as a new job would; the caller closes
+// it.
+func (r *rig) connect() (*reader.Tag, reader.Info, *sim.Card) {
+	r.t.Helper()
+	c, err := r.sim.Connect(context.Background(), readerName)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	tag := reader.NewTag(c)
+	info, err := reader.Identify(context.Background(), tag)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return tag, info, c.(*sim.Card)
+}
+
+func (r *rig) encode(ks *cardfmt.KeySet, c cardfmt.Credential) error {
+	tag, info, conn := r.connect()
+	defer conn.Close()
+	return Encode(context.Background(), tag, info, ks, c)
+}
+
+func (r *rig) scan(ks *cardfmt.KeySet) cardfmt.Scan {
+	r.t.Helper()
+	tag, info, conn := r.connect()
+	defer conn.Close()
+	s, err := Scan(context.Background(), tag, info, ks)
+	if err != nil {
+		r.t.Fatalf("Scan: %v", err)
+	}
+	return s
+}
+
+func keySet(t testing.TB) *cardfmt.KeySet {
+	ks, err := cardfmt.GenerateKeySet(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ks
+}
+
+func credential(number string, entrances int) cardfmt.Credential {
+	c := cardfmt.Credential{
+		ID:            uuid.New(),
+		CardNumber:    number,
+		Function:      cardfmt.FunctionGuest,
+		StartsAt:      time.Date(2026, 11, 23, 15, 0, 0, 0, time.UTC),
+		EndsAt:        time.Date(2026, 11, 26, 11, 0, 0, 0, time.UTC),
+		IssueSequence: 1,
+	}
+	for i := 0; i < entrances; i++ {
+		c.Entrances = append(c.Entrances, uuid.New())
+	}
+	return c
+}
+
+func sameCredential(t testing.TB, got *cardfmt.Record, want cardfmt.Credential) {
+	t.Helper()
+	if got == nil {
+		t.Fatal("no record")
+	}
+	g := got.Credential
+	if g.ID != want.ID || g.CardNumber != want.CardNumber || g.Function != want.Function ||
+		!g.StartsAt.Equal(want.StartsAt) || !g.EndsAt.Equal(want.EndsAt) ||
+		g.IssueSequence != want.IssueSequence || fmt.Sprint(g.Entrances) != fmt.Sprint(want.Entrances) {
+		t.Fatalf("scanned %+v, want %+v", g, want)
+	}
+}
+
+func TestEncodeScan(t *testing.T) {
+	for _, kind := range []string{"mifare_classic_1k", "mifare_classic_4k"} {
+		for _, entrances := range []int{0, 1, 5, 32} {
+			t.Run(fmt.Sprintf("%s/%d", kind, entrances), func(t *testing.T) {
+				r := newRig(t, kind)
+				ks := keySet(t)
+				c := credential("1001", entrances)
+				if err := r.encode(ks, c); err != nil {
+					t.Fatalf("Encode: %v", err)
+				}
+				s := r.scan(ks)
+				if !s.Valid() {
+					t.Fatalf("scan not valid: %s %s", s.Reason, s.Detail)
+				}
+				sameCredential(t, s.Record, c)
+				// Every sector the record uses is keyed with this card's
+				// diversified keys and this system's access conditions.
+				secs := (len(mustSeal(t, c, ks, r.chip.UID())) + sectorData - 1) / sectorData
+				for sec := 1; sec <= secs; sec++ {
+					tr := r.chip.Block(trailerBlock(sec))
+					if bytes.Equal(tr[:6], transportKey) || bytes.Equal(tr[10:], transportKey) || !bytes.Equal(tr[6:10], appAccess) {
+						t.Errorf("sector %d trailer not keyed by this system", sec)
+					}
+				}
+				if tr := r.chip.Block(3); !bytes.Equal(tr[:6], madKeyA) || bytes.Equal(tr[10:], transportKey) || !bytes.Equal(tr[6:10], madAccess) {
+					t.Error("sector 0 is not a MAD sector keyed by this system")
+				}
+			})
+		}
+	}
+}
+
+func TestReencode(t *testing.T) {
+	r := newRig(t, "mifare_classic_1k")
+	ks := keySet(t)
+	first := credential("1001", 8)
+	if err := r.encode(ks, first); err != nil {
+		t.Fatal(err)
+	}
+	// A shorter record, then a longer one that needs another sector.
+	for _, c := range []cardfmt.Credential{credential("1002", 0), credential("1003", 20)} {
+		if err := r.encode(ks, c); err != nil {
+			t.Fatalf("re-encode: %v", err)
+		}
+		s := r.scan(ks)
+		if !s.Valid() {
+			t.Fatalf("scan: %s %s", s.Reason, s.Detail)
+		}
+		sameCredential(t, s.Record, c)
+	}
+}
+
+func TestKeyRotation(t *testing.T) {
+	r := newRig(t, "mifare_classic_1k")
+	ks := keySet(t)
+	old, err := cardfmt.ParseKeySet(mustMarshal(t, ks))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c1 := credential("2001", 2)
+	if err := r.encode(ks, c1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ks.Rotate(rand.Reader); err != nil {
+		t.Fatal(err)
+	}
+	// A card written under version 1 still scans after the rotation.
+	s := r.scan(ks)
+	if !s.Valid() || s.Record.KeyVersion != 1 {
+		t.Fatalf("scan after rotation: valid=%v reason=%s", s.Valid(), s.Reason)
+	}
+	// Re-encoding re-keys it under version 2.
+	c2 := credential("2002", 2)
+	if err := r.encode(ks, c2); err != nil {
+		t.Fatal(err)
+	}
+	s = r.scan(ks)
+	if !s.Valid() || s.Record.KeyVersion != 2 {
+		t.Fatalf("scan after re-key: valid=%v reason=%s", s.Valid(), s.Reason)
+	}
+	sameCredential(t, s.Record, c2)
+	// A key file that never had version 2 recognises the card as this
+	// system's but cannot read it.
+	if s := r.scan(old); s.Reason != cardfmt.ReasonUnknownKeyVersion {
+		t.Fatalf("old key set: reason %q, want unknown_key_version", s.Reason)
+	}
+	// And cannot re-encode it.
+	if err := r.encode(old, c1); !errors.Is(err, cardfmt.ErrForeign) {
+		t.Fatalf("encode with old key set: %v", err)
+	}
+}
+
+func mustMarshal(t testing.TB, ks *cardfmt.KeySet) []byte {
+	t.Helper()
+	p := t.TempDir() + "/keys.json"
+	if err := cardfmt.WriteKeySet(p, ks, false); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestBlank(t *testing.T) {
+	r := newRig(t, "mifare_classic_1k")
+	if s := r.scan(keySet(t)); s.Reason != cardfmt.ReasonBlank {
+		t.Fatalf("blank card: reason %q", s.Reason)
+	}
+}
+
+func TestForeign(t *testing.T) {
+	foreignKey := []byte{1, 2, 3, 4, 5, 6}
+	tests := []struct {
+		name  string
+		setup func(c *chip.Classic)
+		// encodeErr is what encoding must return.
+		encodeErr error
+	}{
+		{
+			name: "sector 0 keyed by another system",
+			setup: func(c *chip.Classic) {
+				c.SetBlock(3, trailer(foreignKey, []byte{0xFF, 0x07, 0x80, 0x69}, foreignKey))
+			},
+			encodeErr: cardfmt.ErrForeign,
+		},
+		{
+			name: "another system's directory",
+			setup: func(c *chip.Classic) {
+				m := &mad{info: 0x01}
+				for i := range m.aids {
+					m.aids[i] = aid{0x01, 0x08}
+				}
+				b := m.bytes()
+				c.SetBlock(1, b[:16])
+				c.SetBlock(2, b[16:])
+				c.SetBlock(3, trailer(madKeyA, madAccess, foreignKey))
+			},
+			encodeErr: cardfmt.ErrIncompatible,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t, "mifare_classic_1k")
+			tt.setup(r.chip)
+			before := dump(r.chip)
+			ks := keySet(t)
+			if s := r.scan(ks); s.Reason != cardfmt.ReasonForeign {
+				t.Fatalf("scan reason %q (%s), want foreign", s.Reason, s.Detail)
+			}
+			if err := r.encode(ks, credential("9", 1)); !errors.Is(err, tt.encodeErr) {
+				t.Fatalf("encode: %v, want %v", err, tt.encodeErr)
+			}
+			if !bytes.Equal(before, dump(r.chip)) {
+				t.Fatal("a refused encode changed the card")
+			}
+		})
+	}
+}
+
+func TestForeignSector(t *testing.T) {
+	// Sector 0 is blank but sector 1 is keyed by someone else.
+	r := newRig(t, "mifare_classic_1k")
+	foreignKey := []byte{1, 2, 3, 4, 5, 6}
+	r.chip.SetBlock(trailerBlock(1), trailer(foreignKey, []byte{0xFF, 0x07, 0x80, 0x69}, foreignKey))
+	err := r.encode(keySet(t), credential("9", 1))
+	if !errors.Is(err, cardfmt.ErrForeign) {
+		t.Fatalf("encode: %v", err)
+	}
+}
+
+func TestBrickedSector(t *testing.T) {
+	r := newRig(t, "mifare_classic_1k")
+	ks := keySet(t)
+	c := credential("3001", 1)
+	if err := r.encode(ks, c); err != nil {
+		t.Fatal(err)
+	}
+	// Malformed access bits brick the first record sector, as on the chip.
+	tr := r.chip.Block(trailerBlock(1))
+	tr[6] ^= 0x01
+	r.chip.SetBlock(trailerBlock(1), tr)
+	if !r.chip.Bricked(1) {
+		t.Fatal("fixture did not brick sector 1")
+	}
+	s := r.scan(ks)
+	if s.Valid() {
+		t.Fatal("bricked card scans valid")
+	}
+	if err := r.encode(ks, c); !errors.Is(err, cardfmt.ErrForeign) {
+		t.Fatalf("encode onto a bricked sector: %v", err)
+	}
+}
+
+func TestNotEnoughSectors(t *testing.T) {
+	r := newRig(t, "mifare_classic_1k")
+	// A directory on a transport-keyed sector 0 that leaves one sector free.
+	m := &mad{info: 0x01}
+	for i := range m.aids[:14] {
+		m.aids[i] = aid{0x03, 0xE1}
+	}
+	b := m.bytes()
+	r.chip.SetBlock(1, b[:16])
+	r.chip.SetBlock(2, b[16:])
+	err := r.encode(keySet(t), credential("4001", 10))
+	if !errors.Is(err, cardfmt.ErrIncompatible) {
+		t.Fatalf("encode: %v", err)
+	}
+}
+
+func TestCopiedRecord(t *testing.T) {
+	ks := keySet(t)
+	src := newRig(t, "mifare_classic_1k")
+	if err := src.encode(ks, credential("5001", 1)); err != nil {
+		t.Fatal(err)
+	}
+	// A byte-for-byte copy of every block, trailers included, onto a card
+	// with another UID: the keys and the MAC are bound to the UID.
+	dst := newRig(t, "mifare_classic_1k")
+	for b := 1; b < dst.chip.Blocks(); b++ {
+		dst.chip.SetBlock(b, src.chip.Block(b))
+	}
+	s := dst.scan(ks)
+	if s.Valid() {
+		t.Fatal("copied card scans valid")
+	}
+	if s.Reason != cardfmt.ReasonUnknownKeyVersion {
+		t.Logf("copied card: %s (%s)", s.Reason, s.Detail)
+	}
+}
+
+func TestWrongTechnology(t *testing.T) {
+	err := Encode(context.Background(), nil, reader.Info{Technology: reader.TechNTAG213, UID: make([]byte, 7)}, keySet(t), credential("1", 0))
+	if !errors.Is(err, cardfmt.ErrIncompatible) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+// TestRemovedAtEveryAPDU pulls the card away during each APDU of an
+// encode in turn. The encode must fail, the card must never scan as a
+// valid record other than the old or the new one, and a fresh encode must
+// then succeed.
+func TestRemovedAtEveryAPDU(t *testing.T) {
+	for _, scenario := range []string{"blank", "reencode", "rotate"} {
+		t.Run(scenario, func(t *testing.T) {
+			ks := keySet(t)
+			old := credential("6000", 3)
+			next := credential("6001", 12) // needs more sectors than old
+			// Count the APDUs of an undisturbed encode.
+			probe := newRig(t, "mifare_classic_1k")
+			prepare(t, probe, ks, old, scenario)
+			ident := identifyAPDUs(t, probe)
+			tag, info, counter := probe.connect()
+			if err := Encode(context.Background(), tag, info, ks, next); err != nil {
+				t.Fatal(err)
+			}
+			total := counter.Transmits - ident
+			counter.Close()
+			if total < 5 {
+				t.Fatalf("only %d APDUs", total)
+			}
+			for n := 1; n <= total; n++ {
+				ks := ks
+				if scenario == "rotate" {
+					ks = cloneKeys(t, ks)
+				}
+				r := newRig(t, "mifare_classic_1k")
+				prepare(t, r, ks, old, scenario)
+				faulty := chip.WithFaults(r.chip, chip.Faults{RemoveAt: n + ident})
+				r.rdr.Insert(faulty)
+				err := r.encode(ks, next)
+				if err == nil {
+					t.Fatalf("APDU %d: encode succeeded with the card removed", n)
+				}
+				if !errors.Is(err, reader.ErrCardRemoved) {
+					t.Fatalf("APDU %d: %v", n, err)
+				}
+				r.rdr.Insert(r.chip)
+				s := r.scan(ks)
+				if s.Valid() && s.Record.ID != old.ID && s.Record.ID != next.ID {
+					t.Fatalf("APDU %d: card reads as a valid wrong record", n)
+				}
+				if err := r.encode(ks, next); err != nil {
+					t.Fatalf("APDU %d: re-encode after interruption: %v", n, err)
+				}
+				if s := r.scan(ks); !s.Valid() || s.Record.ID != next.ID {
+					t.Fatalf("APDU %d: after re-encode: %s %s", n, s.Reason, s.Detail)
+				}
+			}
+		})
+	}
+}
+
+// identifyAPDUs is how many APDUs connect spends before the layout runs.
+func identifyAPDUs(t testing.TB, r *rig) int {
+	_, _, c := r.connect()
+	n := c.Transmits
+	c.Close()
+	return n
+}
+
+func prepare(t testing.TB, r *rig, ks *cardfmt.KeySet, old cardfmt.Credential, scenario string) {
+	t.Helper()
+	switch scenario {
+	case "reencode":
+		if err := r.encode(ks, old); err != nil {
+			t.Fatal(err)
+		}
+	case "rotate":
+		if err := r.encode(ks, old); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ks.Rotate(rand.Reader); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// cloneKeys copies a key set so a scenario can rotate its own copy.
+func cloneKeys(t testing.TB, ks *cardfmt.KeySet) *cardfmt.KeySet {
+	k, err := cardfmt.ParseKeySet(mustMarshal(t, ks))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func dump(c *chip.Classic) []byte {
+	var b []byte
+	for i := 0; i < c.Blocks(); i++ {
+		b = append(b, c.Block(i)...)
+	}
+	return b
+}
+
+func TestMADCRC(t *testing.T) {
+	// AN10787 example from libfreefare's test suite: info 01 and AID E103
+	// in sectors 1..5 give CRC C4.
+	b := make([]byte, 31)
+	b[0] = 0x01
+	for i := 0; i < 5; i++ {
+		b[1+2*i], b[2+2*i] = 0x03, 0xE1
+	}
+	if got := madCRC(b); got != 0xC4 {
+		t.Fatalf("CRC = %#x, want 0xc4", got)
+	}
+	m := &mad{info: 1}
+	m.aids[3] = AppAID
+	got, err := parseMAD(m.bytes())
+	if err != nil || got.sectorsWith(AppAID)[0] != 4 {
+		t.Fatalf("round trip: %v %v", got, err)
+	}
+	bad := m.bytes()
+	bad[5] ^= 1
+	if _, err := parseMAD(bad); err == nil {
+		t.Fatal("corrupt MAD accepted")
+	}
+}
+
+func FuzzParseMAD(f *testing.F) {
+	f.Add((&mad{info: 1}).bytes())
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := parseMAD(b)
+		if err == nil && !bytes.Equal(m.bytes(), b) {
+			t.Fatal("accepted MAD does not round-trip")
+		}
+	})
+}
+
+func mustSeal(t testing.TB, c cardfmt.Credential, ks *cardfmt.KeySet, uid []byte) []byte {
+	t.Helper()
+	b, err := cardfmt.Seal(c, ks, uid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

@@ -1,0 +1,13 @@
+// Package hwtest holds helpers for hardware tests: tests that go through the
+// machine's real smart-card service (pcscd) with emulated cards inserted into
+// vsmartcard vpcd readers (see hwtest/vpcd).
+//
+// Every test that touches pcscd calls Require, then AcquireSlot, then
+// InsertCard. `go test ./...` runs packages in parallel and a vpcd slot holds
+// one card, so slots are taken under a cross-process lock.
+//
+// Without pcscd the tests skip, unless the CI environment variable is set:
+// then they fail, because CI must run them.
+//
+// It must not import bridge, cardfmt or reader/pcsc: their tests import it.
+package hwtest

@@ -1,0 +1,379 @@
+// Package protocol defines the messages a bridge and the cloud exchange
+// over the bridge's one outbound websocket. docs/protocol.md describes the
+// conversation; this package is its single source of truth for both ends.
+//
+// Every message is one JSON text frame: an envelope with the protocol
+// version, a type, and the body for that type. It must not import bridge,
+// cloud, reader or cardfmt: both ends import it.
+package protocol
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+)
+
+// Version is the protocol version this build speaks.
+const Version = 1
+
+// MaxMessageSize bounds one frame, both ways. A job with 32 entrances is
+// about 2 KiB; a hello listing many encoders and pending results stays far
+// below this.
+const MaxMessageSize = 256 << 10
+
+// Path is the websocket endpoint bridges dial on the cloud.
+const Path = "/bridge/v1/connect"
+
+// Type names a message.
+type Type string
+
+const (
+	// Bridge → cloud.
+	TypeHello          Type = "hello"           // first message: who the bridge is, its encoders, results finished offline
+	TypeEncoderAdded   Type = "encoder_added"   // a reader was plugged in
+	TypeEncoderRemoved Type = "encoder_removed" // a reader was unplugged
+	TypeAck            Type = "ack"             // the job is stored and will run
+	TypeProgress       Type = "progress"        // the job reached a stage
+	TypeResult         Type = "result"          // the job ended; repeated until acknowledged
+
+	// Cloud → bridge.
+	TypeWelcome   Type = "welcome"    // answer to hello
+	TypeJob       Type = "job"        // run this job (again, after a reconnect: idempotent by job id)
+	TypeResultAck Type = "result_ack" // the cloud stored the result; the bridge may forget it
+
+	// Either way.
+	TypeError Type = "error" // the peer's last message was refused
+)
+
+// Message is the envelope. Exactly the body field matching Type is set.
+type Message struct {
+	V    int  `json:"v"`
+	Type Type `json:"type"`
+
+	Hello     *Hello     `json:"hello,omitempty"`
+	Welcome   *Welcome   `json:"welcome,omitempty"`
+	Encoder   *Encoder   `json:"encoder,omitempty"`
+	EncoderID string     `json:"encoder_id,omitempty"`
+	Job       *Job       `json:"job,omitempty"`
+	Ack       *Ack       `json:"ack,omitempty"`
+	Progress  *Progress  `json:"progress,omitempty"`
+	Result    *Result    `json:"result,omitempty"`
+	ResultAck *ResultAck `json:"result_ack,omitempty"`
+	Error     *Error     `json:"error,omitempty"`
+}
+
+// Hello introduces a bridge.
+type Hello struct {
+	BridgeID        string    `json:"bridge_id"`
+	SoftwareVersion string    `json:"software_version"`
+	ProtocolVersion int       `json:"protocol_version"`
+	Encoders        []Encoder `json:"encoders"`
+	// Results finished while the link was down, not yet acknowledged.
+	Results []Result `json:"results,omitempty"`
+	// Jobs the bridge holds (received, not finished), so the cloud does not
+	// offer them again as new.
+	ActiveJobs []string `json:"active_jobs,omitempty"`
+}
+
+// Encoder is a card encoder (a reader) attached to a bridge.
+type Encoder struct {
+	// ID is stable across reconnects and restarts: derived from the bridge
+	// id and the reader name.
+	ID          string `json:"id"`
+	DisplayName string `json:"display_name"`
+	ReaderName  string `json:"reader_name"`
+	// Technologies the encoder can write (card technology names).
+	Technologies []string `json:"technologies"`
+}
+
+// Welcome accepts a hello.
+type Welcome struct {
+	BridgeID   string    `json:"bridge_id"`
+	ServerTime time.Time `json:"server_time"`
+}
+
+// JobKind is what a job does.
+type JobKind string
+
+const (
+	JobEncode JobKind = "encode"
+	JobScan   JobKind = "scan"
+)
+
+// Job asks the bridge to encode or scan a card.
+type Job struct {
+	JobID           string    `json:"job_id"`
+	ActionAttemptID string    `json:"action_attempt_id"`
+	Kind            JobKind   `json:"kind"`
+	EncoderID       string    `json:"encoder_id"`
+	Deadline        time.Time `json:"deadline"`
+	// Credential is set for encode jobs.
+	Credential *Credential `json:"credential,omitempty"`
+}
+
+// Credential is the card data of an encode job: the fields of the card's
+// credential record.
+type Credential struct {
+	CredentialID     string   `json:"credential_id"`
+	CardNumber       string   `json:"card_number"`
+	CardFunctionType string   `json:"card_function_type"`
+	StartsAt         string   `json:"starts_at"`
+	EndsAt           string   `json:"ends_at"`
+	EntranceIDs      []string `json:"entrance_ids"`
+	IssueSequence    *uint32  `json:"issue_sequence"`
+}
+
+// Ack says the bridge stored the job durably.
+type Ack struct {
+	JobID string `json:"job_id"`
+}
+
+// Stage is a step of a running job.
+type Stage string
+
+const (
+	StageWaitingForCard Stage = "waiting_for_card"
+	StageCardDetected   Stage = "card_detected"
+	StageWriting        Stage = "writing"
+	StageVerifying      Stage = "verifying"
+)
+
+// Progress reports a stage.
+type Progress struct {
+	JobID string `json:"job_id"`
+	Stage Stage  `json:"stage"`
+}
+
+// Result ends a job: Card on success, Error otherwise.
+type Result struct {
+	JobID      string    `json:"job_id"`
+	FinishedAt time.Time `json:"finished_at"`
+	Card       *Card     `json:"card,omitempty"`
+	Error      *JobError `json:"error,omitempty"`
+}
+
+// Card is what the bridge learned about the card of a successful job.
+type Card struct {
+	UID        string `json:"uid"` // hex
+	Technology string `json:"technology"`
+	// KeyVersion is the site key version the card is keyed under.
+	KeyVersion int `json:"key_version,omitempty"`
+	// Valid, Reason and Warnings are the verdict of a scan.
+	Valid    bool     `json:"valid"`
+	Reason   string   `json:"reason,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
+	// Credential is what the card holds (scan) or was given (encode);
+	// nil when a scanned card holds no valid record.
+	Credential    *Credential `json:"credential,omitempty"`
+	FormatVersion int         `json:"format_version,omitempty"`
+}
+
+// JobError is a failed job, typed with Seam's action attempt error types.
+type JobError struct {
+	Type    string `json:"type"`
+	Message string `json:"message"`
+}
+
+// ResultAck lets the bridge forget a result.
+type ResultAck struct {
+	JobID string `json:"job_id"`
+}
+
+// Error refuses a message.
+type Error struct {
+	Code    ErrorCode `json:"code"`
+	Message string    `json:"message"`
+	// JobID is set when the refused message concerned a job.
+	JobID string `json:"job_id,omitempty"`
+}
+
+// ErrorCode classifies a refused message.
+type ErrorCode string
+
+const (
+	CodeMalformed       ErrorCode = "malformed_message"
+	CodeUnsupported     ErrorCode = "unsupported_version"
+	CodeUnknownType     ErrorCode = "unknown_message_type"
+	CodeUnknownEncoder  ErrorCode = "unknown_encoder"
+	CodeDeadlinePassed  ErrorCode = "deadline_passed"
+	CodeUnexpected      ErrorCode = "unexpected_message"
+	CodeTooLarge        ErrorCode = "message_too_large"
+	CodeInternal        ErrorCode = "internal_error"
+	CodeUnauthenticated ErrorCode = "unauthenticated"
+)
+
+// Sentinel errors of Decode, matched with errors.Is.
+var (
+	ErrMalformed   = errors.New("malformed message")
+	ErrVersion     = errors.New("unsupported protocol version")
+	ErrUnknownType = errors.New("unknown message type")
+	ErrTooLarge    = errors.New("message too large")
+)
+
+// New wraps a body into a message of the current version.
+func New(t Type) *Message { return &Message{V: Version, Type: t} }
+
+// Encode marshals m.
+func Encode(m *Message) ([]byte, error) {
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("protocol: encode %s: %w", m.Type, err)
+	}
+	if len(b) > MaxMessageSize {
+		return nil, fmt.Errorf("protocol: encode %s: %d bytes: %w", m.Type, len(b), ErrTooLarge)
+	}
+	return b, nil
+}
+
+// Decode parses and validates one frame. The error says what is wrong and
+// wraps one of the sentinels, so the receiver can answer with an Error
+// message and carry on.
+func Decode(b []byte) (*Message, error) {
+	if len(b) > MaxMessageSize {
+		return nil, fmt.Errorf("protocol: %d bytes: %w", len(b), ErrTooLarge)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var m Message
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("protocol: %w: %v", ErrMalformed, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("protocol: %w: data after the message", ErrMalformed)
+	}
+	if m.V != Version {
+		return nil, fmt.Errorf("protocol: %w: %d (this end speaks %d)", ErrVersion, m.V, Version)
+	}
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// Validate checks that the body matching Type is present and well formed.
+func (m *Message) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("protocol: %s: %w: %s", m.Type, ErrMalformed, fmt.Sprintf(format, args...))
+	}
+	need := func(ok bool, field string) error {
+		if !ok {
+			return bad("%s missing", field)
+		}
+		return nil
+	}
+	switch m.Type {
+	case TypeHello:
+		if m.Hello == nil {
+			return bad("hello missing")
+		}
+		if m.Hello.BridgeID == "" {
+			return bad("hello.bridge_id missing")
+		}
+		for i, e := range m.Hello.Encoders {
+			if err := e.validate(); err != nil {
+				return bad("hello.encoders[%d]: %v", i, err)
+			}
+		}
+		for i, r := range m.Hello.Results {
+			if err := r.validate(); err != nil {
+				return bad("hello.results[%d]: %v", i, err)
+			}
+		}
+		return nil
+	case TypeWelcome:
+		return need(m.Welcome != nil, "welcome")
+	case TypeEncoderAdded:
+		if m.Encoder == nil {
+			return bad("encoder missing")
+		}
+		if err := m.Encoder.validate(); err != nil {
+			return bad("encoder: %v", err)
+		}
+		return nil
+	case TypeEncoderRemoved:
+		return need(m.EncoderID != "", "encoder_id")
+	case TypeJob:
+		if m.Job == nil {
+			return bad("job missing")
+		}
+		return m.Job.validate(bad)
+	case TypeAck:
+		return need(m.Ack != nil && m.Ack.JobID != "", "ack.job_id")
+	case TypeProgress:
+		if m.Progress == nil || m.Progress.JobID == "" {
+			return bad("progress.job_id missing")
+		}
+		switch m.Progress.Stage {
+		case StageWaitingForCard, StageCardDetected, StageWriting, StageVerifying:
+			return nil
+		}
+		return bad("progress.stage %q unknown", m.Progress.Stage)
+	case TypeResult:
+		if m.Result == nil {
+			return bad("result missing")
+		}
+		if err := m.Result.validate(); err != nil {
+			return bad("result: %v", err)
+		}
+		return nil
+	case TypeResultAck:
+		return need(m.ResultAck != nil && m.ResultAck.JobID != "", "result_ack.job_id")
+	case TypeError:
+		return need(m.Error != nil && m.Error.Code != "", "error.code")
+	case "":
+		return fmt.Errorf("protocol: %w: type missing", ErrMalformed)
+	}
+	return fmt.Errorf("protocol: %w: %q", ErrUnknownType, m.Type)
+}
+
+func (e Encoder) validate() error {
+	if e.ID == "" {
+		return errors.New("id missing")
+	}
+	if e.ReaderName == "" {
+		return errors.New("reader_name missing")
+	}
+	return nil
+}
+
+func (j *Job) validate(bad func(string, ...any) error) error {
+	switch {
+	case j.JobID == "":
+		return bad("job.job_id missing")
+	case j.EncoderID == "":
+		return bad("job.encoder_id missing")
+	case j.Deadline.IsZero():
+		return bad("job.deadline missing")
+	}
+	switch j.Kind {
+	case JobEncode:
+		if j.Credential == nil {
+			return bad("job.credential missing for an encode job")
+		}
+	case JobScan:
+		if j.Credential != nil {
+			return bad("job.credential given for a scan job")
+		}
+	default:
+		return bad("job.kind %q unknown (encode, scan)", j.Kind)
+	}
+	return nil
+}
+
+func (r Result) validate() error {
+	switch {
+	case r.JobID == "":
+		return errors.New("job_id missing")
+	case (r.Card == nil) == (r.Error == nil):
+		return errors.New("exactly one of card and error must be set")
+	case r.Error != nil && r.Error.Type == "":
+		return errors.New("error.type missing")
+	}
+	return nil
+}

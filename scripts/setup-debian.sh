@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs and starts what encoder-bridge needs on Debian: the PC/SC daemon,
+# its headers for the build, and the vsmartcard vpcd driver that lets the
+# virtual card stand in for hardware. Safe to run again: it installs only
+# what is missing (always, when CI is set) and reuses a running pcscd.
+set -euo pipefail
+
+packages=(pcscd libpcsclite-dev vsmartcard-vpcd pcsc-tools pkg-config)
+
+if [ "$(id -u)" -eq 0 ]; then sudo=(); else sudo=(sudo); fi
+
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ -n "${CI:-}" ] || [ ${#missing[@]} -gt 0 ]; then
+	echo "setup: installing ${packages[*]}"
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${packages[@]}"
+fi
+
+if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
+	export PATH="$PATH:/usr/local/go/bin"
+fi
+command -v go >/dev/null 2>&1 || { echo "setup: Go 1.26 or newer is required (https://go.dev/dl/)" >&2; exit 1; }
+
+# One pcscd per machine: reuse a running one, never kill one we did not
+# start (its pid file lives in /run/pcscd).
+if pgrep -x pcscd >/dev/null 2>&1; then
+	echo "setup: pcscd already running"
+else
+	echo "setup: starting pcscd"
+	"${sudo[@]}" pcscd
+fi
+for _ in $(seq 1 50); do
+	[ -S /run/pcscd/pcscd.comm ] && break
+	sleep 0.1
+done
+[ -S /run/pcscd/pcscd.comm ] || { echo "setup: pcscd did not open /run/pcscd/pcscd.comm" >&2; exit 1; }
