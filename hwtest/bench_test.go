@@ -56,10 +56,10 @@ func (c *recordingCard) Reset(ctx context.Context) error {
 
 // BenchmarkCardIO measures re-encoding and scanning a card this system
 // issued (the everyday front-desk case) through pcscd and vpcd, and, in
-// the same iteration, a raw replay of the same APDUs through scard with
-// no logic: connect, transmit each APDU, disconnect. The ratio metric is
-// bridge time over replay time; 1.00 means the bridge adds nothing to the
-// card I/O.
+// the same iteration, a raw replay of the same card I/O through scard with
+// no logic: connect, read the ATR, transmit each recorded APDU, disconnect
+// with a card reset (as reader/pcsc does). The ratio metric is bridge time
+// over replay time; 1.00 means the bridge adds nothing to the card I/O.
 func BenchmarkCardIO(b *testing.B) {
 	for _, kind := range []string{"mifare_classic_1k", "ntag213"} {
 		for _, op := range []string{"encode", "scan"} {
@@ -129,7 +129,7 @@ func benchCardIO(b *testing.B, kind, op string) {
 				b.Fatalf("replay: % X → % X %v", a[:2], resp, err)
 			}
 		}
-		c.Disconnect(scard.LeaveCard)
+		c.Disconnect(scard.ResetCard)
 	}
 
 	var bridgeTime, replayTime time.Duration

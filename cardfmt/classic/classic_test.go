@@ -487,3 +487,37 @@ func mustSeal(t testing.TB, c cardfmt.Credential, ks *cardfmt.KeySet, uid []byte
 	}
 	return b
 }
+
+// BenchmarkAPDUs reports the APDUs of each job, identification included.
+func BenchmarkAPDUs(b *testing.B) {
+	for _, kind := range []string{"mifare_classic_1k", "mifare_classic_4k"} {
+		for _, op := range []string{"encode-blank", "encode-again", "scan"} {
+			b.Run(kind+"/"+op, func(b *testing.B) {
+				ks := keySet(b)
+				c := credential("100234", 2)
+				var apdus int
+				for b.Loop() {
+					r := newRig(b, kind)
+					if op != "encode-blank" {
+						if err := r.encode(ks, c); err != nil {
+							b.Fatal(err)
+						}
+					}
+					tag, info, card := r.connect()
+					var err error
+					if op == "scan" {
+						_, err = Scan(context.Background(), tag, info, ks)
+					} else {
+						err = Encode(context.Background(), tag, info, ks, c)
+					}
+					apdus = card.Transmits
+					card.Close()
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(apdus), "apdus/op")
+			})
+		}
+	}
+}
