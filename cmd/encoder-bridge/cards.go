@@ -233,4 +233,3 @@ func (a *app) cmdScan(ctx context.Context, args []string) error {
 	}
 	return nil
 }
-
