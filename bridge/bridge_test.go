@@ -265,3 +265,42 @@ func TestResolveReader(t *testing.T) {
 		}
 	}
 }
+
+// unplugAt unplugs the reader while the card answers APDU n, as a USB
+// reader pulled out mid-job.
+type unplugAt struct {
+	chip.Card
+	n, seen int
+	unplug  func()
+}
+
+func (u *unplugAt) Transmit(apdu []byte) ([]byte, error) {
+	u.seen++
+	if u.seen == u.n {
+		u.unplug()
+	}
+	return u.Card.Transmit(apdu)
+}
+
+func TestReaderUnplugged(t *testing.T) {
+	cred, _ := ParseCredential([]byte(credJSON))
+	tests := []struct {
+		at   int
+		want Code
+	}{
+		{2, CodeEncoderNotOnline},     // while identifying the card
+		{14, CodeEncodingInterrupted}, // while writing
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprint(tt.at), func(t *testing.T) {
+			st, r, c := station(t, "mifare_classic_1k")
+			s := st.Readers.(*sim.Context)
+			r.Insert(&unplugAt{Card: c, n: tt.at, unplug: func() { s.Unplug("Sim 00") }})
+			_, err := st.Encode(context.Background(), "Sim 00", cred, 0)
+			wantCode(t, err, tt.want)
+			if !errors.Is(err, reader.ErrReaderGone) {
+				t.Fatalf("%v does not name the unplugged reader", err)
+			}
+		})
+	}
+}
