@@ -5,7 +5,7 @@ BIN     := bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build setup test unit check-fmt vet windows bench demo fuzz clean
+.PHONY: all build setup test unit conformance check-fmt vet windows bench demo fuzz clean
 
 all: build
 
@@ -26,15 +26,20 @@ windows:
 	GOOS=windows $(GO) build ./...
 
 # Hardware tests (hwtest, reader/pcsc) talk to the real pcscd through vpcd;
-# with CI set they fail instead of skipping when it is missing.
+# with CI set they fail instead of skipping when it is missing. Then Seam's
+# own JavaScript SDK drives the cloud, a bridge and a virtual card.
 test: setup check-fmt vet windows
 	$(GO) test -race -count=1 ./...
+	$(MAKE) conformance
+
+conformance:
+	cd conformance && npm ci --no-audit --no-fund && npm test
 
 unit:
 	$(GO) test -count=1 ./...
 
 bench: setup
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./cardfmt/... ./hwtest/...
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./cardfmt/... ./hwtest/... ./cloud/
 
 # Runs every fuzz target for FUZZTIME each.
 FUZZTIME ?= 20s

@@ -100,24 +100,107 @@ func (s *Station) now() time.Time {
 	return s.Now()
 }
 
+// Stage is a step of a running job, reported to JobOptions.Progress. The
+// names are those of the job protocol's progress stages.
+type Stage string
+
+const (
+	StageWaitingForCard Stage = "waiting_for_card" // waiting for a card to be presented
+	StageCardDetected   Stage = "card_detected"    // a card is connected and identified
+	StageWriting        Stage = "writing"          // about to write (encode only): nothing is written before this returns
+	StageVerifying      Stage = "verifying"        // reading the card back (encode with Verify only)
+)
+
+// JobOptions tune one EncodeWith or ScanWith call.
+type JobOptions struct {
+	// Wait is how long to wait for a card to be presented (0: the card
+	// must already be there).
+	Wait time.Duration
+	// Progress, when set, is called synchronously as the job reaches
+	// each stage, before the stage starts. An error aborts the job there:
+	// a job refused at StageWriting has not touched the card. That is what
+	// lets a caller record durably that writing began before it does.
+	Progress func(Stage) error
+	// Verify, for encodes: after the layout's own write-and-read-back,
+	// read the card again through the scan path, as a later scan will,
+	// and require the credential just written (StageVerifying).
+	Verify bool
+}
+
+func (o JobOptions) progress(st Stage) error {
+	if o.Progress == nil {
+		return nil
+	}
+	return o.Progress(st)
+}
+
 // Encode writes c onto the card on readerName, waiting up to wait for one
 // to be presented (0: the card must already be there).
 func (s *Station) Encode(ctx context.Context, readerName string, c cardfmt.Credential, wait time.Duration) (Card, error) {
+	card, _, err := s.EncodeWith(ctx, readerName, c, JobOptions{Wait: wait})
+	return card, err
+}
+
+// EncodeWith is Encode with progress reports and an optional read-back.
+// With o.Verify, the scan of the read-back is returned too.
+func (s *Station) EncodeWith(ctx context.Context, readerName string, c cardfmt.Credential, o JobOptions) (Card, *cardfmt.Scan, error) {
 	if err := c.Validate(); err != nil {
-		return Card{}, Classify(OpEncode, fmt.Errorf("%w: %w", ErrInvalidCredential, err))
+		return Card{}, nil, Classify(OpEncode, fmt.Errorf("%w: %w", ErrInvalidCredential, err))
 	}
 	var card Card
-	err := s.withCard(ctx, OpEncode, readerName, wait, func(tag *reader.Tag, info reader.Info, l layout) error {
+	var back *cardfmt.Scan
+	err := s.withCard(ctx, OpEncode, readerName, o, func(tag *reader.Tag, info reader.Info, l layout) error {
 		card = cardOf(readerName, info)
-		return l.encode(ctx, tag, info, s.Keys, c)
+		if err := o.progress(StageWriting); err != nil {
+			return err
+		}
+		if err := l.encode(ctx, tag, info, s.Keys, c); err != nil {
+			return err
+		}
+		if !o.Verify {
+			return nil
+		}
+		if err := o.progress(StageVerifying); err != nil {
+			return err
+		}
+		sc, err := readBack(ctx, tag, info, l, s.Keys, c)
+		back = &sc
+		return err
 	})
-	return card, s.done(OpEncode, readerName, card, err)
+	return card, back, s.done(OpEncode, readerName, card, err)
+}
+
+// readBack scans a card just written and requires the credential c. A
+// card that reads back differently counts as an interrupted encode: it
+// can always be encoded again.
+func readBack(ctx context.Context, tag *reader.Tag, info reader.Info, l layout, ks *cardfmt.KeySet, c cardfmt.Credential) (cardfmt.Scan, error) {
+	// A fresh activation, so the scan starts as it would on a new tap
+	// rather than in the authentication state the write left.
+	if err := tag.Reset(ctx); err != nil {
+		return cardfmt.Scan{}, fmt.Errorf("read-back: %w: %w", cardfmt.ErrInterrupted, err)
+	}
+	sc, err := l.scan(ctx, tag, info, ks)
+	if err != nil {
+		return sc, fmt.Errorf("read-back: %w: %w", cardfmt.ErrInterrupted, err)
+	}
+	if !sc.Valid() {
+		return sc, fmt.Errorf("read-back: the card holds no valid record (%s): %w", sc.Reason, cardfmt.ErrInterrupted)
+	}
+	if sc.Record.ID != c.ID || sc.Record.IssueSequence != c.IssueSequence {
+		return sc, fmt.Errorf("read-back: the card holds another credential: %w", cardfmt.ErrInterrupted)
+	}
+	return sc, nil
 }
 
 // Scan reads and verifies the card on readerName.
 func (s *Station) Scan(ctx context.Context, readerName string, wait time.Duration) (ScanResult, error) {
+	return s.ScanWith(ctx, readerName, JobOptions{Wait: wait})
+}
+
+// ScanWith is Scan with progress reports; o.Verify does not apply.
+func (s *Station) ScanWith(ctx context.Context, readerName string, o JobOptions) (ScanResult, error) {
 	var res ScanResult
-	err := s.withCard(ctx, OpScan, readerName, wait, func(tag *reader.Tag, info reader.Info, l layout) error {
+	err := s.withCard(ctx, OpScan, readerName, o, func(tag *reader.Tag, info reader.Info, l layout) error {
 		res.Card = cardOf(readerName, info)
 		sc, err := l.scan(ctx, tag, info, s.Keys)
 		if err != nil {
@@ -150,9 +233,13 @@ func (s *Station) done(op Op, readerName string, card Card, err error) error {
 
 // withCard waits for a card, connects exclusively, identifies it and runs
 // fn with its layout.
-func (s *Station) withCard(ctx context.Context, op Op, readerName string, wait time.Duration, fn func(*reader.Tag, reader.Info, layout) error) error {
+func (s *Station) withCard(ctx context.Context, op Op, readerName string, o JobOptions, fn func(*reader.Tag, reader.Info, layout) error) error {
 	if s.Keys == nil {
 		return errors.New("bridge: no key set loaded")
+	}
+	wait := o.Wait
+	if err := o.progress(StageWaitingForCard); err != nil {
+		return err
 	}
 	if wait > 0 {
 		wctx, cancel := context.WithTimeout(ctx, wait)
@@ -173,6 +260,9 @@ func (s *Station) withCard(ctx context.Context, op Op, readerName string, wait t
 	tag := reader.NewTag(c)
 	info, err := reader.Identify(ctx, tag)
 	if err != nil {
+		return err
+	}
+	if err := o.progress(StageCardDetected); err != nil {
 		return err
 	}
 	l, ok := layoutFor(info.Technology)

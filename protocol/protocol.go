@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"time"
+	"unicode/utf8"
 )
 
 // Version is the protocol version this build speaks.
@@ -35,7 +36,7 @@ const (
 	TypeHello          Type = "hello"           // first message: who the bridge is, its encoders, results finished offline
 	TypeEncoderAdded   Type = "encoder_added"   // a reader was plugged in
 	TypeEncoderRemoved Type = "encoder_removed" // a reader was unplugged
-	TypeAck            Type = "ack"             // the job is stored and will run
+	TypeAck            Type = "ack"             // the job is stored durably; a result will follow
 	TypeProgress       Type = "progress"        // the job reached a stage
 	TypeResult         Type = "result"          // the job ended; repeated until acknowledged
 
@@ -126,7 +127,9 @@ type Credential struct {
 	IssueSequence    *uint32  `json:"issue_sequence"`
 }
 
-// Ack says the bridge stored the job durably.
+// Ack says the bridge stored the job durably. It promises a result, not
+// a successful one: a job that cannot run is acked and then finished with
+// an error result.
 type Ack struct {
 	JobID string `json:"job_id"`
 }
@@ -218,13 +221,24 @@ func New(t Type) *Message { return &Message{V: Version, Type: t} }
 
 // Encode marshals m.
 func Encode(m *Message) ([]byte, error) {
+	if m.V != Version {
+		// A literal Message without V would be refused by every receiver;
+		// say so here, where the mistake is.
+		return nil, fmt.Errorf("protocol: encode %s: %w: v is %d, want %d (build messages with New)", m.Type, ErrVersion, m.V, Version)
+	}
 	if err := m.Validate(); err != nil {
 		return nil, err
 	}
-	b, err := json.Marshal(m)
-	if err != nil {
+	// No HTML escaping: the frames are never embedded in HTML, and
+	// escaping <, > and & would make a frame re-encode up to six times
+	// larger than the one it was decoded from.
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(m); err != nil {
 		return nil, fmt.Errorf("protocol: encode %s: %w", m.Type, err)
 	}
+	b := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	if len(b) > MaxMessageSize {
 		return nil, fmt.Errorf("protocol: encode %s: %d bytes: %w", m.Type, len(b), ErrTooLarge)
 	}
@@ -237,6 +251,12 @@ func Encode(m *Message) ([]byte, error) {
 func Decode(b []byte) (*Message, error) {
 	if len(b) > MaxMessageSize {
 		return nil, fmt.Errorf("protocol: %d bytes: %w", len(b), ErrTooLarge)
+	}
+	// JSON text is UTF-8 (RFC 8259 section 8.1). encoding/json would
+	// silently replace invalid bytes with U+FFFD, changing strings such as
+	// job ids between what the peer sent and what this end echoes back.
+	if !utf8.Valid(b) {
+		return nil, fmt.Errorf("protocol: %w: not valid UTF-8", ErrMalformed)
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
@@ -283,6 +303,11 @@ func (m *Message) Validate() error {
 		for i, r := range m.Hello.Results {
 			if err := r.validate(); err != nil {
 				return bad("hello.results[%d]: %v", i, err)
+			}
+		}
+		for i, id := range m.Hello.ActiveJobs {
+			if id == "" {
+				return bad("hello.active_jobs[%d] empty", i)
 			}
 		}
 		return nil

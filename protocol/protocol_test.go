@@ -109,3 +109,42 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestEncodeRefusesMissingVersion(t *testing.T) {
+	_, err := Encode(&Message{Type: TypeAck, Ack: &Ack{JobID: "j1"}})
+	if !errors.Is(err, ErrVersion) {
+		t.Fatalf("Encode without v: %v, want ErrVersion", err)
+	}
+}
+
+func TestDecodeRefusesInvalidUTF8(t *testing.T) {
+	_, err := Decode([]byte("{\"v\":1,\"type\":\"ack\",\"ack\":{\"job_id\":\"j\xff\"}}"))
+	if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "UTF-8") {
+		t.Fatalf("invalid UTF-8: %v", err)
+	}
+}
+
+func TestDecodeRefusesEmptyActiveJob(t *testing.T) {
+	_, err := Decode([]byte(`{"v":1,"type":"hello","hello":{"bridge_id":"b","software_version":"","protocol_version":1,"encoders":[],"active_jobs":[""]}}`))
+	if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "active_jobs[0]") {
+		t.Fatalf("empty active job: %v", err)
+	}
+}
+
+// A frame the peer may send must re-encode within the limit: HTML
+// escaping would turn each '<' into six bytes.
+func TestReencodeDoesNotGrow(t *testing.T) {
+	msg := strings.Repeat("<&>", (MaxMessageSize-200)/3)
+	in := `{"v":1,"type":"error","error":{"code":"internal_error","message":"` + msg + `"}}`
+	m, err := Decode([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := Encode(m)
+	if err != nil {
+		t.Fatalf("re-encode: %v", err)
+	}
+	if len(out) != len(in) {
+		t.Fatalf("re-encoded %d bytes from %d", len(out), len(in))
+	}
+}

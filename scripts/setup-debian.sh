@@ -19,6 +19,12 @@ if [ -n "${CI:-}" ] || [ ${#missing[@]} -gt 0 ]; then
 	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${packages[@]}"
 fi
 
+# Seam's JavaScript SDK drives the cloud in the conformance tests and the demo.
+if ! command -v npm >/dev/null 2>&1; then
+	echo "setup: installing nodejs npm"
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nodejs npm
+fi
+
 if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
 	export PATH="$PATH:/usr/local/go/bin"
 fi

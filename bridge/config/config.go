@@ -8,12 +8,17 @@ package config
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"time"
 
@@ -34,7 +39,30 @@ type Config struct {
 	// Encoders names the readers this bridge offers, and how they are shown.
 	// Empty: every attached reader, under its own name.
 	Encoders []Encoder `yaml:"encoders"`
+	// Cloud is the connection "run" and "verify" make to the cloud.
+	Cloud Cloud `yaml:"cloud"`
+	// StateDir holds the job journal. Empty: DefaultStateDir().
+	StateDir string `yaml:"state_dir"`
 }
+
+// Cloud configures the bridge's one outbound connection.
+type Cloud struct {
+	// URL is the cloud's base URL, wss://host[:port][/prefix]; ws:// is
+	// accepted only to a loopback host.
+	URL string `yaml:"url"`
+	// BridgeID names this bridge to the cloud.
+	BridgeID string `yaml:"bridge_id"`
+	// TokenFile holds the bridge's bearer token, one line, mode 0600.
+	TokenFile string `yaml:"token_file"`
+	// CAFile holds PEM certificates trusted in addition to the system's.
+	CAFile string `yaml:"ca_file"`
+	// SPKIPin, optional, is the base64 SHA-256 of the cloud certificate's
+	// SubjectPublicKeyInfo; the connection is refused unless it matches.
+	SPKIPin string `yaml:"spki_pin"`
+}
+
+// Configured reports whether any cloud key is set.
+func (c Cloud) Configured() bool { return c != Cloud{} }
 
 // Log configures logging.
 type Log struct {
@@ -91,10 +119,43 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
-	if c.Keys != "" && !filepath.IsAbs(c.Keys) {
-		c.Keys = filepath.Join(filepath.Dir(path), c.Keys)
+	for _, p := range []*string{&c.Keys, &c.Cloud.TokenFile, &c.Cloud.CAFile, &c.StateDir} {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(filepath.Dir(path), *p)
+		}
 	}
 	return c, nil
+}
+
+// DefaultStateDir is where the journal lives when state_dir is not set:
+// %ProgramData%\encoder-bridge on Windows, /var/lib/encoder-bridge
+// elsewhere.
+func DefaultStateDir() string {
+	if runtime.GOOS == "windows" {
+		pd := os.Getenv("ProgramData")
+		if pd == "" {
+			pd = `C:\ProgramData`
+		}
+		return filepath.Join(pd, "encoder-bridge")
+	}
+	return "/var/lib/encoder-bridge"
+}
+
+// StatePath is StateDir, or DefaultStateDir when it is empty.
+func (c *Config) StatePath() string {
+	if c.StateDir != "" {
+		return c.StateDir
+	}
+	return DefaultStateDir()
+}
+
+// RequireCloud checks that the cloud connection is configured, for the
+// commands that need it.
+func (c *Config) RequireCloud() error {
+	if c.Cloud.URL == "" {
+		return fmt.Errorf("%w: cloud.url: required to connect to the cloud (with cloud.bridge_id and cloud.token_file)", ErrInvalid)
+	}
+	return nil
 }
 
 var unknownField = regexp.MustCompile(`line (\d+): field (\S+) not found in type`)
@@ -166,8 +227,69 @@ func (c *Config) Validate() error {
 			bad(p+".name", "must be at most 64 characters")
 		}
 	}
+	c.Cloud.validate(bad)
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %s", ErrInvalid, strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+var bridgeIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
+
+func (c Cloud) validate(bad func(field, format string, args ...any)) {
+	if !c.Configured() {
+		return
+	}
+	if c.URL == "" {
+		bad("cloud.url", "required when cloud is configured")
+	} else if msg := checkCloudURL(c.URL); msg != "" {
+		bad("cloud.url", "%s", msg)
+	}
+	if c.BridgeID == "" {
+		bad("cloud.bridge_id", "required when cloud is configured")
+	} else if !bridgeIDPattern.MatchString(c.BridgeID) {
+		bad("cloud.bridge_id", "must be 1 to 128 letters, digits and . _ : - (starting with a letter or digit)")
+	}
+	if strings.TrimSpace(c.TokenFile) == "" {
+		bad("cloud.token_file", "required when cloud is configured")
+	}
+	if c.SPKIPin != "" {
+		b, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(c.SPKIPin, "sha256/"))
+		if err != nil || len(b) != sha256.Size {
+			bad("cloud.spki_pin", "must be the base64 SHA-256 of the cloud certificate's SubjectPublicKeyInfo (44 characters)")
+		} else if strings.HasPrefix(c.URL, "ws://") {
+			bad("cloud.spki_pin", "needs a wss:// cloud.url")
+		}
+	}
+}
+
+// checkCloudURL says what is wrong with a cloud URL. It mirrors
+// link.Endpoint, which is the authority at dial time; this copy gives the
+// error its field path at validation time without tying configuration to
+// the transport.
+func checkCloudURL(raw string) string {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return "not a URL"
+	case u.Scheme != "wss" && u.Scheme != "ws":
+		return fmt.Sprintf("must be a wss:// URL, got scheme %q", u.Scheme)
+	case u.Hostname() == "":
+		return "has no host"
+	case u.User != nil:
+		return "must not hold credentials (the token goes in cloud.token_file)"
+	case u.RawQuery != "" || u.Fragment != "":
+		return "must not have a query or fragment"
+	case u.Scheme == "ws" && !isLoopback(u.Hostname()):
+		return "ws:// (unencrypted) is only allowed to a loopback host; use wss://"
+	}
+	return ""
+}
+
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

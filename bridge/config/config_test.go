@@ -101,3 +101,66 @@ func TestShippedExample(t *testing.T) {
 		t.Fatalf("example parsed as %+v", c)
 	}
 }
+
+func TestCloud(t *testing.T) {
+	const pin = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+	tests := []struct {
+		name    string
+		yaml    string
+		wantErr []string
+	}{
+		{name: "full", yaml: "version: 1\ncloud:\n  url: wss://cloud.example.com\n  bridge_id: hotel-42.desk-1\n  token_file: token\n  ca_file: ca.pem\n  spki_pin: " + pin + "\nstate_dir: /var/lib/eb\n"},
+		{name: "loopback ws", yaml: "version: 1\ncloud:\n  url: ws://127.0.0.1:8080\n  bridge_id: b\n  token_file: t\n"},
+		{name: "pin with prefix", yaml: "version: 1\ncloud:\n  url: wss://c.example\n  bridge_id: b\n  token_file: t\n  spki_pin: sha256/" + pin + "\n"},
+		{name: "url missing", yaml: "version: 1\ncloud:\n  bridge_id: b\n", wantErr: []string{"cloud.url: required", "cloud.token_file: required"}},
+		{name: "ws to a remote host", yaml: "version: 1\ncloud:\n  url: ws://cloud.example.com\n  bridge_id: b\n  token_file: t\n", wantErr: []string{"cloud.url: ws:// (unencrypted) is only allowed to a loopback host"}},
+		{name: "http scheme", yaml: "version: 1\ncloud:\n  url: https://cloud.example.com\n  bridge_id: b\n  token_file: t\n", wantErr: []string{`cloud.url: must be a wss:// URL, got scheme "https"`}},
+		{name: "credentials in url", yaml: "version: 1\ncloud:\n  url: wss://u:p@cloud.example.com\n  bridge_id: b\n  token_file: t\n", wantErr: []string{"cloud.url: must not hold credentials"}},
+		{name: "bad bridge id", yaml: "version: 1\ncloud:\n  url: wss://c.example\n  bridge_id: \"front desk\"\n  token_file: t\n", wantErr: []string{"cloud.bridge_id: must be"}},
+		{name: "bad pin", yaml: "version: 1\ncloud:\n  url: wss://c.example\n  bridge_id: b\n  token_file: t\n  spki_pin: abc\n", wantErr: []string{"cloud.spki_pin: must be the base64 SHA-256"}},
+		{name: "pin with ws", yaml: "version: 1\ncloud:\n  url: ws://localhost:1\n  bridge_id: b\n  token_file: t\n  spki_pin: " + pin + "\n", wantErr: []string{"cloud.spki_pin: needs a wss://"}},
+		{name: "unknown cloud key", yaml: "version: 1\ncloud:\n  token: abc\n", wantErr: []string{`line 3: unknown key "token"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.yaml))
+			if len(tt.wantErr) == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("err = %v", err)
+			}
+			for _, w := range tt.wantErr {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestCloudPathsAndDefaults(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "bridge.yaml")
+	os.WriteFile(p, []byte("version: 1\ncloud:\n  url: wss://c.example\n  bridge_id: b\n  token_file: token\n  ca_file: ca.pem\nstate_dir: state\n"), 0o600)
+	c, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Cloud.TokenFile != filepath.Join(dir, "token") || c.Cloud.CAFile != filepath.Join(dir, "ca.pem") || c.StatePath() != filepath.Join(dir, "state") {
+		t.Fatalf("paths not resolved: %+v %s", c.Cloud, c.StateDir)
+	}
+	if err := c.RequireCloud(); err != nil {
+		t.Fatal(err)
+	}
+	d := Default()
+	if err := d.RequireCloud(); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "cloud.url") {
+		t.Fatalf("RequireCloud without cloud: %v", err)
+	}
+	if d.StatePath() != DefaultStateDir() || DefaultStateDir() == "" {
+		t.Fatalf("state path %q", d.StatePath())
+	}
+}

@@ -8,6 +8,9 @@
 //	encoder-bridge keys rotate --keys PATH
 //	encoder-bridge keys show --keys PATH
 //	encoder-bridge validate --config PATH
+//	encoder-bridge run --config PATH
+//	encoder-bridge verify --config PATH
+//	encoder-bridge service install|uninstall|start|stop|restart|status [--config PATH]
 //
 // Exit status is 0 on success, 1 when the job failed, 2 on a usage error.
 package main
@@ -62,6 +65,9 @@ Usage:
   encoder-bridge keys rotate --keys PATH
   encoder-bridge keys show --keys PATH [--json]
   encoder-bridge validate --config PATH
+  encoder-bridge run --config PATH [--shutdown-timeout 15s]
+  encoder-bridge verify --config PATH
+  encoder-bridge service install|uninstall|start|stop|restart|status [--config PATH]
   encoder-bridge version
 
 Common flags: --config PATH (YAML), --keys PATH (site key file).
@@ -85,6 +91,12 @@ func (a *app) run(ctx context.Context, args []string) int {
 		cmd = a.cmdKeys
 	case "validate":
 		cmd = a.cmdValidate
+	case "run":
+		cmd = a.cmdRun
+	case "verify":
+		cmd = a.cmdVerify
+	case "service":
+		cmd = a.cmdService
 	case "version":
 		fmt.Fprintln(a.stdout, "encoder-bridge", version)
 		return 0

@@ -1,0 +1,254 @@
+// Package agent is the bridge's policy towards the cloud: it announces the
+// encoders (readers) attached to this PC, takes encode and scan jobs from
+// the cloud, runs them on a bridge.Station (one at a time per encoder,
+// encoders in parallel), reports progress and results, and keeps every
+// job in the journal so that none is lost or run twice across dropped
+// connections and restarts.
+//
+// It sees the cloud only through the Link interface (bridge/link
+// implements it) and the journal only through the Store interface
+// (bridge/journal implements it), so tests can fake either; the message
+// shapes are those of package protocol. It must not import reader/pcsc,
+// reader/sim or cmd/: readers come in through bridge.Station.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/encoder-bridge/encoder-bridge/bridge"
+	"github.com/encoder-bridge/encoder-bridge/bridge/config"
+	"github.com/encoder-bridge/encoder-bridge/bridge/journal"
+	"github.com/encoder-bridge/encoder-bridge/bridge/link"
+	"github.com/encoder-bridge/encoder-bridge/protocol"
+	"github.com/encoder-bridge/encoder-bridge/reader"
+)
+
+// Log field keys, shared with package bridge so one query finds a job's
+// lines from both.
+const (
+	FieldJobID   = bridge.FieldJobID
+	FieldEncoder = bridge.FieldEncoder
+	FieldCode    = bridge.FieldCode
+	fieldType    = "type"
+	fieldStage   = "stage"
+)
+
+// CodeActionAttemptExpired is Seam's error type for an action attempt
+// whose time ran out before it could start; the bridge uses it for a job
+// whose deadline had passed when it arrived, or while it waited for its
+// encoder, or while the bridge was not running (journal.Recover).
+const CodeActionAttemptExpired bridge.Code = journal.TypeActionAttemptExpired
+
+// DefaultTechnologies are the card technologies this build writes, as
+// announced for every encoder unless Options.Technologies says otherwise.
+var DefaultTechnologies = []string{
+	string(reader.TechClassic1K), string(reader.TechClassic4K),
+	string(reader.TechUL21),
+	string(reader.TechNTAG213), string(reader.TechNTAG215), string(reader.TechNTAG216),
+}
+
+// Link is the transport to the cloud (bridge/link.Link): Run dials,
+// calls serve with each connection, and redials until ctx ends or an
+// error is permanent.
+type Link interface {
+	Run(ctx context.Context, serve func(context.Context, link.Session) error) error
+}
+
+var _ Link = (*link.Link)(nil)
+
+// Store is the durable job journal (bridge/journal.Journal). Every method
+// that changes a job returns only once the change is on disk.
+type Store interface {
+	// Recover runs once at startup: it finishes what cannot run any more
+	// and returns the jobs to run again.
+	Recover(now time.Time) ([]journal.Entry, error)
+	// Receive stores a new job (isNew) or returns the one stored.
+	Receive(e journal.Entry) (stored journal.Entry, isNew bool, err error)
+	SetState(jobID string, s journal.State) error
+	// Finish stores a result; a job finishes once, and the result stored
+	// first is returned.
+	Finish(jobID string, r protocol.Result) (protocol.Result, error)
+	// Acknowledge forgets a finished job's result.
+	Acknowledge(jobID string) error
+	// Snapshot lists, as of one moment, the results not yet acknowledged
+	// and the jobs not finished.
+	Snapshot() (pending []protocol.Result, active []journal.Entry, err error)
+}
+
+var _ Store = (*journal.Journal)(nil)
+
+// Options configure an Agent.
+type Options struct {
+	// BridgeID names this bridge to the cloud; encoder ids derive from it.
+	BridgeID        string
+	SoftwareVersion string
+	// Encoders picks and names the readers offered (the configuration's
+	// encoders). Empty: every attached reader, under its own name.
+	Encoders []config.Encoder
+	// Technologies announced for every encoder; nil: DefaultTechnologies.
+	Technologies []string
+
+	Link    Link
+	Store   Store
+	Station *bridge.Station
+	Log     *zap.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+
+	// WelcomeTimeout is how long a new connection waits for the cloud's
+	// welcome (default 30s).
+	WelcomeTimeout time.Duration
+	// WriteGrace is how long a stop waits for a card write in progress to
+	// complete before interrupting it (default 10s). Jobs not writing stop
+	// at once and resume at the next start.
+	WriteGrace time.Duration
+	// ReaderRetry is the pause after the reader service failed to list
+	// readers (default 2s).
+	ReaderRetry time.Duration
+}
+
+// Agent runs jobs from the cloud on this PC's encoders.
+type Agent struct {
+	opts    Options
+	log     *zap.Logger
+	now     func() time.Time
+	readers reader.Context
+	station *bridge.Station
+
+	helloResults int // maxHelloResults; smaller in tests
+
+	started  atomic.Bool
+	fatalErr atomic.Pointer[fatalError] // the first fatal error, even one during a stop
+	skew     atomic.Int64               // cloud clock minus ours, from the last welcome, in ns
+
+	// Set by Run.
+	jobBase  context.Context
+	fatalRun context.CancelCauseFunc
+	jobsWG   sync.WaitGroup
+
+	mu       sync.Mutex
+	sess     *session                    // the connection, once the hello is built; nil offline
+	encoders map[string]protocol.Encoder // online, by id
+	seen     map[string]string           // every encoder id seen by this process → reader name
+	queues   map[string]*queue           // by encoder id
+	running  map[string]*jobRun          // by job id
+	stopping bool
+}
+
+// New checks opts and builds an Agent; Run starts it.
+func New(opts Options) (*Agent, error) {
+	switch {
+	case opts.BridgeID == "":
+		return nil, errors.New("agent: no bridge id")
+	case opts.Link == nil:
+		return nil, errors.New("agent: no link")
+	case opts.Store == nil:
+		return nil, errors.New("agent: no store")
+	case opts.Station == nil || opts.Station.Readers == nil:
+		return nil, errors.New("agent: no station with readers")
+	case opts.Station.Keys == nil:
+		return nil, errors.New("agent: the station has no key set")
+	}
+	if opts.Technologies == nil {
+		opts.Technologies = DefaultTechnologies
+	}
+	if opts.WelcomeTimeout <= 0 {
+		opts.WelcomeTimeout = 30 * time.Second
+	}
+	if opts.WriteGrace <= 0 {
+		opts.WriteGrace = 10 * time.Second
+	}
+	if opts.ReaderRetry <= 0 {
+		opts.ReaderRetry = 2 * time.Second
+	}
+	a := &Agent{
+		opts:     opts,
+		log:      opts.Log,
+		now:      opts.Now,
+		readers:  opts.Station.Readers,
+		station:  opts.Station,
+		encoders: map[string]protocol.Encoder{},
+		seen:     map[string]string{},
+		queues:   map[string]*queue{},
+		running:  map[string]*jobRun{},
+
+		helloResults: maxHelloResults,
+	}
+	if a.log == nil {
+		a.log = zap.NewNop()
+	}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	return a, nil
+}
+
+// fatalError is an error that stops Run: the journal failed, so the
+// guarantees it gives can no longer be kept.
+type fatalError struct{ err error }
+
+func (e *fatalError) Error() string { return e.err.Error() }
+func (e *fatalError) Unwrap() error { return e.err }
+
+func (a *Agent) fatal(err error) {
+	a.log.Error("stopping: the job journal failed", zap.Error(err))
+	a.fatalErr.CompareAndSwap(nil, &fatalError{err})
+	a.fatalRun(&fatalError{err})
+}
+
+// cloudNow is the time on the cloud's clock, which set the deadlines.
+func (a *Agent) cloudNow() time.Time {
+	return a.now().Add(time.Duration(a.skew.Load()))
+}
+
+// Run recovers the journal, announces the encoders and serves the cloud
+// until ctx ends (nil) or a fatal error: the link's auth was revoked, or
+// the journal failed. On the way out, jobs waiting for a card are left in
+// the journal to resume at the next start; a card being written gets
+// WriteGrace to complete. Run returns once every job goroutine is done;
+// the caller then closes the Store. Run may be called once.
+func (a *Agent) Run(ctx context.Context) error {
+	if !a.started.CompareAndSwap(false, true) {
+		return errors.New("agent: Run called twice")
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	a.fatalRun = cancel
+	a.jobBase = context.WithoutCancel(ctx)
+
+	again, err := a.opts.Store.Recover(a.now())
+	if err != nil {
+		return fmt.Errorf("agent: recover the journal: %w", err)
+	}
+	names, err := a.readers.Readers(ctx)
+	if err != nil {
+		a.log.Warn("cannot list readers", zap.Error(err))
+	}
+	a.setReaders(names)
+	for _, e := range again {
+		a.log.Info("job resumed after restart", zap.String(FieldJobID, e.Job.JobID), zap.String(FieldEncoder, e.Job.EncoderID))
+		a.schedule(e)
+	}
+
+	var wg sync.WaitGroup
+	wg.Go(func() { a.watchReaders(ctx, names) })
+	lerr := a.opts.Link.Run(ctx, a.serve)
+	cancel(context.Canceled)
+	wg.Wait()
+	a.stopJobs()
+
+	if fe := a.fatalErr.Load(); fe != nil {
+		return fe.err
+	}
+	if lerr != nil {
+		return fmt.Errorf("agent: %w", lerr)
+	}
+	return nil
+}

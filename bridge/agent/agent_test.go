@@ -1,0 +1,572 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/encoder-bridge/encoder-bridge/bridge"
+	"github.com/encoder-bridge/encoder-bridge/bridge/config"
+	"github.com/encoder-bridge/encoder-bridge/bridge/journal"
+	"github.com/encoder-bridge/encoder-bridge/bridge/link"
+	"github.com/encoder-bridge/encoder-bridge/protocol"
+)
+
+func TestCodesAgreeWithBridge(t *testing.T) {
+	if journal.TypeEncodingInterrupted != string(bridge.CodeEncodingInterrupted) {
+		t.Fatal("journal and bridge spell encoding_interrupted differently")
+	}
+	if CodeActionAttemptExpired != "action_attempt_expired" {
+		t.Fatal("action_attempt_expired misspelt")
+	}
+	for _, st := range []bridge.Stage{bridge.StageWaitingForCard, bridge.StageCardDetected, bridge.StageWriting, bridge.StageVerifying} {
+		m := protocol.New(protocol.TypeProgress)
+		m.Progress = &protocol.Progress{JobID: "j", Stage: protocol.Stage(st)}
+		if err := m.Validate(); err != nil {
+			t.Fatalf("stage %s is not a protocol stage: %v", st, err)
+		}
+	}
+}
+
+func TestEncodeAndScanEndToEnd(t *testing.T) {
+	h := newHarness(t)
+	h.encoders = []config.Encoder{{Reader: "sim", Name: "Front desk"}}
+	card := newCard(t)
+	h.sim.Plug("Sim 00").Insert(card)
+	h.start()
+	cc := h.cloud.next(t)
+
+	enc := h.encoderID("Sim 00")
+	want := protocol.Encoder{ID: enc, DisplayName: "Front desk", ReaderName: "Sim 00", Technologies: DefaultTechnologies}
+	if len(cc.hello.Encoders) != 1 || cc.hello.Encoders[0].ID != want.ID || cc.hello.Encoders[0].DisplayName != want.DisplayName ||
+		!slices.Equal(cc.hello.Encoders[0].Technologies, want.Technologies) {
+		t.Fatalf("hello encoders = %+v", cc.hello.Encoders)
+	}
+	if cc.hello.BridgeID != testBridge || cc.hello.ProtocolVersion != protocol.Version || cc.hello.SoftwareVersion != "test" {
+		t.Fatalf("hello = %+v", cc.hello)
+	}
+
+	cc.job(encodeJob("j-enc", enc, in(waitLong)))
+	r := cc.expectResult(t, "j-enc")
+	if r.Error != nil {
+		t.Fatalf("encode failed: %+v", r.Error)
+	}
+	if r.Card.UID != uidHex(card.UID()) || r.Card.Technology != "mifare_classic_1k" || !r.Card.Valid ||
+		r.Card.KeyVersion != 1 || r.Card.FormatVersion == 0 || r.Card.Credential == nil || r.Card.Credential.CardNumber != "100234" {
+		t.Fatalf("result card = %+v", r.Card)
+	}
+	h.quiet()
+	if e, err := h.j.Get("j-enc"); err != nil || e.State != journal.StateAcknowledged {
+		t.Fatalf("after result_ack: %+v, %v", e, err)
+	}
+
+	cc.job(scanJob("j-scan", enc, in(waitLong)))
+	r = cc.expectResult(t, "j-scan")
+	if r.Error != nil || !r.Card.Valid || r.Card.Credential == nil || r.Card.Credential.CredentialID != testCredential().CredentialID ||
+		*r.Card.Credential.IssueSequence != 3 || r.Card.UID != uidHex(card.UID()) {
+		t.Fatalf("scan result = %+v / %+v", r.Card, r.Error)
+	}
+}
+
+func TestMessageOrderOfAJob(t *testing.T) {
+	h := newHarness(t)
+	h.cloud.autoAck.Store(false)
+	h.sim.Plug("Sim 00").Insert(newCard(t))
+	h.start()
+	cc := h.cloud.next(t)
+	cc.job(encodeJob("j1", h.encoderID("Sim 00"), in(waitLong)))
+	cc.expectResult(t, "j1")
+	cc.job(encodeJob("j2", h.encoderID("Sim 00"), in(waitLong)))
+	var msgs []*protocol.Message
+	for {
+		m := cc.expect(t, "messages of j2", func(m *protocol.Message) bool { return jobIDOf(m) == "j2" })
+		msgs = append(msgs, m)
+		if m.Type == protocol.TypeResult {
+			break
+		}
+	}
+	got := typesOf(msgs)
+	if !slices.Equal(got, []protocol.Type{protocol.TypeAck, protocol.TypeProgress, protocol.TypeResult}) {
+		t.Fatalf("message types %v", got)
+	}
+	wantStages := []protocol.Stage{protocol.StageWaitingForCard, protocol.StageCardDetected, protocol.StageWriting, protocol.StageVerifying}
+	if st := stages(msgs, "j2"); !slices.Equal(st, wantStages) {
+		t.Fatalf("stages %v, want %v", st, wantStages)
+	}
+}
+
+// A job delivered again runs once: a finished one gets its stored result,
+// a running one just an ack, an acknowledged one an error.
+func TestRedeliveredJobRunsOnce(t *testing.T) {
+	h := newHarness(t)
+	h.cloud.autoAck.Store(false)
+	card := newCard(t)
+	r0 := h.sim.Plug("Sim 00")
+	r0.Insert(card)
+	h.start()
+	cc := h.cloud.next(t)
+	enc := h.encoderID("Sim 00")
+
+	j := encodeJob("j1", enc, in(waitLong))
+	cc.job(j)
+	first := cc.expectResult(t, "j1")
+	if first.Error != nil || card.writes.Load() != writesPerEncode() {
+		t.Fatalf("first run: %+v, %d writes (want %d)", first.Error, card.writes.Load(), writesPerEncode())
+	}
+	cc.job(j)
+	cc.expect(t, "ack of the redelivery", isType(protocol.TypeAck, "j1"))
+	again := cc.expectResult(t, "j1")
+	if !again.FinishedAt.Equal(first.FinishedAt) || again.Card.UID != first.Card.UID {
+		t.Fatalf("redelivery got another result: %+v vs %+v", again, first)
+	}
+	cc.resultAck("j1")
+	h.quiet()
+	cc.job(j)
+	e := cc.expect(t, "error for a job already acknowledged", isType(protocol.TypeError, "j1"))
+	if e.Error.Code != protocol.CodeUnexpected {
+		t.Fatalf("error %+v", e.Error)
+	}
+	if n := card.writes.Load(); n != writesPerEncode() {
+		t.Fatalf("%d card writes after three deliveries, want %d", n, writesPerEncode())
+	}
+
+	// Delivered again while it waits for a card: acked, not run twice.
+	r0.Remove()
+	card2 := newCard(t)
+	k := encodeJob("k1", enc, in(waitLong))
+	cc.job(k)
+	cc.expect(t, "k1 waiting", isStage("k1", protocol.StageWaitingForCard))
+	cc.job(k)
+	cc.expect(t, "ack of the redelivered k1", isType(protocol.TypeAck, "k1"))
+	r0.Insert(card2)
+	cc.expectResult(t, "k1")
+	cc.resultAck("k1")
+	h.quiet()
+	rest := cc.collect(100 * time.Millisecond)
+	if n := resultsFor(&cloudConn{hello: &protocol.Hello{}}, rest, "k1"); n != 0 {
+		t.Fatalf("k1 finished %d more times", n)
+	}
+	if w := card2.writes.Load(); w != writesPerEncode() {
+		t.Fatalf("k1 wrote %d times, want %d", w, writesPerEncode())
+	}
+}
+
+// The connection drops at each step of a job; after the reconnect the
+// result arrives exactly once, and the card is written once.
+func TestLinkDropsDuringAJob(t *testing.T) {
+	steps := []struct {
+		name   string
+		dropOn func(*protocol.Message) bool
+		// dropAfterJob drops right after the cloud sends the job.
+		dropAfterJob bool
+	}{
+		{name: "after job", dropAfterJob: true},
+		{name: "after ack", dropOn: func(m *protocol.Message) bool { return m.Type == protocol.TypeAck }},
+		{name: "after result before result_ack", dropOn: func(m *protocol.Message) bool { return m.Type == protocol.TypeResult }},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			h := newHarness(t)
+			card := newCard(t)
+			h.sim.Plug("Sim 00").Insert(card)
+			h.start()
+			cc := h.cloud.next(t)
+			cc.dropOn = st.dropOn
+			j := encodeJob("j1", h.encoderID("Sim 00"), in(waitLong))
+			cc.job(j)
+			if st.dropAfterJob {
+				cc.drop()
+			}
+			<-cc.closed
+
+			c2 := h.cloud.next(t)
+			t.Logf("hello after the reconnect: active %v, %d results", c2.hello.ActiveJobs, len(c2.hello.Results))
+			if !slices.Contains(c2.hello.ActiveJobs, "j1") && resultsFor(c2, nil, "j1") == 0 {
+				// The bridge never got it: the cloud offers it again.
+				c2.job(j)
+			}
+			if resultsFor(c2, nil, "j1") == 0 {
+				c2.expectResult(t, "j1")
+			}
+			h.quiet()
+			rest := c2.collect(150 * time.Millisecond)
+			// Count again from scratch: the hello plus every result message.
+			n := resultsFor(c2, rest, "j1")
+			if resultsFor(c2, nil, "j1") == 0 {
+				n++ // the one expectResult consumed
+			}
+			if n != 1 {
+				t.Fatalf("result delivered %d times after the reconnect", n)
+			}
+			if w := card.writes.Load(); w != writesPerEncode() {
+				t.Fatalf("%d card writes, want %d (one encode)", w, writesPerEncode())
+			}
+		})
+	}
+}
+
+// The bridge dies while writing a card; at the next start the job is
+// finished as encoding_interrupted.
+func TestKilledMidWrite(t *testing.T) {
+	h := newHarness(t)
+	h.writeGrace = 20 * time.Millisecond
+	card := newCard(t)
+	card.gate = make(chan struct{})
+	h.sim.Plug("Sim 00").Insert(card)
+	h.start()
+	cc := h.cloud.next(t)
+	cc.job(encodeJob("j1", h.encoderID("Sim 00"), in(waitLong)))
+	cc.expect(t, "writing", isStage("j1", protocol.StageWriting))
+	if e, err := h.j.Get("j1"); err != nil || e.State != journal.StateWriting {
+		t.Fatalf("journal before the first write: %+v, %v", e, err)
+	}
+
+	// "Kill": the process is gone without finishing the job. The first
+	// agent is stuck on the card; its journal is closed under it.
+	first := h.done
+	h.cancel()
+	h.cancel = nil
+	h.j.Close()
+
+	h2 := &harness{t: t, cloud: h.cloud, sim: h.sim, keys: h.keys, dir: h.dir, log: h.log}
+	h2.start()
+	c2 := h.cloud.next(t)
+	var got *protocol.Result
+	for _, r := range c2.hello.Results {
+		if r.JobID == "j1" {
+			got = &r
+		}
+	}
+	if got == nil || got.Error == nil || got.Error.Type != string(bridge.CodeEncodingInterrupted) {
+		t.Fatalf("hello results after the restart: %+v", c2.hello.Results)
+	}
+	if slices.Contains(c2.hello.ActiveJobs, "j1") {
+		t.Fatal("j1 still active")
+	}
+	close(card.gate)
+	select {
+	case err := <-first:
+		// Its journal is gone, so it cannot record the outcome.
+		if err == nil {
+			t.Fatal("the first agent finished a job without its journal and said nothing")
+		}
+	case <-time.After(waitLong):
+		t.Fatal("first agent did not stop")
+	}
+}
+
+func TestDeadlinePassedOnReceipt(t *testing.T) {
+	h := newHarness(t)
+	card := newCard(t)
+	h.sim.Plug("Sim 00").Insert(card)
+	h.start()
+	cc := h.cloud.next(t)
+	cc.job(encodeJob("late", h.encoderID("Sim 00"), time.Now().Add(-time.Second)))
+	r := cc.expectResult(t, "late")
+	if r.Error == nil || r.Error.Type != string(CodeActionAttemptExpired) {
+		t.Fatalf("result %+v", r)
+	}
+	if card.writes.Load() != 0 {
+		t.Fatal("an expired job touched the card")
+	}
+}
+
+func TestNoCardUntilDeadline(t *testing.T) {
+	h := newHarness(t)
+	h.sim.Plug("Sim 00")
+	h.start()
+	cc := h.cloud.next(t)
+	start := time.Now()
+	cc.job(scanJob("s1", h.encoderID("Sim 00"), in(300*time.Millisecond)))
+	cc.expect(t, "waiting", isStage("s1", protocol.StageWaitingForCard))
+	r := cc.expectResult(t, "s1")
+	if r.Error == nil || r.Error.Type != string(bridge.CodeNoCredentialOnEncoder) {
+		t.Fatalf("result %+v", r)
+	}
+	if el := time.Since(start); el < 250*time.Millisecond {
+		t.Fatalf("gave up after %v, before the deadline", el)
+	}
+}
+
+// Two encoders run in parallel; one encoder runs one job at a time.
+func TestEncodersInParallel(t *testing.T) {
+	h := newHarness(t)
+	r0, r1 := h.sim.Plug("Sim 00"), h.sim.Plug("Sim 01")
+	h.start()
+	cc := h.cloud.next(t)
+	e0, e1 := h.encoderID("Sim 00"), h.encoderID("Sim 01")
+	cc.job(encodeJob("a1", e0, in(waitLong)))
+	cc.job(encodeJob("b1", e1, in(waitLong)))
+	cc.job(encodeJob("a2", e0, in(waitLong)))
+
+	var log []*protocol.Message
+	seen := func(ok func(*protocol.Message) bool) bool { return slices.ContainsFunc(log, ok) }
+	until := func(what string, ok func(*protocol.Message) bool) {
+		t.Helper()
+		for !seen(ok) {
+			log = append(log, cc.expect(t, what, func(*protocol.Message) bool { return true }))
+		}
+	}
+	until("a1 waiting", isStage("a1", protocol.StageWaitingForCard))
+	until("b1 waiting", isStage("b1", protocol.StageWaitingForCard))
+	log = append(log, cc.collect(100*time.Millisecond)...)
+	if seen(isStage("a2", protocol.StageWaitingForCard)) {
+		t.Fatal("a2 started while a1 held the encoder")
+	}
+	r1.Insert(newCard(t))
+	until("b1 result", isType(protocol.TypeResult, "b1"))
+	if seen(isType(protocol.TypeResult, "a1")) {
+		t.Fatal("a1 finished without a card")
+	}
+	r0.Insert(newCard(t))
+	until("a1 result", isType(protocol.TypeResult, "a1"))
+	until("a2 result", isType(protocol.TypeResult, "a2"))
+	ia1 := slices.IndexFunc(log, isType(protocol.TypeResult, "a1"))
+	ia2 := slices.IndexFunc(log, isStage("a2", protocol.StageWaitingForCard))
+	if ia2 < ia1 {
+		t.Fatal("a2 began before a1 finished")
+	}
+	for _, id := range []string{"a1", "a2", "b1"} {
+		if r := log[slices.IndexFunc(log, isType(protocol.TypeResult, id))].Result; r.Error != nil {
+			t.Fatalf("%s: %+v", id, r.Error)
+		}
+	}
+}
+
+func TestReadersPluggedAndUnplugged(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	cc := h.cloud.next(t)
+	if len(cc.hello.Encoders) != 0 {
+		t.Fatalf("hello encoders %+v", cc.hello.Encoders)
+	}
+	h.sim.Plug("Sim 07")
+	id := h.encoderID("Sim 07")
+	m := cc.expect(t, "encoder_added", isType(protocol.TypeEncoderAdded, ""))
+	if m.Encoder.ID != id || m.Encoder.ReaderName != "Sim 07" || m.Encoder.DisplayName != "Sim 07" {
+		t.Fatalf("encoder_added %+v", m.Encoder)
+	}
+	h.sim.Unplug("Sim 07")
+	m = cc.expect(t, "encoder_removed", isType(protocol.TypeEncoderRemoved, ""))
+	if m.EncoderID != id {
+		t.Fatalf("encoder_removed %q, want %q", m.EncoderID, id)
+	}
+
+	// A job for the unplugged encoder: not online, no protocol error.
+	cc.job(scanJob("gone", id, in(waitLong)))
+	r := cc.expectResult(t, "gone")
+	if r.Error == nil || r.Error.Type != string(bridge.CodeEncoderNotOnline) {
+		t.Fatalf("job for an unplugged encoder: %+v", r)
+	}
+	// A job for an encoder this bridge never had: an error message and a
+	// result, so the action attempt ends.
+	cc.job(scanJob("alien", "enc-of-another-bridge", in(waitLong)))
+	e := cc.expect(t, "unknown_encoder", isType(protocol.TypeError, "alien"))
+	if e.Error.Code != protocol.CodeUnknownEncoder || !strings.Contains(e.Error.Message, "enc-of-another-bridge") {
+		t.Fatalf("error %+v", e.Error)
+	}
+	r = cc.expectResult(t, "alien")
+	if r.Error == nil || r.Error.Type != string(bridge.CodeUncategorized) || !strings.Contains(r.Error.Message, "enc-of-another-bridge") {
+		t.Fatalf("result %+v", r)
+	}
+}
+
+func TestMalformedMessagesKeepTheLink(t *testing.T) {
+	h := newHarness(t)
+	h.sim.Plug("Sim 00").Insert(newCard(t))
+	h.start()
+	cc := h.cloud.next(t)
+	tests := []struct {
+		frame string
+		code  protocol.ErrorCode
+		jobID string
+	}{
+		{`not json`, protocol.CodeMalformed, ""},
+		{`{"v":2,"type":"job"}`, protocol.CodeUnsupported, ""},
+		{`{"v":1,"type":"reboot"}`, protocol.CodeUnknownType, ""},
+		{`{"v":1,"type":"job","job":{"job_id":"bad1","kind":"encode","encoder_id":"e","deadline":"2030-01-01T00:00:00Z"}}`, protocol.CodeMalformed, "bad1"},
+		{`{"v":1,"type":"job","job":{"job_id":"bad2"},"extra":true}`, protocol.CodeMalformed, "bad2"},
+		{`{"v":1,"type":"ack","ack":{"job_id":"x1"}}`, protocol.CodeUnexpected, "x1"},
+		{`{"v":1,"type":"welcome","welcome":{"bridge_id":"b","server_time":"2026-01-01T00:00:00Z"}}`, protocol.CodeUnexpected, ""},
+		{`{"v":1,"type":"result_ack","result_ack":{"job_id":"never"}}`, protocol.CodeUnexpected, "never"},
+	}
+	for _, tt := range tests {
+		cc.sendRaw(websocket.TextMessage, []byte(tt.frame))
+		m := cc.expect(t, "error for "+tt.frame, isType(protocol.TypeError, ""))
+		if m.Error.Code != tt.code || m.Error.JobID != tt.jobID {
+			t.Errorf("%s: error %+v, want code %s job %q", tt.frame, m.Error, tt.code, tt.jobID)
+		}
+	}
+	cc.sendRaw(websocket.BinaryMessage, []byte{0xff, 0x00})
+	if m := cc.expect(t, "error for a binary frame", isType(protocol.TypeError, "")); m.Error.Code != protocol.CodeMalformed {
+		t.Errorf("binary frame: %+v", m.Error)
+	}
+	// An error from the cloud is never answered.
+	e := protocol.New(protocol.TypeError)
+	e.Error = &protocol.Error{Code: protocol.CodeInternal, Message: "oops"}
+	cc.send(e)
+
+	cc.job(encodeJob("ok", h.encoderID("Sim 00"), in(waitLong)))
+	if r := cc.expectResult(t, "ok"); r.Error != nil {
+		t.Fatalf("job after malformed messages: %+v", r.Error)
+	}
+	if n := h.cloud.n.Load(); n != 1 {
+		t.Fatalf("%d connections: malformed messages dropped the link", n)
+	}
+	for _, m := range cc.collect(100 * time.Millisecond) {
+		if m.Type == protocol.TypeError {
+			t.Fatalf("answered the cloud's error: %+v", m.Error)
+		}
+	}
+}
+
+// Jobs in the journal at startup: those in time run, and are announced
+// as active; expired ones are reported in the hello.
+func TestJobsResumeAfterRestart(t *testing.T) {
+	h := newHarness(t)
+	j, err := journal.Open(h.dir, journal.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc := h.encoderID("Sim 00")
+	j.Receive(journal.Entry{Job: *encodeJob("fresh", enc, in(waitLong)), Reader: "Sim 00"})
+	j.Receive(journal.Entry{Job: *encodeJob("stale", enc, time.Now().Add(-time.Minute)), Reader: "Sim 00"})
+	j.Close()
+
+	h.sim.Plug("Sim 00").Insert(newCard(t))
+	h.start()
+	cc := h.cloud.next(t)
+	var stale *protocol.Result
+	for _, r := range cc.hello.Results {
+		if r.JobID == "stale" {
+			stale = &r
+		}
+	}
+	if stale == nil || stale.Error.Type != string(CodeActionAttemptExpired) {
+		t.Fatalf("hello results %+v", cc.hello.Results)
+	}
+	if resultsFor(cc, nil, "fresh") == 0 {
+		if !slices.Contains(cc.hello.ActiveJobs, "fresh") {
+			t.Fatalf("fresh neither active nor finished in the hello: %+v", cc.hello)
+		}
+		if r := cc.expectResult(t, "fresh"); r.Error != nil {
+			t.Fatalf("fresh: %+v", r.Error)
+		}
+	}
+	h.quiet()
+}
+
+// A stop leaves a job that waits for a card in the journal; it runs at
+// the next start.
+func TestStopLeavesWaitingJob(t *testing.T) {
+	h := newHarness(t)
+	r0 := h.sim.Plug("Sim 00")
+	h.start()
+	cc := h.cloud.next(t)
+	cc.job(encodeJob("w1", h.encoderID("Sim 00"), in(waitLong)))
+	cc.expect(t, "waiting", isStage("w1", protocol.StageWaitingForCard))
+	start := time.Now()
+	if err := h.stop(); err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if el := time.Since(start); el > 2*time.Second {
+		t.Fatalf("stop took %v", el)
+	}
+
+	r0.Insert(newCard(t))
+	h.start()
+	c2 := h.cloud.next(t)
+	if !slices.Contains(c2.hello.ActiveJobs, "w1") && resultsFor(c2, nil, "w1") == 0 {
+		t.Fatalf("w1 lost: %+v", c2.hello)
+	}
+	if resultsFor(c2, nil, "w1") == 0 {
+		if r := c2.expectResult(t, "w1"); r.Error != nil {
+			t.Fatalf("w1: %+v", r.Error)
+		}
+	}
+	h.quiet()
+}
+
+func TestAuthRevokedStopsRun(t *testing.T) {
+	h := newHarness(t)
+	h.cloud.refuse.Store(401)
+	h.start()
+	select {
+	case err := <-h.done:
+		if !errors.Is(err, link.ErrAuthRevoked) {
+			t.Fatalf("Run = %v, want ErrAuthRevoked", err)
+		}
+		h.done <- err // for stop
+	case <-time.After(waitLong):
+		t.Fatal("Run kept retrying a revoked token")
+	}
+}
+
+func TestOffered(t *testing.T) {
+	names := []string{"ACS ACR1252 1S CL Reader PICC 0", "ACS ACR1252 1S CL Reader SAM 0", "HID Omnikey 5422 0", "Other"}
+	got := Offered("b", []config.Encoder{{Reader: "ACR1252", Name: "Desk"}, {Reader: "HID Omnikey 5422 0", Name: "Back office"}, {Reader: "picc"}}, []string{"ntag213"}, names)
+	var shown []string
+	for _, e := range got {
+		shown = append(shown, e.ReaderName+"="+e.DisplayName)
+		if e.ID != EncoderID("b", e.ReaderName) || len(e.ID) != 32 {
+			t.Errorf("id %q for %q", e.ID, e.ReaderName)
+		}
+	}
+	want := []string{
+		"ACS ACR1252 1S CL Reader PICC 0=Desk (ACS ACR1252 1S CL Reader PICC 0)",
+		"ACS ACR1252 1S CL Reader SAM 0=Desk (ACS ACR1252 1S CL Reader SAM 0)",
+		"HID Omnikey 5422 0=Back office",
+	}
+	if !slices.Equal(shown, want) {
+		t.Fatalf("offered %q\nwant %q", shown, want)
+	}
+	if EncoderID("b", "x") == EncoderID("c", "x") || EncoderID("b", "x") != EncoderID("b", "x") {
+		t.Fatal("encoder ids not stable per bridge")
+	}
+	if all := Offered("b", nil, nil, names); len(all) != 4 || all[0].DisplayName != names[0] {
+		t.Fatalf("no picks: %+v", all)
+	}
+}
+
+func TestNewRefusesMissingParts(t *testing.T) {
+	if _, err := New(Options{}); err == nil {
+		t.Fatal("New with nothing succeeded")
+	}
+	_, err := New(Options{BridgeID: "b", Link: &link.Link{}, Store: &journal.Journal{}, Station: &bridge.Station{}})
+	if err == nil {
+		t.Fatal("New without readers succeeded")
+	}
+}
+
+// More results than a hello carries: the rest follow the welcome.
+func TestManyPendingResults(t *testing.T) {
+	h := newHarness(t)
+	h.helloResults = 4
+	j, err := journal.Open(h.dir, journal.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 7
+	for i := range n {
+		id := fmt.Sprintf("r%03d", i)
+		j.Receive(journal.Entry{Job: *scanJob(id, "e", in(time.Hour)), Reader: "x"})
+		if _, err := j.Finish(id, errorResult(bridge.CodeNoCredentialOnEncoder, "no card")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	j.Close()
+	h.start()
+	cc := h.cloud.next(t)
+	if len(cc.hello.Results) != h.helloResults {
+		t.Fatalf("hello carried %d results", len(cc.hello.Results))
+	}
+	for range n - h.helloResults {
+		cc.expect(t, "a result after the welcome", isType(protocol.TypeResult, ""))
+	}
+	h.quiet()
+}

@@ -1,0 +1,292 @@
+package agent
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/encoder-bridge/encoder-bridge/bridge"
+	"github.com/encoder-bridge/encoder-bridge/bridge/journal"
+	"github.com/encoder-bridge/encoder-bridge/protocol"
+)
+
+// queue is the jobs waiting for one encoder. One worker goroutine at a
+// time drains it, so an encoder runs one job at a time.
+type queue struct {
+	jobs    []journal.Entry
+	running bool
+}
+
+// jobRun is a job being run, as a stop sees it.
+type jobRun struct {
+	cancel context.CancelFunc
+
+	mu       sync.Mutex
+	writing  bool // StageWriting was reached: the card may be half written
+	stopping bool
+}
+
+// errStopping refuses to start writing a card while the bridge stops.
+var errStopping = errors.New("agent: the bridge is stopping")
+
+// schedule queues e on its encoder and starts the encoder's worker.
+func (a *Agent) schedule(e journal.Entry) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.stopping {
+		return // still queued in the journal: it runs at the next start
+	}
+	enc := e.Job.EncoderID
+	q := a.queues[enc]
+	if q == nil {
+		q = &queue{}
+		a.queues[enc] = q
+	}
+	q.jobs = append(q.jobs, e)
+	if !q.running {
+		q.running = true
+		a.jobsWG.Add(1)
+		go a.work(enc, q)
+	}
+}
+
+func (a *Agent) work(enc string, q *queue) {
+	defer a.jobsWG.Done()
+	for {
+		a.mu.Lock()
+		if len(q.jobs) == 0 || a.stopping {
+			q.running = false
+			if len(q.jobs) == 0 {
+				delete(a.queues, enc)
+			}
+			a.mu.Unlock()
+			return
+		}
+		e := q.jobs[0]
+		q.jobs = q.jobs[1:]
+		a.mu.Unlock()
+		a.runJob(e)
+	}
+}
+
+// stopJobs stops every job: those not writing at once (they stay in the
+// journal and resume at the next start), those writing after WriteGrace.
+func (a *Agent) stopJobs() {
+	a.mu.Lock()
+	a.stopping = true
+	runs := make([]*jobRun, 0, len(a.running))
+	for _, r := range a.running {
+		runs = append(runs, r)
+	}
+	a.mu.Unlock()
+	for _, r := range runs {
+		r.mu.Lock()
+		r.stopping = true
+		if r.writing {
+			t := time.AfterFunc(a.opts.WriteGrace, r.cancel)
+			defer t.Stop()
+		} else {
+			r.cancel()
+		}
+		r.mu.Unlock()
+	}
+	a.jobsWG.Wait()
+}
+
+// runJob runs one job on its encoder and finishes it.
+func (a *Agent) runJob(e journal.Entry) {
+	id, job := e.Job.JobID, e.Job
+	log := a.log.With(zap.String(FieldJobID, id), zap.String(FieldEncoder, job.EncoderID))
+	now := a.cloudNow()
+	if !now.Before(job.Deadline) {
+		a.finish(id, errorResult(CodeActionAttemptExpired, "the job's deadline passed while it waited for its encoder"))
+		return
+	}
+	if e.Reader == "" {
+		a.finish(id, errorResult(bridge.CodeUncategorized, fmt.Sprintf("encoder %s is not an encoder of bridge %s", job.EncoderID, a.opts.BridgeID)))
+		return
+	}
+	ctx, cancel := context.WithCancel(a.jobBase)
+	defer cancel()
+	run := &jobRun{cancel: cancel}
+	a.mu.Lock()
+	if a.stopping {
+		a.mu.Unlock()
+		return
+	}
+	a.running[id] = run
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		delete(a.running, id)
+		a.mu.Unlock()
+	}()
+	if err := a.opts.Store.SetState(id, journal.StateRunning); err != nil {
+		a.fatal(fmt.Errorf("agent: job %s: %w", id, err))
+		return
+	}
+	log.Info("job started", zap.String("kind", string(job.Kind)))
+	opts := bridge.JobOptions{
+		Wait:     job.Deadline.Sub(now),
+		Progress: a.progressHook(id, run),
+		Verify:   true,
+	}
+
+	var res protocol.Result
+	var err error
+	switch job.Kind {
+	case protocol.JobEncode:
+		res, err = a.encode(ctx, e, opts)
+	case protocol.JobScan:
+		res, err = a.scan(ctx, e, opts)
+	default:
+		err = fmt.Errorf("job kind %q unknown", job.Kind)
+		res = errorResult(bridge.CodeUncategorized, err.Error())
+	}
+	if err != nil && (ctx.Err() != nil || errors.Is(err, errStopping)) {
+		run.mu.Lock()
+		writing := run.writing
+		run.mu.Unlock()
+		if !writing {
+			// Nothing written: the journal says running, and the job
+			// runs again at the next start if its deadline allows.
+			log.Info("job left for the next start")
+			return
+		}
+		res = errorResult(bridge.CodeEncodingInterrupted, "the bridge stopped while writing the card, which may hold part of a record; encode the card again")
+	}
+	a.finish(id, res)
+}
+
+// progressHook records that writing begins, durably, before any write,
+// and reports every stage to the cloud.
+func (a *Agent) progressHook(id string, run *jobRun) func(bridge.Stage) error {
+	return func(st bridge.Stage) error {
+		if st == bridge.StageWriting {
+			run.mu.Lock()
+			if run.stopping {
+				run.mu.Unlock()
+				return errStopping
+			}
+			run.writing = true
+			run.mu.Unlock()
+			if err := a.opts.Store.SetState(id, journal.StateWriting); err != nil {
+				a.fatal(fmt.Errorf("agent: job %s: %w", id, err))
+				return fmt.Errorf("agent: cannot record that writing begins: %w", err)
+			}
+		}
+		a.progress(id, protocol.Stage(st))
+		return nil
+	}
+}
+
+// progress reports a stage if the cloud is connected; progress is not
+// kept across connections.
+func (a *Agent) progress(id string, st protocol.Stage) {
+	a.log.Debug("job progress", zap.String(FieldJobID, id), zap.String(fieldStage, string(st)))
+	a.mu.Lock()
+	s := a.sess
+	a.mu.Unlock()
+	if s == nil {
+		return
+	}
+	m := protocol.New(protocol.TypeProgress)
+	m.Progress = &protocol.Progress{JobID: id, Stage: st}
+	s.enqueue(m, true)
+}
+
+func (a *Agent) encode(ctx context.Context, e journal.Entry, opts bridge.JobOptions) (protocol.Result, error) {
+	if e.Job.Credential == nil {
+		return errorResult(bridge.CodeInvalidCredential, "encode job without a credential"), nil
+	}
+	cred, err := bridge.CredentialSpec(*e.Job.Credential).Credential()
+	if err != nil {
+		return jobErrorResult(bridge.OpEncode, err), nil
+	}
+	card, back, err := a.station.EncodeWith(ctx, e.Reader, cred, opts)
+	if err != nil {
+		return jobErrorResult(bridge.OpEncode, err), err
+	}
+	given := *e.Job.Credential
+	c := &protocol.Card{
+		UID:        uidHex(card.UID),
+		Technology: string(card.Technology),
+		KeyVersion: int(a.station.Keys.Current().Version),
+		Valid:      true,
+		Credential: &given,
+	}
+	if back != nil && back.Record != nil {
+		c.KeyVersion = int(back.Record.KeyVersion)
+		c.FormatVersion = int(back.Record.FormatVersion)
+	}
+	return protocol.Result{Card: c}, nil
+}
+
+func (a *Agent) scan(ctx context.Context, e journal.Entry, opts bridge.JobOptions) (protocol.Result, error) {
+	res, err := a.station.ScanWith(ctx, e.Reader, opts)
+	if err != nil {
+		return jobErrorResult(bridge.OpScan, err), err
+	}
+	c := &protocol.Card{
+		UID:        uidHex(res.UID),
+		Technology: string(res.Technology),
+		Valid:      res.Valid(),
+		Reason:     string(res.Reason),
+		Warnings:   res.Warnings,
+	}
+	if res.Record != nil && res.Valid() {
+		spec := protocol.Credential(bridge.SpecOf(res.Record.Credential))
+		c.Credential = &spec
+		c.KeyVersion = int(res.Record.KeyVersion)
+		c.FormatVersion = int(res.Record.FormatVersion)
+	}
+	return protocol.Result{Card: c}, nil
+}
+
+func uidHex(uid []byte) string { return strings.ToUpper(hex.EncodeToString(uid)) }
+
+func errorResult(code bridge.Code, msg string) protocol.Result {
+	return protocol.Result{Error: &protocol.JobError{Type: string(code), Message: msg}}
+}
+
+// jobErrorResult types a failed job with bridge.Classify. The message is
+// the JobError's, which never holds card data or keys.
+func jobErrorResult(op bridge.Op, err error) protocol.Result {
+	je := bridge.Classify(op, err)
+	return errorResult(je.Code, je.Err.Error())
+}
+
+// finish stores a job's result and sends it if the cloud is connected;
+// otherwise the next hello carries it.
+func (a *Agent) finish(id string, r protocol.Result) {
+	stored, err := a.opts.Store.Finish(id, r)
+	if errors.Is(err, journal.ErrAcknowledged) {
+		a.log.Debug("job already acknowledged", zap.String(FieldJobID, id))
+		return
+	}
+	if err != nil {
+		a.fatal(fmt.Errorf("agent: finish job %s: %w", id, err))
+		return
+	}
+	fields := []zap.Field{zap.String(FieldJobID, id)}
+	if stored.Error != nil {
+		fields = append(fields, zap.String(FieldCode, stored.Error.Type))
+		a.log.Info("job failed", fields...)
+	} else {
+		a.log.Info("job done", fields...)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if s := a.sess; s != nil && !s.sent[id] {
+		s.sent[id] = true
+		m := protocol.New(protocol.TypeResult)
+		m.Result = &stored
+		s.reply(m)
+	}
+}

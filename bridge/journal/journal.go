@@ -1,0 +1,528 @@
+// Package journal is the bridge's durable record of its jobs, in a bbolt
+// file (fsync on every commit, mode 0600) in the state directory.
+//
+// A job is written before the cloud is told it was received, moves
+// through queued, running, writing and finished, and is deleted once the
+// cloud acknowledges its result. What that buys:
+//
+//   - a received job is never lost: it is stored before it is acked;
+//   - a job delivered again is never run twice: Receive reports the
+//     stored entry (with its result, if finished), and the id of a job
+//     whose result was acknowledged is remembered until well past the
+//     job's deadline;
+//   - a result is kept until the cloud acknowledges it;
+//   - after a crash, Recover finishes a job that was writing a card as
+//     encoding_interrupted (the card may hold part of a record), finishes
+//     a job whose deadline passed as action_attempt_expired, and hands
+//     back the jobs still in time to run again.
+//
+// It stores and recovers; it does not decide what a job means. It must
+// not import bridge/link, bridge/agent, reader or cardfmt.
+package journal
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"time"
+
+	"go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/encoder-bridge/encoder-bridge/protocol"
+)
+
+// FileName is the journal's file in the state directory.
+const FileName = "journal.db"
+
+// schema is the layout version of the buckets below.
+const schema = 1
+
+var (
+	bucketJobs  = []byte("jobs")  // job id → Entry (JSON)
+	bucketAcked = []byte("acked") // job id → tombstone (JSON)
+	bucketMeta  = []byte("meta")
+	keySchema   = []byte("schema")
+)
+
+// State is where a job is.
+type State string
+
+const (
+	StateQueued   State = "queued"   // stored, waiting for its encoder
+	StateRunning  State = "running"  // waiting for or reading a card; nothing written yet
+	StateWriting  State = "writing"  // writing the card may have begun
+	StateFinished State = "finished" // the result is stored, not yet acknowledged
+	// StateAcknowledged is reported by Receive and Get for a job whose
+	// result the cloud acknowledged: only its id is left.
+	StateAcknowledged State = "acknowledged"
+)
+
+// Error types of the results Recover writes: Seam's action attempt error
+// types, spelled as bridge.Code spells them.
+const (
+	TypeEncodingInterrupted  = "encoding_interrupted"
+	TypeActionAttemptExpired = "action_attempt_expired"
+)
+
+// Sentinel errors, matched with errors.Is.
+var (
+	ErrNotFound    = errors.New("journal: no such job")
+	ErrFinished    = errors.New("journal: job already finished")
+	ErrNotFinished = errors.New("journal: job not finished")
+	// ErrAcknowledged: the job's result was already acknowledged; only
+	// its id is left.
+	ErrAcknowledged = errors.New("journal: job already acknowledged")
+	ErrLocked       = errors.New("journal: in use by another process")
+)
+
+// Entry is one job as stored.
+type Entry struct {
+	Job protocol.Job `json:"job"`
+	// Reader is the reader the job's encoder stood for when it arrived.
+	Reader     string           `json:"reader,omitempty"`
+	State      State            `json:"state"`
+	ReceivedAt time.Time        `json:"received_at"`
+	UpdatedAt  time.Time        `json:"updated_at"`
+	Result     *protocol.Result `json:"result,omitempty"`
+}
+
+type tombstone struct {
+	Deadline time.Time `json:"deadline"`
+	AckedAt  time.Time `json:"acked_at"`
+}
+
+// Options tune Open. The zero value is fine.
+type Options struct {
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// LockTimeout is how long Open waits for another process to release
+	// the file (default 2s).
+	LockTimeout time.Duration
+	// Retention is how long after a job's deadline its id is remembered
+	// once its result is acknowledged (default 24h). A delivery of the
+	// job after that is past its deadline anyway, and never runs.
+	Retention time.Duration
+}
+
+// Journal is the open job journal. It is safe for concurrent use.
+type Journal struct {
+	db   *bbolt.DB
+	path string
+	opts Options
+}
+
+// Open opens (creating if needed) the journal in dir, which is created
+// with owner-only access.
+func Open(dir string, opts Options) (*Journal, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.LockTimeout <= 0 {
+		opts.LockTimeout = 2 * time.Second
+	}
+	if opts.Retention <= 0 {
+		opts.Retention = 24 * time.Hour
+	}
+	if err := prepareDir(dir); err != nil {
+		return nil, fmt.Errorf("journal: state directory %s: %w", dir, err)
+	}
+	path := filepath.Join(dir, FileName)
+	_, statErr := os.Stat(path)
+	created := errors.Is(statErr, os.ErrNotExist)
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: opts.LockTimeout})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("%w: %s is locked (is another encoder-bridge running?)", ErrLocked, path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("journal: open %s: %w", path, err)
+	}
+	j := &Journal{db: db, path: path, opts: opts}
+	if err := j.init(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if runtime.GOOS != "windows" {
+		// bbolt applies the mode only when it creates the file; a journal
+		// copied in with a looser mode is tightened here.
+		if err := os.Chmod(path, 0o600); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("journal: %w", err)
+		}
+		if created {
+			// The file's directory entry must survive a power cut too.
+			if err := syncDir(dir); err != nil {
+				db.Close()
+				return nil, fmt.Errorf("journal: sync %s: %w", dir, err)
+			}
+		}
+	}
+	return j, nil
+}
+
+func (j *Journal) init() error {
+	return j.db.Update(func(tx *bbolt.Tx) error {
+		for _, b := range [][]byte{bucketJobs, bucketAcked, bucketMeta} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return fmt.Errorf("journal: %w", err)
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		v := meta.Get(keySchema)
+		if v == nil {
+			return meta.Put(keySchema, []byte(strconv.Itoa(schema)))
+		}
+		if n, err := strconv.Atoi(string(v)); err != nil || n != schema {
+			return fmt.Errorf("journal: %s has layout %q, this build reads %d (written by another version of encoder-bridge?)", j.path, v, schema)
+		}
+		return nil
+	})
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// Path is the journal file.
+func (j *Journal) Path() string { return j.path }
+
+// Close closes the file. A job not finished stays as it was, for Recover.
+func (j *Journal) Close() error { return j.db.Close() }
+
+func getEntry(b *bbolt.Bucket, id string) (Entry, bool, error) {
+	v := b.Get([]byte(id))
+	if v == nil {
+		return Entry{}, false, nil
+	}
+	var e Entry
+	if err := json.Unmarshal(v, &e); err != nil {
+		return Entry{}, false, fmt.Errorf("journal: job %q: corrupt entry: %w", id, err)
+	}
+	return e, true, nil
+}
+
+func putEntry(b *bbolt.Bucket, e Entry) error {
+	v, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	return b.Put([]byte(e.Job.JobID), v)
+}
+
+func getTombstone(b *bbolt.Bucket, id string) (tombstone, bool) {
+	v := b.Get([]byte(id))
+	if v == nil {
+		return tombstone{}, false
+	}
+	var t tombstone
+	_ = json.Unmarshal(v, &t) // a damaged tombstone still says "acknowledged"
+	return t, true
+}
+
+// Receive stores e as a new queued job, durably, and returns it with
+// isNew true. A job already known is returned as stored, with isNew false:
+// its state says whether it is still running, finished (with its Result),
+// or acknowledged.
+func (j *Journal) Receive(e Entry) (stored Entry, isNew bool, err error) {
+	id := e.Job.JobID
+	if id == "" {
+		return Entry{}, false, errors.New("journal: job without an id")
+	}
+	now := j.opts.Now()
+	err = j.db.Update(func(tx *bbolt.Tx) error {
+		jobs := tx.Bucket(bucketJobs)
+		old, ok, err := getEntry(jobs, id)
+		if err != nil {
+			return err
+		}
+		if ok {
+			stored = old
+			return nil
+		}
+		if t, ok := getTombstone(tx.Bucket(bucketAcked), id); ok {
+			stored = Entry{Job: protocol.Job{JobID: id, Deadline: t.Deadline}, State: StateAcknowledged, UpdatedAt: t.AckedAt}
+			return nil
+		}
+		e.State, e.Result = StateQueued, nil
+		if e.ReceivedAt.IsZero() {
+			e.ReceivedAt = now
+		}
+		e.UpdatedAt = now
+		stored, isNew = e, true
+		return putEntry(jobs, e)
+	})
+	if err != nil {
+		return Entry{}, false, fmt.Errorf("journal: receive %q: %w", id, err)
+	}
+	return stored, isNew, nil
+}
+
+// Get returns the job id.
+func (j *Journal) Get(id string) (Entry, error) {
+	var e Entry
+	err := j.db.View(func(tx *bbolt.Tx) error {
+		var ok bool
+		var err error
+		if e, ok, err = getEntry(tx.Bucket(bucketJobs), id); err != nil || ok {
+			return err
+		}
+		if t, ok := getTombstone(tx.Bucket(bucketAcked), id); ok {
+			e = Entry{Job: protocol.Job{JobID: id, Deadline: t.Deadline}, State: StateAcknowledged, UpdatedAt: t.AckedAt}
+			return nil
+		}
+		return fmt.Errorf("%w: %q", ErrNotFound, id)
+	})
+	return e, err
+}
+
+// SetState moves an unfinished job to queued, running or writing. When
+// it returns nil the new state is on disk.
+func (j *Journal) SetState(id string, s State) error {
+	switch s {
+	case StateQueued, StateRunning, StateWriting:
+	default:
+		return fmt.Errorf("journal: SetState(%q, %q): use Finish or Acknowledge", id, s)
+	}
+	return j.db.Update(func(tx *bbolt.Tx) error {
+		jobs := tx.Bucket(bucketJobs)
+		e, ok, err := getEntry(jobs, id)
+		switch {
+		case err != nil:
+			return err
+		case !ok:
+			return fmt.Errorf("%w: %q", ErrNotFound, id)
+		case e.State == StateFinished:
+			return fmt.Errorf("%w: %q", ErrFinished, id)
+		}
+		e.State, e.UpdatedAt = s, j.opts.Now()
+		return putEntry(jobs, e)
+	})
+}
+
+// Finish stores the result of job id and returns the result stored. A
+// job finishes once: finishing it again returns the first result, and
+// finishing one already acknowledged is ErrAcknowledged.
+func (j *Journal) Finish(id string, r protocol.Result) (protocol.Result, error) {
+	r.JobID = id
+	if r.FinishedAt.IsZero() {
+		r.FinishedAt = j.opts.Now().UTC()
+	}
+	m := protocol.New(protocol.TypeResult)
+	m.Result = &r
+	if _, err := protocol.Encode(m); err != nil {
+		return protocol.Result{}, fmt.Errorf("journal: finish %q: %w", id, err)
+	}
+	var out protocol.Result
+	err := j.db.Update(func(tx *bbolt.Tx) error {
+		jobs := tx.Bucket(bucketJobs)
+		e, ok, err := getEntry(jobs, id)
+		switch {
+		case err != nil:
+			return err
+		case !ok:
+			if _, acked := getTombstone(tx.Bucket(bucketAcked), id); acked {
+				return fmt.Errorf("%w: %q", ErrAcknowledged, id)
+			}
+			return fmt.Errorf("%w: %q", ErrNotFound, id)
+		case e.State == StateFinished && e.Result != nil:
+			out = *e.Result
+			return nil
+		}
+		e.State, e.Result, e.UpdatedAt = StateFinished, &r, j.opts.Now()
+		out = r
+		return putEntry(jobs, e)
+	})
+	return out, err
+}
+
+// Acknowledge forgets the result of job id, keeping only its id until
+// Retention past its deadline. Acknowledging a job already acknowledged
+// is a no-op; acknowledging one not finished is ErrNotFinished, and an
+// unknown one ErrNotFound.
+func (j *Journal) Acknowledge(id string) error {
+	now := j.opts.Now()
+	return j.db.Update(func(tx *bbolt.Tx) error {
+		jobs, acked := tx.Bucket(bucketJobs), tx.Bucket(bucketAcked)
+		e, ok, err := getEntry(jobs, id)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			if _, ok := getTombstone(acked, id); ok {
+				return nil
+			}
+			return fmt.Errorf("%w: %q", ErrNotFound, id)
+		}
+		if e.State != StateFinished {
+			return fmt.Errorf("%w: %q is %s", ErrNotFinished, id, e.State)
+		}
+		if err := jobs.Delete([]byte(id)); err != nil {
+			return err
+		}
+		v, _ := json.Marshal(tombstone{Deadline: e.Job.Deadline, AckedAt: now})
+		if err := acked.Put([]byte(id), v); err != nil {
+			return err
+		}
+		return j.pruneLocked(acked, now)
+	})
+}
+
+// pruneLocked drops tombstones Retention past their deadline.
+func (j *Journal) pruneLocked(acked *bbolt.Bucket, now time.Time) error {
+	var old [][]byte
+	err := acked.ForEach(func(k, v []byte) error {
+		var t tombstone
+		if json.Unmarshal(v, &t) != nil || now.After(t.Deadline.Add(j.opts.Retention)) {
+			old = append(old, bytes.Clone(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range old {
+		if err := acked.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (j *Journal) all() ([]Entry, error) {
+	var es []Entry
+	err := j.db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketJobs).ForEach(func(k, v []byte) error {
+			var e Entry
+			if err := json.Unmarshal(v, &e); err != nil {
+				return fmt.Errorf("journal: job %q: corrupt entry: %w", k, err)
+			}
+			es = append(es, e)
+			return nil
+		})
+	})
+	return es, err
+}
+
+// Pending returns the results not yet acknowledged, oldest first.
+func (j *Journal) Pending() ([]protocol.Result, error) {
+	rs, _, err := j.Snapshot()
+	return rs, err
+}
+
+// Active returns the jobs not finished, in the order they arrived.
+func (j *Journal) Active() ([]Entry, error) {
+	_, es, err := j.Snapshot()
+	return es, err
+}
+
+// Snapshot returns Pending and Active as of one moment, so that a job
+// finishing meanwhile is in exactly one of them.
+func (j *Journal) Snapshot() (pending []protocol.Result, active []Entry, err error) {
+	es, err := j.all()
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, e := range es {
+		if e.State == StateFinished && e.Result != nil {
+			pending = append(pending, *e.Result)
+		} else if e.State != StateFinished {
+			active = append(active, e)
+		}
+	}
+	slices.SortFunc(pending, func(a, b protocol.Result) int {
+		if c := a.FinishedAt.Compare(b.FinishedAt); c != 0 {
+			return c
+		}
+		return cmpString(a.JobID, b.JobID)
+	})
+	sortByArrival(active)
+	return pending, active, nil
+}
+
+func sortByArrival(es []Entry) {
+	slices.SortFunc(es, func(a, b Entry) int {
+		if c := a.ReceivedAt.Compare(b.ReceivedAt); c != 0 {
+			return c
+		}
+		return cmpString(a.Job.JobID, b.Job.JobID)
+	})
+}
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// Recover is run once at startup, before any job runs. A job found
+// writing is finished as encoding_interrupted; a job found queued or
+// running whose deadline is not after now is finished as
+// action_attempt_expired; the others are set back to queued and
+// returned, in the order they arrived, to run again. (A job found
+// running had not written anything yet, so running it again is safe.)
+func (j *Journal) Recover(now time.Time) ([]Entry, error) {
+	var again []Entry
+	err := j.db.Update(func(tx *bbolt.Tx) error {
+		jobs := tx.Bucket(bucketJobs)
+		var es []Entry
+		err := jobs.ForEach(func(k, v []byte) error {
+			var e Entry
+			if err := json.Unmarshal(v, &e); err != nil {
+				return fmt.Errorf("journal: job %q: corrupt entry: %w", k, err)
+			}
+			es = append(es, e)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, e := range es {
+			var r *protocol.Result
+			switch {
+			case e.State == StateFinished:
+				continue
+			case e.State == StateWriting:
+				r = &protocol.Result{JobID: e.Job.JobID, FinishedAt: now.UTC(), Error: &protocol.JobError{
+					Type:    TypeEncodingInterrupted,
+					Message: "the bridge stopped while writing the card, which may hold part of a record; encode the card again",
+				}}
+			case !now.Before(e.Job.Deadline):
+				r = &protocol.Result{JobID: e.Job.JobID, FinishedAt: now.UTC(), Error: &protocol.JobError{
+					Type:    TypeActionAttemptExpired,
+					Message: fmt.Sprintf("the job's deadline (%s) passed while the bridge was not running", e.Job.Deadline.UTC().Format(time.RFC3339)),
+				}}
+			}
+			if r != nil {
+				e.State, e.Result = StateFinished, r
+			} else {
+				e.State = StateQueued
+				again = append(again, e)
+			}
+			e.UpdatedAt = now
+			if err := putEntry(jobs, e); err != nil {
+				return err
+			}
+		}
+		return j.pruneLocked(tx.Bucket(bucketAcked), now)
+	})
+	if err != nil {
+		return nil, err
+	}
+	sortByArrival(again)
+	return again, nil
+}

@@ -1,0 +1,296 @@
+package journal
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/encoder-bridge/encoder-bridge/protocol"
+)
+
+var t0 = time.Date(2026, 11, 23, 15, 0, 0, 0, time.UTC)
+
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) set(t time.Time) {
+	c.mu.Lock()
+	c.now = t
+	c.mu.Unlock()
+}
+
+func open(t *testing.T, dir string, c *clock) *Journal {
+	t.Helper()
+	j, err := Open(dir, Options{Now: c.Now, LockTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j
+}
+
+func job(id string, deadline time.Time) Entry {
+	seq := uint32(1)
+	return Entry{Reader: "Sim 00", Job: protocol.Job{
+		JobID: id, ActionAttemptID: "aa-" + id, Kind: protocol.JobEncode, EncoderID: "e1", Deadline: deadline,
+		Credential: &protocol.Credential{CredentialID: "6f1c2d8e-3a4b-4c5d-9e6f-708192a3b4c5", CardNumber: "1", CardFunctionType: "guest",
+			StartsAt: "2026-11-23T15:00:00Z", EndsAt: "2026-11-26T11:00:00Z", IssueSequence: &seq},
+	}}
+}
+
+func okResult() protocol.Result {
+	return protocol.Result{Card: &protocol.Card{UID: "04A1B2C3", Technology: "ntag213", Valid: true}}
+}
+
+func errResult(typ string) protocol.Result {
+	return protocol.Result{Error: &protocol.JobError{Type: typ, Message: typ}}
+}
+
+func TestReceiveIsDurableAndDeduplicates(t *testing.T) {
+	c := &clock{now: t0}
+	j := open(t, t.TempDir(), c)
+	defer j.Close()
+
+	e, isNew, err := j.Receive(job("j1", t0.Add(time.Minute)))
+	if err != nil || !isNew || e.State != StateQueued || !e.ReceivedAt.Equal(t0) {
+		t.Fatalf("first Receive = %+v, %v, %v", e, isNew, err)
+	}
+	c.set(t0.Add(time.Second))
+	again := job("j1", t0.Add(time.Hour)) // a redelivery never replaces the stored job
+	e, isNew, err = j.Receive(again)
+	if err != nil || isNew || !e.Job.Deadline.Equal(t0.Add(time.Minute)) || !e.ReceivedAt.Equal(t0) {
+		t.Fatalf("second Receive = %+v, %v, %v", e, isNew, err)
+	}
+	if _, _, err := j.Receive(Entry{}); err == nil {
+		t.Fatal("Receive without a job id succeeded")
+	}
+	if _, err := j.Get("nope"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get unknown = %v", err)
+	}
+}
+
+func TestStatesFinishOnce(t *testing.T) {
+	c := &clock{now: t0}
+	j := open(t, t.TempDir(), c)
+	defer j.Close()
+	j.Receive(job("j1", t0.Add(time.Minute)))
+	for _, s := range []State{StateRunning, StateWriting} {
+		if err := j.SetState("j1", s); err != nil {
+			t.Fatal(err)
+		}
+		if e, _ := j.Get("j1"); e.State != s {
+			t.Fatalf("state = %s, want %s", e.State, s)
+		}
+	}
+	if err := j.SetState("j1", StateFinished); err == nil {
+		t.Fatal("SetState(finished) accepted")
+	}
+	if err := j.SetState("nope", StateRunning); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("SetState unknown = %v", err)
+	}
+	if _, err := j.Finish("j1", protocol.Result{}); err == nil {
+		t.Fatal("Finish with neither card nor error accepted")
+	}
+	r, err := j.Finish("j1", okResult())
+	if err != nil || r.JobID != "j1" || r.Card == nil || !r.FinishedAt.Equal(t0) {
+		t.Fatalf("Finish = %+v, %v", r, err)
+	}
+	// A second outcome never replaces the first.
+	r, err = j.Finish("j1", errResult("encoding_interrupted"))
+	if err != nil || r.Card == nil {
+		t.Fatalf("second Finish = %+v, %v; want the first result", r, err)
+	}
+	if err := j.SetState("j1", StateRunning); !errors.Is(err, ErrFinished) {
+		t.Fatalf("SetState after Finish = %v", err)
+	}
+	if _, err := j.Finish("nope", okResult()); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Finish unknown = %v", err)
+	}
+	pending, _ := j.Pending()
+	active, _ := j.Active()
+	if len(pending) != 1 || pending[0].JobID != "j1" || len(active) != 0 {
+		t.Fatalf("pending %v active %v", pending, active)
+	}
+	// Redelivered after finishing: the stored result comes back.
+	e, isNew, _ := j.Receive(job("j1", t0.Add(time.Minute)))
+	if isNew || e.State != StateFinished || e.Result == nil || e.Result.Card == nil {
+		t.Fatalf("Receive of a finished job = %+v, %v", e, isNew)
+	}
+}
+
+func TestAcknowledgeForgetsButRemembersTheID(t *testing.T) {
+	c := &clock{now: t0}
+	j := open(t, t.TempDir(), c)
+	defer j.Close()
+	deadline := t0.Add(time.Minute)
+	j.Receive(job("j1", deadline))
+	j.Receive(job("j2", t0.Add(48*time.Hour)))
+	if err := j.Acknowledge("j1"); !errors.Is(err, ErrNotFinished) {
+		t.Fatalf("Acknowledge of a queued job = %v", err)
+	}
+	if err := j.Acknowledge("nope"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Acknowledge unknown = %v", err)
+	}
+	j.Finish("j1", okResult())
+	if err := j.Acknowledge("j1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Acknowledge("j1"); err != nil {
+		t.Fatalf("second Acknowledge = %v", err)
+	}
+	if p, _ := j.Pending(); len(p) != 0 {
+		t.Fatalf("pending after ack: %v", p)
+	}
+	e, isNew, err := j.Receive(job("j1", deadline))
+	if err != nil || isNew || e.State != StateAcknowledged {
+		t.Fatalf("redelivery after ack = %+v, %v, %v; want acknowledged, not new", e, isNew, err)
+	}
+	if _, err := j.Finish("j1", okResult()); !errors.Is(err, ErrAcknowledged) {
+		t.Fatalf("Finish after ack = %v", err)
+	}
+
+	// Past deadline+retention the id is forgotten (at the next ack).
+	c.set(deadline.Add(25 * time.Hour))
+	j.Finish("j2", okResult())
+	if err := j.Acknowledge("j2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := j.Get("j1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("old tombstone kept: %v", err)
+	}
+	if e, _ := j.Get("j2"); e.State != StateAcknowledged {
+		t.Fatalf("fresh tombstone dropped: %+v", e)
+	}
+}
+
+// The journal is closed without finishing its jobs, as a crash leaves it,
+// and opened again.
+func TestRecoverAfterCrash(t *testing.T) {
+	dir := t.TempDir()
+	c := &clock{now: t0}
+	j := open(t, dir, c)
+	soon, later := t0.Add(time.Minute), t0.Add(time.Hour)
+	steps := []struct {
+		id       string
+		deadline time.Time
+		state    State
+	}{
+		{"queued-in-time", later, StateQueued},
+		{"running-in-time", later, StateRunning},
+		{"writing", later, StateWriting},
+		{"queued-expired", soon, StateQueued},
+		{"running-expired", soon, StateRunning},
+		{"finished", soon, StateFinished},
+	}
+	for i, s := range steps {
+		c.set(t0.Add(time.Duration(i) * time.Second))
+		if _, _, err := j.Receive(job(s.id, s.deadline)); err != nil {
+			t.Fatal(err)
+		}
+		switch s.state {
+		case StateRunning, StateWriting:
+			j.SetState(s.id, s.state)
+		case StateFinished:
+			j.Finish(s.id, okResult())
+		}
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	now := t0.Add(10 * time.Minute)
+	c.set(now)
+	j = open(t, dir, c)
+	defer j.Close()
+	again, err := j.Recover(now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, e := range again {
+		ids = append(ids, e.Job.JobID)
+		if e.State != StateQueued || e.Job.Credential == nil || e.Reader != "Sim 00" {
+			t.Errorf("recovered %+v", e)
+		}
+	}
+	if !slices.Equal(ids, []string{"queued-in-time", "running-in-time"}) {
+		t.Fatalf("to run again: %v", ids)
+	}
+	want := map[string]string{
+		"writing":         TypeEncodingInterrupted,
+		"queued-expired":  TypeActionAttemptExpired,
+		"running-expired": TypeActionAttemptExpired,
+		"finished":        "",
+	}
+	pending, _ := j.Pending()
+	if len(pending) != len(want) {
+		t.Fatalf("pending = %+v", pending)
+	}
+	for _, r := range pending {
+		typ, ok := want[r.JobID]
+		if !ok {
+			t.Fatalf("unexpected result %s", r.JobID)
+		}
+		if typ == "" && r.Card == nil || typ != "" && (r.Error == nil || r.Error.Type != typ) {
+			t.Errorf("%s: result %+v, want %q", r.JobID, r, typ)
+		}
+	}
+	active, _ := j.Active()
+	if len(active) != 2 {
+		t.Fatalf("active = %+v", active)
+	}
+	// Recover is idempotent.
+	if again2, _ := j.Recover(now); len(again2) != 2 {
+		t.Fatalf("second Recover = %+v", again2)
+	}
+}
+
+func TestFileAndLock(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	c := &clock{now: t0}
+	j := open(t, dir, c)
+	defer j.Close()
+	if j.Path() != filepath.Join(dir, FileName) {
+		t.Fatalf("path %s", j.Path())
+	}
+	if runtime.GOOS != "windows" {
+		fi, err := os.Stat(j.Path())
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("journal mode %v, %v", fi.Mode(), err)
+		}
+		di, _ := os.Stat(dir)
+		if di.Mode().Perm() != 0o700 {
+			t.Fatalf("state dir mode %v", di.Mode())
+		}
+	}
+	if _, err := Open(dir, Options{LockTimeout: 50 * time.Millisecond}); !errors.Is(err, ErrLocked) {
+		t.Fatalf("second Open = %v, want ErrLocked", err)
+	}
+}
+
+func TestLooseModeTightened(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("mode bits do not govern access on Windows")
+	}
+	dir := t.TempDir()
+	j := open(t, dir, &clock{now: t0})
+	j.Close()
+	os.Chmod(filepath.Join(dir, FileName), 0o644)
+	j = open(t, dir, &clock{now: t0})
+	defer j.Close()
+	if fi, _ := os.Stat(j.Path()); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v after reopening", fi.Mode())
+	}
+}

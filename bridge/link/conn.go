@@ -1,0 +1,209 @@
+package link
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/encoder-bridge/encoder-bridge/protocol"
+)
+
+// Conn is one websocket connection to the cloud. Send is safe for
+// concurrent use; Recv is for one reader at a time.
+type Conn struct {
+	ws *websocket.Conn
+	l  *Link
+
+	wmu sync.Mutex // serialises data frames
+
+	frames    chan []byte
+	done      chan struct{} // closed when the connection is dead
+	closing   chan struct{} // closed by Close
+	closeOnce sync.Once
+
+	mu      sync.Mutex
+	err     error // why the connection died
+	firstAt time.Time
+}
+
+func newConn(ws *websocket.Conn, l *Link) *Conn {
+	c := &Conn{
+		ws:      ws,
+		l:       l,
+		frames:  make(chan []byte),
+		done:    make(chan struct{}),
+		closing: make(chan struct{}),
+	}
+	ws.SetPongHandler(func(string) error {
+		c.extendRead()
+		return nil
+	})
+	go c.readLoop()
+	go c.pingLoop()
+	return c
+}
+
+// liveness is how long the connection may stay silent: a ping interval
+// plus the time the pong has to arrive.
+func (c *Conn) liveness() time.Duration { return c.l.opts.PingInterval + c.l.opts.PongTimeout }
+
+func (c *Conn) extendRead() {
+	_ = c.ws.SetReadDeadline(time.Now().Add(c.liveness()))
+}
+
+func (c *Conn) fail(err error) {
+	c.mu.Lock()
+	if c.err == nil {
+		c.err = err
+	}
+	c.mu.Unlock()
+}
+
+// Err is why the connection died, or nil while it is up.
+func (c *Conn) Err() error {
+	select {
+	case <-c.done:
+	default:
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// FirstMessageAt is when the first frame from the cloud arrived, on the
+// link's clock.
+func (c *Conn) FirstMessageAt() (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.firstAt, !c.firstAt.IsZero()
+}
+
+func (c *Conn) readLoop() {
+	defer close(c.done)
+	for {
+		// The deadline is set before every read rather than once per
+		// frame, so a consumer that is slow to call Recv is not mistaken
+		// for a silent cloud.
+		c.extendRead()
+		_, b, err := c.ws.ReadMessage()
+		if err != nil {
+			c.fail(readError(err, c.liveness()))
+			c.ws.Close()
+			return
+		}
+		c.mu.Lock()
+		if c.firstAt.IsZero() {
+			c.firstAt = c.l.clock.Now()
+		}
+		c.mu.Unlock()
+		select {
+		case c.frames <- b:
+		case <-c.closing:
+			c.fail(ErrClosed)
+			return
+		}
+	}
+}
+
+func readError(err error, liveness time.Duration) error {
+	var ne net.Error
+	switch {
+	case errors.Is(err, websocket.ErrReadLimit):
+		return fmt.Errorf("link: the cloud sent a frame over %d bytes: %w", protocol.MaxMessageSize, protocol.ErrTooLarge)
+	case errors.As(err, &ne) && ne.Timeout():
+		return fmt.Errorf("link: nothing from the cloud for %s (no pong): %w", liveness, err)
+	case websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway):
+		return fmt.Errorf("link: the cloud closed the connection: %w", err)
+	}
+	return fmt.Errorf("link: read: %w", err)
+}
+
+func (c *Conn) pingLoop() {
+	t := time.NewTicker(c.l.opts.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-t.C:
+			// WriteControl may run concurrently with WriteMessage.
+			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.l.opts.WriteTimeout)); err != nil {
+				c.fail(fmt.Errorf("link: ping: %w", err))
+				c.ws.Close()
+				return
+			}
+		}
+	}
+}
+
+// Send writes frame as one text message within the write timeout (or
+// ctx's deadline, if sooner). A frame over protocol.MaxMessageSize is
+// refused without harming the connection; a failed write closes it.
+func (c *Conn) Send(ctx context.Context, frame []byte) error {
+	if len(frame) > protocol.MaxMessageSize {
+		return fmt.Errorf("link: send %d bytes: %w", len(frame), protocol.ErrTooLarge)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	select {
+	case <-c.done:
+		return c.deadErr()
+	case <-c.closing:
+		return ErrClosed
+	default:
+	}
+	deadline := time.Now().Add(c.l.opts.WriteTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	_ = c.ws.SetWriteDeadline(deadline)
+	if err := c.ws.WriteMessage(websocket.TextMessage, frame); err != nil {
+		err = fmt.Errorf("link: write: %w", err)
+		c.fail(err)
+		c.ws.Close()
+		return err
+	}
+	return nil
+}
+
+func (c *Conn) deadErr() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return c.err
+	}
+	return ErrClosed
+}
+
+// Recv returns the next frame, or why the connection died.
+func (c *Conn) Recv(ctx context.Context) ([]byte, error) {
+	select {
+	case b := <-c.frames:
+		return b, nil
+	case <-c.done:
+		return nil, c.deadErr()
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Close says goodbye with a normal close frame and closes the connection.
+func (c *Conn) Close() error {
+	c.closeOnce.Do(func() {
+		close(c.closing)
+		msg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")
+		_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+		c.ws.Close()
+	})
+	<-c.done
+	return nil
+}

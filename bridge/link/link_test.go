@@ -1,0 +1,568 @@
+package link
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/encoder-bridge/encoder-bridge/protocol"
+)
+
+// fakeClock hands every backoff wait to the test, which fires it.
+type fakeClock struct {
+	mu    sync.Mutex
+	now   time.Time
+	waits chan fakeWait
+}
+
+type fakeWait struct {
+	d    time.Duration
+	fire chan time.Time
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{now: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC), waits: make(chan fakeWait, 16)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+func (c *fakeClock) After(d time.Duration) <-chan time.Time {
+	ch := make(chan time.Time, 1)
+	c.waits <- fakeWait{d: d, fire: ch}
+	return ch
+}
+
+// next returns the next wait Run asked for, and fires it.
+func (c *fakeClock) next(t *testing.T) time.Duration {
+	t.Helper()
+	select {
+	case w := <-c.waits:
+		w.fire <- c.Now()
+		return w.d
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not back off")
+		return 0
+	}
+}
+
+func maxJitter(n time.Duration) time.Duration { return n - 1 }
+
+// wsServer upgrades every request at protocol.Path and hands the
+// connection to handle.
+func wsServer(t *testing.T, tlsServer bool, handle func(*websocket.Conn, *http.Request)) *httptest.Server {
+	t.Helper()
+	up := websocket.Upgrader{}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != protocol.Path {
+			http.NotFound(w, r)
+			return
+		}
+		ws, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.Close()
+		handle(ws, r)
+	})
+	srv := httptest.NewUnstartedServer(h)
+	// Refused handshakes are what some tests are about; not worth a line.
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	if tlsServer {
+		srv.StartTLS()
+	} else {
+		srv.Start()
+	}
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func wsURL(srv *httptest.Server) string {
+	return strings.Replace(strings.Replace(srv.URL, "https://", "wss://", 1), "http://", "ws://", 1)
+}
+
+func TestEndpoint(t *testing.T) {
+	ok := map[string]string{
+		"wss://cloud.example.com":                      "wss://cloud.example.com/bridge/v1/connect",
+		"wss://cloud.example.com/":                     "wss://cloud.example.com/bridge/v1/connect",
+		"wss://cloud.example.com:8443/eu":              "wss://cloud.example.com:8443/eu/bridge/v1/connect",
+		"wss://cloud.example.com/bridge/v1/connect":    "wss://cloud.example.com/bridge/v1/connect",
+		"ws://127.0.0.1:8080":                          "ws://127.0.0.1:8080/bridge/v1/connect",
+		"ws://localhost:8080":                          "ws://localhost:8080/bridge/v1/connect",
+		"ws://[::1]:8080":                              "ws://[::1]:8080/bridge/v1/connect",
+		"ws://127.0.0.2":                               "ws://127.0.0.2/bridge/v1/connect",
+		"wss://cloud.example.com/bridge/v1/connect///": "wss://cloud.example.com/bridge/v1/connect",
+	}
+	for in, want := range ok {
+		u, err := Endpoint(in)
+		if err != nil || u.String() != want {
+			t.Errorf("Endpoint(%q) = %v, %v; want %s", in, u, err, want)
+		}
+	}
+	bad := map[string]string{
+		"":                                 "no cloud URL",
+		"ws://example.com":                 "loopback",
+		"ws://10.0.0.1:80":                 "loopback",
+		"ws://localhost.example.com":       "loopback",
+		"ws://0.0.0.0":                     "loopback",
+		"https://cloud.example.com":        "scheme",
+		"wss://":                           "no host",
+		"wss://user:pw@cloud.example.com":  "credentials",
+		"wss://cloud.example.com/?token=x": "query",
+	}
+	for in, want := range bad {
+		_, err := Endpoint(in)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Endpoint(%q) = %v, want error with %q", in, err, want)
+		}
+	}
+	if _, err := New(Options{URL: "ws://example.com:80"}); !errors.Is(err, ErrInsecureURL) {
+		t.Errorf("New with ws:// to a remote host: %v", err)
+	}
+}
+
+func TestBackoffGrowsCappedWithFullJitter(t *testing.T) {
+	fc := newFakeClock()
+	var dials atomic.Int32
+	l, err := New(Options{
+		URL: "ws://127.0.0.1:1", Clock: fc, Jitter: maxJitter,
+		Backoff: Backoff{Base: 100 * time.Millisecond, Max: time.Second},
+		NetDialContext: func(context.Context, string, string) (net.Conn, error) {
+			dials.Add(1)
+			return nil, errors.New("connection refused")
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx, func(context.Context, Session) error { return nil }) }()
+	want := []time.Duration{100, 200, 400, 800, 1000, 1000, 1000}
+	for i, w := range want {
+		if got := fc.next(t); got != w*time.Millisecond-1 {
+			t.Fatalf("wait %d = %v, want just under %v", i, got, w*time.Millisecond)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run after cancel = %v, want nil", err)
+	}
+	if n := dials.Load(); n < int32(len(want)) {
+		t.Fatalf("%d dials", n)
+	}
+
+	// With real jitter, every wait is in [0, ceiling) and they spread.
+	r, _ := New(Options{URL: "ws://127.0.0.1:1", Backoff: Backoff{Base: 100 * time.Millisecond, Max: time.Second}})
+	lo, hi := time.Hour, time.Duration(0)
+	for range 2000 {
+		d := r.Delay(3)
+		if d < 0 || d >= 800*time.Millisecond {
+			t.Fatalf("Delay(3) = %v, outside [0, 800ms)", d)
+		}
+		lo, hi = min(lo, d), max(hi, d)
+	}
+	if lo > 100*time.Millisecond || hi < 700*time.Millisecond {
+		t.Fatalf("Delay(3) spans only [%v, %v]: not full jitter", lo, hi)
+	}
+	if d := r.Delay(1000); d >= time.Second {
+		t.Fatalf("Delay(1000) = %v, want capped", d)
+	}
+}
+
+// The attempt count resets only when a connection outlived the grace
+// period after the cloud's first message.
+func TestBackoffResetsAfterGrace(t *testing.T) {
+	fc := newFakeClock()
+	type ctl struct {
+		welcome bool
+		drop    chan struct{}
+	}
+	conns := make(chan ctl, 8)
+	srv := wsServer(t, false, func(ws *websocket.Conn, r *http.Request) {
+		c := <-conns
+		if c.welcome {
+			ws.WriteMessage(websocket.TextMessage, []byte(`welcome`))
+		}
+		<-c.drop
+	})
+	var failDials atomic.Int32
+	failDials.Store(2)
+	var d net.Dialer
+	l, err := New(Options{
+		URL: wsURL(srv), Clock: fc, Jitter: maxJitter,
+		Backoff: Backoff{Base: 100 * time.Millisecond, Max: 10 * time.Second, Grace: time.Minute},
+		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if failDials.Add(-1) >= 0 {
+				return nil, errors.New("connection refused")
+			}
+			return d.DialContext(ctx, network, addr)
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan []byte, 8)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go l.Run(ctx, func(ctx context.Context, s Session) error {
+		for {
+			b, err := s.Recv(ctx)
+			if err != nil {
+				return err
+			}
+			got <- b
+		}
+	})
+	ms := func(n int) time.Duration { return time.Duration(n)*time.Millisecond - 1 }
+	if w := fc.next(t); w != ms(100) {
+		t.Fatalf("first wait %v", w)
+	}
+	if w := fc.next(t); w != ms(200) {
+		t.Fatalf("second wait %v", w)
+	}
+
+	// Up, welcomed, stable for the grace period: back to attempt 0.
+	c := ctl{welcome: true, drop: make(chan struct{})}
+	conns <- c
+	<-got
+	fc.Advance(time.Minute)
+	close(c.drop)
+	if w := fc.next(t); w != ms(100) {
+		t.Fatalf("wait after a stable connection = %v, want reset to %v", w, ms(100))
+	}
+
+	// Up and welcomed but dropped within the grace period: keeps growing.
+	c = ctl{welcome: true, drop: make(chan struct{})}
+	conns <- c
+	<-got
+	fc.Advance(59 * time.Second)
+	close(c.drop)
+	if w := fc.next(t); w != ms(200) {
+		t.Fatalf("wait after a short connection = %v, want %v", w, ms(200))
+	}
+
+	// Up for long, but the cloud never spoke: no reset either.
+	c = ctl{drop: make(chan struct{})}
+	conns <- c
+	time.Sleep(20 * time.Millisecond)
+	fc.Advance(time.Hour)
+	close(c.drop)
+	if w := fc.next(t); w != ms(400) {
+		t.Fatalf("wait after a silent connection = %v, want %v", w, ms(400))
+	}
+}
+
+func TestAuthRefusalIsPermanent(t *testing.T) {
+	for _, code := range []int{http.StatusUnauthorized, http.StatusForbidden} {
+		var hits atomic.Int32
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			hits.Add(1)
+			http.Error(w, "no", code)
+		}))
+		fc := newFakeClock()
+		l, err := New(Options{URL: wsURL(srv), Token: "t0k3n", Clock: fc})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = l.Run(context.Background(), func(context.Context, Session) error { return nil })
+		srv.Close()
+		if !errors.Is(err, ErrAuthRevoked) || !strings.Contains(err.Error(), "auth revoked") {
+			t.Fatalf("HTTP %d: Run = %v, want ErrAuthRevoked", code, err)
+		}
+		if strings.Contains(err.Error(), "t0k3n") {
+			t.Fatalf("error shows the token: %v", err)
+		}
+		if hits.Load() != 1 || len(fc.waits) != 0 {
+			t.Fatalf("HTTP %d: %d dials, %d waits; want one dial, no retry", code, hits.Load(), len(fc.waits))
+		}
+	}
+
+	// Other statuses are retried.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "later", http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	fc := newFakeClock()
+	l, _ := New(Options{URL: wsURL(srv), Clock: fc})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx, func(context.Context, Session) error { return nil }) }()
+	fc.next(t)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestServePermanentStopsRun(t *testing.T) {
+	srv := wsServer(t, false, func(ws *websocket.Conn, r *http.Request) { ws.ReadMessage() })
+	l, _ := New(Options{URL: wsURL(srv), Clock: newFakeClock()})
+	boom := errors.New("journal broken")
+	err := l.Run(context.Background(), func(context.Context, Session) error { return Permanent(boom) })
+	if !errors.Is(err, boom) {
+		t.Fatalf("Run = %v", err)
+	}
+}
+
+func TestBearerTokenAndFrames(t *testing.T) {
+	auth := make(chan string, 1)
+	srv := wsServer(t, false, func(ws *websocket.Conn, r *http.Request) {
+		auth <- r.Header.Get("Authorization")
+		for {
+			mt, b, err := ws.ReadMessage()
+			if err != nil {
+				return
+			}
+			ws.WriteMessage(mt, append([]byte("echo "), b...))
+		}
+	})
+	l, _ := New(Options{URL: wsURL(srv), Token: "s3cret"})
+	c, err := l.Dial(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got := <-auth; got != "Bearer s3cret" {
+		t.Fatalf("Authorization = %q", got)
+	}
+	ctx := context.Background()
+	if err := c.Send(ctx, []byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := c.Recv(ctx); err != nil || string(b) != "echo hi" {
+		t.Fatalf("Recv = %q, %v", b, err)
+	}
+	if _, ok := c.FirstMessageAt(); !ok {
+		t.Fatal("first message not noted")
+	}
+}
+
+func TestOversizedFrames(t *testing.T) {
+	closeCode := make(chan int, 1)
+	srv := wsServer(t, false, func(ws *websocket.Conn, r *http.Request) {
+		_, b, err := ws.ReadMessage()
+		if err != nil || string(b) != "small" {
+			closeCode <- -1
+			return
+		}
+		ws.WriteMessage(websocket.TextMessage, []byte(strings.Repeat("a", protocol.MaxMessageSize+1)))
+		_, _, err = ws.ReadMessage()
+		var ce *websocket.CloseError
+		if errors.As(err, &ce) {
+			closeCode <- ce.Code
+		} else {
+			closeCode <- 0
+		}
+	})
+	l, _ := New(Options{URL: wsURL(srv)})
+	ctx := context.Background()
+	c, err := l.Dial(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Too large to send: refused here, the connection stays up.
+	if err := c.Send(ctx, make([]byte, protocol.MaxMessageSize+1)); !errors.Is(err, protocol.ErrTooLarge) {
+		t.Fatalf("Send oversized = %v", err)
+	}
+	if err := c.Send(ctx, []byte("small")); err != nil {
+		t.Fatalf("Send after refusing an oversized frame: %v", err)
+	}
+	// Too large to receive: the connection is dropped with 1009.
+	if _, err := c.Recv(ctx); !errors.Is(err, protocol.ErrTooLarge) {
+		t.Fatalf("Recv oversized = %v", err)
+	}
+	if code := <-closeCode; code != websocket.CloseMessageTooBig {
+		t.Fatalf("server saw close code %d, want %d", code, websocket.CloseMessageTooBig)
+	}
+}
+
+func TestPongDeadline(t *testing.T) {
+	srv := wsServer(t, false, func(ws *websocket.Conn, r *http.Request) {
+		if r.Header.Get("X-Mute") == "1" {
+			ws.SetPingHandler(func(string) error { return nil })
+		}
+		for {
+			if _, _, err := ws.ReadMessage(); err != nil {
+				return
+			}
+		}
+	})
+	opts := Options{URL: wsURL(srv), PingInterval: 30 * time.Millisecond, PongTimeout: 60 * time.Millisecond}
+
+	// A cloud that answers pings keeps the connection.
+	l, _ := New(opts)
+	c, err := l.Dial(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
+	_, err = c.Recv(ctx)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("live connection: Recv = %v, want the caller's timeout", err)
+	}
+	c.Close()
+
+	// A cloud that stops answering is dropped after interval+timeout.
+	mute := opts
+	mute.NetDialContext = muteDialer
+	l, _ = New(mute)
+	c, err = l.Dial(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err = c.Recv(ctx)
+	if err == nil || errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "no pong") {
+		t.Fatalf("mute cloud: Recv = %v, want a pong timeout", err)
+	}
+	if el := time.Since(start); el > 2*time.Second {
+		t.Fatalf("dead connection noticed after %v", el)
+	}
+}
+
+// muteDialer adds "X-Mute: 1" to the upgrade request by rewriting it on
+// the wire, so the test server can tell which connection to mute.
+func muteDialer(ctx context.Context, network, addr string) (net.Conn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return &headerConn{Conn: c}, nil
+}
+
+type headerConn struct {
+	net.Conn
+	done bool
+}
+
+func (h *headerConn) Write(b []byte) (int, error) {
+	if !h.done {
+		h.done = true
+		s := strings.Replace(string(b), "\r\n", "\r\nX-Mute: 1\r\n", 1)
+		if _, err := h.Conn.Write([]byte(s)); err != nil {
+			return 0, err
+		}
+		return len(b), nil
+	}
+	return h.Conn.Write(b)
+}
+
+func TestTLSAndPin(t *testing.T) {
+	srv := wsServer(t, true, func(ws *websocket.Conn, r *http.Request) { ws.ReadMessage() })
+	cert := srv.Certificate()
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+
+	// Unknown CA: refused by the usual verification.
+	l, _ := New(Options{URL: wsURL(srv)})
+	if c, err := l.Dial(ctx); err == nil {
+		c.Close()
+		t.Fatal("dial to an untrusted certificate succeeded")
+	}
+
+	// CA file: accepted; with the right pin too.
+	for _, pin := range []string{"", PinOf(cert), "sha256/" + PinOf(cert)} {
+		l, err := New(Options{URL: wsURL(srv), CAFile: ca, SPKIPin: pin})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := l.Dial(ctx)
+		if err != nil {
+			t.Fatalf("pin %q: %v", pin, err)
+		}
+		c.Close()
+	}
+
+	// Another key's pin: refused, even though the chain verifies.
+	other := sha256.Sum256([]byte("another key"))
+	l, err := New(Options{URL: wsURL(srv), CAFile: ca, SPKIPin: base64.StdEncoding.EncodeToString(other[:])})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := l.Dial(ctx); !errors.Is(err, ErrPinMismatch) {
+		if c != nil {
+			c.Close()
+		}
+		t.Fatalf("pin mismatch: Dial = %v, want ErrPinMismatch", err)
+	} else if !strings.Contains(err.Error(), PinOf(cert)) {
+		t.Fatalf("pin mismatch error does not name the key presented: %v", err)
+	}
+
+	for _, bad := range []string{"abc", base64.StdEncoding.EncodeToString([]byte("short"))} {
+		if _, err := New(Options{URL: wsURL(srv), SPKIPin: bad}); err == nil {
+			t.Errorf("pin %q accepted", bad)
+		}
+	}
+	if _, err := New(Options{URL: "ws://127.0.0.1:1", SPKIPin: PinOf(cert)}); err == nil {
+		t.Error("pin with ws:// accepted")
+	}
+	if _, err := New(Options{URL: wsURL(srv), CAFile: filepath.Join(dir, "missing.pem")}); err == nil {
+		t.Error("missing CA file accepted")
+	}
+}
+
+func TestReadTokenFile(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "token")
+	if err := os.WriteFile(p, []byte("  abc.def-123\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if tok, err := ReadTokenFile(p); err != nil || tok != "abc.def-123" {
+		t.Fatalf("ReadTokenFile = %q, %v", tok, err)
+	}
+	if runtime.GOOS != "windows" {
+		os.Chmod(p, 0o640)
+		_, err := ReadTokenFile(p)
+		if !errors.Is(err, ErrTokenFileInsecure) || !strings.Contains(err.Error(), "chmod 600") {
+			t.Fatalf("group-readable token file: %v", err)
+		}
+		os.Chmod(p, 0o600)
+	}
+	os.WriteFile(p, []byte("\n"), 0o600)
+	if _, err := ReadTokenFile(p); err == nil || !strings.Contains(err.Error(), "empty") {
+		t.Fatalf("empty token file: %v", err)
+	}
+	os.WriteFile(p, []byte("a b"), 0o600)
+	if _, err := ReadTokenFile(p); err == nil {
+		t.Fatal("two-word token accepted")
+	}
+	if _, err := ReadTokenFile(filepath.Join(dir, "missing")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("missing token file: %v", err)
+	}
+}

@@ -1,0 +1,269 @@
+// Package api serves the cloud's HTTP API in Seam Connect's dialect, so
+// Seam's SDKs drive it unchanged: the /acs/encoders, /acs/credentials,
+// /acs/systems, /access_methods and /action_attempts routes, with Seam's
+// request fields, response wrappers and error shape.
+//
+// Every route needs an API key (Authorization: Bearer seam_...) and sees
+// only that key's workspace: an id of another workspace is answered like
+// an id that does not exist (404).
+//
+// It starts encode and scan jobs through the Dispatcher interface
+// (package jobs) and reads state from the store. It must not import hub.
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+	"go.uber.org/zap"
+
+	"github.com/encoder-bridge/encoder-bridge/cloud/clock"
+	"github.com/encoder-bridge/encoder-bridge/cloud/jobs"
+	"github.com/encoder-bridge/encoder-bridge/cloud/secret"
+	"github.com/encoder-bridge/encoder-bridge/cloud/store"
+)
+
+// Dispatcher starts jobs.
+type Dispatcher interface {
+	Encode(ctx context.Context, workspaceID string, req jobs.EncodeRequest) (store.ActionAttempt, error)
+	Scan(ctx context.Context, workspaceID string, req jobs.ScanRequest) (store.ActionAttempt, error)
+	Simulate(ctx context.Context, workspaceID, encoderID string, sim jobs.Simulation) error
+}
+
+// Authenticator checks API keys.
+type Authenticator interface {
+	// Workspace returns the workspace of an API key. A key that is
+	// unknown, malformed or revoked gives an error with an Unauthorized
+	// method reporting true; any other error is a failure of the check.
+	Workspace(ctx context.Context, apiKey string) (store.Workspace, error)
+}
+
+// Presence tells whether a bridge is connected.
+type Presence interface {
+	Online(bridgeID string) bool
+}
+
+// Config configures the API.
+type Config struct {
+	Store    *store.Store
+	Auth     Authenticator
+	Jobs     Dispatcher
+	Presence Presence
+	Clock    clock.Clock // nil: the real clock
+	Log      *zap.Logger // nil: no logging
+}
+
+// API is the HTTP handler.
+type API struct {
+	cfg    Config
+	log    *zap.Logger
+	clk    clock.Clock
+	routes map[string]route
+}
+
+type route struct {
+	get     bool // GET with query parameters is allowed beside POST
+	handler func(ctx context.Context, r *request) (any, error)
+}
+
+// request is one authenticated API call.
+type request struct {
+	ws  store.Workspace
+	in  *input
+	url string // for next_page_url
+}
+
+// MaxBodySize bounds a request body.
+const MaxBodySize = 1 << 20
+
+// New makes the API handler.
+func New(cfg Config) *API {
+	a := &API{cfg: cfg, log: cfg.Log, clk: cfg.Clock}
+	if a.log == nil {
+		a.log = zap.NewNop()
+	}
+	if a.clk == nil {
+		a.clk = clock.Real{}
+	}
+	a.routes = map[string]route{
+		"/acs/encoders/list":                                         {true, a.listEncoders},
+		"/acs/encoders/get":                                          {true, a.getEncoder},
+		"/acs/encoders/encode_credential":                            {false, a.encodeCredential},
+		"/acs/encoders/scan_credential":                              {false, a.scanCredential},
+		"/acs/encoders/scan_to_assign_credential":                    {false, a.scanToAssignCredential},
+		"/acs/encoders/simulate/next_credential_encode_will_fail":    {false, a.simulateEncodeFail},
+		"/acs/encoders/simulate/next_credential_encode_will_succeed": {false, a.simulateEncodeSucceed},
+		"/acs/encoders/simulate/next_credential_scan_will_fail":      {false, a.simulateScanFail},
+		"/acs/encoders/simulate/next_credential_scan_will_succeed":   {false, a.simulateScanSucceed},
+		"/acs/credentials/create":                                    {false, a.createCredential},
+		"/acs/credentials/get":                                       {true, a.getCredential},
+		"/acs/credentials/list":                                      {true, a.listCredentials},
+		"/acs/systems/list":                                          {true, a.listSystems},
+		"/acs/systems/get":                                           {true, a.getSystem},
+		"/access_methods/get":                                        {true, a.getAccessMethod},
+		"/action_attempts/get":                                       {true, a.getActionAttempt},
+	}
+	return a
+}
+
+// Routes lists the paths the API serves.
+func (a *API) Routes() []string {
+	out := make([]string, 0, len(a.routes))
+	for p := range a.routes {
+		out = append(out, p)
+	}
+	return out
+}
+
+// errorBody is Seam's error shape.
+type errorBody struct {
+	Error errorDetail `json:"error"`
+}
+
+type errorDetail struct {
+	Type             string                         `json:"type"`
+	Message          string                         `json:"message"`
+	RequestID        string                         `json:"request_id,omitempty"`
+	ValidationErrors map[string]map[string][]string `json:"validation_errors,omitempty"`
+}
+
+// apiError is an error with its HTTP status and Seam error type.
+type apiError struct {
+	status int
+	typ    string
+	msg    string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func notFound(resource string) error {
+	return &apiError{http.StatusNotFound, resource + "_not_found", resource + " not found"}
+}
+
+func badRequest(typ, msg string) error { return &apiError{http.StatusBadRequest, typ, msg} }
+
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	reqID := uuid.NewString()
+	w.Header().Set("seam-request-id", reqID)
+	status, wsID := a.serve(w, r, reqID)
+	a.log.Info("api request",
+		zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Int("status", status),
+		zap.String("workspace_id", wsID), zap.String("request_id", reqID), zap.Duration("duration", time.Since(start)))
+}
+
+func (a *API) serve(w http.ResponseWriter, r *http.Request, reqID string) (status int, workspaceID string) {
+	rt, ok := a.routes[r.URL.Path]
+	if !ok {
+		return a.fail(w, reqID, &apiError{http.StatusNotFound, "not_found", "no route " + r.URL.Path}), ""
+	}
+	switch {
+	case r.Method == http.MethodPost:
+	case r.Method == http.MethodGet && rt.get:
+	default:
+		allow := "POST"
+		if rt.get {
+			allow = "GET, POST"
+		}
+		w.Header().Set("Allow", allow)
+		return a.fail(w, reqID, &apiError{http.StatusMethodNotAllowed, "method_not_allowed", r.Method + " is not allowed on " + r.URL.Path + " (use " + allow + ")"}), ""
+	}
+	token, ok := secret.Bearer(r.Header.Get("Authorization"))
+	if !ok {
+		return a.fail(w, reqID, &apiError{http.StatusUnauthorized, "unauthorized", "missing API key: send Authorization: Bearer <API key>"}), ""
+	}
+	ws, err := a.cfg.Auth.Workspace(r.Context(), token)
+	if err != nil {
+		var u interface{ Unauthorized() bool }
+		if !errors.As(err, &u) || !u.Unauthorized() {
+			return a.fail(w, reqID, fmt.Errorf("check API key: %w", err)), ""
+		}
+		// The key is never logged or echoed.
+		return a.fail(w, reqID, &apiError{http.StatusUnauthorized, "unauthorized", "invalid or revoked API key"}), ""
+	}
+	var in *input
+	if r.Method == http.MethodGet {
+		in = newQueryInput(r.URL.Query())
+	} else {
+		var body []byte
+		var err error
+		if r.Body != nil {
+			body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodySize))
+		}
+		if err != nil {
+			return a.fail(w, reqID, badRequest("invalid_input", "request body unreadable or larger than 1 MiB")), ws.ID
+		}
+		if in, err = newBodyInput(body); err != nil {
+			return a.fail(w, reqID, err), ws.ID
+		}
+	}
+	out, err := rt.handler(r.Context(), &request{ws: ws, in: in, url: requestURL(r)})
+	if err != nil {
+		return a.fail(w, reqID, err), ws.ID
+	}
+	writeJSON(w, http.StatusOK, out)
+	return http.StatusOK, ws.ID
+}
+
+func requestURL(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host + r.URL.Path
+}
+
+func (a *API) fail(w http.ResponseWriter, reqID string, err error) int {
+	body := errorBody{Error: errorDetail{RequestID: reqID}}
+	status := http.StatusInternalServerError
+	var ae *apiError
+	var ie *InputError
+	var nf *jobs.NotFoundError
+	switch {
+	case errors.As(err, &ie):
+		status = http.StatusBadRequest
+		body.Error.Type, body.Error.Message = "invalid_input", ie.Error()
+		body.Error.ValidationErrors = map[string]map[string][]string{}
+		for f, problems := range ie.Fields {
+			body.Error.ValidationErrors[f] = map[string][]string{"_errors": problems}
+		}
+	case errors.As(err, &nf):
+		status = http.StatusNotFound
+		body.Error.Type, body.Error.Message = nf.Resource+"_not_found", nf.Resource+" not found"
+	case errors.Is(err, jobs.ErrNotSandbox):
+		status = http.StatusBadRequest
+		body.Error.Type, body.Error.Message = "workspace_not_sandbox", err.Error()
+	case errors.As(err, &ae):
+		status = ae.status
+		body.Error.Type, body.Error.Message = ae.typ, ae.msg
+	default:
+		a.log.Error("api request failed", zap.String("request_id", reqID), zap.Error(err))
+		body.Error.Type, body.Error.Message = "internal_server_error", "internal error; request id "+reqID
+	}
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="encoder-bridge"`)
+	}
+	writeJSON(w, status, body)
+	return status
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		status = http.StatusInternalServerError
+		buf.Reset()
+		buf.WriteString(`{"error":{"type":"internal_server_error","message":"response not encodable"}}` + "\n")
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}

@@ -1,0 +1,250 @@
+// Package cloud is the reference cloud of encoder-bridge: a Seam-style
+// HTTP API for encoders, credentials and action attempts, and the
+// websocket hub that the front-desk bridges dial. It wires the parts:
+//
+//	store  SQLite state (workspaces, keys, bridges, encoders, credentials, jobs)
+//	auth   workspaces, API keys and bridge tokens
+//	jobs   encode/scan jobs and their action attempts, deadlines
+//	hub    bridge websocket links (protocol.Path)
+//	api    the HTTP routes in Seam's dialect
+//	seam   the JSON shapes of Seam's resources
+//
+// Start one in-process with New, serve Handler (or call Serve), and run
+// Run for the deadline sweeper. docs/cloud.md describes the behaviour.
+//
+// Only commands and tests import it. No cloud package imports the bridge
+// side (bridge, reader, cardfmt): the two ends share only protocol.
+package cloud
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/encoder-bridge/encoder-bridge/cloud/api"
+	"github.com/encoder-bridge/encoder-bridge/cloud/auth"
+	"github.com/encoder-bridge/encoder-bridge/cloud/clock"
+	"github.com/encoder-bridge/encoder-bridge/cloud/hub"
+	"github.com/encoder-bridge/encoder-bridge/cloud/jobs"
+	"github.com/encoder-bridge/encoder-bridge/cloud/store"
+	"github.com/encoder-bridge/encoder-bridge/protocol"
+)
+
+// Config configures a Server. Only DB is required.
+type Config struct {
+	// DB is the SQLite database file; it is created if missing.
+	DB string
+	// Clock is injected by tests; nil means the system clock.
+	Clock clock.Clock
+	// Logger receives the server's logs; nil discards them. Keys and
+	// tokens are never logged.
+	Logger *zap.Logger
+	// JobTimeout is how long an encode or scan job may take (default 60s).
+	JobTimeout time.Duration
+	// SweepInterval is how often Run expires jobs (default 1s).
+	SweepInterval time.Duration
+	// Websocket timings; zero takes hub's defaults (ping 15s, pong 45s,
+	// write 10s, hello 10s).
+	PingInterval time.Duration
+	PongWait     time.Duration
+	WriteWait    time.Duration
+	HelloWait    time.Duration
+}
+
+// Workspace is a tenant.
+type Workspace = store.Workspace
+
+// WorkspaceOptions are optional settings of a new workspace.
+type WorkspaceOptions = auth.WorkspaceOptions
+
+// Server is a running cloud: its database, hub and API.
+type Server struct {
+	cfg     Config
+	log     *zap.Logger
+	store   *store.Store
+	auth    *auth.Auth
+	jobs    *jobs.Service
+	hub     *hub.Hub
+	api     *api.API
+	handler http.Handler
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Compile-time checks of the seams between the parts.
+var (
+	_ hub.Handler       = (*jobs.Service)(nil)
+	_ hub.Authenticator = (*auth.Auth)(nil)
+	_ jobs.Links        = (*hub.Hub)(nil)
+	_ api.Dispatcher    = (*jobs.Service)(nil)
+	_ api.Authenticator = (*auth.Auth)(nil)
+	_ api.Presence      = (*hub.Hub)(nil)
+)
+
+// New opens the database (migrating it) and builds the server. It starts
+// no goroutine: serve Handler and call Run, or call Serve.
+func New(cfg Config) (*Server, error) {
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	st, err := store.Open(context.Background(), cfg.DB)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, store: st}
+	s.auth = auth.New(st, cfg.Clock)
+	s.jobs = jobs.New(jobs.Config{
+		Store: st, Clock: cfg.Clock, Log: cfg.Logger.Named("jobs"),
+		Timeout: cfg.JobTimeout, SweepInterval: cfg.SweepInterval,
+	})
+	s.hub = hub.New(hub.Config{
+		Handler: s.jobs, Auth: s.auth, Log: cfg.Logger.Named("hub"),
+		PingInterval: cfg.PingInterval, PongWait: cfg.PongWait, WriteWait: cfg.WriteWait, HelloWait: cfg.HelloWait,
+	})
+	s.jobs.SetLinks(s.hub)
+	s.api = api.New(api.Config{
+		Store: st, Auth: s.auth, Jobs: s.jobs, Presence: s.hub, Clock: cfg.Clock, Log: cfg.Logger.Named("api"),
+	})
+	mux := http.NewServeMux()
+	mux.Handle(protocol.Path, s.hub)
+	mux.HandleFunc("/healthz", s.healthz)
+	mux.Handle("/", s.api)
+	s.handler = mux
+	return s, nil
+}
+
+// Handler serves the API, the bridge websocket (protocol.Path) and
+// /healthz.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
+		http.Error(w, "database unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+// Run expires jobs whose deadline passed until ctx is done.
+func (s *Server) Run(ctx context.Context) error {
+	s.jobs.Run(ctx)
+	return nil
+}
+
+// Sweep expires due jobs now; tests call it after moving a fake clock.
+func (s *Server) Sweep(ctx context.Context) (int, error) { return s.jobs.Sweep(ctx) }
+
+// Online reports whether a bridge is connected and has said hello.
+func (s *Server) Online(bridgeID string) bool { return s.hub.Online(bridgeID) }
+
+// JobTimeout is the configured job timeout.
+func (s *Server) JobTimeout() time.Duration { return s.jobs.Timeout() }
+
+// ShutdownTimeout bounds Serve's graceful shutdown.
+const ShutdownTimeout = 10 * time.Second
+
+// Serve serves on ln and runs the sweeper until ctx is done, then shuts
+// the HTTP server down gracefully and closes every bridge link. It does
+// not close the database (Close does).
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          zap.NewStdLog(s.log.Named("http")),
+	}
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	go s.jobs.Run(runCtx)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		s.hub.Close()
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	s.log.Info("shutting down")
+	shutCtx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	defer cancel()
+	err := srv.Shutdown(shutCtx) // stops new requests and waits for the running ones
+	s.hub.Close()                // websockets are hijacked: Shutdown does not wait for them
+	if err2 := <-errc; err == nil && !errors.Is(err2, http.ErrServerClosed) {
+		err = err2
+	}
+	return err
+}
+
+// Close closes every bridge link and the database.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		s.hub.Close()
+		s.closeErr = s.store.Close()
+	})
+	return s.closeErr
+}
+
+// CreateWorkspace makes a workspace (with its access control system and
+// connected account).
+func (s *Server) CreateWorkspace(ctx context.Context, name string, opt WorkspaceOptions) (Workspace, error) {
+	return s.auth.CreateWorkspace(ctx, name, opt)
+}
+
+// Workspaces lists the workspaces.
+func (s *Server) Workspaces(ctx context.Context) ([]Workspace, error) {
+	return s.store.Q().Workspaces(ctx)
+}
+
+// CreateAPIKey makes an API key for a workspace. The key is returned in
+// plain only here; only its hash is stored.
+func (s *Server) CreateAPIKey(ctx context.Context, workspaceID string) (string, error) {
+	return s.auth.CreateAPIKey(ctx, workspaceID)
+}
+
+// RevokeAPIKey revokes an API key (given in plain or by its id, the part
+// after "seam_key" up to the next "_").
+func (s *Server) RevokeAPIKey(ctx context.Context, keyOrID string) error {
+	return s.auth.RevokeAPIKey(ctx, keyOrID)
+}
+
+// CreateBridgeToken registers a bridge in a workspace and returns its id
+// and token. The token is returned in plain only here.
+func (s *Server) CreateBridgeToken(ctx context.Context, workspaceID, name string) (bridgeID, token string, err error) {
+	b, token, err := s.auth.CreateBridge(ctx, workspaceID, name)
+	return b.ID, token, err
+}
+
+// RevokeBridgeToken revokes a bridge's token: its live link to this server
+// is closed and its next connection is refused with 401.
+func (s *Server) RevokeBridgeToken(ctx context.Context, bridgeID string) error {
+	if err := s.auth.RevokeBridge(ctx, bridgeID); err != nil {
+		return err
+	}
+	s.hub.Disconnect(bridgeID, "bridge token revoked")
+	return nil
+}
+
+// HandleFrameForTest runs one websocket frame from bridge bridgeID through
+// the same decoding and handling as a live link (helloDone: the link has
+// said hello) and returns what would be sent back and whether the link
+// would be closed. For fuzzing and tests.
+func (s *Server) HandleFrameForTest(ctx context.Context, bridgeID string, helloDone bool, frame []byte) ([]*protocol.Message, bool, error) {
+	b, err := s.store.Q().Bridge(ctx, bridgeID)
+	if err != nil {
+		return nil, false, err
+	}
+	sent, closed := s.hub.HandleFrameForTest(b, helloDone, frame)
+	return sent, closed, nil
+}

@@ -1,0 +1,482 @@
+// Package jobs runs the cloud's side of encode and scan jobs: it turns an
+// API request into an action attempt and a job, hands the job to the
+// bridge's link, stores what the bridge reports (ack, progress, result),
+// finishes the action attempt, and expires jobs whose deadline passed.
+//
+// It sees bridge links only through the Links interface (package hub
+// implements it) and answers the hub through plain method calls that
+// return the messages to send. It must not import api or hub.
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"go.uber.org/zap"
+
+	"github.com/encoder-bridge/encoder-bridge/cloud/clock"
+	"github.com/encoder-bridge/encoder-bridge/cloud/seam"
+	"github.com/encoder-bridge/encoder-bridge/cloud/store"
+	"github.com/encoder-bridge/encoder-bridge/protocol"
+)
+
+// Log field keys.
+const (
+	FieldJobID    = "job_id"
+	FieldBridgeID = "bridge_id"
+	FieldAttempt  = "action_attempt_id"
+	FieldEncoder  = "encoder"
+)
+
+// Links is how jobs reach bridges.
+type Links interface {
+	// Online reports whether the bridge has a live link that said hello.
+	// It must not block on the database.
+	Online(bridgeID string) bool
+	// Send queues m on the bridge's current link; false if it has none.
+	Send(bridgeID string, m *protocol.Message) bool
+}
+
+// Defaults.
+const (
+	DefaultTimeout       = 60 * time.Second
+	DefaultSweepInterval = time.Second
+	// DefaultReofferAfter is how long a job may stay unacknowledged on a
+	// connected bridge before it is offered again (the bridge may have
+	// failed to store it, or the link it went to died).
+	DefaultReofferAfter = 10 * time.Second
+)
+
+// Config configures a Service.
+type Config struct {
+	Store *store.Store
+	Clock clock.Clock // nil: the real clock
+	Log   *zap.Logger // nil: no logging
+	Links Links       // may be set later with SetLinks
+	// Timeout is how long a job may take, from dispatch to result.
+	Timeout time.Duration
+	// SweepInterval is how often Run looks for expired jobs.
+	SweepInterval time.Duration
+	// ReofferAfter: see DefaultReofferAfter.
+	ReofferAfter time.Duration
+}
+
+// Service runs jobs.
+type Service struct {
+	st         *store.Store
+	clk        clock.Clock
+	log        *zap.Logger
+	links      Links
+	timeout    time.Duration
+	sweepEvery time.Duration
+	reoffer    time.Duration
+	// started is when this process started: a job whose deadline passed
+	// before it was down, not disconnected.
+	started time.Time
+}
+
+// New makes a Service.
+func New(cfg Config) *Service {
+	s := &Service{st: cfg.Store, clk: cfg.Clock, log: cfg.Log, links: cfg.Links, timeout: cfg.Timeout, sweepEvery: cfg.SweepInterval, reoffer: cfg.ReofferAfter}
+	if s.clk == nil {
+		s.clk = clock.Real{}
+	}
+	if s.log == nil {
+		s.log = zap.NewNop()
+	}
+	if s.timeout <= 0 {
+		s.timeout = DefaultTimeout
+	}
+	if s.sweepEvery <= 0 {
+		s.sweepEvery = DefaultSweepInterval
+	}
+	if s.reoffer <= 0 {
+		s.reoffer = DefaultReofferAfter
+	}
+	s.started = s.clk.Now()
+	return s
+}
+
+// SetLinks sets the bridge links (the hub is made after the service).
+func (s *Service) SetLinks(l Links) { s.links = l }
+
+// Timeout is the job timeout.
+func (s *Service) Timeout() time.Duration { return s.timeout }
+
+func (s *Service) online(bridgeID string) bool { return s.links != nil && s.links.Online(bridgeID) }
+
+// NotFoundError is a resource that does not exist in the workspace.
+type NotFoundError struct {
+	Resource string // acs_encoder, acs_credential, access_method
+	ID       string
+}
+
+func (e *NotFoundError) Error() string { return e.Resource + " " + e.ID + " not found" }
+
+// ErrNotSandbox refuses a simulation outside a sandbox workspace.
+var ErrNotSandbox = errors.New("simulations are only allowed in a sandbox workspace")
+
+// encoderNamespace derives acs_encoder_ids (UUIDv5).
+var encoderNamespace = uuid.MustParse("4654bf5f-6aad-41bc-8d49-b9e0a9f9db55")
+
+// EncoderID is the acs_encoder_id of a bridge's encoder: the same on
+// every reconnect, and different for every bridge.
+func EncoderID(bridgeID, protocolEncoderID string) string {
+	return uuid.NewSHA1(encoderNamespace, []byte(bridgeID+"\x00"+protocolEncoderID)).String()
+}
+
+func (s *Service) now() time.Time { return s.clk.Now().UTC().Truncate(time.Millisecond) }
+
+// EncodeRequest names what to encode where. Exactly one of CredentialID
+// and AccessMethodID is set (the API checks).
+type EncodeRequest struct {
+	EncoderID      string
+	CredentialID   string
+	AccessMethodID string
+}
+
+// Encode starts an ENCODE_CREDENTIAL action attempt. The attempt is
+// pending while the job runs; it is already finished when the encoder's
+// bridge is offline (encoder_not_online), when the credential cannot be
+// encoded, or when a simulated outcome was set.
+func (s *Service) Encode(ctx context.Context, workspaceID string, req EncodeRequest) (store.ActionAttempt, error) {
+	var att store.ActionAttempt
+	var job *store.Job
+	enc, err := s.encoder(ctx, workspaceID, req.EncoderID)
+	if err != nil {
+		return att, err
+	}
+	online := s.online(enc.BridgeID)
+	now := s.now()
+	err = s.st.Update(ctx, func(tx *store.Tx) error {
+		att, job = store.ActionAttempt{}, nil
+		ws, err := tx.Workspace(ctx, workspaceID)
+		if err != nil {
+			return err
+		}
+		var cred store.Credential
+		if req.CredentialID != "" {
+			cred, err = tx.Credential(ctx, workspaceID, req.CredentialID)
+			if errors.Is(err, store.ErrNotFound) {
+				return &NotFoundError{Resource: "acs_credential", ID: req.CredentialID}
+			}
+		} else {
+			cred, err = tx.CredentialByAccessMethod(ctx, workspaceID, req.AccessMethodID)
+			if errors.Is(err, store.ErrNotFound) {
+				return &NotFoundError{Resource: "access_method", ID: req.AccessMethodID}
+			}
+		}
+		if err != nil {
+			return err
+		}
+		att = newAttempt(workspaceID, seam.ActionEncodeCredential, now)
+		fail := func(typ, msg string) error {
+			att.Status, att.ErrorType, att.ErrorMessage = store.StatusError, typ, msg
+			return tx.CreateActionAttempt(ctx, att)
+		}
+		if sim, ok, err := s.takeSimulation(ctx, tx, enc.ID, simEncode, cred.ID); err != nil {
+			return err
+		} else if ok {
+			return s.simulateEncode(ctx, tx, ws, &att, cred, sim, now)
+		}
+		if !cred.EndsAt.After(now) {
+			if cred.IsIssued {
+				return fail(seam.ErrCredentialCannotBeReissued, fmt.Sprintf(
+					"The credential's validity ended at %s, so it cannot be reissued; create a new credential.", seam.Time(cred.EndsAt)))
+			}
+			return fail(seam.ErrUncategorized, fmt.Sprintf(
+				"The credential's validity ended at %s before it was encoded; create a new credential.", seam.Time(cred.EndsAt)))
+		}
+		if enc.RemovedAt != nil {
+			return fail(seam.ErrEncoderNotOnline, "The encoder was removed from its bridge (reader "+enc.ReaderName+").")
+		}
+		if !online {
+			return fail(seam.ErrEncoderNotOnline, "The encoder's bridge is not connected.")
+		}
+		// The first encode job of a credential writes the sequence it was
+		// created with; every later one (a retry or a replacement card)
+		// takes a new, higher sequence, so the newest card cancels every
+		// older card at the locks.
+		before, err := tx.CountEncodeJob(ctx, cred.ID)
+		if err != nil {
+			return err
+		}
+		seq := cred.IssueSequence
+		if before > 0 || cred.IsIssued {
+			if seq, err = tx.NextIssueSequence(ctx, workspaceID); err != nil {
+				return err
+			}
+		}
+		pc := ProtocolCredential(cred)
+		pc.IssueSequence = &seq
+		j, err := s.newJob(att, enc, protocol.JobEncode, pc, now)
+		if err != nil {
+			return err
+		}
+		j.CredentialID, j.IssueSequence = cred.ID, seq
+		if err := tx.CreateActionAttempt(ctx, att); err != nil {
+			return err
+		}
+		job = &j
+		return tx.CreateJob(ctx, j)
+	})
+	if err != nil {
+		return store.ActionAttempt{}, err
+	}
+	s.offer(ctx, job)
+	return att, nil
+}
+
+// ScanRequest asks for a scan; AcsUserID or UserIdentityID are set for a
+// scan that assigns the card's credential to a user.
+type ScanRequest struct {
+	EncoderID      string
+	Assign         bool
+	AcsUserID      string
+	UserIdentityID string
+}
+
+// Scan starts a SCAN_CREDENTIAL (or SCAN_TO_ASSIGN_CREDENTIAL) action
+// attempt.
+func (s *Service) Scan(ctx context.Context, workspaceID string, req ScanRequest) (store.ActionAttempt, error) {
+	var att store.ActionAttempt
+	var job *store.Job
+	enc, err := s.encoder(ctx, workspaceID, req.EncoderID)
+	if err != nil {
+		return att, err
+	}
+	online := s.online(enc.BridgeID)
+	now := s.now()
+	actionType := seam.ActionScanCredential
+	if req.Assign {
+		actionType = seam.ActionScanToAssignCredential
+	}
+	err = s.st.Update(ctx, func(tx *store.Tx) error {
+		att, job = newAttempt(workspaceID, actionType, now), nil
+		ws, err := tx.Workspace(ctx, workspaceID)
+		if err != nil {
+			return err
+		}
+		fail := func(typ, msg string) error {
+			att.Status, att.ErrorType, att.ErrorMessage = store.StatusError, seam.NormalizeErrorType(actionType, typ), msg
+			return tx.CreateActionAttempt(ctx, att)
+		}
+		if !req.Assign {
+			if sim, ok, err := s.takeSimulation(ctx, tx, enc.ID, simScan, ""); err != nil {
+				return err
+			} else if ok {
+				return s.simulateScan(ctx, tx, ws, &att, sim)
+			}
+		}
+		if enc.RemovedAt != nil {
+			return fail(seam.ErrEncoderNotOnline, "The encoder was removed from its bridge (reader "+enc.ReaderName+").")
+		}
+		if !online {
+			return fail(seam.ErrEncoderNotOnline, "The encoder's bridge is not connected.")
+		}
+		j, err := s.newJob(att, enc, protocol.JobScan, nil, now)
+		if err != nil {
+			return err
+		}
+		if req.Assign {
+			b, _ := json.Marshal(assignTo{AcsUserID: req.AcsUserID, UserIdentityID: req.UserIdentityID})
+			j.AssignTo = string(b)
+		}
+		if err := tx.CreateActionAttempt(ctx, att); err != nil {
+			return err
+		}
+		job = &j
+		return tx.CreateJob(ctx, j)
+	})
+	if err != nil {
+		return store.ActionAttempt{}, err
+	}
+	s.offer(ctx, job)
+	return att, nil
+}
+
+type assignTo struct {
+	AcsUserID      string `json:"acs_user_id,omitempty"`
+	UserIdentityID string `json:"user_identity_id,omitempty"`
+}
+
+func (s *Service) encoder(ctx context.Context, workspaceID, id string) (store.Encoder, error) {
+	enc, err := s.st.Q().Encoder(ctx, workspaceID, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return enc, &NotFoundError{Resource: "acs_encoder", ID: id}
+	}
+	return enc, err
+}
+
+func newAttempt(workspaceID, actionType string, now time.Time) store.ActionAttempt {
+	return store.ActionAttempt{
+		ID:          uuid.NewString(),
+		WorkspaceID: workspaceID,
+		ActionType:  actionType,
+		Status:      store.StatusPending,
+		CreatedAt:   now,
+		UpdatedAt:   now,
+	}
+}
+
+func (s *Service) newJob(att store.ActionAttempt, enc store.Encoder, kind protocol.JobKind, pc *protocol.Credential, now time.Time) (store.Job, error) {
+	pj := protocol.Job{
+		JobID:           uuid.NewString(),
+		ActionAttemptID: att.ID,
+		Kind:            kind,
+		EncoderID:       enc.ProtocolID,
+		Deadline:        now.Add(s.timeout),
+		Credential:      pc,
+	}
+	payload, err := json.Marshal(pj)
+	if err != nil {
+		return store.Job{}, err
+	}
+	return store.Job{
+		ID:              pj.JobID,
+		ActionAttemptID: att.ID,
+		WorkspaceID:     att.WorkspaceID,
+		BridgeID:        enc.BridgeID,
+		EncoderID:       enc.ID,
+		Kind:            string(kind),
+		Payload:         payload,
+		Deadline:        pj.Deadline,
+		CreatedAt:       now,
+		// Offered right after the commit; one that misses its link is
+		// offered again on the next hello.
+		SentAt: &now,
+	}, nil
+}
+
+// ProtocolCredential is the card data of a credential, as a job carries it.
+func ProtocolCredential(c store.Credential) *protocol.Credential {
+	seq := c.IssueSequence
+	ents := c.EntranceIDs
+	if ents == nil {
+		ents = []string{}
+	}
+	return &protocol.Credential{
+		CredentialID:     c.ID,
+		CardNumber:       c.CardNumber,
+		CardFunctionType: c.CardFunctionType,
+		StartsAt:         c.StartsAt.UTC().Format(time.RFC3339),
+		EndsAt:           c.EndsAt.UTC().Format(time.RFC3339),
+		EntranceIDs:      ents,
+		IssueSequence:    &seq,
+	}
+}
+
+// jobMessage is the job message of a stored job.
+func jobMessage(j store.Job) (*protocol.Message, error) {
+	var pj protocol.Job
+	if err := json.Unmarshal(j.Payload, &pj); err != nil {
+		return nil, fmt.Errorf("job %s: stored payload: %w", j.ID, err)
+	}
+	m := protocol.New(protocol.TypeJob)
+	m.Job = &pj
+	return m, nil
+}
+
+// offer sends a new job to its bridge. A job that cannot be sent now stays
+// pending: it is offered again when the bridge says hello, or expires.
+func (s *Service) offer(ctx context.Context, j *store.Job) {
+	if j == nil || s.links == nil {
+		return
+	}
+	m, err := jobMessage(*j)
+	if err != nil {
+		s.log.Error("job not offered", zap.String(FieldJobID, j.ID), zap.Error(err))
+		return
+	}
+	if !s.links.Send(j.BridgeID, m) {
+		s.log.Info("job not sent: bridge link gone; it waits for the bridge to reconnect",
+			zap.String(FieldJobID, j.ID), zap.String(FieldBridgeID, j.BridgeID))
+	}
+}
+
+// Sweep finishes every pending job whose deadline has passed: with
+// bridge_disconnected if its bridge is not connected now (the link dropped
+// during the job and did not come back), else action_attempt_expired. It
+// returns how many it finished. It also offers again the jobs a connected
+// bridge has not acknowledged for ReofferAfter.
+func (s *Service) Sweep(ctx context.Context) (int, error) {
+	now := s.now()
+	if err := s.reofferUnacked(ctx, now); err != nil {
+		return 0, err
+	}
+	due, err := s.st.Q().DueJobs(ctx, now)
+	if err != nil {
+		return 0, fmt.Errorf("sweep: %w", err)
+	}
+	n := 0
+	for _, j := range due {
+		typ, msg := seam.ErrActionAttemptExpired,
+			fmt.Sprintf("The encoder did not finish the job before its deadline (%s).", seam.Time(j.Deadline))
+		if !s.online(j.BridgeID) && !j.Deadline.Before(s.started) {
+			typ, msg = seam.ErrBridgeDisconnected,
+				"The bridge disconnected while the job was running and did not reconnect before the deadline ("+seam.Time(j.Deadline)+")."
+		}
+		var done bool
+		err := s.st.Update(ctx, func(tx *store.Tx) error {
+			att, err := tx.ActionAttempt(ctx, j.WorkspaceID, j.ActionAttemptID)
+			if err != nil {
+				return err
+			}
+			done, err = tx.FinishActionAttempt(ctx, j.ActionAttemptID, store.StatusError, nil,
+				seam.NormalizeErrorType(att.ActionType, typ), msg, now)
+			if err != nil {
+				return err
+			}
+			return tx.CloseJob(ctx, j.ID, now)
+		})
+		if err != nil {
+			return n, fmt.Errorf("sweep job %s: %w", j.ID, err)
+		}
+		if done {
+			n++
+			s.log.Info("job expired", zap.String(FieldJobID, j.ID), zap.String(FieldBridgeID, j.BridgeID), zap.String("type", typ))
+		}
+	}
+	return n, nil
+}
+
+func (s *Service) reofferUnacked(ctx context.Context, now time.Time) error {
+	stale, err := s.st.Q().UnackedJobs(ctx, now.Add(-s.reoffer), now)
+	if err != nil {
+		return fmt.Errorf("sweep: %w", err)
+	}
+	for _, j := range stale {
+		if !s.online(j.BridgeID) {
+			continue // offered again on its next hello
+		}
+		m, err := jobMessage(j)
+		if err != nil {
+			continue
+		}
+		if s.links.Send(j.BridgeID, m) {
+			s.log.Info("unacknowledged job offered again", zap.String(FieldJobID, j.ID), zap.String(FieldBridgeID, j.BridgeID))
+			if err := s.st.Q().MarkJobSent(ctx, j.ID, now); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Run sweeps expired jobs until ctx is done.
+func (s *Service) Run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.clk.After(s.sweepEvery):
+			if _, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("sweep failed", zap.Error(err))
+			}
+		}
+	}
+}

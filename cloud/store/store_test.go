@@ -1,0 +1,182 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+func open(t *testing.T, path string) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func seed(t *testing.T, s *Store, id string) Workspace {
+	t.Helper()
+	ctx := context.Background()
+	w := Workspace{ID: id, Name: id, AcsSystemID: "sys-" + id, ConnectedAccountID: "ca-" + id, CreatedAt: t0}
+	err := s.Update(ctx, func(tx *Tx) error {
+		if err := tx.CreateWorkspace(ctx, w); err != nil {
+			return err
+		}
+		return tx.CreateBridge(ctx, Bridge{ID: "b-" + id, WorkspaceID: id, Name: "b", TokenID: "tok-" + id, TokenHash: []byte{1}, CreatedAt: t0})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+func TestPragmasAndMigrations(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.db")
+	s := open(t, path)
+	ctx := context.Background()
+	var mode string
+	var sync, fk, version int
+	q := s.db
+	if err := q.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
+		t.Errorf("journal_mode %q %v", mode, err)
+	}
+	if err := q.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&sync); err != nil || sync != 2 {
+		t.Errorf("synchronous %d %v (want 2, FULL)", sync, err)
+	}
+	if err := q.QueryRowContext(ctx, "PRAGMA foreign_keys").Scan(&fk); err != nil || fk != 1 {
+		t.Errorf("foreign_keys %d %v", fk, err)
+	}
+	if err := q.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil || version != SchemaVersion {
+		t.Errorf("user_version %d %v", version, err)
+	}
+	s.Close()
+	s = open(t, path) // migrating again is a no-op
+	if _, err := s.db.ExecContext(ctx, "PRAGMA user_version = 99"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if _, err := Open(ctx, path); err == nil {
+		t.Fatal("a database from a newer build was opened")
+	}
+	if _, err := Open(ctx, path+"?mode=ro"); err == nil {
+		t.Fatal("a path with a query was accepted")
+	}
+}
+
+// Everything committed is there after a reopen, and counters go on.
+func TestReopenKeepsState(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.db")
+	ctx := context.Background()
+	s := open(t, path)
+	w := seed(t, s, "w1")
+	var seq1 uint32
+	err := s.Update(ctx, func(tx *Tx) error {
+		var err error
+		seq1, err = tx.NextIssueSequence(ctx, w.ID)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.UpsertEncoder(ctx, Encoder{ID: "e1", WorkspaceID: w.ID, BridgeID: "b-w1", ProtocolID: "p1", DisplayName: "E", ReaderName: "R", CreatedAt: t0}); err != nil {
+			return err
+		}
+		return tx.CreateActionAttempt(ctx, ActionAttempt{ID: "a1", WorkspaceID: w.ID, ActionType: "SCAN_CREDENTIAL", Status: StatusPending, CreatedAt: t0, UpdatedAt: t0})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Update(ctx, func(tx *Tx) error {
+		return tx.CreateJob(ctx, Job{ID: "j1", ActionAttemptID: "a1", WorkspaceID: w.ID, BridgeID: "b-w1", EncoderID: "e1", Kind: "scan", Payload: []byte(`{}`), Deadline: t0.Add(time.Minute), CreatedAt: t0})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	s = open(t, path)
+	jobs, err := s.Q().OfferableJobs(ctx, "b-w1", t0)
+	if err != nil || len(jobs) != 1 || jobs[0].ID != "j1" {
+		t.Fatalf("jobs after reopen %v %v", jobs, err)
+	}
+	if jobs, _ := s.Q().OfferableJobs(ctx, "b-w1", t0.Add(time.Minute)); len(jobs) != 0 {
+		t.Errorf("a job at its deadline is offered: %v", jobs)
+	}
+	if due, _ := s.Q().DueJobs(ctx, t0.Add(time.Minute)); len(due) != 1 {
+		t.Errorf("due %v", due)
+	}
+	var seq2 uint32
+	_ = s.Update(ctx, func(tx *Tx) error { seq2, err = tx.NextIssueSequence(ctx, w.ID); return err })
+	if seq2 != seq1+1 {
+		t.Errorf("sequence after reopen %d, want %d", seq2, seq1+1)
+	}
+}
+
+// Lookups by id never cross workspaces.
+func TestTenantScoping(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "c.db"))
+	ctx := context.Background()
+	a, b := seed(t, s, "wa"), seed(t, s, "wb")
+	err := s.Update(ctx, func(tx *Tx) error {
+		if _, err := tx.UpsertEncoder(ctx, Encoder{ID: "e1", WorkspaceID: a.ID, BridgeID: "b-wa", ProtocolID: "p1", DisplayName: "E", ReaderName: "R", CreatedAt: t0}); err != nil {
+			return err
+		}
+		if err := tx.CreateCredential(ctx, Credential{ID: "c1", WorkspaceID: a.ID, AccessMethodID: "am1", CardNumber: "1", CardFunctionType: "guest", StartsAt: t0, EndsAt: t0.Add(time.Hour), IssueSequence: 1, CreatedAt: t0}); err != nil {
+			return err
+		}
+		return tx.CreateActionAttempt(ctx, ActionAttempt{ID: "a1", WorkspaceID: a.ID, ActionType: "SCAN_CREDENTIAL", Status: StatusPending, CreatedAt: t0, UpdatedAt: t0})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := s.Q()
+	if _, err := q.Encoder(ctx, b.ID, "e1"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("encoder across workspaces: %v", err)
+	}
+	if _, err := q.Credential(ctx, b.ID, "c1"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("credential across workspaces: %v", err)
+	}
+	if _, err := q.CredentialByAccessMethod(ctx, b.ID, "am1"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("access method across workspaces: %v", err)
+	}
+	if _, err := q.ActionAttempt(ctx, b.ID, "a1"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("attempt across workspaces: %v", err)
+	}
+	if l, _, _ := q.ListEncoders(ctx, b.ID, EncoderFilter{}, Page{}); len(l) != 0 {
+		t.Errorf("encoders of b: %v", l)
+	}
+	if l, _, _ := q.ListCredentials(ctx, b.ID, CredentialFilter{}, Page{}); len(l) != 0 {
+		t.Errorf("credentials of b: %v", l)
+	}
+	if _, err := q.Encoder(ctx, a.ID, "e1"); err != nil {
+		t.Errorf("own encoder: %v", err)
+	}
+}
+
+// A card with a lower sequence never replaces the recorded one.
+func TestIssueCredentialKeepsNewest(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "c.db"))
+	ctx := context.Background()
+	w := seed(t, s, "w")
+	_ = s.Update(ctx, func(tx *Tx) error {
+		return tx.CreateCredential(ctx, Credential{ID: "c1", WorkspaceID: w.ID, AccessMethodID: "am1", CardNumber: "1", CardFunctionType: "guest", StartsAt: t0, EndsAt: t0.Add(time.Hour), IssueSequence: 1, CreatedAt: t0})
+	})
+	for _, c := range []struct {
+		seq  uint32
+		uid  string
+		want bool
+	}{{5, "A", true}, {3, "B", false}, {5, "C", true}, {7, "D", true}} {
+		changed, err := s.Q().IssueCredential(ctx, "c1", CardIssued{IssueSequence: c.seq, IssuedAt: t0, CardUID: c.uid})
+		if err != nil || changed != c.want {
+			t.Errorf("issue seq %d: changed %v %v, want %v", c.seq, changed, err, c.want)
+		}
+	}
+	cr, _ := s.Q().Credential(ctx, w.ID, "c1")
+	if cr.IssueSequence != 7 || cr.CardUID != "D" || !cr.IsIssued {
+		t.Errorf("credential %+v", cr)
+	}
+}

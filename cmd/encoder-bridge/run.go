@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/encoder-bridge/encoder-bridge/bridge"
+	"github.com/encoder-bridge/encoder-bridge/bridge/agent"
+	"github.com/encoder-bridge/encoder-bridge/bridge/config"
+	"github.com/encoder-bridge/encoder-bridge/bridge/journal"
+	"github.com/encoder-bridge/encoder-bridge/bridge/link"
+	"github.com/encoder-bridge/encoder-bridge/cardfmt"
+	"github.com/encoder-bridge/encoder-bridge/service"
+)
+
+// defaultShutdownTimeout bounds a stop on SIGINT or SIGTERM: a card
+// being written gets agent.Options.WriteGrace (10s) of it.
+const defaultShutdownTimeout = 15 * time.Second
+
+// underServiceManager reports whether the service manager started this
+// process; run then hands control to it.
+var underServiceManager = func() bool { return !service.Interactive() }
+
+func (a *app) cmdRun(ctx context.Context, args []string) error {
+	var configPath, keysPath string
+	var shutdown time.Duration
+	fs := newFlags("run", a.stderr)
+	fs.StringVar(&configPath, "config", "", "configuration `file` (YAML) with the cloud section")
+	fs.StringVar(&keysPath, "keys", "", "site key `file`; overrides the configuration's keys")
+	fs.DurationVar(&shutdown, "shutdown-timeout", defaultShutdownTimeout, "how long a stop may take (`duration`) before the process exits anyway")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if configPath == "" {
+		return fmt.Errorf("%w: --config PATH is required", errUsage)
+	}
+	cfg, err := loadRunConfig(configPath)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(cfg.Log, zapcore.Lock(zapcore.AddSync(a.stderr)))
+	if err != nil {
+		return err
+	}
+	defer log.Sync()
+
+	if underServiceManager() {
+		return service.RunService(service.Options{ConfigPath: configPath}, func(ctx context.Context, log *zap.Logger) error {
+			return a.runAgent(ctx, cfg, keysPath, log, 0)
+		}, log)
+	}
+	return a.runAgent(ctx, cfg, keysPath, log, shutdown)
+}
+
+// loadRunConfig loads a configuration that can connect to the cloud.
+func loadRunConfig(path string) (*config.Config, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.RequireCloud(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// newLogger builds the logger the configuration asks for, writing to w.
+func newLogger(c config.Log, w zapcore.WriteSyncer) (*zap.Logger, error) {
+	level, err := zapcore.ParseLevel(c.Level)
+	if err != nil {
+		return nil, fmt.Errorf("log.level: %w", err)
+	}
+	ec := zap.NewProductionEncoderConfig()
+	ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	var enc zapcore.Encoder
+	if c.Format == "json" {
+		enc = zapcore.NewJSONEncoder(ec)
+	} else {
+		ec.EncodeLevel = zapcore.CapitalLevelEncoder
+		enc = zapcore.NewConsoleEncoder(ec)
+	}
+	return zap.New(zapcore.NewCore(enc, w, level)), nil
+}
+
+// newLink builds the link the configuration describes; its errors name
+// the configuration key at fault.
+func newLink(cfg *config.Config, token string, log *zap.Logger) (*link.Link, error) {
+	opts := link.Options{
+		URL:       cfg.Cloud.URL,
+		Token:     token,
+		SPKIPin:   cfg.Cloud.SPKIPin,
+		UserAgent: "encoder-bridge/" + version,
+		Log:       log.Named("link"),
+	}
+	if cfg.Cloud.CAFile != "" {
+		pool, err := link.LoadCAFile(cfg.Cloud.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("cloud.ca_file: %w", err)
+		}
+		opts.RootCAs = pool
+	}
+	l, err := link.New(opts)
+	if err != nil {
+		return nil, fmt.Errorf("cloud: %w", err)
+	}
+	return l, nil
+}
+
+// runAgent opens everything the agent needs, runs it until ctx ends and
+// closes it all. With shutdown > 0, a stop that takes longer than that
+// returns an error without waiting further (the process then exits and
+// the journal recovers at the next start).
+func (a *app) runAgent(ctx context.Context, cfg *config.Config, keysPath string, log *zap.Logger, shutdown time.Duration) error {
+	if keysPath == "" {
+		keysPath = cfg.Keys
+	}
+	if keysPath == "" {
+		return errors.New("keys: no key file: set keys: in the configuration or pass --keys PATH")
+	}
+	ks, err := cardfmt.LoadKeySet(keysPath)
+	if err != nil {
+		return fmt.Errorf("keys: %w", err)
+	}
+	token, err := link.ReadTokenFile(cfg.Cloud.TokenFile)
+	if err != nil {
+		return fmt.Errorf("cloud.token_file: %w", err)
+	}
+	l, err := newLink(cfg, token, log)
+	if err != nil {
+		return err
+	}
+	j, err := journal.Open(cfg.StatePath(), journal.Options{})
+	if err != nil {
+		return fmt.Errorf("state_dir: %w", err)
+	}
+	rc, err := a.openReaders()
+	if err != nil {
+		j.Close()
+		return err
+	}
+	ag, err := agent.New(agent.Options{
+		BridgeID:        cfg.Cloud.BridgeID,
+		SoftwareVersion: version,
+		Encoders:        cfg.Encoders,
+		Link:            l,
+		Store:           j,
+		Station:         &bridge.Station{Readers: rc, Keys: ks, Log: log.Named("station")},
+		Log:             log,
+	})
+	if err != nil {
+		rc.Close()
+		j.Close()
+		return err
+	}
+	log.Info("encoder-bridge starting", zap.String("version", version), zap.String("bridge_id", cfg.Cloud.BridgeID),
+		zap.String("url", l.URL()), zap.String("journal", j.Path()))
+
+	done := make(chan error, 1)
+	go func() {
+		err := ag.Run(ctx)
+		rc.Close()
+		if cerr := j.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("journal: %w", cerr)
+		}
+		done <- err
+	}()
+	var runErr error
+	select {
+	case runErr = <-done:
+	case <-ctx.Done():
+		log.Info("stopping")
+		if shutdown <= 0 {
+			runErr = <-done
+			break
+		}
+		t := time.NewTimer(shutdown)
+		defer t.Stop()
+		select {
+		case runErr = <-done:
+		case <-t.C:
+			return fmt.Errorf("did not stop within %s; exiting anyway (unfinished jobs resume at the next start)", shutdown)
+		}
+	}
+	if runErr != nil {
+		log.Error("encoder-bridge stopped", zap.Error(runErr))
+		return runErr
+	}
+	log.Info("encoder-bridge stopped")
+	return nil
+}

@@ -1,0 +1,347 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	kservice "github.com/kardianos/service"
+
+	"github.com/encoder-bridge/encoder-bridge/protocol"
+	"github.com/encoder-bridge/encoder-bridge/reader"
+	"github.com/encoder-bridge/encoder-bridge/reader/sim/chip"
+	"github.com/encoder-bridge/encoder-bridge/service"
+)
+
+const cloudToken = "cmd-test-token-42"
+
+// miniCloud welcomes every hello, offers one encode job per connection
+// to the first encoder, acknowledges results and reports them.
+type miniCloud struct {
+	srv     *httptest.Server
+	results chan *protocol.Result
+	hellos  chan *protocol.Hello
+	refuse  int
+}
+
+func newMiniCloud(t *testing.T, offerJob bool) *miniCloud {
+	c := &miniCloud{results: make(chan *protocol.Result, 8), hellos: make(chan *protocol.Hello, 8)}
+	up := websocket.Upgrader{}
+	c.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if c.refuse != 0 || r.Header.Get("Authorization") != "Bearer "+cloudToken {
+			http.Error(w, "no", http.StatusUnauthorized)
+			return
+		}
+		ws, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.Close()
+		var wmu sync.Mutex
+		send := func(m *protocol.Message) {
+			b, _ := protocol.Encode(m)
+			wmu.Lock()
+			ws.WriteMessage(websocket.TextMessage, b)
+			wmu.Unlock()
+		}
+		_, b, err := ws.ReadMessage()
+		if err != nil {
+			return
+		}
+		m, err := protocol.Decode(b)
+		if err != nil || m.Type != protocol.TypeHello {
+			t.Errorf("cloud: first message %s: %v", b, err)
+			return
+		}
+		c.hellos <- m.Hello
+		wm := protocol.New(protocol.TypeWelcome)
+		wm.Welcome = &protocol.Welcome{BridgeID: m.Hello.BridgeID, ServerTime: time.Now()}
+		send(wm)
+		if offerJob && len(m.Hello.Encoders) > 0 {
+			seq := uint32(2)
+			jm := protocol.New(protocol.TypeJob)
+			jm.Job = &protocol.Job{JobID: "job-1", ActionAttemptID: "aa-1", Kind: protocol.JobEncode, EncoderID: m.Hello.Encoders[0].ID,
+				Deadline: time.Now().Add(30 * time.Second), Credential: &protocol.Credential{
+					CredentialID: "6f1c2d8e-3a4b-4c5d-9e6f-708192a3b4c5", CardNumber: "100234", CardFunctionType: "staff",
+					StartsAt: "2026-11-23T15:00:00Z", EndsAt: "2036-11-26T11:00:00Z", IssueSequence: &seq}}
+			send(jm)
+		}
+		for {
+			_, b, err := ws.ReadMessage()
+			if err != nil {
+				return
+			}
+			m, err := protocol.Decode(b)
+			if err != nil {
+				t.Errorf("cloud: bad frame %s", b)
+				return
+			}
+			if m.Type == protocol.TypeResult {
+				ra := protocol.New(protocol.TypeResultAck)
+				ra.ResultAck = &protocol.ResultAck{JobID: m.Result.JobID}
+				send(ra)
+				c.results <- m.Result
+			}
+		}
+	}))
+	t.Cleanup(c.srv.Close)
+	return c
+}
+
+func (c *miniCloud) url() string { return strings.Replace(c.srv.URL, "http://", "ws://", 1) }
+
+// bridgeConfig writes a configuration for the mini cloud, with a key file
+// and a token file, and returns its path.
+func (c *cli) bridgeConfig(cloudURL string) string {
+	keys := c.keys()
+	token := c.file("token", cloudToken+"\n")
+	return c.file("bridge.yaml", "version: 1\nkeys: "+keys+"\nlog:\n  level: debug\ncloud:\n  url: "+cloudURL+
+		"\n  bridge_id: desk-1\n  token_file: "+token+"\nstate_dir: "+filepath.Join(c.dir, "state")+"\n")
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func (c *cli) runCtx(ctx context.Context, args ...string) (code int, stdout, stderr string) {
+	var out, errb syncBuffer
+	a := &app{stdout: &out, stderr: &errb, openReaders: func() (reader.Context, error) { return noClose{c.sim}, nil }}
+	code = a.run(ctx, args)
+	return code, out.String(), errb.String()
+}
+
+func TestRunEndToEnd(t *testing.T) {
+	cloud := newMiniCloud(t, true)
+	c := newCLI(t)
+	card, _ := chip.New("mifare_classic_1k", nil)
+	c.sim.Plug("ACS ACR1252 00").Insert(card)
+	cfg := c.bridgeConfig(cloud.url())
+
+	ctx, cancel := context.WithCancel(context.Background())
+	type res struct {
+		code           int
+		stdout, stderr string
+	}
+	done := make(chan res, 1)
+	go func() {
+		code, out, errs := c.runCtx(ctx, "run", "--config", cfg)
+		done <- res{code, out, errs}
+	}()
+	select {
+	case r := <-cloud.results:
+		if r.JobID != "job-1" || r.Error != nil || r.Card == nil || !r.Card.Valid || r.Card.Technology != "mifare_classic_1k" {
+			t.Fatalf("result %+v / %+v", r.Card, r.Error)
+		}
+	case r := <-done:
+		t.Fatalf("run ended early: %d\n%s", r.code, r.stderr)
+	case <-time.After(10 * time.Second):
+		t.Fatal("no result")
+	}
+	cancel()
+	var r res
+	select {
+	case r = <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("run did not stop")
+	}
+	if r.code != 0 {
+		t.Fatalf("run exit %d\n%s", r.code, r.stderr)
+	}
+	t.Logf("run log:\n%s", r.stderr)
+	if strings.Contains(r.stderr, cloudToken) {
+		t.Fatal("the log shows the token")
+	}
+	if strings.Contains(strings.ToUpper(r.stderr), strings.ToUpper(uidOf(card))) {
+		t.Fatal("the log shows the card UID")
+	}
+	if !strings.Contains(r.stderr, "job done") || !strings.Contains(r.stderr, `"job_id": "job-1"`) {
+		t.Fatalf("log lacks the job:\n%s", r.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(c.dir, "state", "journal.db")); err != nil {
+		t.Fatalf("journal: %v", err)
+	}
+}
+
+func uidOf(card chip.Card) string {
+	const hexd = "0123456789ABCDEF"
+	var b strings.Builder
+	for _, x := range card.UID() {
+		b.WriteByte(hexd[x>>4])
+		b.WriteByte(hexd[x&15])
+	}
+	return b.String()
+}
+
+func TestRunRefusesBadSetup(t *testing.T) {
+	c := newCLI(t)
+	keys := c.keys()
+	token := c.file("token", cloudToken)
+	tests := []struct {
+		name, yaml, want string
+		code             int
+	}{
+		{"no cloud", "version: 1\nkeys: " + keys + "\n", "cloud.url: required", 1},
+		{"remote ws", "version: 1\nkeys: " + keys + "\ncloud:\n  url: ws://cloud.example.com\n  bridge_id: b\n  token_file: " + token + "\n", "cloud.url: ws:// (unencrypted)", 1},
+		{"missing CA file", "version: 1\nkeys: " + keys + "\ncloud:\n  url: wss://127.0.0.1:9\n  bridge_id: b\n  token_file: " + token + "\n  ca_file: " + filepath.Join(c.dir, "none.pem") + "\nstate_dir: " + c.dir + "\n", "cloud.ca_file", 1},
+		{"missing token file", "version: 1\nkeys: " + keys + "\ncloud:\n  url: ws://127.0.0.1:9\n  bridge_id: b\n  token_file: " + filepath.Join(c.dir, "none") + "\nstate_dir: " + c.dir + "\n", "cloud.token_file", 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, stderr := c.run("run", "--config", c.file("r.yaml", tt.yaml))
+			if code != tt.code || !strings.Contains(stderr, tt.want) {
+				t.Fatalf("exit %d, stderr %q; want %d with %q", code, stderr, tt.code, tt.want)
+			}
+		})
+	}
+	if code, _, _ := c.run("run"); code != 2 {
+		t.Fatalf("run without --config: exit %d", code)
+	}
+	if runtime.GOOS != "windows" {
+		os.Chmod(token, 0o644)
+		cfg := c.file("r.yaml", "version: 1\nkeys: "+keys+"\ncloud:\n  url: ws://127.0.0.1:9\n  bridge_id: b\n  token_file: "+token+"\nstate_dir: "+c.dir+"\n")
+		code, _, stderr := c.run("run", "--config", cfg)
+		if code != 1 || !strings.Contains(stderr, "chmod 600") {
+			t.Fatalf("group-readable token: exit %d, %q", code, stderr)
+		}
+		os.Chmod(token, 0o600)
+	}
+}
+
+// A revoked token is fatal: run exits non-zero rather than retrying.
+func TestRunAuthRevoked(t *testing.T) {
+	cloud := newMiniCloud(t, false)
+	cloud.refuse = 401
+	c := newCLI(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	code, _, stderr := c.runCtx(ctx, "run", "--config", c.bridgeConfig(cloud.url()))
+	if code != 1 || !strings.Contains(stderr, "auth revoked") {
+		t.Fatalf("exit %d, stderr:\n%s", code, stderr)
+	}
+}
+
+func TestVerify(t *testing.T) {
+	cloud := newMiniCloud(t, false)
+	c := newCLI(t)
+	c.sim.Plug("ACS ACR1252 00")
+	cfg := c.bridgeConfig(cloud.url())
+	code, out, stderr := c.run("verify", "--config", cfg)
+	t.Logf("verify:\n%s", out)
+	if code != 0 {
+		t.Fatalf("verify: exit %d\n%s\n%s", code, out, stderr)
+	}
+	for _, want := range []string{"configuration   ok", "key file        ok", "token file      ok", "readers         ok: 1 attached", "cloud           ok:", `welcomed bridge "desk-1"`, "All checks passed."} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	select {
+	case h := <-cloud.hellos:
+		if h.BridgeID != "desk-1" || len(h.Encoders) != 1 || h.Encoders[0].ReaderName != "ACS ACR1252 00" {
+			t.Fatalf("verify's hello %+v", h)
+		}
+	default:
+		t.Fatal("verify did not say hello")
+	}
+
+	cloud.refuse = 401
+	code, out, _ = c.run("verify", "--config", cfg)
+	if code != 1 || !strings.Contains(out, "cloud           FAILED: link: auth revoked") || !strings.Contains(out, "1 check(s) did not pass") {
+		t.Fatalf("verify with a revoked token: exit %d\n%s", code, out)
+	}
+
+	code, out, _ = c.run("verify", "--config", c.file("bad.yaml", "version: 1\ncloud:\n  url: http://x\n"))
+	if code != 1 || !strings.Contains(out, "configuration   FAILED") || !strings.Contains(out, "cloud           skipped") {
+		t.Fatalf("verify with a bad configuration: exit %d\n%s", code, out)
+	}
+}
+
+// fakeService stands in for the operating system's service manager.
+type fakeService struct {
+	status  kservice.Status
+	err     error
+	actions []string
+}
+
+func (f *fakeService) Run() error                                         { return nil }
+func (f *fakeService) Start() error                                       { f.actions = append(f.actions, "start"); return nil }
+func (f *fakeService) Stop() error                                        { f.actions = append(f.actions, "stop"); return nil }
+func (f *fakeService) Restart() error                                     { f.actions = append(f.actions, "restart"); return nil }
+func (f *fakeService) Install() error                                     { f.actions = append(f.actions, "install"); return nil }
+func (f *fakeService) Uninstall() error                                   { f.actions = append(f.actions, "uninstall"); return nil }
+func (f *fakeService) Logger(chan<- error) (kservice.Logger, error)       { return nil, nil }
+func (f *fakeService) SystemLogger(chan<- error) (kservice.Logger, error) { return nil, nil }
+func (f *fakeService) String() string                                     { return "encoder-bridge" }
+func (f *fakeService) Platform() string                                   { return "fake" }
+func (f *fakeService) Status() (kservice.Status, error)                   { return f.status, f.err }
+
+func TestServiceCommands(t *testing.T) {
+	fake := &fakeService{}
+	var got service.Options
+	old := newService
+	newService = func(o service.Options) (kservice.Service, error) { got = o; return fake, nil }
+	defer func() { newService = old }()
+	c := newCLI(t)
+
+	fake.status = kservice.StatusRunning
+	if code, out, _ := c.run("service", "status"); code != 0 || !strings.Contains(out, "running") {
+		t.Fatalf("status running: exit %d %q", code, out)
+	}
+	fake.status = kservice.StatusStopped
+	if code, out, _ := c.run("service", "status"); code != 1 || !strings.Contains(out, "stopped") {
+		t.Fatalf("status stopped: exit %d %q", code, out)
+	}
+	fake.err = kservice.ErrNotInstalled
+	if code, out, _ := c.run("service", "status"); code != 1 || !strings.Contains(out, "not installed") {
+		t.Fatalf("status not installed: exit %d %q", code, out)
+	}
+	fake.err = nil
+
+	if code, _, _ := c.run("service", "install"); code != 2 {
+		t.Fatalf("install without --config: exit %d", code)
+	}
+	if code, _, stderr := c.run("service", "install", "--config", c.file("x.yaml", "version: 1\n")); code != 1 || !strings.Contains(stderr, "cloud.url") {
+		t.Fatalf("install with a configuration that cannot run: exit %d %q", code, stderr)
+	}
+	cfg := c.bridgeConfig("wss://cloud.example.com")
+	if code, out, stderr := c.run("service", "install", "--config", cfg); code != 0 || !strings.Contains(out, "installed") {
+		t.Fatalf("install: exit %d %q %q", code, out, stderr)
+	}
+	if got.ConfigPath != cfg {
+		t.Fatalf("service options %+v", got)
+	}
+	for _, a := range []string{"start", "stop", "restart", "uninstall"} {
+		if code, _, stderr := c.run("service", a); code != 0 {
+			t.Fatalf("%s: exit %d %s", a, code, stderr)
+		}
+	}
+	if strings.Join(fake.actions, ",") != "install,start,stop,restart,uninstall" {
+		t.Fatalf("actions %v", fake.actions)
+	}
+	if code, _, _ := c.run("service", "explode"); code != 2 {
+		t.Fatalf("unknown subcommand: exit %d", code)
+	}
+}

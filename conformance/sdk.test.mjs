@@ -1,0 +1,151 @@
+// Conformance: Seam's own JavaScript SDK drives the encoder-bridge cloud,
+// which hands the jobs to a real encoder-bridge process writing virtual
+// cards through the real pcscd. Run with `npm test` (make conformance).
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { SeamActionAttemptFailedError } from '@seamapi/http/connect'
+import { Stack } from './lib/stack.mjs'
+
+let stack
+let seam
+
+before(async () => {
+  stack = await Stack.start({ jobTimeout: '6s' })
+  seam = stack.seam
+})
+
+after(async () => {
+  if (process.exitCode) console.error(stack?.logs())
+  await stack?.stop()
+})
+
+const hour = 3600 * 1000
+
+async function newCredential (overrides = {}) {
+  return await seam.acs.credentials.create({
+    acs_system_id: stack.boot.acs_system_id,
+    access_method: 'card',
+    starts_at: new Date(Date.now() - hour).toISOString(),
+    ends_at: new Date(Date.now() + 72 * hour).toISOString(),
+    ...overrides
+  })
+}
+
+// failure runs fn, which must fail its action attempt, and returns the
+// error type the SDK reports.
+async function failure (fn) {
+  try {
+    await fn()
+  } catch (err) {
+    if (err instanceof SeamActionAttemptFailedError) return err.code
+    throw err
+  }
+  assert.fail('the action attempt succeeded')
+}
+
+const encode = (credential) => seam.acs.encoders.encodeCredential({
+  acs_encoder_id: stack.encoder.acs_encoder_id,
+  acs_credential_id: credential.acs_credential_id
+})
+const scan = () => seam.acs.encoders.scanCredential({ acs_encoder_id: stack.encoder.acs_encoder_id })
+
+test('lists the bridge encoder in Seam shape', async () => {
+  const encoders = await seam.acs.encoders.list()
+  const e = encoders.find((x) => x.acs_encoder_id === stack.encoder.acs_encoder_id)
+  assert.ok(e, 'encoder listed')
+  for (const k of ['acs_encoder_id', 'acs_system_id', 'workspace_id', 'connected_account_id', 'created_at', 'display_name', 'errors']) {
+    assert.ok(k in e, `acs_encoder.${k}`)
+  }
+  const got = await seam.acs.encoders.get({ acs_encoder_id: e.acs_encoder_id })
+  assert.equal(got.acs_encoder_id, e.acs_encoder_id)
+})
+
+for (const kind of ['mifare_classic_1k', 'ntag213']) {
+  test(`encodes a credential onto a ${kind} card and scans it back`, async () => {
+    await stack.insertCard(kind)
+    const cred = await newCredential()
+    assert.equal(cred.is_issued, false)
+    const attempt = await encode(cred)
+    assert.equal(attempt.status, 'success')
+    assert.equal(attempt.action_type, 'ENCODE_CREDENTIAL')
+    const issued = attempt.result
+    assert.equal(issued.acs_credential_id, cred.acs_credential_id)
+    assert.equal(issued.access_method, 'card')
+    assert.equal(issued.is_issued, true)
+    assert.ok(issued.issued_at)
+    assert.ok(issued.card_number)
+
+    const fetched = await seam.acs.credentials.get({ acs_credential_id: cred.acs_credential_id })
+    assert.equal(fetched.is_issued, true)
+    assert.equal(fetched.card_number, issued.card_number)
+
+    const s = await scan()
+    assert.equal(s.status, 'success')
+    assert.equal(s.action_type, 'SCAN_CREDENTIAL')
+    assert.equal(s.result.acs_credential_on_encoder.card_number, issued.card_number)
+    assert.equal(s.result.acs_credential_on_seam.acs_credential_id, cred.acs_credential_id)
+    assert.deepEqual(s.result.warnings, [])
+  })
+}
+
+test('an access method can stand for its credential', async () => {
+  await stack.insertCard('mifare_classic_1k')
+  const cred = await newCredential()
+  const list = await seam.acs.credentials.list({ acs_system_id: stack.boot.acs_system_id })
+  assert.ok(list.some((c) => c.acs_credential_id === cred.acs_credential_id))
+})
+
+test('encode error: no card on the encoder', async () => {
+  await stack.removeCard()
+  assert.equal(await failure(async () => encode(await newCredential())), 'no_credential_on_encoder')
+})
+
+test('scan error: no card on the encoder', async () => {
+  await stack.removeCard()
+  assert.equal(await failure(scan), 'no_credential_on_encoder')
+})
+
+test('encode error: card too small for the record', async () => {
+  await stack.insertCard('mifare_ultralight_ev1_mf0ul11')
+  assert.equal(await failure(async () => encode(await newCredential())), 'incompatible_card_format')
+})
+
+test('encode error: card pulled away while writing', async () => {
+  await stack.insertCard('mifare_classic_1k', ['--remove-after', '14'])
+  assert.equal(await failure(async () => encode(await newCredential())), 'encoding_interrupted')
+})
+
+test('simulated failures', async () => {
+  await stack.insertCard('mifare_classic_1k')
+  const id = stack.encoder.acs_encoder_id
+  for (const code of ['uncategorized_error', 'action_attempt_expired']) {
+    await seam.acs.encoders.simulate.nextCredentialEncodeWillFail({ acs_encoder_id: id, error_code: code })
+    assert.equal(await failure(async () => encode(await newCredential())), code)
+    await seam.acs.encoders.simulate.nextCredentialScanWillFail({ acs_encoder_id: id, error_code: code })
+    assert.equal(await failure(scan), code)
+  }
+})
+
+test('encode and scan errors: bridge offline', async () => {
+  await stack.stopBridge()
+  try {
+    assert.equal(await failure(async () => encode(await newCredential())), 'encoder_not_online')
+    assert.equal(await failure(scan), 'encoder_not_online')
+  } finally {
+    await stack.startBridge()
+  }
+})
+
+test('encode error: bridge lost in the middle of a job', async () => {
+  await stack.removeCard()
+  const cred = await newCredential()
+  const pending = failure(() => encode(cred))
+  // The job is with the bridge, waiting for a card; the bridge dies.
+  await new Promise((resolve) => setTimeout(resolve, 1000))
+  await stack.stopBridge('SIGKILL')
+  try {
+    assert.equal(await pending, 'bridge_disconnected')
+  } finally {
+    await stack.startBridge()
+  }
+})
