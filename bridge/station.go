@@ -108,7 +108,7 @@ const (
 	StageWaitingForCard Stage = "waiting_for_card" // waiting for a card to be presented
 	StageCardDetected   Stage = "card_detected"    // a card is connected and identified
 	StageWriting        Stage = "writing"          // about to write (encode only): nothing is written before this returns
-	StageVerifying      Stage = "verifying"        // reading the card back (encode with Verify only)
+	StageVerifying      Stage = "verifying"        // the layout reads the card back (encode only)
 )
 
 // JobOptions tune one EncodeWith or ScanWith call.
@@ -121,10 +121,6 @@ type JobOptions struct {
 	// a job refused at StageWriting has not touched the card. That is what
 	// lets a caller record durably that writing began before it does.
 	Progress func(Stage) error
-	// Verify, for encodes: after the layout's own write-and-read-back,
-	// read the card again through the scan path, as a later scan will,
-	// and require the credential just written (StageVerifying).
-	Verify bool
 }
 
 func (o JobOptions) progress(st Stage) error {
@@ -137,59 +133,28 @@ func (o JobOptions) progress(st Stage) error {
 // Encode writes c onto the card on readerName, waiting up to wait for one
 // to be presented (0: the card must already be there).
 func (s *Station) Encode(ctx context.Context, readerName string, c cardfmt.Credential, wait time.Duration) (Card, error) {
-	card, _, err := s.EncodeWith(ctx, readerName, c, JobOptions{Wait: wait})
-	return card, err
+	return s.EncodeWith(ctx, readerName, c, JobOptions{Wait: wait})
 }
 
-// EncodeWith is Encode with progress reports and an optional read-back.
-// With o.Verify, the scan of the read-back is returned too.
-func (s *Station) EncodeWith(ctx context.Context, readerName string, c cardfmt.Credential, o JobOptions) (Card, *cardfmt.Scan, error) {
+// EncodeWith is Encode with progress reports. Every layout reads back and
+// verifies what it wrote; StageVerifying is reported when it starts to.
+func (s *Station) EncodeWith(ctx context.Context, readerName string, c cardfmt.Credential, o JobOptions) (Card, error) {
 	if err := c.Validate(); err != nil {
-		return Card{}, nil, Classify(OpEncode, fmt.Errorf("%w: %w", ErrInvalidCredential, err))
+		return Card{}, Classify(OpEncode, fmt.Errorf("%w: %w", ErrInvalidCredential, err))
+	}
+	if o.Progress != nil {
+		// Only StageWriting may stop a job; a refusal here changes nothing.
+		ctx = cardfmt.WithTrace(ctx, &cardfmt.Trace{Verifying: func() { _ = o.progress(StageVerifying) }})
 	}
 	var card Card
-	var back *cardfmt.Scan
 	err := s.withCard(ctx, OpEncode, readerName, o, func(tag *reader.Tag, info reader.Info, l layout) error {
 		card = cardOf(readerName, info)
 		if err := o.progress(StageWriting); err != nil {
 			return err
 		}
-		if err := l.encode(ctx, tag, info, s.Keys, c); err != nil {
-			return err
-		}
-		if !o.Verify {
-			return nil
-		}
-		if err := o.progress(StageVerifying); err != nil {
-			return err
-		}
-		sc, err := readBack(ctx, tag, info, l, s.Keys, c)
-		back = &sc
-		return err
+		return l.encode(ctx, tag, info, s.Keys, c)
 	})
-	return card, back, s.done(OpEncode, readerName, card, err)
-}
-
-// readBack scans a card just written and requires the credential c. A
-// card that reads back differently counts as an interrupted encode: it
-// can always be encoded again.
-func readBack(ctx context.Context, tag *reader.Tag, info reader.Info, l layout, ks *cardfmt.KeySet, c cardfmt.Credential) (cardfmt.Scan, error) {
-	// A fresh activation, so the scan starts as it would on a new tap
-	// rather than in the authentication state the write left.
-	if err := tag.Reset(ctx); err != nil {
-		return cardfmt.Scan{}, fmt.Errorf("read-back: %w: %w", cardfmt.ErrInterrupted, err)
-	}
-	sc, err := l.scan(ctx, tag, info, ks)
-	if err != nil {
-		return sc, fmt.Errorf("read-back: %w: %w", cardfmt.ErrInterrupted, err)
-	}
-	if !sc.Valid() {
-		return sc, fmt.Errorf("read-back: the card holds no valid record (%s): %w", sc.Reason, cardfmt.ErrInterrupted)
-	}
-	if sc.Record.ID != c.ID || sc.Record.IssueSequence != c.IssueSequence {
-		return sc, fmt.Errorf("read-back: the card holds another credential: %w", cardfmt.ErrInterrupted)
-	}
-	return sc, nil
+	return card, s.done(OpEncode, readerName, card, err)
 }
 
 // Scan reads and verifies the card on readerName.
@@ -197,7 +162,7 @@ func (s *Station) Scan(ctx context.Context, readerName string, wait time.Duratio
 	return s.ScanWith(ctx, readerName, JobOptions{Wait: wait})
 }
 
-// ScanWith is Scan with progress reports; o.Verify does not apply.
+// ScanWith is Scan with progress reports.
 func (s *Station) ScanWith(ctx context.Context, readerName string, o JobOptions) (ScanResult, error) {
 	var res ScanResult
 	err := s.withCard(ctx, OpScan, readerName, o, func(tag *reader.Tag, info reader.Info, l layout) error {

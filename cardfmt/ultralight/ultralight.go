@@ -601,6 +601,7 @@ func (w *writer) write(ctx context.Context, page int, data []byte) error {
 // written, and checks that the record opens. PWD and PACK read as zeros
 // (NTAG213/215/216 §8.8.1); PWD_AUTH checked them on an open card.
 func (w *writer) verify(ctx context.Context, g geometry, padded []byte, ks *cardfmt.KeySet, uid []byte, cfgWritten bool, cfg0, cfg1 [4]byte) error {
+	cardfmt.TraceVerifying(ctx)
 	var got []byte
 	for p := headerPage; len(got) < len(padded); p += readSize / pageSize {
 		b, err := w.t.ReadBinary(ctx, p, readSize)

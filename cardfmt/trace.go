@@ -1,0 +1,26 @@
+package cardfmt
+
+import "context"
+
+// Trace receives events from a layout as it works on a card, in the manner
+// of net/http/httptrace: the caller puts it in the context, the layouts
+// report to it, and nothing changes for callers that do not.
+type Trace struct {
+	// Verifying is called when a layout has written the card and starts
+	// reading it back.
+	Verifying func()
+}
+
+type traceKey struct{}
+
+// WithTrace returns a context carrying t.
+func WithTrace(ctx context.Context, t *Trace) context.Context {
+	return context.WithValue(ctx, traceKey{}, t)
+}
+
+// TraceVerifying reports, for layouts, that the read-back begins.
+func TraceVerifying(ctx context.Context) {
+	if t, _ := ctx.Value(traceKey{}).(*Trace); t != nil && t.Verifying != nil {
+		t.Verifying()
+	}
+}

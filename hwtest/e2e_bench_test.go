@@ -1,0 +1,179 @@
+package hwtest_test
+
+import (
+	"context"
+	"crypto/rand"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/encoder-bridge/encoder-bridge/bridge"
+	"github.com/encoder-bridge/encoder-bridge/bridge/agent"
+	"github.com/encoder-bridge/encoder-bridge/bridge/config"
+	"github.com/encoder-bridge/encoder-bridge/bridge/journal"
+	"github.com/encoder-bridge/encoder-bridge/bridge/link"
+	"github.com/encoder-bridge/encoder-bridge/cardfmt"
+	"github.com/encoder-bridge/encoder-bridge/cloud"
+	"github.com/encoder-bridge/encoder-bridge/cloud/clock"
+	"github.com/encoder-bridge/encoder-bridge/cloud/cloudtest"
+	"github.com/encoder-bridge/encoder-bridge/hwtest"
+	"github.com/encoder-bridge/encoder-bridge/reader"
+	"github.com/encoder-bridge/encoder-bridge/reader/pcsc"
+	"github.com/encoder-bridge/encoder-bridge/reader/sim/chip"
+)
+
+// cardClock wraps a reader.Context and times each card connection, from
+// Connect to Close: the card's own I/O as the bridge drives it.
+type cardClock struct {
+	reader.Context
+	mu   sync.Mutex
+	last time.Duration
+}
+
+func (c *cardClock) Connect(ctx context.Context, name string) (reader.Card, error) {
+	start := time.Now()
+	k, err := c.Context.Connect(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return &timedCard{Card: k, c: c, start: start}, nil
+}
+
+type timedCard struct {
+	reader.Card
+	c     *cardClock
+	start time.Time
+}
+
+func (k *timedCard) Close() error {
+	err := k.Card.Close()
+	k.c.mu.Lock()
+	k.c.last += time.Since(k.start)
+	k.c.mu.Unlock()
+	return err
+}
+
+func (c *cardClock) take() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d := c.last
+	c.last = 0
+	return d
+}
+
+// BenchmarkEndToEnd measures an integrator's encode: POST
+// /acs/encoders/encode_credential on the cloud, through the bridge's
+// websocket, the agent, its journal and the card, until
+// /action_attempts/get says success. Everything is real and in this
+// process except the card, which is the virtual card on pcscd. The
+// breakdown: card = the card connections' time; api = the encode_credential
+// call itself; overhead = total - card, which is what the cloud, the link
+// and the bridge add.
+func BenchmarkEndToEnd(b *testing.B) {
+	slot := hwtest.AcquireSlot(b)
+	card, err := chip.New("mifare_classic_1k", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	hwtest.InsertCard(b, slot, card)
+
+	env := cloudtest.New(b, cloudtest.Options{Config: func(c *cloud.Config) { c.Clock = clock.Real{} }})
+	rc, err := pcsc.Open(pcsc.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rc.Close()
+	cc := &cardClock{Context: rc}
+	ks, err := cardfmt.GenerateKeySet(rand.Reader)
+	if err != nil {
+		b.Fatal(err)
+	}
+	j, err := journal.Open(b.TempDir(), journal.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	l, err := link.New(link.Options{URL: env.WebsocketURL(), Token: env.BridgeToken})
+	if err != nil {
+		b.Fatal(err)
+	}
+	a, err := agent.New(agent.Options{
+		BridgeID: env.BridgeID,
+		Encoders: []config.Encoder{{Reader: slot.Reader, Name: "Desk"}},
+		Link:     l, Store: j,
+		Station: &bridge.Station{Readers: cc, Keys: ks},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+		j.Close()
+	}()
+
+	encoderID := ""
+	for deadline := time.Now().Add(20 * time.Second); encoderID == ""; {
+		if time.Now().After(deadline) {
+			b.Fatal("the encoder did not come online")
+		}
+		for _, e := range env.MustCall("/acs/encoders/list", map[string]any{})["acs_encoders"].([]any) {
+			if m := e.(map[string]any); m["display_name"] == "Desk" {
+				encoderID = m["acs_encoder_id"].(string)
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	now := time.Now()
+	cred := env.CreateCredential(map[string]any{
+		"starts_at": now.Add(-time.Hour).UTC().Format(time.RFC3339),
+		"ends_at":   now.Add(72 * time.Hour).UTC().Format(time.RFC3339),
+	})
+
+	encode := func() (total, api, cardIO time.Duration) {
+		cc.take()
+		t0 := time.Now()
+		att := env.MustCall("/acs/encoders/encode_credential", map[string]any{
+			"acs_encoder_id": encoderID, "acs_credential_id": cred["acs_credential_id"],
+		})["action_attempt"].(map[string]any)
+		api = time.Since(t0)
+		id := att["action_attempt_id"]
+		for {
+			got := env.MustCall("/action_attempts/get", map[string]any{"action_attempt_id": id})["action_attempt"].(map[string]any)
+			switch got["status"] {
+			case "pending":
+				time.Sleep(100 * time.Microsecond)
+				continue
+			case "success":
+				return time.Since(t0), api, cc.take()
+			}
+			b.Fatalf("encode: %v", got["error"])
+		}
+	}
+	encode() // the first encode keys the blank card
+
+	var totals, cards, overheads []time.Duration
+	var apis time.Duration
+	for b.Loop() {
+		total, api, cardIO := encode()
+		totals = append(totals, total)
+		cards = append(cards, cardIO)
+		overheads = append(overheads, total-cardIO)
+		apis += api
+	}
+	pct := func(d []time.Duration, p int) float64 {
+		s := slices.Clone(d)
+		slices.Sort(s)
+		return float64(s[min(len(s)-1, len(s)*p/100)].Microseconds()) / 1000
+	}
+	b.ReportMetric(pct(totals, 50), "total-p50-ms")
+	b.ReportMetric(pct(totals, 99), "total-p99-ms")
+	b.ReportMetric(pct(cards, 50), "card-p50-ms")
+	b.ReportMetric(pct(cards, 99), "card-p99-ms")
+	b.ReportMetric(pct(overheads, 50), "overhead-p50-ms")
+	b.ReportMetric(pct(overheads, 99), "overhead-p99-ms")
+	b.ReportMetric(float64(apis.Microseconds())/float64(len(totals))/1000, "api-call-ms")
+}
