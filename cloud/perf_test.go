@@ -3,6 +3,7 @@ package cloud_test
 import (
 	"encoding/json"
 	"flag"
+	"fmt"
 	"net/http"
 	"os"
 	"slices"
@@ -64,13 +65,24 @@ func FuzzBridgeFrame(f *testing.F) {
 }
 
 // BenchmarkDispatch measures the latency from an encode_credential call
-// on the HTTP API to the job message arriving at a connected fake bridge.
+// on the HTTP API to the job message arriving at a connected fake bridge,
+// alone and with idle bridges attached (2000 by default; CLOUD_BENCH_BRIDGES
+// or -bridges to change).
 func BenchmarkDispatch(b *testing.B) {
+	for _, idle := range []int{0, idleBridges(2000)} {
+		b.Run(fmt.Sprintf("idle=%d", idle), func(b *testing.B) { benchDispatch(b, idle) })
+	}
+}
+
+func benchDispatch(b *testing.B, idle int) {
 	env := cloudtest.New(b, cloudtest.Options{})
 	br := env.Connect(cloudtest.Encoder("e1"))
 	list := env.MustCall("/acs/encoders/list", nil)
 	encID := obj(arr(list["acs_encoders"])[0])["acs_encoder_id"].(string)
 	credID := env.CreateCredential(nil)["acs_credential_id"].(string)
+	if idle > 0 {
+		cloudtest.HoldIdleBridges(b, env, idle)
+	}
 	body := map[string]any{"acs_encoder_id": encID, "acs_credential_id": credID}
 	lat := make([]time.Duration, 0, b.N)
 	b.ResetTimer()

@@ -55,11 +55,13 @@ func HoldIdleBridges(tb testing.TB, env *Env, n int) IdleStats {
 	}
 	before := memory()
 	conns := make([]net.Conn, 0, n)
-	defer func() {
+	// The links stay up until the test ends, so a caller can measure
+	// with them attached.
+	tb.Cleanup(func() {
 		for _, c := range conns {
 			c.Close()
 		}
-	}()
+	})
 	for _, c := range creds {
 		conn, err := rawHello(u.Host, c.id, c.token)
 		if err != nil {
