@@ -12,22 +12,15 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/encoder-bridge/encoder-bridge/cardfmt"
+	"github.com/encoder-bridge/encoder-bridge/protocol"
 )
 
 // ErrInvalidCredential marks credential input that could not be decoded.
 var ErrInvalidCredential = errors.New("invalid credential")
 
 // CredentialSpec is a credential as the CLI's --credential file and encode
-// jobs carry it.
-type CredentialSpec struct {
-	CredentialID     string   `json:"credential_id"`
-	CardNumber       string   `json:"card_number"`
-	CardFunctionType string   `json:"card_function_type"`
-	StartsAt         string   `json:"starts_at"`
-	EndsAt           string   `json:"ends_at"`
-	EntranceIDs      []string `json:"entrance_ids"`
-	IssueSequence    *uint32  `json:"issue_sequence"`
-}
+// jobs carry it: one shape, defined by the job protocol.
+type CredentialSpec = protocol.Credential
 
 // maxCredentialJSON bounds what is read from a file or a job.
 const maxCredentialJSON = 64 << 10
@@ -47,11 +40,11 @@ func ParseCredential(data []byte) (cardfmt.Credential, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return cardfmt.Credential{}, fmt.Errorf("%w: trailing data after the JSON object", ErrInvalidCredential)
 	}
-	return s.Credential()
+	return CredentialOf(s)
 }
 
-// Credential converts and validates the spec.
-func (s CredentialSpec) Credential() (cardfmt.Credential, error) {
+// CredentialOf converts and validates a credential spec.
+func CredentialOf(s CredentialSpec) (cardfmt.Credential, error) {
 	var c cardfmt.Credential
 	var errs []string
 	bad := func(field, format string, args ...any) {

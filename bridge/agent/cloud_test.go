@@ -274,7 +274,7 @@ var writesPerEncode = sync.OnceValue(func() int32 {
 	c, _ := chip.New("mifare_classic_1k", nil)
 	cc := &countingCard{Card: c}
 	r.Insert(cc)
-	cred, err := bridge.CredentialSpec(*testCredential()).Credential()
+	cred, err := bridge.CredentialOf(*testCredential())
 	if err != nil {
 		panic(err)
 	}

@@ -205,7 +205,7 @@ func (a *Agent) encode(ctx context.Context, e journal.Entry, opts bridge.JobOpti
 	if e.Job.Credential == nil {
 		return errorResult(bridge.CodeInvalidCredential, "encode job without a credential"), nil
 	}
-	cred, err := bridge.CredentialSpec(*e.Job.Credential).Credential()
+	cred, err := bridge.CredentialOf(*e.Job.Credential)
 	if err != nil {
 		return jobErrorResult(bridge.OpEncode, err), nil
 	}
@@ -240,7 +240,7 @@ func (a *Agent) scan(ctx context.Context, e journal.Entry, opts bridge.JobOption
 		Warnings:   res.Warnings,
 	}
 	if res.Record != nil && res.Valid() {
-		spec := protocol.Credential(bridge.SpecOf(res.Record.Credential))
+		spec := bridge.SpecOf(res.Record.Credential)
 		c.Credential = &spec
 		c.KeyVersion = int(res.Record.KeyVersion)
 		c.FormatVersion = int(res.Record.FormatVersion)
