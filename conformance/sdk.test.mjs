@@ -88,11 +88,20 @@ for (const kind of ['mifare_classic_1k', 'ntag213']) {
   })
 }
 
-test('an access method can stand for its credential', async () => {
+test('encodes by access_method_id; credentials list', async () => {
   await stack.insertCard('mifare_classic_1k')
   const cred = await newCredential()
   const list = await seam.acs.credentials.list({ acs_system_id: stack.boot.acs_system_id })
   assert.ok(list.some((c) => c.acs_credential_id === cred.acs_credential_id))
+  const accessMethodId = cred.encoder_bridge_metadata.access_method_id
+  assert.ok(accessMethodId, 'the credential names its card access method')
+  const attempt = await seam.acs.encoders.encodeCredential({
+    acs_encoder_id: stack.encoder.acs_encoder_id,
+    access_method_id: accessMethodId
+  })
+  assert.equal(attempt.status, 'success')
+  assert.equal(attempt.result.acs_credential_id, cred.acs_credential_id)
+  assert.equal(attempt.result.is_issued, true)
 })
 
 test('encode error: no card on the encoder', async () => {
@@ -148,4 +157,41 @@ test('encode error: bridge lost in the middle of a job', async () => {
   } finally {
     await stack.startBridge()
   }
+})
+
+test('encode error: an issued credential whose validity has ended', async () => {
+  await stack.insertCard('mifare_classic_1k')
+  const cred = await newCredential({ ends_at: new Date(Date.now() + 5000).toISOString() })
+  assert.equal((await encode(cred)).status, 'success')
+  const ended = Date.parse(cred.ends_at) - Date.now()
+  await new Promise((resolve) => setTimeout(resolve, Math.max(0, ended) + 500))
+  assert.equal(await failure(() => encode(cred)), 'credential_cannot_be_reissued')
+})
+
+test('scan warnings: an older card of a reissued credential, and a card the cloud does not know', async () => {
+  const { join } = await import('node:path')
+  const first = join(stack.dir, 'first-card.json')
+  const second = join(stack.dir, 'second-card.json')
+  const cred = await newCredential()
+
+  // The credential on a first card, then reissued onto a second one.
+  await stack.insertCard('mifare_classic_1k', ['--state', first])
+  assert.equal((await encode(cred)).status, 'success')
+  await stack.insertCard('mifare_classic_1k', ['--state', second])
+  assert.equal((await encode(cred)).status, 'success')
+
+  // The first card still carries the older issue sequence.
+  await stack.insertCard(null, ['--state', first])
+  let s = await scan()
+  assert.equal(s.result.acs_credential_on_seam.acs_credential_id, cred.acs_credential_id)
+  assert.deepEqual(s.result.warnings.map((w) => w.warning_code), ['acs_credential_on_encoder_out_of_sync'])
+
+  // A card written at the desk with this site's keys but a credential the
+  // cloud never issued.
+  stack.run('encoder-bridge', ['encode', '--keys', join(stack.dir, 'keys.json'), '--reader', stack.reader,
+    '--credential', stack.credentialFile({ credential_id: '0b7e4f2a-1c3d-4e5f-8a9b-0c1d2e3f4a5b', card_number: '777' })])
+  s = await scan()
+  assert.equal(s.result.acs_credential_on_encoder.card_number, '777')
+  assert.equal(s.result.acs_credential_on_seam, null)
+  assert.deepEqual(s.result.warnings.map((w) => w.warning_code), ['acs_credential_on_seam_not_found'])
 })

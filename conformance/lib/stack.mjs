@@ -150,10 +150,12 @@ export class Stack {
   }
 
   // insertCard puts a virtual card of kind in the reader and waits until it
-  // is attached.
+  // is attached. With kind null, extra names a --state file holding the
+  // card.
   async insertCard (kind, extra = []) {
     await this.removeCard()
-    this.card = this.spawn('card', 'virtual-encoder', ['--card', kind, '--vpcd', this.vpcd, ...extra])
+    const card = kind ? ['--card', kind] : []
+    this.card = this.spawn('card', 'virtual-encoder', [...card, '--vpcd', this.vpcd, ...extra])
     await until('the virtual card', 10000, async () => /inserted/.test(this.card.output))
     // pcscd polls readers for a new card about every 400 ms.
     await sleep(600)
@@ -164,6 +166,22 @@ export class Stack {
     await this.card.stop('SIGINT')
     this.card = null
     await sleep(600)
+  }
+
+  // credentialFile writes a credential JSON file for the encoder-bridge
+  // CLI and returns its path.
+  credentialFile (fields) {
+    const path = join(this.dir, `credential-${Date.now()}.json`)
+    const hour = 3600 * 1000
+    writeFileSync(path, JSON.stringify({
+      card_function_type: 'guest',
+      starts_at: new Date(Date.now() - hour).toISOString().replace(/\.\d+Z$/, 'Z'),
+      ends_at: new Date(Date.now() + 24 * hour).toISOString().replace(/\.\d+Z$/, 'Z'),
+      entrance_ids: [],
+      issue_sequence: 1,
+      ...fields
+    }), { mode: 0o600 })
+    return path
   }
 
   logs () {
