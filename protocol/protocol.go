@@ -216,6 +216,25 @@ var (
 	ErrTooLarge    = errors.New("message too large")
 )
 
+// JobID is the job a message is about, or "" for one about no job.
+func (m *Message) JobID() string {
+	switch {
+	case m.Job != nil:
+		return m.Job.JobID
+	case m.Ack != nil:
+		return m.Ack.JobID
+	case m.Progress != nil:
+		return m.Progress.JobID
+	case m.Result != nil:
+		return m.Result.JobID
+	case m.ResultAck != nil:
+		return m.ResultAck.JobID
+	case m.Error != nil:
+		return m.Error.JobID
+	}
+	return ""
+}
+
 // New wraps a body into a message of the current version.
 func New(t Type) *Message { return &Message{V: Version, Type: t} }
 

@@ -148,3 +148,21 @@ func TestReencodeDoesNotGrow(t *testing.T) {
 		t.Fatalf("re-encoded %d bytes from %d", len(out), len(in))
 	}
 }
+
+func TestJobID(t *testing.T) {
+	for _, m := range validMessages() {
+		want := ""
+		switch m.Type {
+		case TypeJob, TypeAck, TypeProgress, TypeResult, TypeResultAck:
+			want = "j1"
+			if m.Job != nil {
+				want = m.Job.JobID
+			}
+		case TypeError:
+			want = "j9"
+		}
+		if got := m.JobID(); got != want {
+			t.Errorf("%s: JobID() = %q, want %q", m.Type, got, want)
+		}
+	}
+}

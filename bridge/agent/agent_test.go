@@ -84,7 +84,7 @@ func TestMessageOrderOfAJob(t *testing.T) {
 	cc.job(encodeJob("j2", h.encoderID("Sim 00"), in(waitLong)))
 	var msgs []*protocol.Message
 	for {
-		m := cc.expect(t, "messages of j2", func(m *protocol.Message) bool { return jobIDOf(m) == "j2" })
+		m := cc.expect(t, "messages of j2", func(m *protocol.Message) bool { return m.JobID() == "j2" })
 		msgs = append(msgs, m)
 		if m.Type == protocol.TypeResult {
 			break

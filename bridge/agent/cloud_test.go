@@ -191,7 +191,7 @@ func (cc *cloudConn) collect(d time.Duration) []*protocol.Message {
 }
 
 func isType(t protocol.Type, jobID string) func(*protocol.Message) bool {
-	return func(m *protocol.Message) bool { return m.Type == t && (jobID == "" || jobIDOf(m) == jobID) }
+	return func(m *protocol.Message) bool { return m.Type == t && (jobID == "" || m.JobID() == jobID) }
 }
 
 func isStage(jobID string, st protocol.Stage) func(*protocol.Message) bool {

@@ -209,7 +209,7 @@ func (a *Agent) awaitWelcome(ctx context.Context, s *session) error {
 				return fmt.Errorf("agent: the cloud does not speak protocol version %d: %s", protocol.Version, m.Error.Message)
 			}
 		default:
-			if err := sendNow(protoError(protocol.CodeUnexpected, jobIDOf(m), "expected welcome after hello, got %s", m.Type)); err != nil {
+			if err := sendNow(protoError(protocol.CodeUnexpected, m.JobID(), "expected welcome after hello, got %s", m.Type)); err != nil {
 				return err
 			}
 		}
@@ -236,25 +236,6 @@ func (a *Agent) welcomed(w *protocol.Welcome) {
 
 func (a *Agent) logCloudError(e *protocol.Error) {
 	a.log.Warn("the cloud refused a message", zap.String(FieldCode, string(e.Code)), zap.String(FieldJobID, e.JobID), zap.String("message", e.Message))
-}
-
-// jobIDOf is the job a message is about, if any.
-func jobIDOf(m *protocol.Message) string {
-	switch {
-	case m.Job != nil:
-		return m.Job.JobID
-	case m.ResultAck != nil:
-		return m.ResultAck.JobID
-	case m.Ack != nil:
-		return m.Ack.JobID
-	case m.Result != nil:
-		return m.Result.JobID
-	case m.Progress != nil:
-		return m.Progress.JobID
-	case m.Error != nil:
-		return m.Error.JobID
-	}
-	return ""
 }
 
 // decodeError answers a frame protocol.Decode refused. It names the job
@@ -316,7 +297,7 @@ func (a *Agent) handle(s *session, frame []byte) {
 			s.cancel(link.Permanent(fmt.Errorf("%w: %s", link.ErrAuthRevoked, m.Error.Message)))
 		}
 	default:
-		s.reply(protoError(protocol.CodeUnexpected, jobIDOf(m), "the bridge does not accept %s messages", m.Type))
+		s.reply(protoError(protocol.CodeUnexpected, m.JobID(), "the bridge does not accept %s messages", m.Type))
 	}
 }
 

@@ -1,24 +1,13 @@
 package journal
 
 import (
-	"os/exec"
-	"strings"
 	"testing"
+
+	"github.com/encoder-bridge/encoder-bridge/internal/deptest"
 )
 
 // TestImports enforces the package doc: what this package must not
 // import, directly or not.
 func TestImports(t *testing.T) {
-	out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", ".").Output()
-	if err != nil {
-		t.Skipf("go list: %v", err)
-	}
-	banned := []string{"github.com/encoder-bridge/encoder-bridge/bridge/link", "github.com/encoder-bridge/encoder-bridge/bridge/agent", "github.com/encoder-bridge/encoder-bridge/cardfmt", "github.com/encoder-bridge/encoder-bridge/reader"}
-	for _, dep := range strings.Fields(string(out)) {
-		for _, b := range banned {
-			if dep == b || strings.HasPrefix(dep, b+"/") {
-				t.Errorf("imports %s", dep)
-			}
-		}
-	}
+	deptest.Forbid(t, "bridge/link", "bridge/agent", "cardfmt", "reader")
 }

@@ -576,7 +576,7 @@ func (l *link) handleFrame(data []byte) {
 	replies, err := h.cfg.Handler.Message(h.ctx, l.bridge, m)
 	if err != nil {
 		l.log.Error("message handling failed", zap.String("type", string(m.Type)), zap.Error(err))
-		l.reply(protocol.CodeInternal, jobIDOf(m), "the cloud could not process the message; send it again later")
+		l.reply(protocol.CodeInternal, m.JobID(), "the cloud could not process the message; send it again later")
 		return
 	}
 	for _, r := range replies {
@@ -588,18 +588,6 @@ func (l *link) reply(code protocol.ErrorCode, jobID, msg string) {
 	m := protocol.New(protocol.TypeError)
 	m.Error = &protocol.Error{Code: code, Message: msg, JobID: jobID}
 	l.enqueue(m)
-}
-
-func jobIDOf(m *protocol.Message) string {
-	switch {
-	case m.Result != nil:
-		return m.Result.JobID
-	case m.Ack != nil:
-		return m.Ack.JobID
-	case m.Progress != nil:
-		return m.Progress.JobID
-	}
-	return ""
 }
 
 func clip(s string) string {
