@@ -27,7 +27,8 @@ import (
 // Log field keys, so log queries stay stable.
 const (
 	FieldJobID   = "job_id"
-	FieldEncoder = "encoder"
+	FieldEncoder = "encoder" // the encoder id the cloud knows
+	FieldReader  = "reader"  // the PC/SC reader name
 	FieldTech    = "technology"
 	FieldCode    = "code"
 )
@@ -188,11 +189,11 @@ func (s *Station) done(op Op, readerName string, card Card, err error) error {
 		verb = "scan"
 	}
 	if err == nil {
-		s.log().Info(verb+" done", zap.String(FieldEncoder, readerName), zap.String(FieldTech, string(card.Technology)))
+		s.log().Info(verb+" done", zap.String(FieldReader, readerName), zap.String(FieldTech, string(card.Technology)))
 		return nil
 	}
 	je := Classify(op, err)
-	s.log().Warn(verb+" failed", zap.String(FieldEncoder, readerName), zap.String(FieldCode, string(je.Code)), zap.Error(je.Err))
+	s.log().Warn(verb+" failed", zap.String(FieldReader, readerName), zap.String(FieldCode, string(je.Code)), zap.Error(je.Err))
 	return je
 }
 

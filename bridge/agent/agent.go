@@ -35,6 +35,7 @@ import (
 const (
 	FieldJobID   = bridge.FieldJobID
 	FieldEncoder = bridge.FieldEncoder
+	FieldReader  = bridge.FieldReader
 	FieldCode    = bridge.FieldCode
 	fieldType    = "type"
 	fieldStage   = "stage"

@@ -115,7 +115,7 @@ func (a *Agent) setReaders(names []string) {
 	slices.SortFunc(added, func(x, y protocol.Encoder) int { return strings.Compare(x.ReaderName, y.ReaderName) })
 	slices.SortFunc(removed, func(x, y protocol.Encoder) int { return strings.Compare(x.ReaderName, y.ReaderName) })
 	for _, e := range removed {
-		a.log.Info("encoder removed", zap.String(FieldEncoder, e.ID), zap.String("reader", e.ReaderName))
+		a.log.Info("encoder removed", zap.String(FieldEncoder, e.ID), zap.String(FieldReader, e.ReaderName))
 		if a.sess != nil {
 			m := protocol.New(protocol.TypeEncoderRemoved)
 			m.EncoderID = e.ID
@@ -123,7 +123,7 @@ func (a *Agent) setReaders(names []string) {
 		}
 	}
 	for _, e := range added {
-		a.log.Info("encoder added", zap.String(FieldEncoder, e.ID), zap.String("reader", e.ReaderName), zap.String("name", e.DisplayName))
+		a.log.Info("encoder added", zap.String(FieldEncoder, e.ID), zap.String(FieldReader, e.ReaderName), zap.String("name", e.DisplayName))
 		if a.sess != nil {
 			m := protocol.New(protocol.TypeEncoderAdded)
 			m.Encoder = &e
