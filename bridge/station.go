@@ -203,22 +203,25 @@ func (s *Station) withCard(ctx context.Context, op Op, readerName string, o JobO
 	if s.Keys == nil {
 		return errors.New("bridge: no key set loaded")
 	}
-	wait := o.Wait
 	if err := o.progress(StageWaitingForCard); err != nil {
 		return err
 	}
-	if wait > 0 {
-		wctx, cancel := context.WithTimeout(ctx, wait)
-		err := s.Readers.WaitCard(wctx, readerName, true)
+	// Most cards are on the encoder before the job arrives: try to connect
+	// straight away, and only wait (a status-change wait costs pcscd a new
+	// context) when there is no card yet.
+	c, err := s.Readers.Connect(ctx, readerName)
+	if errors.Is(err, reader.ErrNoCard) && o.Wait > 0 {
+		wctx, cancel := context.WithTimeout(ctx, o.Wait)
+		err = s.Readers.WaitCard(wctx, readerName, true)
 		cancel()
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-			return fmt.Errorf("no card presented on %q within %s: %w", readerName, wait, reader.ErrNoCard)
+			return fmt.Errorf("no card presented on %q within %s: %w", readerName, o.Wait, reader.ErrNoCard)
 		}
 		if err != nil {
 			return err
 		}
+		c, err = s.Readers.Connect(ctx, readerName)
 	}
-	c, err := s.Readers.Connect(ctx, readerName)
 	if err != nil {
 		return err
 	}
