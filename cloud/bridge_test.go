@@ -654,3 +654,39 @@ func TestUnackedJobOfferedAgain(t *testing.T) {
 	}
 	b.ExpectNone(50 * time.Millisecond)
 }
+
+// A job the bridge says it holds (hello.active_jobs) is not offered again:
+// its result will come. Other unfinished jobs are.
+func TestHeldJobNotOffered(t *testing.T) {
+	env := cloudtest.New(t, cloudtest.Options{})
+	b, encID := connect(t, env)
+	held := encodeJob(t, env, b, encID)
+	lost := encodeJob(t, env, b, encID)
+	b.Conn.Close()
+	waitOffline(t, env)
+
+	b, _, err := env.Dial(env.BridgeID, env.BridgeToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := protocol.New(protocol.TypeHello)
+	m.Hello = &protocol.Hello{BridgeID: env.BridgeID, SoftwareVersion: "test", ProtocolVersion: protocol.Version,
+		Encoders: []protocol.Encoder{cloudtest.Encoder("e1")}, ActiveJobs: []string{held.JobID}}
+	b.Send(m)
+	b.Expect(protocol.TypeWelcome)
+	if again := b.Expect(protocol.TypeJob).Job; again.JobID != lost.JobID {
+		t.Fatalf("offered %s, want only the job the bridge does not hold (%s)", again.JobID, lost.JobID)
+	}
+	b.ExpectNone(100 * time.Millisecond)
+}
+
+// encodeJob starts an encode of a new credential and returns the job the
+// bridge receives, acknowledged.
+func encodeJob(t *testing.T, env *cloudtest.Env, b *cloudtest.Bridge, encID string) *protocol.Job {
+	t.Helper()
+	credID := env.CreateCredential(nil)["acs_credential_id"].(string)
+	encode(t, env, encID, credID)
+	j := b.Expect(protocol.TypeJob).Job
+	b.Ack(j.JobID)
+	return j
+}
