@@ -143,6 +143,23 @@ type Agent struct {
 	stopping bool
 }
 
+// Status is a snapshot of the agent for local monitoring.
+type Status struct {
+	// Connected: the link to the cloud is up and the hello was sent.
+	Connected bool
+	// Encoders is how many encoders are attached and announced.
+	Encoders int
+	// Jobs is how many jobs are running (waiting for or working on a card).
+	Jobs int
+}
+
+// Status reports the agent's state now.
+func (a *Agent) Status() Status {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return Status{Connected: a.sess != nil, Encoders: len(a.encoders), Jobs: len(a.running)}
+}
+
 // New checks opts and builds an Agent; Run starts it.
 func New(opts Options) (*Agent, error) {
 	switch {

@@ -43,6 +43,15 @@ type Config struct {
 	Cloud Cloud `yaml:"cloud"`
 	// StateDir holds the job journal. Empty: DefaultStateDir().
 	StateDir string `yaml:"state_dir"`
+	// Health, when set, serves /healthz and /readyz for local monitoring.
+	Health Health `yaml:"health"`
+}
+
+// Health configures the optional local health endpoints of "run".
+type Health struct {
+	// Listen is a loopback host:port, e.g. 127.0.0.1:9477. Empty: off. The
+	// bridge never listens beyond this machine.
+	Listen string `yaml:"listen"`
 }
 
 // Cloud configures the bridge's one outbound connection.
@@ -228,6 +237,15 @@ func (c *Config) Validate() error {
 		}
 	}
 	c.Cloud.validate(bad)
+	if l := c.Health.Listen; l != "" {
+		host, port, err := net.SplitHostPort(l)
+		switch {
+		case err != nil || port == "":
+			bad("health.listen", "must be host:port, e.g. 127.0.0.1:9477")
+		case !isLoopback(host):
+			bad("health.listen", "must be a loopback address (127.0.0.1, ::1 or localhost): the bridge never listens on the network")
+		}
+	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %s", ErrInvalid, strings.Join(errs, "; "))
 	}

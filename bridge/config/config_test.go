@@ -24,6 +24,9 @@ func TestParse(t *testing.T) {
 		{name: "bad level and empty reader", yaml: "version: 1\nlog:\n  level: loud\nencoders:\n  - name: x\n", wantErr: []string{`log.level: must be debug, info, warn or error, got "loud"`, "encoders[0].reader: must not be empty"}},
 		{name: "duplicate reader", yaml: "version: 1\nencoders:\n  - reader: A\n  - reader: A\n", wantErr: []string{"encoders[1].reader: same reader as encoders[0]"}},
 		{name: "negative wait", yaml: "version: 1\nwait: -1s\n", wantErr: []string{"wait: must not be negative"}},
+		{name: "health on loopback", yaml: "version: 1\nhealth:\n  listen: 127.0.0.1:9477\n"},
+		{name: "health beyond loopback", yaml: "version: 1\nhealth:\n  listen: 0.0.0.0:9477\n", wantErr: []string{"health.listen: must be a loopback address"}},
+		{name: "health without port", yaml: "version: 1\nhealth:\n  listen: localhost\n", wantErr: []string{"health.listen: must be host:port"}},
 		{name: "not yaml", yaml: "version: [1\n", wantErr: []string{"invalid configuration"}},
 	}
 	for _, tt := range tests {

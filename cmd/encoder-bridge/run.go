@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"time"
 
 	"go.uber.org/zap"
@@ -12,6 +14,7 @@ import (
 	"github.com/encoder-bridge/encoder-bridge/bridge"
 	"github.com/encoder-bridge/encoder-bridge/bridge/agent"
 	"github.com/encoder-bridge/encoder-bridge/bridge/config"
+	"github.com/encoder-bridge/encoder-bridge/bridge/health"
 	"github.com/encoder-bridge/encoder-bridge/bridge/journal"
 	"github.com/encoder-bridge/encoder-bridge/bridge/link"
 	"github.com/encoder-bridge/encoder-bridge/cardfmt"
@@ -160,6 +163,16 @@ func (a *app) runAgent(ctx context.Context, cfg *config.Config, keysPath string,
 	log.Info("encoder-bridge starting", zap.String("version", version), zap.String("bridge_id", cfg.Cloud.BridgeID),
 		zap.String("url", l.URL()), zap.String("journal", j.Path()))
 
+	if cfg.Health.Listen != "" {
+		stop, err := serveHealth(cfg.Health.Listen, ag, log)
+		if err != nil {
+			rc.Close()
+			j.Close()
+			return err
+		}
+		defer stop()
+	}
+
 	done := make(chan error, 1)
 	go func() {
 		err := ag.Run(ctx)
@@ -192,4 +205,27 @@ func (a *app) runAgent(ctx context.Context, cfg *config.Config, keysPath string,
 	}
 	log.Info("encoder-bridge stopped")
 	return nil
+}
+
+// serveHealth serves /healthz and /readyz on the loopback address addr
+// (the configuration refuses any other) until stop is called.
+func serveHealth(addr string, ag *agent.Agent, log *zap.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("health.listen: %w", err)
+	}
+	srv := &http.Server{
+		Handler: health.Handler(func() health.Report {
+			s := ag.Status()
+			return health.Report{Connected: s.Connected, Encoders: s.Encoders, Jobs: s.Jobs}
+		}),
+		ReadHeaderTimeout: 5 * time.Second,
+	}
+	go srv.Serve(ln)
+	log.Info("health endpoints", zap.String("address", ln.Addr().String()))
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}, nil
 }

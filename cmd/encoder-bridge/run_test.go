@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -139,6 +141,8 @@ func TestRunEndToEnd(t *testing.T) {
 	card, _ := chip.New("mifare_classic_1k", nil)
 	c.sim.Plug("ACS ACR1252 00").Insert(card)
 	cfg := c.bridgeConfig(cloud.url())
+	healthAddr := freeLoopbackAddr(t)
+	appendFile(t, cfg, "health:\n  listen: "+healthAddr+"\n")
 
 	ctx, cancel := context.WithCancel(context.Background())
 	type res struct {
@@ -159,6 +163,17 @@ func TestRunEndToEnd(t *testing.T) {
 		t.Fatalf("run ended early: %d\n%s", r.code, r.stderr)
 	case <-time.After(10 * time.Second):
 		t.Fatal("no result")
+	}
+	// Linked and with its encoder, the bridge is ready.
+	resp, err := http.Get("http://" + healthAddr + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ready map[string]any
+	json.NewDecoder(resp.Body).Decode(&ready)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || ready["connected"] != true || ready["encoders"] != float64(1) {
+		t.Fatalf("readyz: %d %v", resp.StatusCode, ready)
 	}
 	cancel()
 	var r res
@@ -343,5 +358,27 @@ func TestServiceCommands(t *testing.T) {
 	}
 	if code, _, _ := c.run("service", "explode"); code != 2 {
 		t.Fatalf("unknown subcommand: exit %d", code)
+	}
+}
+
+func freeLoopbackAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func appendFile(t *testing.T, path, text string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(text); err != nil {
+		t.Fatal(err)
 	}
 }
