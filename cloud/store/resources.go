@@ -62,6 +62,31 @@ type Cursor struct {
 	ID        string `json:"i"`
 }
 
+// queryPage finishes a list query whose WHERE clause is in b: it adds the
+// page's cursor, orders, fetches one row more than the page to learn
+// whether another follows, and scans the rows.
+func queryPage[T any](ctx context.Context, q dbtx, b *strings.Builder, args []any, p Page, scan func(interface{ Scan(...any) error }) (T, error)) (out []T, more bool, err error) {
+	p.where(b, &args)
+	b.WriteString(` ORDER BY created_at, id LIMIT ?`)
+	args = append(args, p.limit()+1)
+	rows, err := q.QueryContext(ctx, b.String(), args...)
+	if err != nil {
+		return nil, false, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, false, err
+		}
+		out = append(out, v)
+	}
+	if len(out) > p.limit() {
+		return out[:p.limit()], true, rows.Err()
+	}
+	return out, false, rows.Err()
+}
+
 func (p Page) where(b *strings.Builder, args *[]any) {
 	if p.After != nil {
 		b.WriteString(` AND (created_at > ? OR (created_at = ? AND id > ?))`)
@@ -157,25 +182,7 @@ func (t *Tx) ListEncoders(ctx context.Context, workspaceID string, f EncoderFilt
 			args = append(args, id)
 		}
 	}
-	p.where(&b, &args)
-	b.WriteString(` ORDER BY created_at, id LIMIT ?`)
-	args = append(args, p.limit()+1)
-	rows, err := t.q.QueryContext(ctx, b.String(), args...)
-	if err != nil {
-		return nil, false, err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		e, err := scanEncoder(rows)
-		if err != nil {
-			return nil, false, err
-		}
-		out = append(out, e)
-	}
-	if len(out) > p.limit() {
-		return out[:p.limit()], true, rows.Err()
-	}
-	return out, false, rows.Err()
+	return queryPage(ctx, t.q, &b, args, p, scanEncoder)
 }
 
 // CreateCredential inserts c.
@@ -263,25 +270,7 @@ func (t *Tx) ListCredentials(ctx context.Context, workspaceID string, f Credenti
 			OR acs_user_id LIKE ? ESCAPE '\' OR id LIKE ? ESCAPE '\')`)
 		args = append(args, like, like, like, like)
 	}
-	p.where(&b, &args)
-	b.WriteString(` ORDER BY created_at, id LIMIT ?`)
-	args = append(args, p.limit()+1)
-	rows, err := t.q.QueryContext(ctx, b.String(), args...)
-	if err != nil {
-		return nil, false, err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		c, err := scanCredential(rows)
-		if err != nil {
-			return nil, false, err
-		}
-		out = append(out, c)
-	}
-	if len(out) > p.limit() {
-		return out[:p.limit()], true, rows.Err()
-	}
-	return out, false, rows.Err()
+	return queryPage(ctx, t.q, &b, args, p, scanCredential)
 }
 
 // CountEncodeJob counts one more encode job for a credential and returns
