@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net"
@@ -18,6 +17,7 @@ import (
 	"github.com/gorilla/websocket"
 	kservice "github.com/kardianos/service"
 
+	"github.com/encoder-bridge/encoder-bridge/internal/syncbuf"
 	"github.com/encoder-bridge/encoder-bridge/protocol"
 	"github.com/encoder-bridge/encoder-bridge/reader"
 	"github.com/encoder-bridge/encoder-bridge/reader/sim/chip"
@@ -110,26 +110,8 @@ func (c *cli) bridgeConfig(cloudURL string) string {
 		"\n  bridge_id: desk-1\n  token_file: "+token+"\nstate_dir: "+filepath.Join(c.dir, "state")+"\n")
 }
 
-// syncBuffer is a bytes.Buffer safe for the logger's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func (c *cli) runCtx(ctx context.Context, args ...string) (code int, stdout, stderr string) {
-	var out, errb syncBuffer
+	var out, errb syncbuf.Buffer
 	a := &app{stdout: &out, stderr: &errb, openReaders: func() (reader.Context, error) { return noClose{c.sim}, nil }}
 	code = a.run(ctx, args)
 	return code, out.String(), errb.String()

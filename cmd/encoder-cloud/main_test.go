@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net"
@@ -11,37 +10,19 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 
 	"github.com/encoder-bridge/encoder-bridge/cloud"
+	"github.com/encoder-bridge/encoder-bridge/internal/syncbuf"
 	"github.com/encoder-bridge/encoder-bridge/protocol"
 )
 
-// syncBuffer is a bytes.Buffer safe for the server's log writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func run(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
-	var out, errb syncBuffer
+	var out, errb syncbuf.Buffer
 	a := &app{stdout: &out, stderr: &errb}
 	code := a.run(context.Background(), args)
 	return code, out.String(), errb.String()
@@ -162,7 +143,7 @@ func TestInit(t *testing.T) {
 func TestServe(t *testing.T) {
 	dir := t.TempDir()
 	db, boot := filepath.Join(dir, "c.db"), filepath.Join(dir, "boot.json")
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	serve := func() (stop func() int, addr string) {
 		ctx, cancel := context.WithCancel(context.Background())
 		addrc := make(chan net.Addr, 1)

@@ -6,32 +6,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/ebfe/scard"
 
 	"github.com/encoder-bridge/encoder-bridge/hwtest"
+	"github.com/encoder-bridge/encoder-bridge/internal/syncbuf"
 )
-
-// syncBuffer is written by run's goroutine while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func TestFlagErrors(t *testing.T) {
 	for _, tc := range []struct {
@@ -80,7 +62,7 @@ func TestStateFileExistsRejectsNewCardFlags(t *testing.T) {
 
 // command runs the command in slot until stop is called.
 type command struct {
-	out, errOut syncBuffer
+	out, errOut syncbuf.Buffer
 	cancel      context.CancelFunc
 	code        chan int
 }
