@@ -5,7 +5,7 @@ BIN     := bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build setup test unit conformance check-fmt vet windows bench demo fuzz clean
+.PHONY: all build setup test unit conformance seam-openapi check-fmt vet windows bench demo fuzz clean
 
 all: build
 
@@ -34,6 +34,11 @@ test: setup check-fmt vet windows
 
 conformance:
 	cd conformance && npm ci --no-audit --no-fund && npm test
+
+# Rewrites the Seam OpenAPI excerpt the Go tests check responses against,
+# from the @seamapi/types version conformance/package-lock.json pins.
+seam-openapi:
+	cd conformance && npm ci --no-audit --no-fund && node seam-openapi.mjs ../cloud/cloudtest/testdata/seam-encoders-openapi.json
 
 unit:
 	$(GO) test -count=1 ./...

@@ -1,10 +1,9 @@
 package cloudtest
 
 import (
+	_ "embed"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -13,57 +12,32 @@ import (
 	"time"
 )
 
-// OpenAPIFile is where Seam's published routes and schemas for encoders
-// live, relative to the directory holding the repository.
-const OpenAPIFile = "shared/reference/seam-encoders-openapi.json"
+// seamOpenAPI is the part of Seam's OpenAPI description that covers
+// encoders, credentials and action attempts, written from the
+// @seamapi/types package that conformance/package-lock.json pins by
+// conformance/seam-openapi.mjs. TestOpenAPIMatchesLockfile keeps the two
+// in step.
+//
+//go:embed testdata/seam-encoders-openapi.json
+var seamOpenAPI []byte
 
 // OpenAPI is Seam's description of the routes this cloud speaks.
 type OpenAPI struct {
+	Info struct {
+		Source string `json:"source"`
+	} `json:"info"`
 	Paths   map[string]map[string]json.RawMessage `json:"paths"`
 	Schemas map[string]any                        `json:"schemas"`
 }
 
-// LoadOpenAPI finds and loads OpenAPIFile: in every directory from the
-// working directory up, it looks for OpenAPIFile beside the repository
-// (../shared next to the directory with go.mod) and below itself. If the
-// file is absent it skips the test, unless CI is set: then it fails.
+// LoadOpenAPI returns Seam's description of the routes this cloud speaks.
 func LoadOpenAPI(t testing.TB) *OpenAPI {
 	t.Helper()
-	path := findOpenAPI()
-	if path == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s not found above the working directory (CI is set, so this is an error)", OpenAPIFile)
-		}
-		t.Skipf("%s not found; skipping the schema check", OpenAPIFile)
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var o OpenAPI
-	if err := json.Unmarshal(data, &o); err != nil {
-		t.Fatalf("%s: %v", path, err)
+	if err := json.Unmarshal(seamOpenAPI, &o); err != nil {
+		t.Fatalf("testdata/seam-encoders-openapi.json: %v", err)
 	}
 	return &o
-}
-
-func findOpenAPI() string {
-	dir, err := os.Getwd()
-	if err != nil {
-		return ""
-	}
-	for {
-		for _, p := range []string{filepath.Join(dir, OpenAPIFile), filepath.Join(filepath.Dir(dir), OpenAPIFile)} {
-			if _, err := os.Stat(p); err == nil {
-				return p
-			}
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return ""
-		}
-		dir = parent
-	}
 }
 
 // ResponseSchema returns the 200 response schema of a route (POST).

@@ -1,6 +1,9 @@
 package cloudtest
 
 import (
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -45,5 +48,36 @@ func TestCheckCatchesViolations(t *testing.T) {
 	pending["error"] = map[string]any{"type": "not_a_seam_type", "message": "m"}
 	if errs := oa.CheckSchema("action_attempt", pending); len(errs) == 0 || !strings.Contains(errs[0], "oneOf") {
 		t.Errorf("unknown error type not caught: %v", errs)
+	}
+}
+
+// The embedded spec must come from the @seamapi/types version the SDK
+// conformance tests install, or the two kinds of test check different
+// things. After changing the lockfile, regenerate it:
+//
+//	make seam-openapi
+func TestOpenAPIMatchesLockfile(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "conformance", "package-lock.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lock struct {
+		Packages map[string]struct {
+			Version string `json:"version"`
+		} `json:"packages"`
+	}
+	if err := json.Unmarshal(data, &lock); err != nil {
+		t.Fatalf("package-lock.json: %v", err)
+	}
+	pinned := lock.Packages["node_modules/@seamapi/types"].Version
+	if pinned == "" {
+		t.Fatal("package-lock.json pins no @seamapi/types")
+	}
+	oa := LoadOpenAPI(t)
+	if want := "npm @seamapi/types " + pinned + " "; !strings.HasPrefix(oa.Info.Source, want) {
+		t.Errorf("testdata spec is from %q, the lockfile pins @seamapi/types %s: regenerate it with conformance/seam-openapi.mjs", oa.Info.Source, pinned)
+	}
+	if len(oa.Paths) == 0 || oa.Schemas["action_attempt"] == nil {
+		t.Error("testdata spec holds no routes or no action_attempt schema")
 	}
 }
