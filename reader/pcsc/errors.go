@@ -22,6 +22,7 @@ const (
 	opTransmit    = "transmit"
 	opReset       = "reset"
 	opDisconnect  = "disconnect"
+	opSerial      = "serial number"
 )
 
 var cardOps = map[string]bool{opTransmit: true, opReset: true, opDisconnect: true}

@@ -29,7 +29,8 @@ type fakeService struct {
 	released       int
 	transmit       func(apdu []byte) []byte
 	resets         int
-	inWait         int // calls inside GetStatusChange's wait
+	serials        map[string][]byte // SCARD_ATTR_VENDOR_IFD_SERIAL_NO per reader; absent: unsupported
+	inWait         int               // calls inside GetStatusChange's wait
 	// stale is what a context from before a restart answers: WinSCard
 	// says INVALID_HANDLE; pcsc-lite's client, whose socket to the old
 	// pcscd is gone, says NO_SERVICE or F_COMM_ERROR.
@@ -223,6 +224,11 @@ func (f *fakeContext) Connect(name string, mode scard.ShareMode, proto scard.Pro
 	if !s.hasReaderLocked(name) {
 		return nil, scard.ErrUnknownReader
 	}
+	if mode == scard.ShareDirect {
+		// A direct connection talks to the reader: no card needed, and
+		// nobody's exclusive connection is disturbed.
+		return &fakeCard{ctx: f, name: name, direct: true}, nil
+	}
 	if s.cards[name]%2 == 0 {
 		return nil, scard.ErrNoSmartcard
 	}
@@ -263,6 +269,23 @@ type fakeCard struct {
 	name         string
 	insertion    int
 	disconnected bool
+	direct       bool
+}
+
+func (k *fakeCard) GetAttrib(id scard.Attrib) ([]byte, error) {
+	k.ctx.s.mu.Lock()
+	defer k.ctx.s.mu.Unlock()
+	if k.disconnected {
+		return nil, scard.ErrInvalidHandle
+	}
+	if err := k.ctx.aliveLocked(); err != nil {
+		return nil, err
+	}
+	v, ok := k.ctx.s.serials[k.name]
+	if id != scard.AttrVendorIfdSerialNo || !ok {
+		return nil, scard.ErrUnsupportedFeature
+	}
+	return bytes.Clone(v), nil
 }
 
 func (k *fakeCard) checkLocked() error {

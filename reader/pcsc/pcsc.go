@@ -2,8 +2,10 @@ package pcsc
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -292,6 +294,61 @@ func (c *Context) Connect(ctx context.Context, name string) (reader.Card, error)
 	c.cards[k] = struct{}{}
 	c.mu.Unlock()
 	return k, nil
+}
+
+// SerialNumber asks the named reader for its serial number
+// (SCARD_ATTR_VENDOR_IFD_SERIAL_NO) through a direct connection, which
+// needs no card. Drivers that do not report one, vpcd among them, give
+// reader.ErrNoSerial.
+func (c *Context) SerialNumber(ctx context.Context, name string) (string, error) {
+	op := readerOp(opSerial, name)
+	if err := c.check(ctx, op); err != nil {
+		return "", err
+	}
+	sc, pooled, err := c.cardContext(op)
+	if err != nil {
+		return "", err
+	}
+	h, err := sc.Connect(name, scard.ShareDirect, scard.ProtocolUndefined)
+	if err != nil && pooled && isDeadContext(err) {
+		_ = sc.Release()
+		if sc, err = c.newContext(op); err != nil {
+			return "", err
+		}
+		h, err = sc.Connect(name, scard.ShareDirect, scard.ProtocolUndefined)
+	}
+	if err != nil {
+		if isDeadContext(err) {
+			_ = sc.Release()
+		} else {
+			c.putIdle(sc)
+		}
+		return "", c.closedOr(op, mapErr(op, err))
+	}
+	raw, err := h.GetAttrib(scard.AttrVendorIfdSerialNo)
+	_ = h.Disconnect(scard.LeaveCard)
+	c.putIdle(sc)
+	if err != nil {
+		return "", fmt.Errorf("pcsc: %s: %w (%v)", op, reader.ErrNoSerial, err)
+	}
+	serial := cleanSerial(raw)
+	if serial == "" {
+		return "", fmt.Errorf("pcsc: %s: %w (empty)", op, reader.ErrNoSerial)
+	}
+	return serial, nil
+}
+
+// cleanSerial turns the attribute's bytes into text: drivers return ASCII,
+// often NUL-terminated or space-padded; anything else is shown in hex.
+func cleanSerial(raw []byte) string {
+	s := strings.TrimRight(string(raw), "\x00")
+	s = strings.TrimSpace(s)
+	for _, r := range s {
+		if r < 0x20 || r > 0x7e {
+			return hex.EncodeToString(raw)
+		}
+	}
+	return s
 }
 
 // Close releases the context and every card connected through it. Blocked

@@ -242,6 +242,17 @@ func TestIntegration(t *testing.T) {
 		}
 	})
 
+	t.Run("SerialNumber", func(t *testing.T) {
+		// vpcd's driver reports no serial number; the encoder's identity
+		// then comes from reader.StableName.
+		if s, err := c.SerialNumber(t.Context(), vpcdReader); !errors.Is(err, reader.ErrNoSerial) {
+			t.Errorf("SerialNumber(%q) = %q, %v; want ErrNoSerial", vpcdReader, s, err)
+		}
+		if _, err := c.SerialNumber(t.Context(), "No Such Reader 99"); !errors.Is(err, reader.ErrUnknownReader) {
+			t.Errorf("SerialNumber of an unknown reader: %v, want ErrUnknownReader", err)
+		}
+	})
+
 	t.Run("NoCard", func(t *testing.T) {
 		if _, err := c.Connect(t.Context(), vpcdReader); !errors.Is(err, reader.ErrNoCard) {
 			t.Errorf("Connect on an empty slot: %v, want ErrNoCard", err)

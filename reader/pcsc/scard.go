@@ -23,6 +23,7 @@ type scardCard interface {
 	Transmit(cmd []byte) ([]byte, error)
 	Reconnect(mode scard.ShareMode, proto scard.Protocol, disp scard.Disposition) error
 	Disconnect(disp scard.Disposition) error
+	GetAttrib(id scard.Attrib) ([]byte, error)
 }
 
 type realContext struct{ *scard.Context }

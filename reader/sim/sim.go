@@ -26,7 +26,10 @@ type Context struct {
 	changed chan struct{} // closed and replaced on every change
 }
 
-var _ reader.Context = (*Context)(nil)
+var (
+	_ reader.Context        = (*Context)(nil)
+	_ reader.SerialNumberer = (*Context)(nil)
+)
 
 // New returns a context with no readers.
 func New() *Context {
@@ -41,6 +44,7 @@ type Reader struct {
 	card    chip.Card
 	gen     int // bumped on every insert and removal
 	conn    *Card
+	serial  string
 }
 
 // notifyLocked wakes every waiter; they re-check the state they wait for.
@@ -192,6 +196,31 @@ func wait[T any](ctx context.Context, c *Context, check func() (T, bool, error))
 		case <-ch:
 		}
 	}
+}
+
+// SetSerial makes the reader report serial as its serial number; empty
+// (the default) reports none, as most drivers do.
+func (r *Reader) SetSerial(serial string) {
+	r.sim.mu.Lock()
+	defer r.sim.mu.Unlock()
+	r.serial = serial
+}
+
+// SerialNumber returns the serial number set with SetSerial.
+func (c *Context) SerialNumber(ctx context.Context, name string) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r, err := c.findLocked(name)
+	if err != nil {
+		return "", err
+	}
+	if r.serial == "" {
+		return "", fmt.Errorf("sim: serial number of %q: %w", name, reader.ErrNoSerial)
+	}
+	return r.serial, nil
 }
 
 // Connect opens an exclusive connection to the card on the named reader.
