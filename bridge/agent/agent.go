@@ -93,6 +93,8 @@ type Options struct {
 	// Encoders picks and names the readers offered (the configuration's
 	// encoders). Empty: every attached reader, under its own name.
 	Encoders []config.Encoder
+	// ExcludeReaders are reader name patterns never offered.
+	ExcludeReaders []string
 	// Technologies announced for every encoder; nil: DefaultTechnologies.
 	Technologies []string
 
@@ -138,6 +140,7 @@ type Agent struct {
 	sess     *session                    // the connection, once the hello is built; nil offline
 	encoders map[string]protocol.Encoder // online, by id
 	seen     map[string]string           // every encoder id seen by this process → reader name
+	serials  map[string]string           // attached reader name → serial number ("" none), once known
 	queues   map[string]*queue           // by encoder id
 	running  map[string]*jobRun          // by job id
 	stopping bool
@@ -194,6 +197,7 @@ func New(opts Options) (*Agent, error) {
 		station:  opts.Station,
 		encoders: map[string]protocol.Encoder{},
 		seen:     map[string]string{},
+		serials:  map[string]string{},
 		queues:   map[string]*queue{},
 		running:  map[string]*jobRun{},
 
@@ -249,7 +253,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		a.log.Warn("cannot list readers", zap.Error(err))
 	}
-	a.setReaders(names)
+	a.setReaders(ctx, names)
 	for _, e := range again {
 		a.log.Info("job resumed after restart", zap.String(FieldJobID, e.Job.JobID), zap.String(FieldEncoder, e.Job.EncoderID))
 		a.schedule(e)

@@ -507,13 +507,30 @@ func TestAuthRevokedStopsRun(t *testing.T) {
 	}
 }
 
+func attachedNames(names ...string) []Attached {
+	out := make([]Attached, len(names))
+	for i, n := range names {
+		out[i] = Attached{Name: n}
+	}
+	return out
+}
+
 func TestOffered(t *testing.T) {
-	names := []string{"ACS ACR1252 1S CL Reader PICC 0", "ACS ACR1252 1S CL Reader SAM 0", "HID Omnikey 5422 0", "Other"}
-	got := Offered("b", []config.Encoder{{Reader: "ACR1252", Name: "Desk"}, {Reader: "HID Omnikey 5422 0", Name: "Back office"}, {Reader: "picc"}}, []string{"ntag213"}, names)
+	readers := attachedNames("ACS ACR1252 1S CL Reader PICC 0", "ACS ACR1252 1S CL Reader SAM 0", "HID Omnikey 5422 0", "Other", "Broadcom Corp Contacted SmartCard 0")
+	readers = append(readers, Attached{Name: "Identiv uTrust 3700 F 0", Serial: "55041234"})
+	picks := []config.Encoder{
+		{Reader: "ACR1252", Name: "Desk"},
+		{Reader: "HID Omnikey 5422 0", Name: "Back office"},
+		{Reader: "picc"},
+		{Serial: "55041234", Name: "Concierge"},
+		{Reader: "*Contacted*", Name: "Never"},
+	}
+	got := Offered("b", picks, []string{"broadcom"}, []string{"ntag213"}, readers)
+	ids := Identities(readers)
 	var shown []string
 	for _, e := range got {
 		shown = append(shown, e.ReaderName+"="+e.DisplayName)
-		if e.ID != EncoderID("b", e.ReaderName) || len(e.ID) != 32 {
+		if e.ID != EncoderID("b", ids[e.ReaderName]) || len(e.ID) != 32 {
 			t.Errorf("id %q for %q", e.ID, e.ReaderName)
 		}
 	}
@@ -521,6 +538,7 @@ func TestOffered(t *testing.T) {
 		"ACS ACR1252 1S CL Reader PICC 0=Desk (ACS ACR1252 1S CL Reader PICC 0)",
 		"ACS ACR1252 1S CL Reader SAM 0=Desk (ACS ACR1252 1S CL Reader SAM 0)",
 		"HID Omnikey 5422 0=Back office",
+		"Identiv uTrust 3700 F 0=Concierge",
 	}
 	if !slices.Equal(shown, want) {
 		t.Fatalf("offered %q\nwant %q", shown, want)
@@ -528,8 +546,80 @@ func TestOffered(t *testing.T) {
 	if EncoderID("b", "x") == EncoderID("c", "x") || EncoderID("b", "x") != EncoderID("b", "x") {
 		t.Fatal("encoder ids not stable per bridge")
 	}
-	if all := Offered("b", nil, nil, names); len(all) != 4 || all[0].DisplayName != names[0] {
+	if all := Offered("b", nil, nil, nil, readers); len(all) != 6 || all[0].DisplayName != readers[0].Name {
 		t.Fatalf("no picks: %+v", all)
+	}
+	if some := Offered("b", nil, []string{"*reader*", "omnikey"}, nil, readers); len(some) != 3 {
+		t.Fatalf("exclusions: %+v", some)
+	}
+}
+
+// An encoder keeps its id (and so its acs_encoder_id and name in the
+// cloud) when its reader comes back under another name.
+func TestIdentities(t *testing.T) {
+	id := func(readers []Attached, name string) string { return Identities(readers)[name] }
+	const (
+		acr0 = "ACS ACR1252 1S CL Reader [ACR1252 Dual Reader PICC] 00 00"
+		acr1 = "ACS ACR1252 1S CL Reader [ACR1252 Dual Reader PICC] 01 00"
+		sam0 = "ACS ACR1252 1S CL Reader [ACR1252 Dual Reader SAM] 00 01"
+	)
+	// Replugged into another port: another index, the same identity.
+	if a, b := id(attachedNames(acr0), acr0), id(attachedNames(acr1), acr1); a != b {
+		t.Errorf("replugged reader: %q then %q", a, b)
+	}
+	// Slots of one reader stay apart.
+	if a, b := id(attachedNames(acr0, sam0), acr0), id(attachedNames(acr0, sam0), sam0); a == b {
+		t.Errorf("PICC and SAM slots share identity %q", a)
+	}
+	// Two of one model without serials: the first keeps its identity when
+	// the second is plugged in; the second gets one of its own.
+	both := attachedNames(acr1, acr0)
+	if id(both, acr0) != id(attachedNames(acr0), acr0) || id(both, acr1) == id(both, acr0) {
+		t.Errorf("two readers of one model: %q", Identities(both))
+	}
+	// With serial numbers, the name does not matter at all.
+	s1 := []Attached{{Name: acr0, Serial: "RR1"}, {Name: acr1, Serial: "RR2"}}
+	s2 := []Attached{{Name: acr1, Serial: "RR1"}, {Name: acr0, Serial: "RR2"}}
+	if id(s1, acr0) != id(s2, acr1) || id(s1, acr1) != id(s2, acr0) || id(s1, acr0) == id(s1, acr1) {
+		t.Errorf("serials: %q vs %q", Identities(s1), Identities(s2))
+	}
+}
+
+// A reader replugged into another USB port comes back under another name:
+// the same encoder, announced again with its new reader name, and jobs
+// for it reach the card there. With a serial number, even a new model
+// name would not matter.
+func TestReaderReplugKeepsEncoder(t *testing.T) {
+	for _, tc := range []struct {
+		name, before, after, serial string
+	}{
+		{"by name", "ACS ACR1252 1S CL Reader [PICC] 00 00", "ACS ACR1252 1S CL Reader [PICC] 01 00", ""},
+		{"by serial", "Reader A 00 00", "Reader B 00 00", "RR7"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.sim.PlugSerial(tc.before, tc.serial)
+			h.start()
+			cc := h.cloud.next(t)
+			if len(cc.hello.Encoders) != 1 {
+				t.Fatalf("hello encoders %+v", cc.hello.Encoders)
+			}
+			id := cc.hello.Encoders[0].ID
+
+			h.sim.Unplug(tc.before)
+			if m := cc.expect(t, "encoder_removed", isType(protocol.TypeEncoderRemoved, "")); m.EncoderID != id {
+				t.Fatalf("encoder_removed %q, want %q", m.EncoderID, id)
+			}
+			h.sim.PlugSerial(tc.after, tc.serial).Insert(newCard(t))
+			m := cc.expect(t, "encoder_added", isType(protocol.TypeEncoderAdded, ""))
+			if m.Encoder.ID != id || m.Encoder.ReaderName != tc.after {
+				t.Fatalf("encoder_added %+v, want id %s on %q", m.Encoder, id, tc.after)
+			}
+			cc.job(scanJob("s1", id, in(waitLong)))
+			if r := cc.expectResult(t, "s1"); r.Error != nil {
+				t.Fatalf("scan on the replugged reader: %+v", r.Error)
+			}
+		})
 	}
 }
 

@@ -314,7 +314,18 @@ func newHarness(t *testing.T) *harness {
 	return &harness{t: t, cloud: newFakeCloud(t), sim: sim.New(), keys: ks, dir: t.TempDir(), log: zaptest.NewLogger(t)}
 }
 
-func (h *harness) encoderID(readerName string) string { return EncoderID(testBridge, readerName) }
+// encoderID is the id the agent announces for the reader readerName among
+// the simulator's readers now.
+func (h *harness) encoderID(readerName string) string {
+	names, err := h.sim.Readers(context.Background())
+	if err != nil {
+		panic(err)
+	}
+	if !slices.Contains(names, readerName) {
+		names = append(names, readerName)
+	}
+	return EncoderID(testBridge, Identities(Attach(context.Background(), h.sim, names))[readerName])
+}
 
 // start opens the journal and runs an agent until the test ends.
 func (h *harness) start() {

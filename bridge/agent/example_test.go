@@ -49,7 +49,7 @@ func Example() {
 		log.Fatal(err)
 	}
 	// The encoder's id, as the hello announces it.
-	_ = agent.EncoderID("bridge-1", "Sim 00")
+	_ = agent.Offered("bridge-1", nil, nil, nil, agent.Attach(ctx, readers, []string{"Sim 00"}))[0].ID
 	if err := a.Run(ctx); err != nil { // until ctx ends, or auth is revoked
 		log.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -39,6 +40,9 @@ type Config struct {
 	// Encoders names the readers this bridge offers, and how they are shown.
 	// Empty: every attached reader, under its own name.
 	Encoders []Encoder `yaml:"encoders"`
+	// ExcludeReaders are reader name patterns never offered, e.g. a
+	// laptop's built-in reader; they win over Encoders.
+	ExcludeReaders []string `yaml:"exclude_readers"`
 	// Cloud is the connection "run" and "verify" make to the cloud.
 	Cloud Cloud `yaml:"cloud"`
 	// StateDir holds the job journal. Empty: DefaultStateDir().
@@ -79,13 +83,35 @@ type Log struct {
 	Format string `yaml:"format"` // console or json
 }
 
-// Encoder is one reader offered as an encoder.
+// Encoder is one reader offered as an encoder, picked by its serial
+// number or by a reader name pattern.
 type Encoder struct {
-	// Reader is the PC/SC reader name, or a unique part of it.
+	// Reader is a reader name pattern (see MatchReader).
 	Reader string `yaml:"reader"`
+	// Serial is the reader's serial number, as "encoder-bridge readers"
+	// shows it; it picks the reader whatever USB port it is plugged into.
+	Serial string `yaml:"serial"`
 	// Name is what front-desk staff see.
 	Name string `yaml:"name"`
 }
+
+// MatchReader reports whether the reader name matches pattern: the whole
+// name, a glob over the whole name when the pattern has * or ?, else a
+// part of the name; case-insensitively. Brackets are literal: pcsc-lite
+// puts them in reader names.
+func MatchReader(pattern, name string) bool {
+	p, n := strings.ToLower(pattern), strings.ToLower(name)
+	if p == n {
+		return true
+	}
+	if strings.ContainsAny(p, "*?") {
+		ok, _ := path.Match(globEscaper.Replace(p), n)
+		return ok
+	}
+	return strings.Contains(n, p)
+}
+
+var globEscaper = strings.NewReplacer(`[`, `\[`, `]`, `\]`, `\`, `\\`)
 
 // Duration is a time.Duration written as "30s" in YAML.
 type Duration time.Duration
@@ -225,15 +251,29 @@ func (c *Config) Validate() error {
 	seen := map[string]int{}
 	for i, e := range c.Encoders {
 		p := fmt.Sprintf("encoders[%d]", i)
-		if strings.TrimSpace(e.Reader) == "" {
-			bad(p+".reader", "must not be empty")
-		} else if j, dup := seen[e.Reader]; dup {
-			bad(p+".reader", "same reader as encoders[%d]", j)
-		} else {
-			seen[e.Reader] = i
+		field, value := p+".reader", e.Reader
+		if e.Serial != "" {
+			field, value = p+".serial", "serial:"+e.Serial
+		}
+		switch {
+		case e.Reader != "" && e.Serial != "":
+			bad(p, "set reader or serial, not both")
+		case strings.TrimSpace(e.Reader) == "" && strings.TrimSpace(e.Serial) == "":
+			bad(p, "needs reader (a name pattern) or serial")
+		default:
+			if j, dup := seen[value]; dup {
+				bad(field, "same reader as encoders[%d]", j)
+			} else {
+				seen[value] = i
+			}
 		}
 		if len(e.Name) > 64 {
 			bad(p+".name", "must be at most 64 characters")
+		}
+	}
+	for i, x := range c.ExcludeReaders {
+		if strings.TrimSpace(x) == "" {
+			bad(fmt.Sprintf("exclude_readers[%d]", i), "must not be empty")
 		}
 	}
 	c.Cloud.validate(bad)

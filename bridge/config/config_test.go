@@ -21,8 +21,12 @@ func TestParse(t *testing.T) {
 		{name: "unknown nested key", yaml: "version: 1\nlog:\n  lvl: debug\n", wantErr: []string{`line 3: unknown key "lvl"`}},
 		{name: "bad duration", yaml: "version: 1\nwait: soon\n", wantErr: []string{"line 2", `"soon" is not a duration`}},
 		{name: "wrong version", yaml: "version: 2\n", wantErr: []string{"version: must be 1, got 2"}},
-		{name: "bad level and empty reader", yaml: "version: 1\nlog:\n  level: loud\nencoders:\n  - name: x\n", wantErr: []string{`log.level: must be debug, info, warn or error, got "loud"`, "encoders[0].reader: must not be empty"}},
+		{name: "bad level and empty reader", yaml: "version: 1\nlog:\n  level: loud\nencoders:\n  - name: x\n", wantErr: []string{`log.level: must be debug, info, warn or error, got "loud"`, "encoders[0]: needs reader (a name pattern) or serial"}},
 		{name: "duplicate reader", yaml: "version: 1\nencoders:\n  - reader: A\n  - reader: A\n", wantErr: []string{"encoders[1].reader: same reader as encoders[0]"}},
+		{name: "by serial and pattern", yaml: "version: 1\nencoders:\n  - serial: RR123\n    name: Desk 1\n  - reader: \"ACS ACR1252*PICC*\"\nexclude_readers: [Broadcom, \"*SAM*\"]\n"},
+		{name: "reader and serial", yaml: "version: 1\nencoders:\n  - reader: A\n    serial: B\n", wantErr: []string{"encoders[0]: set reader or serial, not both"}},
+		{name: "duplicate serial", yaml: "version: 1\nencoders:\n  - serial: B\n  - serial: B\n", wantErr: []string{"encoders[1].serial: same reader as encoders[0]"}},
+		{name: "empty exclusion", yaml: "version: 1\nexclude_readers: [\" \"]\n", wantErr: []string{"exclude_readers[0]: must not be empty"}},
 		{name: "negative wait", yaml: "version: 1\nwait: -1s\n", wantErr: []string{"wait: must not be negative"}},
 		{name: "health on loopback", yaml: "version: 1\nhealth:\n  listen: 127.0.0.1:9477\n"},
 		{name: "health beyond loopback", yaml: "version: 1\nhealth:\n  listen: 0.0.0.0:9477\n", wantErr: []string{"health.listen: must be a loopback address"}},
@@ -165,5 +169,31 @@ func TestCloudPathsAndDefaults(t *testing.T) {
 	}
 	if d.StatePath() != DefaultStateDir() || DefaultStateDir() == "" {
 		t.Fatalf("state path %q", d.StatePath())
+	}
+}
+
+func TestMatchReader(t *testing.T) {
+	name := "ACS ACR1252 1S CL Reader [ACR1252 Dual Reader PICC] 01 00"
+	for _, c := range []struct {
+		pattern string
+		want    bool
+	}{
+		{name, true},
+		{"acr1252", true},
+		{"PICC", true},
+		{"SAM", false},
+		{"ACS ACR1252*PICC*", true},
+		{"acs acr1252*sam*", false},
+		{"ACR1252*", false}, // a glob matches the whole name
+		{"*ACR1252*", true},
+		{"ACS ACR1252 1S CL Reader [ACR1252 Dual Reader PICC] 0? 00", true},
+		{"*[ACR1252 Dual Reader PICC]*", true},
+		{"*[P]*", false},
+		{"[SAM]", false},
+		{`*\*`, false},
+	} {
+		if got := MatchReader(c.pattern, name); got != c.want {
+			t.Errorf("MatchReader(%q) = %v, want %v", c.pattern, got, c.want)
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/encoder-bridge/encoder-bridge/bridge"
+	"github.com/encoder-bridge/encoder-bridge/bridge/agent"
 	"github.com/encoder-bridge/encoder-bridge/bridge/config"
 )
 
@@ -49,19 +50,21 @@ func (a *app) cmdReaders(ctx context.Context, args []string) error {
 	if err != nil {
 		return a.fail("readers", c.json, bridge.OpScan, err)
 	}
+	attached := agent.Attach(ctx, rc, names)
+	offered := map[string]string{}
+	for _, e := range agent.Offered(cfg.Cloud.BridgeID, cfg.Encoders, cfg.ExcludeReaders, nil, attached) {
+		offered[e.ReaderName] = e.DisplayName
+	}
 	type row struct {
 		Name        string `json:"name"`
+		Serial      string `json:"serial,omitempty"`
 		DisplayName string `json:"display_name,omitempty"`
+		Offered     bool   `json:"offered"`
 	}
-	rows := make([]row, 0, len(names))
-	for _, n := range names {
-		r := row{Name: n}
-		for _, e := range cfg.Encoders {
-			if e.Reader == n || strings.Contains(strings.ToLower(n), strings.ToLower(e.Reader)) {
-				r.DisplayName = e.Name
-			}
-		}
-		rows = append(rows, r)
+	rows := make([]row, 0, len(attached))
+	for _, r := range attached {
+		display, ok := offered[r.Name]
+		rows = append(rows, row{Name: r.Name, Serial: r.Serial, DisplayName: display, Offered: ok})
 	}
 	if c.json {
 		a.printJSON(map[string]any{"readers": rows})
@@ -72,11 +75,17 @@ func (a *app) cmdReaders(ctx context.Context, args []string) error {
 		return nil
 	}
 	for _, r := range rows {
-		if r.DisplayName != "" {
-			fmt.Fprintf(a.stdout, "%s\t(%s)\n", r.Name, r.DisplayName)
-		} else {
-			fmt.Fprintln(a.stdout, r.Name)
+		line := r.Name
+		if r.Serial != "" {
+			line += "\tserial " + r.Serial
 		}
+		switch {
+		case !r.Offered:
+			line += "\t(not offered: see encoders and exclude_readers)"
+		case r.DisplayName != r.Name:
+			line += "\t(" + r.DisplayName + ")"
+		}
+		fmt.Fprintln(a.stdout, line)
 	}
 	return nil
 }

@@ -216,16 +216,24 @@ func TestReadersAndValidate(t *testing.T) {
 		t.Fatalf("no readers: %d %s", code, out)
 	}
 	c.sim.Plug("ACS ACR1252 1S CL Reader PICC 0")
-	cfg := c.file("bridge.yaml", "version: 1\nencoders:\n  - reader: ACR1252\n    name: Front desk 1\n")
+	c.sim.PlugSerial("Identiv uTrust 3700 F 0", "55041234")
+	c.sim.Plug("Broadcom Corp Contacted SmartCard 0")
+	cfg := c.file("bridge.yaml", "version: 1\nencoders:\n  - reader: ACR1252\n    name: Front desk 1\n  - serial: \"55041234\"\n    name: Concierge\n")
 	code, out, _ := c.run("readers", "--config", cfg, "--json")
-	if code != 0 || !strings.Contains(out, `"display_name": "Front desk 1"`) {
+	if code != 0 || !strings.Contains(out, `"display_name": "Front desk 1"`) || !strings.Contains(out, `"serial": "55041234"`) ||
+		!strings.Contains(out, `"display_name": "Concierge"`) {
+		t.Fatalf("readers: %d %s", code, out)
+	}
+	code, out, _ = c.run("readers", "--config", cfg)
+	if code != 0 || !strings.Contains(out, "Broadcom Corp Contacted SmartCard 0\t(not offered") ||
+		!strings.Contains(out, "Identiv uTrust 3700 F 0\tserial 55041234\t(Concierge)") {
 		t.Fatalf("readers: %d %s", code, out)
 	}
 	if code, out, stderr := c.run("validate", "--config", cfg); code != 0 || !strings.Contains(out, "valid") {
 		t.Fatalf("validate: %d %s %s", code, out, stderr)
 	}
 	bad := c.file("bad.yaml", "version: 1\nencoders:\n  - name: x\n")
-	if code, _, stderr := c.run("validate", "--config", bad); code != 1 || !strings.Contains(stderr, "encoders[0].reader: must not be empty") {
+	if code, _, stderr := c.run("validate", "--config", bad); code != 1 || !strings.Contains(stderr, "encoders[0]: needs reader (a name pattern) or serial") {
 		t.Fatalf("validate bad: %d %s", code, stderr)
 	}
 }

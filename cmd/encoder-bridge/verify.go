@@ -81,20 +81,23 @@ func (a *app) cmdVerify(ctx context.Context, args []string) error {
 
 	check("state directory", cfg.StatePath(), checkStateDir(cfg.StatePath()))
 
-	var names []string
+	var attached []agent.Attached
 	rc, err := a.openReaders()
 	if err == nil {
-		names, err = rc.Readers(ctx)
+		var names []string
+		if names, err = rc.Readers(ctx); err == nil {
+			attached = agent.Attach(ctx, rc, names)
+		}
 		rc.Close()
 	}
 	var offered []protocol.Encoder
-	if check("readers", fmt.Sprintf("%d attached", len(names)), err) {
-		offered = agent.Offered(cfg.Cloud.BridgeID, cfg.Encoders, agent.DefaultTechnologies, names)
+	if check("readers", fmt.Sprintf("%d attached", len(attached)), err) {
+		offered = agent.Offered(cfg.Cloud.BridgeID, cfg.Encoders, cfg.ExcludeReaders, agent.DefaultTechnologies, attached)
 		for _, e := range offered {
 			fmt.Fprintf(a.stdout, "  %-15s    encoder %q on %q\n", "", e.DisplayName, e.ReaderName)
 		}
-		if len(cfg.Encoders) > 0 && len(offered) == 0 && len(names) > 0 {
-			fmt.Fprintf(a.stdout, "  %-15s    note: no attached reader matches encoders[].reader\n", "")
+		if len(offered) == 0 && len(attached) > 0 {
+			fmt.Fprintf(a.stdout, "  %-15s    note: no attached reader matches encoders[] or all are in exclude_readers\n", "")
 		}
 	}
 

@@ -54,7 +54,11 @@ func (c *Context) notifyLocked() {
 }
 
 // Plug attaches a reader named name, or returns the attached one.
-func (c *Context) Plug(name string) *Reader {
+func (c *Context) Plug(name string) *Reader { return c.PlugSerial(name, "") }
+
+// PlugSerial attaches a reader named name that reports serial as its
+// serial number ("": none, as most drivers), or returns the attached one.
+func (c *Context) PlugSerial(name, serial string) *Reader {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, r := range c.readers {
@@ -62,7 +66,7 @@ func (c *Context) Plug(name string) *Reader {
 			return r
 		}
 	}
-	r := &Reader{sim: c, name: name, plugged: true}
+	r := &Reader{sim: c, name: name, plugged: true, serial: serial}
 	c.readers = append(c.readers, r)
 	c.notifyLocked()
 	return r
@@ -198,15 +202,7 @@ func wait[T any](ctx context.Context, c *Context, check func() (T, bool, error))
 	}
 }
 
-// SetSerial makes the reader report serial as its serial number; empty
-// (the default) reports none, as most drivers do.
-func (r *Reader) SetSerial(serial string) {
-	r.sim.mu.Lock()
-	defer r.sim.mu.Unlock()
-	r.serial = serial
-}
-
-// SerialNumber returns the serial number set with SetSerial.
+// SerialNumber returns the serial number the reader was plugged with.
 func (c *Context) SerialNumber(ctx context.Context, name string) (string, error) {
 	if err := ctx.Err(); err != nil {
 		return "", err

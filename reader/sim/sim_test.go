@@ -167,3 +167,19 @@ func TestSlowCardCancelled(t *testing.T) {
 		t.Fatalf("slow card: %v", err)
 	}
 }
+
+func TestSerialNumber(t *testing.T) {
+	ctx := context.Background()
+	s := New()
+	s.PlugSerial("A", "RR42")
+	s.Plug("B")
+	if got, err := s.SerialNumber(ctx, "A"); got != "RR42" || err != nil {
+		t.Errorf("A: %q, %v", got, err)
+	}
+	if _, err := s.SerialNumber(ctx, "B"); !errors.Is(err, reader.ErrNoSerial) {
+		t.Errorf("B: %v, want ErrNoSerial", err)
+	}
+	if _, err := s.SerialNumber(ctx, "C"); !errors.Is(err, reader.ErrUnknownReader) {
+		t.Errorf("C: %v, want ErrUnknownReader", err)
+	}
+}
