@@ -190,6 +190,15 @@ func New(opts Options) (*Link, error) {
 // URL is the endpoint the link dials.
 func (l *Link) URL() string { return l.url }
 
+// TLSConfig is a copy of what the link verifies the cloud with (roots, CA
+// file, pin), for diagnostics; nil for a ws:// URL.
+func (l *Link) TLSConfig() *tls.Config {
+	if l.tls == nil {
+		return nil
+	}
+	return l.tls.Clone()
+}
+
 // Endpoint checks a cloud URL and returns the websocket endpoint it names.
 func Endpoint(raw string) (*url.URL, error) {
 	if raw == "" {

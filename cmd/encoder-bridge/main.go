@@ -67,6 +67,7 @@ Usage:
   encoder-bridge validate --config PATH
   encoder-bridge run --config PATH [--shutdown-timeout 15s]
   encoder-bridge verify --config PATH
+  encoder-bridge doctor --config PATH [--json]
   encoder-bridge service install|uninstall|start|stop|restart|status [--config PATH]
   encoder-bridge version
 
@@ -95,6 +96,8 @@ func (a *app) run(ctx context.Context, args []string) int {
 		cmd = a.cmdRun
 	case "verify":
 		cmd = a.cmdVerify
+	case "doctor":
+		cmd = a.cmdDoctor
 	case "service":
 		cmd = a.cmdService
 	case "version":

@@ -237,3 +237,21 @@ func TestReadersAndValidate(t *testing.T) {
 		t.Fatalf("validate bad: %d %s", code, stderr)
 	}
 }
+
+func TestDoctor(t *testing.T) {
+	c := newCLI(t)
+	code, out, _ := c.run("doctor", "--config", filepath.Join(t.TempDir(), "missing.yaml"))
+	if code != 1 || !strings.Contains(out, "configuration") || !strings.Contains(out, "FAIL") || !strings.Contains(out, "fix: copy configs/encoder-bridge.yaml") {
+		t.Fatalf("doctor without a configuration: exit %d\n%s", code, out)
+	}
+	code, out, _ = c.run("doctor", "--json", "--config", filepath.Join(t.TempDir(), "missing.yaml"))
+	var res struct {
+		OK     bool `json:"ok"`
+		Checks []struct {
+			Check, Status, Detail, Fix string
+		} `json:"checks"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil || code != 1 || res.OK || len(res.Checks) != 13 || res.Checks[0].Status != "fail" || res.Checks[1].Status != "skip" {
+		t.Fatalf("doctor --json: exit %d, %v\n%s", code, err, out)
+	}
+}

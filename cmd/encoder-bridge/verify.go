@@ -14,6 +14,7 @@ import (
 
 	"github.com/encoder-bridge/encoder-bridge/bridge/agent"
 	"github.com/encoder-bridge/encoder-bridge/bridge/config"
+	"github.com/encoder-bridge/encoder-bridge/bridge/doctor"
 	"github.com/encoder-bridge/encoder-bridge/bridge/link"
 	"github.com/encoder-bridge/encoder-bridge/cardfmt"
 	"github.com/encoder-bridge/encoder-bridge/protocol"
@@ -146,52 +147,16 @@ func verifyCloud(ctx context.Context, cfg *config.Config, token string, encoders
 	}
 	ctx, cancel := context.WithTimeout(ctx, verifyTimeout)
 	defer cancel()
-	start := time.Now()
-	c, err := l.Dial(ctx)
+	w, rtt, err := doctor.Hello(ctx, l, cfg.Cloud.BridgeID, version, encoders)
 	if err != nil {
 		return "", err
 	}
-	defer c.Close()
-	m := protocol.New(protocol.TypeHello)
-	m.Hello = &protocol.Hello{BridgeID: cfg.Cloud.BridgeID, SoftwareVersion: version, ProtocolVersion: protocol.Version, Encoders: encoders}
-	if m.Hello.Encoders == nil {
-		m.Hello.Encoders = []protocol.Encoder{}
-	}
-	b, err := protocol.Encode(m)
-	if err != nil {
-		return "", err
-	}
-	if err := c.Send(ctx, b); err != nil {
-		return "", err
-	}
-	for {
-		b, err := c.Recv(ctx)
-		if err != nil {
-			if errors.Is(err, context.DeadlineExceeded) {
-				return "", fmt.Errorf("connected to %s but no welcome within %s", l.URL(), verifyTimeout)
-			}
-			return "", err
+	parts := []string{fmt.Sprintf("%s welcomed bridge %q in %s", l.URL(), cfg.Cloud.BridgeID, max(rtt.Round(time.Millisecond), time.Millisecond))}
+	if !w.ServerTime.IsZero() {
+		skew := w.ServerTime.Sub(time.Now()).Round(time.Second)
+		if skew > 30*time.Second || skew < -30*time.Second {
+			parts = append(parts, fmt.Sprintf("WARNING: this PC's clock is %s off the cloud's", -skew))
 		}
-		m, err := protocol.Decode(b)
-		if err != nil {
-			return "", fmt.Errorf("the cloud sent a message this bridge cannot read: %w", err)
-		}
-		switch m.Type {
-		case protocol.TypeWelcome:
-			rtt := time.Since(start)
-			var parts []string
-			parts = append(parts, fmt.Sprintf("%s welcomed bridge %q in %s", l.URL(), cfg.Cloud.BridgeID, max(rtt.Round(time.Millisecond), time.Millisecond)))
-			if !m.Welcome.ServerTime.IsZero() {
-				skew := m.Welcome.ServerTime.Sub(time.Now()).Round(time.Second)
-				if skew > 30*time.Second || skew < -30*time.Second {
-					parts = append(parts, fmt.Sprintf("WARNING: this PC's clock is %s off the cloud's", -skew))
-				}
-			}
-			return strings.Join(parts, "; "), nil
-		case protocol.TypeError:
-			return "", fmt.Errorf("the cloud refused the hello: %s: %s", m.Error.Code, m.Error.Message)
-		}
-		// Anything else (a job offered at once) is left for the service:
-		// this connection closes unacknowledged and the cloud offers it again.
 	}
+	return strings.Join(parts, "; "), nil
 }
