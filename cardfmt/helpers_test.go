@@ -102,7 +102,7 @@ func reMAC(t testing.TB, rec []byte, ks *KeySet, uid []byte) []byte {
 		t.Fatalf("no key version %d", rec[offKeyVersion])
 	}
 	out := slices.Clone(rec)
-	mac := sk.recordMAC(out[:len(out)-MACLen], uid)
+	mac := sk.recordMAC(out[:len(out)-MACLen], uid, nil)
 	copy(out[len(out)-MACLen:], mac[:])
 	return out
 }

@@ -121,13 +121,15 @@ func (k *SiteKey) recordMACKey(uid []byte) [16]byte {
 	return k.secret.macCMAC.diversify(diversificationInput(uid, purposeRecordMAC, k.secret.keyID))
 }
 
-// recordMAC is AES-CMAC(K_mac, body || len(UID) || UID).
-func (k *SiteKey) recordMAC(body, uid []byte) [16]byte {
+// recordMAC is AES-CMAC(K_mac, body || len(UID) || UID || bound); bound
+// is nil for format version 1.
+func (k *SiteKey) recordMAC(body, uid, bound []byte) [16]byte {
 	kmac := k.recordMACKey(uid)
-	msg := make([]byte, 0, len(body)+1+len(uid))
+	msg := make([]byte, 0, len(body)+1+len(uid)+len(bound))
 	msg = append(msg, body...)
 	msg = append(msg, byte(len(uid)))
 	msg = append(msg, uid...)
+	msg = append(msg, bound...)
 	mac := CMAC(kmac, msg)
 	clear(kmac[:])
 	return mac

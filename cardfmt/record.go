@@ -1,7 +1,6 @@
 package cardfmt
 
 import (
-	"crypto/subtle"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -67,7 +66,8 @@ type Header struct {
 // ParseHeader reads the header at the start of b, which must hold at least
 // HeaderLen bytes. Bytes that do not start with the magic "EB" (a blank,
 // all-zero card or another system's data) give ErrNoRecord. A header with
-// the magic but another format version gives ErrUnsupportedFormat; one
+// the magic but a format version other than 1 or 2 (FormatVersionBound)
+// gives ErrUnsupportedFormat; one
 // with key version 0, a length outside MinRecordLen..MaxRecordLen or
 // non-zero flags gives ErrCorrupt. Only the magic and the format version
 // are examined when b is shorter than HeaderLen, which gives ErrCorrupt
@@ -78,12 +78,12 @@ func ParseHeader(b []byte) (Header, error) {
 			return Header{}, fmt.Errorf("%w: no record magic", ErrNoRecord)
 		}
 	}
-	if len(b) > offFormat && b[offFormat] != FormatVersion {
+	if len(b) > offFormat && b[offFormat] != FormatVersion && b[offFormat] != FormatVersionBound {
 		if b[offFormat] == 0 {
 			return Header{}, fmt.Errorf("%w: format version 0", ErrCorrupt)
 		}
-		return Header{}, fmt.Errorf("%w: format version %d (this software reads version %d)",
-			ErrUnsupportedFormat, b[offFormat], FormatVersion)
+		return Header{}, fmt.Errorf("%w: format version %d (this software reads versions %d and %d)",
+			ErrUnsupportedFormat, b[offFormat], FormatVersion, FormatVersionBound)
 	}
 	if len(b) < HeaderLen {
 		return Header{}, fmt.Errorf("%w: truncated: header is %d bytes, have %d", ErrCorrupt, HeaderLen, len(b))
@@ -171,7 +171,7 @@ func Seal(c Credential, ks *KeySet, uid []byte) ([]byte, error) {
 	// rather than as a forgery.
 	rec[p] = byte(len(uid))
 	copy(rec[p+1:], uid)
-	mac := sk.recordMAC(rec[:n-MACLen], uid)
+	mac := sk.recordMAC(rec[:n-MACLen], uid, nil)
 	copy(rec[n-MACLen:], mac[:])
 	return rec, nil
 }
@@ -188,41 +188,7 @@ func Seal(c Credential, ks *KeySet, uid []byte) ([]byte, error) {
 // Credential.Validate (ErrCorrupt otherwise). A UID that is not 4, 7 or
 // 10 bytes gives ErrInvalidUID, which is not a verdict on the card.
 func Open(b []byte, ks *KeySet, uid []byte) (Record, error) {
-	if ks == nil {
-		return Record{}, errors.New("cardfmt: open: nil key set")
-	}
-	if err := checkUID(uid); err != nil {
-		return Record{}, err
-	}
-	h, err := ParseHeader(b)
-	if err != nil {
-		return Record{}, err
-	}
-	if len(b) < h.Length {
-		return Record{}, fmt.Errorf("%w: truncated: record is %d bytes, have %d", ErrCorrupt, h.Length, len(b))
-	}
-	rec := b[:h.Length]
-	sk, ok := ks.Version(h.KeyVersion)
-	if !ok {
-		return Record{}, fmt.Errorf("%w: record is sealed under key version %d, the key file has %s",
-			ErrUnknownKeyVersion, h.KeyVersion, formatVersions(ks.Versions()))
-	}
-	issuedTo, err := recordUID(rec)
-	if err != nil {
-		return Record{}, err
-	}
-	want := sk.recordMAC(rec[:h.Length-MACLen], issuedTo)
-	if subtle.ConstantTimeCompare(want[:], rec[h.Length-MACLen:]) != 1 {
-		return Record{}, fmt.Errorf("%w: MAC does not verify under key version %d", ErrBadMAC, h.KeyVersion)
-	}
-	if subtle.ConstantTimeCompare(issuedTo, uid) != 1 {
-		return Record{}, fmt.Errorf("%w: an authentic record copied from another card", ErrUIDMismatch)
-	}
-	c, err := decodeFields(rec)
-	if err != nil {
-		return Record{}, err
-	}
-	return Record{Credential: c, FormatVersion: h.FormatVersion, KeyVersion: h.KeyVersion}, nil
+	return openRecord(b, ks, uid, nil)
 }
 
 // recordUID finds the UID a record names, before it is authenticated: the

@@ -678,7 +678,7 @@ func FuzzParseHeader(f *testing.F) {
 			}
 			return
 		}
-		if len(b) < HeaderLen || string(b[:2]) != "EB" || h.FormatVersion != FormatVersion || h.KeyVersion == 0 ||
+		if len(b) < HeaderLen || string(b[:2]) != "EB" || (h.FormatVersion != FormatVersion && h.FormatVersion != FormatVersionBound) || h.KeyVersion == 0 ||
 			h.Length < MinRecordLen || h.Length > MaxRecordLen || b[offFlags] != 0 {
 			t.Fatalf("accepted %x as %+v", b, h)
 		}
