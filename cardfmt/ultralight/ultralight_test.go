@@ -221,23 +221,26 @@ func (r *rig) checkProtected(ks *cardfmt.KeySet, v uint8, blankCfg0, blankCfg1 [
 		r.t.Fatalf("PWD/PACK are not key version %d's", v)
 	}
 	cfg0, cfg1 := r.chip.Page(c), r.chip.Page(c+1)
-	want0 := append(bytes.Clone(blankCfg0[:3]), headerPage)
+	want0 := append(bytes.Clone(blankCfg0[:3]), auth0)
 	want1 := append([]byte{blankCfg1[0]&^0xC7 | accessPROT | authLim}, blankCfg1[1:]...)
 	if !bytes.Equal(cfg0, want0) || !bytes.Equal(cfg1, want1) {
 		r.t.Fatalf("configuration % X / % X, want % X / % X", cfg0, cfg1, want0, want1)
 	}
-	// Without the password nothing from page 4 on reads.
+	// Without the password the marker reads, nothing from page 6 on does.
 	k2 := r.connect()
 	defer k2.card.Close()
-	if _, err := k2.tag.ReadBinary(context.Background(), headerPage, readSize); !errors.Is(err, reader.ErrRefused) {
-		r.t.Fatalf("unauthenticated READ of page 4: %v, want refused", err)
+	if b, err := k2.tag.ReadBinary(context.Background(), markerPage, readSize); err != nil || b[0] != 'E' || b[1] != 'U' || b[2] != v {
+		r.t.Fatalf("unauthenticated READ of the marker: % X, %v", b, err)
+	}
+	if _, err := k2.tag.ReadBinary(context.Background(), bindPage, readSize); !errors.Is(err, reader.ErrRefused) {
+		r.t.Fatalf("unauthenticated READ of page 6: %v, want refused", err)
 	}
 }
 
 func TestSupportsCapacity(t *testing.T) {
 	want := map[reader.Technology]int{
-		reader.TechUL11: 48, reader.TechUL21: 128,
-		reader.TechNTAG213: 144, reader.TechNTAG215: 504, reader.TechNTAG216: 888,
+		reader.TechUL11: 36, reader.TechUL21: 116,
+		reader.TechNTAG213: 132, reader.TechNTAG215: 492, reader.TechNTAG216: 876,
 		reader.TechClassic1K: 0, reader.TechDESFire: 0, reader.TechUnknown: 0,
 	}
 	for tech, n := range want {
@@ -302,8 +305,9 @@ func TestKeyRotation(t *testing.T) {
 				t.Fatal(err)
 			}
 			sameCredential(t, r.scan(v2), c2)
-			// The old key set no longer opens the card.
-			if s := r.scan(v1); s.Reason != cardfmt.ReasonForeign {
+			// The old key set does not hold the version the marker
+			// names.
+			if s := r.scan(v1); s.Reason != cardfmt.ReasonUnknownKeyVersion {
 				t.Fatalf("old key set: %s", s.Reason)
 			}
 
@@ -325,10 +329,10 @@ func TestIncompatible(t *testing.T) {
 		c    cardfmt.Credential
 		msg  string
 	}{
-		{"mf0ul11", reader.TechUL11, credential("1", 0), "holds 48"},
-		{"mf0ul21 oversized", reader.TechUL21, credential("1001", maxEntrances(reader.TechUL21)+1), "holds 128"},
-		{"ntag213 oversized", reader.TechNTAG213, credential("1001", maxEntrances(reader.TechNTAG213)+1), "holds 144"},
-		{"ntag215 oversized", reader.TechNTAG215, credential("1001", cardfmt.MaxEntrances), "holds 504"},
+		{"mf0ul11", reader.TechUL11, credential("1", 0), "holds 36"},
+		{"mf0ul21 oversized", reader.TechUL21, credential("1001", maxEntrances(reader.TechUL21)+1), "holds 116"},
+		{"ntag213 oversized", reader.TechNTAG213, credential("1001", maxEntrances(reader.TechNTAG213)+1), "holds 132"},
+		{"ntag215 oversized", reader.TechNTAG215, credential("1001", cardfmt.MaxEntrances), "holds 492"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRig(t, tc.tech, uidA)
@@ -392,32 +396,40 @@ func TestForeign(t *testing.T) {
 		for _, tc := range []struct {
 			name  string
 			setup func(r *rig)
+			// spent is the wrong PWD_AUTH attempts a scan and an encode
+			// cost the card: only one that looks like a layout 1 card
+			// (no marker, read-protected from page 4) gets a password.
+			spent int
 		}{
 			{"read and write protected from page 4", func(r *rig) {
 				r.chip.SetPassword(other, [2]byte{0x12, 0x34})
 				setConfig(r.chip, 4, accessPROT|authLim)
-			}},
+			}, 2},
+			{"read and write protected from page 6, no marker", func(r *rig) {
+				r.chip.SetPassword(other, [2]byte{0x12, 0x34})
+				setConfig(r.chip, 6, accessPROT|authLim)
+			}, 0},
 			{"write protected from page 4", func(r *rig) {
 				r.chip.SetPassword(other, [2]byte{0x12, 0x34})
 				setConfig(r.chip, 4, 0)
-			}},
+			}, 0},
 			{"read protected from page 2", func(r *rig) {
 				r.chip.SetPassword(other, [2]byte{0x12, 0x34})
 				setConfig(r.chip, 2, accessPROT)
-			}},
+			}, 0},
 			{"read protected from page 16", func(r *rig) {
 				r.chip.SetPassword(other, [2]byte{0x12, 0x34})
 				setConfig(r.chip, 16, accessPROT)
-			}},
+			}, 0},
 			{"configuration protected", func(r *rig) {
 				r.chip.SetPassword(other, [2]byte{0x12, 0x34})
 				setConfig(r.chip, byte(r.chip.ConfigPage()), accessPROT)
-			}},
+			}, 0},
 			{"this system's password, another PACK", func(r *rig) {
 				k := cardKeyOf(t, ks, 2, r.chip.UID())
 				r.chip.SetPassword(k.pwd, [2]byte{^k.pack[0], k.pack[1]})
 				setConfig(r.chip, 4, accessPROT)
-			}},
+			}, 0},
 		} {
 			t.Run(fmt.Sprintf("%s/%s", tech, tc.name), func(t *testing.T) {
 				r := newRig(t, tech, uidA)
@@ -430,30 +442,209 @@ func TestForeign(t *testing.T) {
 					t.Fatalf("Encode: %v", err)
 				}
 				r.samePages(before)
-				if r.chip.PasswordBlocked() {
-					t.Fatal("the other system's password limit was used up")
+				if n := r.chip.AuthFailures(); n != tc.spent || r.chip.PasswordBlocked() {
+					t.Fatalf("%d wrong PWD_AUTH attempts (blocked %v), want %d", n, r.chip.PasswordBlocked(), tc.spent)
 				}
 			})
 		}
 	}
 }
 
-// TestTryLimit: a key set with more versions than an EV1's attempt limit
-// never locks a card's password in one operation.
-func TestTryLimit(t *testing.T) {
-	r := newRig(t, reader.TechUL21, uidA)
-	r.mustEncode(keySet(t, "site", 1), credential("1001", 1))
-	ks := keySet(t, "site", 9)
-	if s := r.scan(ks); s.Reason != cardfmt.ReasonForeign {
-		t.Fatalf("scan: %s %s", s.Reason, s.Detail)
+// pwdCounter counts the PWD_AUTH frames a card gets.
+type pwdCounter struct {
+	chip.Card
+	n int
+}
+
+func (c *pwdCounter) Transmit(apdu []byte) ([]byte, error) {
+	if len(apdu) > 7 && apdu[1] == 0xC2 && apdu[3] == 0x01 && apdu[5] == 0x95 && apdu[7] == cmdPwdAuth {
+		c.n++
 	}
-	if r.chip.PasswordBlocked() || r.chip.AuthFailures() != maxTries {
-		t.Fatalf("blocked %v after %d failures", r.chip.PasswordBlocked(), r.chip.AuthFailures())
+	return c.Card.Transmit(apdu)
+}
+
+// TestNoPasswordSpent: the marker says which site and which key version
+// keyed a card, so no scan or encode spends a password attempt on a card
+// this key set cannot open, and a card it can open takes exactly one, the
+// right one. Scanning another site's card used to cost it one attempt per
+// scan until AUTHLIM shut it for its own site too.
+func TestNoPasswordSpent(t *testing.T) {
+	for _, tech := range kinds {
+		t.Run(string(tech), func(t *testing.T) {
+			r := newRig(t, tech, uidA)
+			theirs := keySet(t, "other", 1)
+			r.mustEncode(theirs, credential("1001", 1))
+			before := r.pages()
+			ks := keySet(t, "site", 3)
+			for i := range 2 * authLim {
+				if s := r.scan(ks); s.Reason != cardfmt.ReasonForeign {
+					t.Fatalf("scan %d of another site's card: %s %s", i, s.Reason, s.Detail)
+				}
+			}
+			if err := r.encode(ks, credential("1002", 1)); !errors.Is(err, cardfmt.ErrForeign) || errors.Is(err, cardfmt.ErrInterrupted) {
+				t.Fatalf("Encode of another site's card: %v", err)
+			}
+			r.samePages(before)
+			if n := r.chip.AuthFailures(); n != 0 {
+				t.Fatalf("another site's card lost %d password attempts", n)
+			}
+			sameCredential(t, r.scan(theirs), credential("1001", 1))
+
+			// This site's card under version 1, read with versions 1-9.
+			r = newRig(t, tech, uidA)
+			r.mustEncode(keySet(t, "site", 1), credential("1001", 1))
+			pc := &pwdCounter{Card: r.chip}
+			r.rdr.Insert(pc)
+			ks9 := keySet(t, "site", 9)
+			s := r.scan(ks9)
+			sameCredential(t, s, credential("1001", 1))
+			if s.Record.KeyVersion != 1 || pc.n != 1 || r.chip.AuthFailures() != 0 {
+				t.Fatalf("key version %d after %d PWD_AUTH, %d refused", s.Record.KeyVersion, pc.n, r.chip.AuthFailures())
+			}
+			// Version 1 retired: the card is this site's, under a version
+			// the key file no longer holds. No password is tried.
+			if err := ks9.Retire(1); err != nil {
+				t.Fatal(err)
+			}
+			before = r.pages()
+			if s := r.scan(ks9); s.Reason != cardfmt.ReasonUnknownKeyVersion {
+				t.Fatalf("retired version: %s %s", s.Reason, s.Detail)
+			}
+			err := r.encode(ks9, credential("1002", 1))
+			if !errors.Is(err, cardfmt.ErrForeign) || !errors.Is(err, cardfmt.ErrUnknownKeyVersion) {
+				t.Fatalf("Encode under a retired version: %v", err)
+			}
+			r.samePages(before)
+			if pc.n != 1 {
+				t.Fatalf("%d PWD_AUTH in all, want 1", pc.n)
+			}
+		})
 	}
-	// The right version resets the chip's count.
-	sameCredential(t, r.scan(keySet(t, "site", 1)), credential("1001", 1))
-	if r.chip.AuthFailures() != 0 {
-		t.Fatalf("%d failures left counted", r.chip.AuthFailures())
+}
+
+// nakAsData passes a refused native frame up as a one-byte reply, as some
+// readers do with a 4-bit NAK, instead of an exchange error.
+type nakAsData struct{ chip.Card }
+
+func (c nakAsData) Transmit(apdu []byte) ([]byte, error) {
+	r, err := c.Card.Transmit(apdu)
+	if err == nil && len(apdu) > 5 && apdu[1] == 0xC2 && apdu[3] == 0x01 && bytes.Contains(r, []byte{0xC0, 0x03, 0x01, 0x64, 0x01}) {
+		return []byte{0xC0, 0x03, 0x00, 0x90, 0x00, 0x97, 0x01, 0x04, 0x90, 0x00}, nil
+	}
+	return r, err
+}
+
+// TestNAKAsData: a refused PWD_AUTH that the reader reports as a one-byte
+// answer is a refusal, not a PACK. A card of another system protected from
+// page 4 then scans as foreign, not as an error from reading its protected
+// configuration; an open card with this site's marker copied onto it is
+// read as open.
+func TestNAKAsData(t *testing.T) {
+	ks := keySet(t, "site", 1)
+	for _, tech := range kinds {
+		r := newRig(t, tech, uidA)
+		r.chip.SetPassword([4]byte{1, 2, 3, 4}, [2]byte{5, 6})
+		setConfig(r.chip, 4, accessPROT|authLim)
+		r.rdr.Insert(nakAsData{r.chip})
+		if s := r.scan(ks); s.Reason != cardfmt.ReasonForeign {
+			t.Fatalf("%s: %s %s", tech, s.Reason, s.Detail)
+		}
+
+		a := newRig(t, tech, uidA)
+		a.mustEncode(ks, credential("1001", 1))
+		b := newRig(t, tech, uidB)
+		copyPages(b.chip, a.chip, markerPage, geometries[tech].userEnd)
+		b.rdr.Insert(nakAsData{b.chip})
+		if s := b.scan(ks); s.Reason != cardfmt.ReasonUIDMismatch {
+			t.Fatalf("%s: open card with a copied marker: %s %s", tech, s.Reason, s.Detail)
+		}
+	}
+}
+
+// TestRollback: whoever learnt a card's PWD (it crosses the air in clear)
+// can write an older record of the same card back. On MIFARE Ultralight
+// EV1 the record is bound to a one-way counter that each encode moves, so
+// the older record no longer verifies. NTAG21x has no such counter: there
+// the older record verifies again, as docs/card-format.md says.
+func TestRollback(t *testing.T) {
+	ks := keySet(t, "site", 1)
+	for _, tech := range kinds {
+		t.Run(string(tech), func(t *testing.T) {
+			r := newRig(t, tech, uidA)
+			old := credential("1001", 2)
+			r.mustEncode(ks, old)
+			saved := r.pages()
+			r.mustEncode(ks, credential("1001", 1))
+			for p := markerPage; p <= geometries[tech].userEnd; p++ {
+				r.chip.SetPage(p, saved[p])
+			}
+			s := r.scan(ks)
+			if !geometries[tech].counted() {
+				sameCredential(t, s, old)
+				return
+			}
+			if s.Reason != cardfmt.ReasonBadMAC || !strings.Contains(s.Detail, "superseded") {
+				t.Fatalf("older record written back: %s %s", s.Reason, s.Detail)
+			}
+			if n := r.chip.Counter(counterNo); n != 2 {
+				t.Fatalf("counter %d after two encodes", n)
+			}
+			c := credential("1003", 0)
+			r.mustEncode(ks, c)
+			sameCredential(t, r.scan(ks), c)
+		})
+	}
+}
+
+// legacyCard keys a card as layout 1 did: the record from page 4 under
+// the key set's current version, AUTH0 = 4, no marker.
+func legacyCard(t *testing.T, tech reader.Technology, ks *cardfmt.KeySet, c cardfmt.Credential) *rig {
+	t.Helper()
+	r := newRig(t, tech, uidA)
+	rec, err := cardfmt.Seal(c, ks, uidA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < len(rec); i += pageSize {
+		p := make([]byte, pageSize)
+		copy(p, rec[i:])
+		r.chip.SetPage(legacyHeaderPage+i/pageSize, p)
+	}
+	k := cardKeyOf(t, ks, ks.Current().Version, uidA)
+	r.chip.SetPassword(k.pwd, k.pack)
+	setConfig(r.chip, legacyHeaderPage, accessPROT|authLim)
+	return r
+}
+
+// TestLegacyCard: a layout 1 card reads with one PWD_AUTH, the current
+// version's, and an encode turns it into a layout 2 card.
+func TestLegacyCard(t *testing.T) {
+	for _, tech := range kinds {
+		t.Run(string(tech), func(t *testing.T) {
+			fresh := chip.NewUltralight(models[tech], uidA)
+			blank0, blank1 := fresh.Page(fresh.ConfigPage()), fresh.Page(fresh.ConfigPage()+1)
+			ks := keySet(t, "site", 1)
+			old := credential("1001", 1)
+			r := legacyCard(t, tech, ks, old)
+			s := r.scan(ks)
+			sameCredential(t, s, old)
+			if s.Record.FormatVersion != cardfmt.FormatVersion {
+				t.Fatalf("format version %d", s.Record.FormatVersion)
+			}
+			// After a rotation it holds no marker to name version 1: one
+			// attempt with the current version, refused.
+			if s := r.scan(keySet(t, "site", 2)); s.Reason != cardfmt.ReasonForeign || r.chip.AuthFailures() != 1 {
+				t.Fatalf("after a rotation: %s %s, %d refused", s.Reason, s.Detail, r.chip.AuthFailures())
+			}
+			c := credential("1002", 1)
+			r.mustEncode(ks, c)
+			r.checkProtected(ks, 1, blank0, blank1)
+			s = r.scan(ks)
+			sameCredential(t, s, c)
+			if s.Record.FormatVersion != cardfmt.FormatVersionBound {
+				t.Fatalf("re-encoded: format version %d", s.Record.FormatVersion)
+			}
+		})
 	}
 }
 
@@ -461,7 +652,7 @@ func TestTryLimit(t *testing.T) {
 // covers only pages after the record TestLocked writes.
 func lastBitMissesRecord(tech reader.Technology) bool {
 	g := geometries[tech]
-	last := headerPage + (cardfmt.SealedLen(credential("1001", 1), 7)+3)/4 - 1
+	last := markerPage + (boundLen+cardfmt.SealedLen(credential("1001", 1), 7)+3)/4 - 1
 	return 16+(g.userEnd-16)/g.dynGran*g.dynGran > last
 }
 
@@ -593,20 +784,20 @@ func TestCopiedRecord(t *testing.T) {
 
 			// Onto an open card.
 			b := newRig(t, tech, uidB)
-			copyPages(b.chip, a.chip, headerPage, g.userEnd)
+			copyPages(b.chip, a.chip, markerPage, g.userEnd)
 			if s := b.scan(ks); s.Reason != cardfmt.ReasonUIDMismatch {
 				t.Fatalf("copy onto an open card: %s %s", s.Reason, s.Detail)
 			}
 			// Onto a card this system keyed: it opens, the record does not.
 			b = newRig(t, tech, uidB)
 			b.mustEncode(ks, credential("2002", 0))
-			copyPages(b.chip, a.chip, headerPage, g.userEnd)
+			copyPages(b.chip, a.chip, markerPage, g.userEnd)
 			if s := b.scan(ks); s.Reason != cardfmt.ReasonUIDMismatch {
 				t.Fatalf("copy onto a keyed card: %s %s", s.Reason, s.Detail)
 			}
 			// With the password too: it is not this card's password.
 			b = newRig(t, tech, uidB)
-			copyPages(b.chip, a.chip, headerPage, g.pages()-1)
+			copyPages(b.chip, a.chip, markerPage, g.pages()-1)
 			if s := b.scan(ks); s.Reason != cardfmt.ReasonForeign {
 				t.Fatalf("copy with password: %s %s", s.Reason, s.Detail)
 			}
@@ -626,17 +817,17 @@ func TestCorrupt(t *testing.T) {
 	for _, tech := range kinds {
 		for _, tc := range []struct {
 			name   string
-			page   int // header page 4 or 5
+			page   int // header page 7 or 8
 			byteAt int
 			value  byte
 			want   cardfmt.Reason
 		}{
-			{"length beyond user memory", 5, 0, 0x03, cardfmt.ReasonCorrupt}, // 0x03xx bytes
-			{"length below the minimum", 5, 0, 0x00, cardfmt.ReasonCorrupt},
-			{"reserved flags", 5, 3, 0x80, cardfmt.ReasonCorrupt},
-			{"format version", 4, 2, 0x09, cardfmt.ReasonCorrupt},
-			{"key version unknown", 4, 3, 0x09, cardfmt.ReasonUnknownKeyVersion},
-			{"magic gone", 4, 0, 0x00, cardfmt.ReasonBlank},
+			{"length beyond user memory", headerPage + 1, 0, 0x03, cardfmt.ReasonCorrupt}, // 0x03xx bytes
+			{"length below the minimum", headerPage + 1, 0, 0x00, cardfmt.ReasonCorrupt},
+			{"reserved flags", headerPage + 1, 3, 0x80, cardfmt.ReasonCorrupt},
+			{"format version", headerPage, 2, 0x09, cardfmt.ReasonCorrupt},
+			{"key version unknown", headerPage, 3, 0x09, cardfmt.ReasonUnknownKeyVersion},
+			{"magic gone", headerPage, 0, 0x00, cardfmt.ReasonBlank},
 		} {
 			t.Run(fmt.Sprintf("%s/%s", tech, tc.name), func(t *testing.T) {
 				r := newRig(t, tech, uidA)
@@ -660,31 +851,44 @@ func TestCorrupt(t *testing.T) {
 	// Truncated: a record whose tail pages were never written.
 	r := newRig(t, reader.TechNTAG213, uidA)
 	r.mustEncode(ks, credential("1001", 1))
-	p := r.chip.Page(5)
-	p[0], p[1] = 0x00, 0x8C // 140 bytes: the MAC lies beyond what was written
-	r.chip.SetPage(5, p)
+	p := r.chip.Page(headerPage + 1)
+	p[0], p[1] = 0x00, 0x80 // 128 bytes: the MAC lies beyond what was written
+	r.chip.SetPage(headerPage+1, p)
 	if s := r.scan(ks); s.Reason != cardfmt.ReasonBadMAC && s.Reason != cardfmt.ReasonCorrupt {
 		t.Fatalf("truncated: %s %s", s.Reason, s.Detail)
 	}
 }
 
-// TestTornRekey: a re-key pulled away between the PWD and the PACK page
-// leaves a card that still opens, and the next encode completes it.
+// TestTornRekey: a re-key pulled away after the marker named the new
+// version, before or after the new PWD, leaves a card that a scan spends
+// no password on and the next encode opens (with the new version, else
+// the one the marker says is being replaced) and completes.
 func TestTornRekey(t *testing.T) {
 	for _, tech := range kinds {
-		r := newRig(t, tech, uidA)
-		v1, v2 := keySet(t, "site", 1), keySet(t, "site", 2)
-		old := credential("1001", 1)
-		r.mustEncode(v1, old)
-		k2 := cardKeyOf(t, v2, 2, uidA)
-		r.chip.SetPage(r.chip.ConfigPage()+2, k2.pwd[:]) // PWD of v2, PACK of v1
-		sameCredential(t, r.scan(v2), old)
-		c := credential("1002", 1)
-		r.mustEncode(v2, c)
-		if !bytes.Equal(r.chip.Page(r.chip.ConfigPage() + 3)[:2], k2.pack[:]) {
-			t.Fatalf("%s: PACK not rewritten", tech)
+		for _, pwdWritten := range []bool{false, true} {
+			r := newRig(t, tech, uidA)
+			v1, v2 := keySet(t, "site", 1), keySet(t, "site", 2)
+			r.mustEncode(v1, credential("1001", 1))
+			p := r.chip.Page(markerPage)
+			p[2], p[3] = 2, 1
+			r.chip.SetPage(markerPage, p)
+			k2 := cardKeyOf(t, v2, 2, uidA)
+			if pwdWritten {
+				r.chip.SetPage(r.chip.ConfigPage()+2, k2.pwd[:]) // PWD of v2, PACK of v1
+			}
+			if s := r.scan(v2); s.Reason != cardfmt.ReasonCorrupt || r.chip.AuthFailures() != 0 {
+				t.Fatalf("%s: scan: %s %s, %d refused", tech, s.Reason, s.Detail, r.chip.AuthFailures())
+			}
+			c := credential("1002", 1)
+			r.mustEncode(v2, c)
+			if !bytes.Equal(r.chip.Page(r.chip.ConfigPage() + 3)[:2], k2.pack[:]) {
+				t.Fatalf("%s: PACK not rewritten", tech)
+			}
+			sameCredential(t, r.scan(v2), c)
+			if n := r.chip.AuthFailures(); n != 0 {
+				t.Fatalf("%s: %d refused attempts left counted", tech, n)
+			}
 		}
-		sameCredential(t, r.scan(v2), c)
 	}
 }
 
@@ -820,17 +1024,20 @@ func (r *rig) apdus(f func(k conn) error) int {
 }
 
 // TestAPDUCounts pins the sequences docs/card-format.md gives, after
-// reader.Identify on the same connection, for a record of P pages read back
-// in R = ceil(P/4) READs: blank scan 3; blank encode P+R+10; re-encode of
-// the same credential (header pages already right) P+R+1, with another
-// card number length (page 5 changes) P+R+2; re-encode after a rotation
-// P+R+7; scan 1+R, 4+R for a card under the previous version.
+// reader.Identify on the same connection, for a record of P pages: Q =
+// P+3 pages from page 4 (marker, binding page, record), read back in R4 =
+// ceil(Q/4) READs; a scan reads P+1 pages from page 6 in R6 =
+// ceil((P+1)/4). blank scan 2; blank encode P+R4+11; re-encode P+R4+4;
+// re-encode after a rotation P+R4+8; scan 2+R6, under any version the
+// key set holds. A counted chip (Ultralight EV1) adds READ_CNT to every
+// encode and issued scan and INCR_CNT to every encode.
 func TestAPDUCounts(t *testing.T) {
 	ks := keySet(t, "site", 1)
 	c := credential("1001", 1)        // 82 bytes: 21 pages
 	longer := credential("100101", 1) // 84 bytes: 21 pages, another length
 	pages := (cardfmt.SealedLen(c, 7) + 3) / 4
-	reads := (pages + 3) / 4
+	r4 := (pages + 3 + 3) / 4
+	r6 := (pages + 1 + 3) / 4
 	ctx := context.Background()
 	scan := func(ks *cardfmt.KeySet) func(k conn) error {
 		return func(k conn) error {
@@ -845,29 +1052,28 @@ func TestAPDUCounts(t *testing.T) {
 		return func(k conn) error { return Encode(ctx, k.tag, k.info, ks, c) }
 	}
 	for _, tech := range kinds {
+		cnt := 0 // READ_CNT
+		if geometries[tech].counted() {
+			cnt = 1
+		}
 		r := newRig(t, tech, uidA)
 		for _, step := range []struct {
 			name string
 			f    func(k conn) error
 			want int
 		}{
-			{"blank scan", scan(ks), 3},
-			{"blank encode", encode(ks, c), pages + reads + 10},
-			{"re-encode", encode(ks, c), pages + reads + 1},
-			{"re-encode, another length", encode(ks, longer), pages + reads + 2},
-			{"scan", scan(ks), 1 + reads},
-			{"re-encode after rotation", encode(keySet(t, "site", 2), longer), pages + reads + 7},
-			{"scan after rotation", scan(keySet(t, "site", 2)), 1 + reads},
+			{"blank scan", scan(ks), 2},
+			{"blank encode", encode(ks, c), pages + r4 + 11 + 2*cnt},
+			{"re-encode", encode(ks, c), pages + r4 + 4 + 2*cnt},
+			{"re-encode, another length", encode(ks, longer), pages + r4 + 4 + 2*cnt},
+			{"scan", scan(ks), 2 + r6 + cnt},
+			{"scan under the previous version", scan(keySet(t, "site", 2)), 2 + r6 + cnt},
+			{"re-encode after rotation", encode(keySet(t, "site", 2), longer), pages + r4 + 8 + 2*cnt},
+			{"scan after rotation", scan(keySet(t, "site", 2)), 2 + r6 + cnt},
 		} {
 			if n := r.apdus(step.f); n != step.want {
 				t.Errorf("%s %s: %d APDUs, want %d", tech, step.name, n, step.want)
 			}
-		}
-		// A card under the previous version, scanned after a rotation.
-		r = newRig(t, tech, uidA)
-		r.mustEncode(ks, c)
-		if n, want := r.apdus(scan(keySet(t, "site", 2))), 2+2+reads; n != want {
-			t.Errorf("%s scan under the previous version: %d APDUs, want %d", tech, n, want)
 		}
 	}
 }
