@@ -83,7 +83,7 @@ func (g geometry) pwdPage() int  { return g.cfg0 + 2 }
 func (g geometry) packPage() int { return g.cfg0 + 3 }
 
 // counted reports whether the chip has one-way counters that only INCR_CNT
-// moves (MF0ULx1 §8.7): the record is bound to one. The NTAG21x NFC
+// moves (MF0ULx1, counter functionality): the record is bound to one. The NTAG21x NFC
 // counter moves on every read and cannot serve.
 func (g geometry) counted() bool { return !g.ntag }
 
@@ -468,7 +468,7 @@ func knownPACK(pack []byte, keys []cardKey) bool {
 }
 
 // readCounter reads one-way counter counterNo (READ_CNT; the value comes
-// least significant byte first, MF0ULx1 §10.8).
+// least significant byte first, MF0ULx1 READ_CNT).
 func readCounter(ctx context.Context, t Tag) (uint32, error) {
 	b, err := t.Native(ctx, []byte{cmdReadCnt, counterNo})
 	if err != nil {
@@ -818,7 +818,8 @@ func (w *writer) write(ctx context.Context, page int, data []byte) error {
 // configuration if it was written, and checks that the record opens. PWD
 // and PACK read as zeros (NTAG213/215/216 §8.8.1); PWD_AUTH checked them
 // on an open card. The counter took INCR_CNT with an ACK, which the chip
-// gives only once the value is stored (anti-tearing, MF0ULx1 §8.7).
+// gives only once the value is stored (MF0ULx1: counter increments are
+// tearing-protected).
 func (w *writer) verify(ctx context.Context, g geometry, padded []byte, ks *cardfmt.KeySet, uid []byte, cfgWritten bool, cfg0, cfg1 [4]byte) error {
 	cardfmt.TraceVerifying(ctx)
 	var got []byte
