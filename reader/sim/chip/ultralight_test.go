@@ -530,3 +530,63 @@ func TestUltralightNakHaltsBothPaths(t *testing.T) {
 		t.Fatalf("Classic auth on NTAG: %s", got)
 	}
 }
+
+// TestUltralightProtectedConfigPages pins the datasheets' READ rules with
+// PROT = 1 for every model and every AUTH0 from page 4 to the PACK page:
+// unauthenticated, a READ or FAST_READ of any page from AUTH0 on (the
+// dynamic lock page and CFG0/CFG1 included) is NAKed, a READ below AUTH0
+// rolls over to page 0 at AUTH0, READ BINARY answers 6300; after PWD_AUTH
+// every page reads, PWD and PACK as zeros. Layout 2 (AUTH0 = 6) reads
+// pages 2-5 in full without the password.
+func TestUltralightProtectedConfigPages(t *testing.T) {
+	for _, m := range ulMaps {
+		t.Run(m.kind, func(t *testing.T) {
+			for auth0 := 4; auth0 <= m.cfg0+3; auth0++ {
+				u := NewUltralight(m.model, testUID7)
+				for p := 4; p <= m.userEnd; p++ {
+					u.SetPage(p, []byte{byte(p), 1, 2, 3})
+				}
+				protect(u, byte(auth0), accessPROT|0x07, "12345678", "ABCD")
+				u.Reset()
+				for p := auth0; p <= m.last; p++ {
+					if r, ok := direct(t, u, []byte{0x30, byte(p)}); ok {
+						t.Fatalf("AUTH0 %#x: READ %#x answered %X", auth0, p, r)
+					}
+					u.Reset()
+					if r, ok := direct(t, u, []byte{0x3A, byte(p), byte(p)}); ok {
+						t.Fatalf("AUTH0 %#x: FAST_READ %#x answered %X", auth0, p, r)
+					}
+					u.Reset()
+					wantSW(t, u, fmt.Sprintf("FF B0 00 %02X 10", p), "6300")
+					u.Reset()
+				}
+				// The last READ that starts below AUTH0 rolls over there.
+				first := u.Page(auth0 - 1)
+				if auth0-1 >= m.cfg0+2 {
+					first = make([]byte, 4) // PWD reads as zeros
+				}
+				r, ok := direct(t, u, []byte{0x30, byte(auth0 - 1)})
+				want := bytes.Join([][]byte{first, u.Page(0), u.Page(1), u.Page(2)}, nil)
+				if !ok || !bytes.Equal(r, want) {
+					t.Fatalf("AUTH0 %#x: READ %#x = %X, want %X", auth0, auth0-1, r, want)
+				}
+				if auth0 >= 6 {
+					r, ok := direct(t, u, []byte{0x30, 0x02})
+					want := bytes.Join([][]byte{u.Page(2), u.Page(3), u.Page(4), u.Page(5)}, nil)
+					if !ok || !bytes.Equal(r, want) {
+						t.Fatalf("AUTH0 %#x: READ 02 = %X, want %X", auth0, r, want)
+					}
+				}
+				u.Reset()
+				if _, ok := direct(t, u, hx("1B 12345678")); !ok {
+					t.Fatal("PWD_AUTH refused")
+				}
+				r, ok = direct(t, u, []byte{0x30, byte(m.cfg0)})
+				want = append(append(u.Page(m.cfg0), u.Page(m.cfg0+1)...), make([]byte, 8)...)
+				if !ok || !bytes.Equal(r, want) {
+					t.Fatalf("AUTH0 %#x: authenticated READ of CFG0 = %X, want %X", auth0, r, want)
+				}
+			}
+		})
+	}
+}
