@@ -1,11 +1,16 @@
 // Package ultralight lays the credential record (cardfmt) onto MIFARE
-// Ultralight EV1 (MF0UL11, MF0UL21) and NTAG213/215/216 cards: the record
-// packed into the user pages from page 4, everything from page 4 on read
-// and write protected by a 32-bit password (PWD) and 16-bit acknowledge
-// (PACK) diversified per card and per key version, with a limit on wrong
-// password attempts. The configuration lock (CFGLCK) is never set, so a
-// card stays re-encodable. docs/card-format.md gives the page map and the
-// exact APDU sequences.
+// Ultralight EV1 (MF0UL11, MF0UL21) and NTAG213/215/216 cards (layout
+// version 2): a public marker in pages 4-5 naming the site's key set and
+// the key version, a binding page (page 6) and the record from page 7,
+// sealed as format version 2 over the marker and binding page; everything
+// from page 6 on read and write protected by a 32-bit password (PWD) and
+// 16-bit acknowledge (PACK) diversified per card and per key version,
+// with a limit on wrong password attempts. A card is offered only the
+// password its marker names. On Ultralight EV1 the record is also bound
+// to a one-way counter each encode moves. The configuration lock (CFGLCK)
+// is never set, so a card stays re-encodable. Layout 1 cards (the record
+// from page 4, no marker) still read. docs/card-format.md gives the page
+// map and the exact APDU sequences.
 //
 // It talks to the card through the small Tag interface; it must not import
 // bridge or reader/pcsc.
