@@ -682,6 +682,17 @@ func Encode(ctx context.Context, t Tag, info reader.Info, ks *cardfmt.KeySet, c 
 		// when it names the current version already.
 		w.known[markerPage], w.known[markerPage+1] = h.low[8:12], h.low[12:16]
 	}
+	if h.access == accessOurs && !h.legacy {
+		// Pages 6-9 as they are: on a re-encode the binding page (on
+		// NTAG), the header page and often the next two need no write.
+		b, err := t.ReadBinary(ctx, bindPage, readSize)
+		if err != nil {
+			return err
+		}
+		for i := range readSize / pageSize {
+			w.known[bindPage+i] = b[i*pageSize : (i+1)*pageSize]
+		}
+	}
 
 	// 1. PWD and PACK of the current version, unless the card answers
 	// them already. On an open card they are still unguarded. A re-key
