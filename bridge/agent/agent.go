@@ -76,8 +76,9 @@ type Store interface {
 	// Finish stores a result; a job finishes once, and the result stored
 	// first is returned.
 	Finish(jobID string, r protocol.Result) (protocol.Result, error)
-	// Acknowledge forgets a finished job's result.
-	Acknowledge(jobID string) error
+	// Acknowledge forgets a finished job's result; cloudNow is the time
+	// on the cloud's clock, which the remembered ids age by.
+	Acknowledge(jobID string, cloudNow time.Time) error
 	// Snapshot lists, as of one moment, the results not yet acknowledged
 	// and the jobs not finished.
 	Snapshot() (pending []protocol.Result, active []journal.Entry, err error)

@@ -375,7 +375,7 @@ func (a *Agent) onRedelivery(s *session, e journal.Entry) {
 }
 
 func (a *Agent) onResultAck(s *session, id string) {
-	err := a.opts.Store.Acknowledge(id)
+	err := a.opts.Store.Acknowledge(id, a.cloudNow())
 	switch {
 	case err == nil:
 		a.log.Debug("result acknowledged", zap.String(FieldJobID, id))

@@ -9,12 +9,13 @@
 //   - a job delivered again is never run twice: Receive reports the
 //     stored entry (with its result, if finished), and the id of a job
 //     whose result was acknowledged is remembered until well past the
-//     job's deadline;
+//     job's deadline, measured on the cloud's clock (the PC's may be
+//     hours off), and at most MaxAcked of them;
 //   - a result is kept until the cloud acknowledges it;
 //   - after a crash, Recover finishes a job that was writing a card as
-//     encoding_interrupted (the card may hold part of a record), finishes
-//     a job whose deadline passed as action_attempt_expired, and hands
-//     back the jobs still in time to run again.
+//     encoding_interrupted (the card may hold part of a record) and hands
+//     back the others; whether their deadline passed is for the caller to
+//     decide on the cloud's clock.
 //
 // It stores and recovers; it does not decide what a job means. It must
 // not import bridge/link, bridge/agent, reader or cardfmt.
@@ -106,9 +107,15 @@ type Options struct {
 	// the file (default 2s).
 	LockTimeout time.Duration
 	// Retention is how long after a job's deadline its id is remembered
-	// once its result is acknowledged (default 24h). A delivery of the
-	// job after that is past its deadline anyway, and never runs.
+	// once its result is acknowledged (default 24h), on the cloud's clock.
+	// A delivery of the job after that is past its deadline anyway, and
+	// never runs.
 	Retention time.Duration
+	// MaxAcked bounds how many acknowledged ids are remembered (default
+	// 10000); past it the ones with the oldest deadlines go first. It
+	// must stay far above the jobs a bridge finishes within one job
+	// timeout, the window in which the cloud may deliver a job again.
+	MaxAcked int
 }
 
 // Journal is the open job journal. It is safe for concurrent use.
@@ -129,6 +136,9 @@ func Open(dir string, opts Options) (*Journal, error) {
 	}
 	if opts.Retention <= 0 {
 		opts.Retention = 24 * time.Hour
+	}
+	if opts.MaxAcked <= 0 {
+		opts.MaxAcked = 10000
 	}
 	if err := prepareDir(dir); err != nil {
 		return nil, fmt.Errorf("journal: state directory %s: %w", dir, err)
@@ -347,10 +357,13 @@ func (j *Journal) Finish(id string, r protocol.Result) (protocol.Result, error) 
 }
 
 // Acknowledge forgets the result of job id, keeping only its id until
-// Retention past its deadline. Acknowledging a job already acknowledged
-// is a no-op; acknowledging one not finished is ErrNotFinished, and an
-// unknown one ErrNotFound.
-func (j *Journal) Acknowledge(id string) error {
+// Retention past its deadline. cloudNow is the time on the cloud's clock,
+// the one deadlines are on: the PC's own clock may be hours off, and
+// measured against it a record written now could be pruned at once. A
+// zero cloudNow prunes by count only. Acknowledging a job already
+// acknowledged is a no-op; acknowledging one not finished is
+// ErrNotFinished, and an unknown one ErrNotFound.
+func (j *Journal) Acknowledge(id string, cloudNow time.Time) error {
 	now := j.opts.Now()
 	return j.db.Update(func(tx *bbolt.Tx) error {
 		jobs, acked := tx.Bucket(bucketJobs), tx.Bucket(bucketAcked)
@@ -374,22 +387,45 @@ func (j *Journal) Acknowledge(id string) error {
 		if err := acked.Put([]byte(id), v); err != nil {
 			return err
 		}
-		return j.pruneLocked(acked, now)
+		return j.pruneLocked(acked, cloudNow, []byte(id))
 	})
 }
 
-// pruneLocked drops tombstones Retention past their deadline.
-func (j *Journal) pruneLocked(acked *bbolt.Bucket, now time.Time) error {
+// pruneLocked drops the tombstones Retention past their deadline on the
+// cloud's clock, then the oldest deadlines beyond MaxAcked. It never drops
+// keep (the one just written), nor a tombstone it cannot decode: that one
+// still says "acknowledged", which is what keeps a job from running twice.
+func (j *Journal) pruneLocked(acked *bbolt.Bucket, cloudNow time.Time, keep []byte) error {
+	type stone struct {
+		key      []byte
+		deadline time.Time
+	}
+	var live []stone
 	var old [][]byte
 	err := acked.ForEach(func(k, v []byte) error {
 		var t tombstone
-		if json.Unmarshal(v, &t) != nil || now.After(t.Deadline.Add(j.opts.Retention)) {
+		switch {
+		case bytes.Equal(k, keep), json.Unmarshal(v, &t) != nil:
+		case !cloudNow.IsZero() && cloudNow.After(t.Deadline.Add(j.opts.Retention)):
 			old = append(old, bytes.Clone(k))
+		default:
+			live = append(live, stone{bytes.Clone(k), t.Deadline})
 		}
 		return nil
 	})
 	if err != nil {
 		return err
+	}
+	if extra := len(live) + 1 - j.opts.MaxAcked; extra > 0 {
+		slices.SortFunc(live, func(a, b stone) int {
+			if c := a.deadline.Compare(b.deadline); c != 0 {
+				return c
+			}
+			return bytes.Compare(a.key, b.key)
+		})
+		for _, s := range live[:min(extra, len(live))] {
+			old = append(old, s.key)
+		}
 	}
 	for _, k := range old {
 		if err := acked.Delete(k); err != nil {
@@ -518,7 +554,8 @@ func (j *Journal) Recover(now time.Time) ([]Entry, error) {
 				return err
 			}
 		}
-		return j.pruneLocked(tx.Bucket(bucketAcked), now)
+		// Before any welcome there is no cloud time to age tombstones by.
+		return j.pruneLocked(tx.Bucket(bucketAcked), time.Time{}, nil)
 	})
 	if err != nil {
 		return nil, err

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/bbolt"
+
 	"github.com/encoder-bridge/encoder-bridge/protocol"
 )
 
@@ -137,17 +139,17 @@ func TestAcknowledgeForgetsButRemembersTheID(t *testing.T) {
 	deadline := t0.Add(time.Minute)
 	j.Receive(job("j1", deadline))
 	j.Receive(job("j2", t0.Add(48*time.Hour)))
-	if err := j.Acknowledge("j1"); !errors.Is(err, ErrNotFinished) {
+	if err := j.Acknowledge("j1", t0); !errors.Is(err, ErrNotFinished) {
 		t.Fatalf("Acknowledge of a queued job = %v", err)
 	}
-	if err := j.Acknowledge("nope"); !errors.Is(err, ErrNotFound) {
+	if err := j.Acknowledge("nope", t0); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Acknowledge unknown = %v", err)
 	}
 	j.Finish("j1", okResult())
-	if err := j.Acknowledge("j1"); err != nil {
+	if err := j.Acknowledge("j1", t0); err != nil {
 		t.Fatal(err)
 	}
-	if err := j.Acknowledge("j1"); err != nil {
+	if err := j.Acknowledge("j1", t0); err != nil {
 		t.Fatalf("second Acknowledge = %v", err)
 	}
 	if p, _ := j.Pending(); len(p) != 0 {
@@ -161,10 +163,10 @@ func TestAcknowledgeForgetsButRemembersTheID(t *testing.T) {
 		t.Fatalf("Finish after ack = %v", err)
 	}
 
-	// Past deadline+retention the id is forgotten (at the next ack).
-	c.set(deadline.Add(25 * time.Hour))
+	// Past deadline+retention on the cloud's clock the id is forgotten
+	// (at the next ack).
 	j.Finish("j2", okResult())
-	if err := j.Acknowledge("j2"); err != nil {
+	if err := j.Acknowledge("j2", deadline.Add(25*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := j.Get("j1"); !errors.Is(err, ErrNotFound) {
@@ -172,6 +174,69 @@ func TestAcknowledgeForgetsButRemembersTheID(t *testing.T) {
 	}
 	if e, _ := j.Get("j2"); e.State != StateAcknowledged {
 		t.Fatalf("fresh tombstone dropped: %+v", e)
+	}
+}
+
+// The dedup record of a job survives a PC clock that is a day or more off
+// either way: tombstones age on the cloud's clock, which Acknowledge is
+// given, never on the PC's. (With the PC's clock 24 h ahead, the record
+// Acknowledge had just written used to be pruned by the same call.)
+func TestTombstoneSurvivesPCClockSkew(t *testing.T) {
+	for _, skew := range []time.Duration{24 * time.Hour, 25 * time.Hour, 30 * 24 * time.Hour, -24 * time.Hour} {
+		t.Run(skew.String(), func(t *testing.T) {
+			c := &clock{now: t0.Add(skew)} // the PC's clock
+			j := open(t, t.TempDir(), c)
+			defer j.Close()
+			cloudNow := t0
+			j.Receive(job("j1", cloudNow.Add(time.Minute)))
+			j.Finish("j1", okResult())
+			if err := j.Acknowledge("j1", cloudNow.Add(2*time.Second)); err != nil {
+				t.Fatal(err)
+			}
+			j.Receive(job("j2", cloudNow.Add(2*time.Minute)))
+			j.Finish("j2", okResult())
+			if err := j.Acknowledge("j2", cloudNow.Add(3*time.Second)); err != nil {
+				t.Fatal(err)
+			}
+			for _, id := range []string{"j1", "j2"} {
+				e, isNew, err := j.Receive(job(id, cloudNow.Add(time.Minute)))
+				if err != nil || isNew || e.State != StateAcknowledged {
+					t.Fatalf("%s delivered again = %+v, new %v, %v; want acknowledged", id, e, isNew, err)
+				}
+			}
+		})
+	}
+}
+
+// At most MaxAcked ids are remembered; the oldest deadlines go first, the
+// one just acknowledged never, and an undecodable record is kept.
+func TestTombstonesBoundedByCount(t *testing.T) {
+	c := &clock{now: t0}
+	j, err := Open(t.TempDir(), Options{Now: c.Now, MaxAcked: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	err = j.db.Update(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketAcked).Put([]byte("damaged"), []byte("{"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Deadlines out of order: j3 is the oldest.
+	deadlines := map[string]time.Duration{"j1": 2 * time.Minute, "j2": 3 * time.Minute, "j3": time.Minute, "j4": 4 * time.Minute, "j5": 0}
+	for _, id := range []string{"j1", "j2", "j3", "j4", "j5"} {
+		j.Receive(job(id, t0.Add(deadlines[id])))
+		j.Finish(id, okResult())
+		if err := j.Acknowledge(id, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for id, want := range map[string]bool{"damaged": true, "j1": false, "j2": true, "j3": false, "j4": true, "j5": true} {
+		_, err := j.Get(id)
+		if got := err == nil; got != want {
+			t.Errorf("%s remembered = %v, want %v (%v)", id, got, want, err)
+		}
 	}
 }
 
