@@ -23,6 +23,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/encoder-bridge/encoder-bridge/bridge"
+	"github.com/encoder-bridge/encoder-bridge/bridge/clock"
 	"github.com/encoder-bridge/encoder-bridge/bridge/config"
 	"github.com/encoder-bridge/encoder-bridge/bridge/journal"
 	"github.com/encoder-bridge/encoder-bridge/bridge/link"
@@ -43,8 +44,8 @@ const (
 
 // CodeActionAttemptExpired is Seam's error type for an action attempt
 // whose time ran out before it could start; the bridge uses it for a job
-// whose deadline had passed when it arrived, or while it waited for its
-// encoder, or while the bridge was not running (journal.Recover).
+// whose deadline had passed when it arrived, while it waited for its
+// encoder or for a card, or while the bridge was not running.
 const CodeActionAttemptExpired bridge.Code = journal.TypeActionAttemptExpired
 
 // DefaultTechnologies are the card technologies this build writes, as
@@ -67,8 +68,9 @@ var _ Link = (*link.Link)(nil)
 // Store is the durable job journal (bridge/journal.Journal). Every method
 // that changes a job returns only once the change is on disk.
 type Store interface {
-	// Recover runs once at startup: it finishes what cannot run any more
-	// and returns the jobs to run again.
+	// Recover runs once at startup: it finishes the jobs that were
+	// writing and returns the others, for the agent to run again or
+	// expire once the cloud's clock is known.
 	Recover(now time.Time) ([]journal.Entry, error)
 	// Receive stores a new job (isNew) or returns the one stored.
 	Receive(e journal.Entry) (stored journal.Entry, isNew bool, err error)
@@ -103,8 +105,10 @@ type Options struct {
 	Store   Store
 	Station *bridge.Station
 	Log     *zap.Logger
-	// Now is the clock; nil means time.Now.
-	Now func() time.Time
+	// Clock is the time source; nil means the system clock. Deadlines
+	// are measured on its monotonic clock from the cloud's time at the
+	// welcome, never on the PC's wall clock.
+	Clock clock.Clock
 
 	// WelcomeTimeout is how long a new connection waits for the cloud's
 	// welcome (default 30s).
@@ -122,7 +126,7 @@ type Options struct {
 type Agent struct {
 	opts    Options
 	log     *zap.Logger
-	now     func() time.Time
+	clk     clock.Clock
 	readers reader.Context
 	station *bridge.Station
 
@@ -130,7 +134,7 @@ type Agent struct {
 
 	started  atomic.Bool
 	fatalErr atomic.Pointer[fatalError] // the first fatal error, even one during a stop
-	skew     atomic.Int64               // cloud clock minus ours, from the last welcome, in ns
+	anchor   atomic.Pointer[anchor]     // the cloud's clock, from the last welcome
 
 	// Set by Run.
 	jobBase  context.Context
@@ -144,7 +148,17 @@ type Agent struct {
 	serials  map[string]string           // attached reader name → serial number ("" none), once known
 	queues   map[string]*queue           // by encoder id
 	running  map[string]*jobRun          // by job id
+	// held is the jobs Recover returned, until the first welcome tells
+	// the cloud's time: only then can the bridge know which expired.
+	held     []journal.Entry
 	stopping bool
+}
+
+// anchor ties the cloud's clock to the monotonic one: at mono, the cloud
+// said it was server.
+type anchor struct {
+	server time.Time
+	mono   time.Duration
 }
 
 // Status is a snapshot of the agent for local monitoring.
@@ -193,7 +207,7 @@ func New(opts Options) (*Agent, error) {
 	a := &Agent{
 		opts:     opts,
 		log:      opts.Log,
-		now:      opts.Now,
+		clk:      opts.Clock,
 		readers:  opts.Station.Readers,
 		station:  opts.Station,
 		encoders: map[string]protocol.Encoder{},
@@ -207,8 +221,8 @@ func New(opts Options) (*Agent, error) {
 	if a.log == nil {
 		a.log = zap.NewNop()
 	}
-	if a.now == nil {
-		a.now = time.Now
+	if a.clk == nil {
+		a.clk = clock.Real{}
 	}
 	return a, nil
 }
@@ -226,9 +240,25 @@ func (a *Agent) fatal(err error) {
 	a.fatalRun(&fatalError{err})
 }
 
-// cloudNow is the time on the cloud's clock, which set the deadlines.
+// cloudTime is the time on the cloud's clock, which set the deadlines: the
+// server time of the last welcome plus the monotonic time since, so that
+// the PC's wall clock jumping either way changes nothing. ok is false
+// before the first welcome.
+func (a *Agent) cloudTime() (now time.Time, ok bool) {
+	an := a.anchor.Load()
+	if an == nil {
+		return time.Time{}, false
+	}
+	return an.server.Add(a.clk.Mono() - an.mono), true
+}
+
+// cloudNow is cloudTime where a job needs it. Jobs run only after a
+// welcome, so the PC's clock stands in only if something runs earlier.
 func (a *Agent) cloudNow() time.Time {
-	return a.now().Add(time.Duration(a.skew.Load()))
+	if t, ok := a.cloudTime(); ok {
+		return t
+	}
+	return a.clk.Now()
 }
 
 // Run recovers the journal, announces the encoders and serves the cloud
@@ -246,7 +276,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.fatalRun = cancel
 	a.jobBase = context.WithoutCancel(ctx)
 
-	again, err := a.opts.Store.Recover(a.now())
+	again, err := a.opts.Store.Recover(a.clk.Now())
 	if err != nil {
 		return fmt.Errorf("agent: recover the journal: %w", err)
 	}
@@ -255,10 +285,12 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.log.Warn("cannot list readers", zap.Error(err))
 	}
 	a.setReaders(ctx, names)
-	for _, e := range again {
-		a.log.Info("job resumed after restart", zap.String(FieldJobID, e.Job.JobID), zap.String(FieldEncoder, e.Job.EncoderID))
-		a.schedule(e)
-	}
+	// The PC's clock cannot say which of these expired while the bridge
+	// was down (it may be minutes off either way): they wait for the
+	// welcome, and are listed as active in the hello meanwhile.
+	a.mu.Lock()
+	a.held = again
+	a.mu.Unlock()
 
 	var wg sync.WaitGroup
 	wg.Go(func() { a.watchReaders(ctx, names) })

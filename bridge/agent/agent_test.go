@@ -425,8 +425,9 @@ func TestMalformedMessagesKeepTheLink(t *testing.T) {
 	}
 }
 
-// Jobs in the journal at startup: those in time run, and are announced
-// as active; expired ones are reported in the hello.
+// Jobs in the journal at startup are announced as active; once the
+// welcome tells the cloud's time, those in time run and expired ones are
+// reported.
 func TestJobsResumeAfterRestart(t *testing.T) {
 	h := newHarness(t)
 	j, err := journal.Open(h.dir, journal.Options{})
@@ -441,22 +442,14 @@ func TestJobsResumeAfterRestart(t *testing.T) {
 	h.sim.Plug("Sim 00").Insert(newCard(t))
 	h.start()
 	cc := h.cloud.next(t)
-	var stale *protocol.Result
-	for _, r := range cc.hello.Results {
-		if r.JobID == "stale" {
-			stale = &r
-		}
+	if !slices.Contains(cc.hello.ActiveJobs, "fresh") || !slices.Contains(cc.hello.ActiveJobs, "stale") || len(cc.hello.Results) != 0 {
+		t.Fatalf("hello before the cloud's time is known: %+v", cc.hello)
 	}
-	if stale == nil || stale.Error.Type != string(CodeActionAttemptExpired) {
-		t.Fatalf("hello results %+v", cc.hello.Results)
+	if r := cc.expectResult(t, "stale"); r.Error == nil || r.Error.Type != string(CodeActionAttemptExpired) {
+		t.Fatalf("stale: %+v", r)
 	}
-	if resultsFor(cc, nil, "fresh") == 0 {
-		if !slices.Contains(cc.hello.ActiveJobs, "fresh") {
-			t.Fatalf("fresh neither active nor finished in the hello: %+v", cc.hello)
-		}
-		if r := cc.expectResult(t, "fresh"); r.Error != nil {
-			t.Fatalf("fresh: %+v", r.Error)
-		}
+	if r := cc.expectResult(t, "fresh"); r.Error != nil {
+		t.Fatalf("fresh: %+v", r.Error)
 	}
 	h.quiet()
 }

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/encoder-bridge/encoder-bridge/bridge"
+	"github.com/encoder-bridge/encoder-bridge/bridge/clock"
 	"github.com/encoder-bridge/encoder-bridge/bridge/config"
 	"github.com/encoder-bridge/encoder-bridge/bridge/journal"
 	"github.com/encoder-bridge/encoder-bridge/bridge/link"
@@ -43,6 +44,15 @@ type fakeCloud struct {
 	autoAck atomic.Bool
 	// refuse, when set, answers the upgrade with this HTTP status.
 	refuse atomic.Int32
+	// now, when set, is the cloud's clock for the welcome's server_time.
+	now atomic.Pointer[func() time.Time]
+}
+
+func (c *fakeCloud) serverTime() time.Time {
+	if f := c.now.Load(); f != nil {
+		return (*f)().UTC()
+	}
+	return time.Now().UTC()
 }
 
 // cloudConn is one bridge connection as the cloud sees it.
@@ -90,7 +100,7 @@ func newFakeCloud(t *testing.T) *fakeCloud {
 		cc := &cloudConn{t: t, index: int(c.n.Add(1)), ws: ws, hello: m.Hello, in: make(chan *protocol.Message, 1024), closed: make(chan struct{})}
 		defer close(cc.closed)
 		w2 := protocol.New(protocol.TypeWelcome)
-		w2.Welcome = &protocol.Welcome{BridgeID: m.Hello.BridgeID, ServerTime: time.Now().UTC()}
+		w2.Welcome = &protocol.Welcome{BridgeID: m.Hello.BridgeID, ServerTime: c.serverTime()}
 		cc.send(w2)
 		if c.autoAck.Load() {
 			for _, r := range m.Hello.Results {
@@ -296,6 +306,7 @@ type harness struct {
 	log   *zap.Logger
 
 	encoders     []config.Encoder
+	clock        clock.Clock // nil: the system clock
 	writeGrace   time.Duration
 	helloResults int
 
@@ -344,7 +355,7 @@ func (h *harness) start() {
 	a, err := New(Options{
 		BridgeID: testBridge, SoftwareVersion: "test", Encoders: h.encoders,
 		Link: l, Store: j, Station: &bridge.Station{Readers: h.sim, Keys: h.keys, Log: h.log.Named("station")},
-		Log: h.log, WriteGrace: h.writeGrace, ReaderRetry: 10 * time.Millisecond,
+		Log: h.log, Clock: h.clock, WriteGrace: h.writeGrace, ReaderRetry: 10 * time.Millisecond,
 	})
 	if err != nil {
 		h.t.Fatal(err)

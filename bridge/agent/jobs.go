@@ -36,6 +36,11 @@ type jobRun struct {
 // errStopping refuses to start writing a card while the bridge stops.
 var errStopping = errors.New("agent: the bridge is stopping")
 
+// errTimeUp refuses to start writing a card once the job's deadline has
+// passed on the cloud's clock: the cloud has expired the action attempt
+// by then, and the card would carry a credential nobody asked for.
+var errTimeUp = errors.New("agent: the job's deadline passed before writing began")
+
 // schedule queues e on its encoder and starts the encoder's worker.
 func (a *Agent) schedule(e journal.Entry) {
 	a.mu.Lock()
@@ -135,7 +140,7 @@ func (a *Agent) runJob(e journal.Entry) {
 	log.Info("job started", zap.String("kind", string(job.Kind)))
 	opts := bridge.JobOptions{
 		Wait:     job.Deadline.Sub(now),
-		Progress: a.progressHook(id, run),
+		Progress: a.progressHook(id, job.Deadline, run),
 	}
 
 	var res protocol.Result
@@ -149,7 +154,10 @@ func (a *Agent) runJob(e journal.Entry) {
 		err = fmt.Errorf("job kind %q unknown", job.Kind)
 		res = errorResult(bridge.CodeUncategorized, err.Error())
 	}
-	if err != nil && (ctx.Err() != nil || errors.Is(err, errStopping)) {
+	if errors.Is(err, errTimeUp) {
+		log.Warn("card not written: the job's deadline passed before writing began")
+		res = errorResult(CodeActionAttemptExpired, "the job's deadline passed before the card could be written; the card was not touched")
+	} else if err != nil && (ctx.Err() != nil || errors.Is(err, errStopping)) {
 		run.mu.Lock()
 		writing := run.writing
 		run.mu.Unlock()
@@ -165,10 +173,14 @@ func (a *Agent) runJob(e journal.Entry) {
 }
 
 // progressHook records that writing begins, durably, before any write,
-// and reports every stage to the cloud.
-func (a *Agent) progressHook(id string, run *jobRun) func(bridge.Stage) error {
+// and reports every stage to the cloud. It refuses to let writing begin
+// once the deadline has passed on the cloud's clock.
+func (a *Agent) progressHook(id string, deadline time.Time, run *jobRun) func(bridge.Stage) error {
 	return func(st bridge.Stage) error {
 		if st == bridge.StageWriting {
+			if !a.cloudNow().Before(deadline) {
+				return errTimeUp
+			}
 			run.mu.Lock()
 			if run.stopping {
 				run.mu.Unlock()
@@ -264,6 +276,10 @@ func jobErrorResult(op bridge.Op, err error) protocol.Result {
 // finish stores a job's result and sends it if the cloud is connected;
 // otherwise the next hello carries it.
 func (a *Agent) finish(id string, r protocol.Result) {
+	if t, ok := a.cloudTime(); ok && r.FinishedAt.IsZero() {
+		// The cloud compares finished_at with its own times.
+		r.FinishedAt = t.UTC()
+	}
 	stored, err := a.opts.Store.Finish(id, r)
 	if errors.Is(err, journal.ErrAcknowledged) {
 		a.log.Debug("job already acknowledged", zap.String(FieldJobID, id))

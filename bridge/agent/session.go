@@ -107,6 +107,7 @@ func (a *Agent) serve(ctx context.Context, conn link.Session) error {
 		}
 	}()
 	defer func() { <-writerDone }()
+	a.releaseHeld()
 	for {
 		b, err := conn.Recv(ctx)
 		if err != nil {
@@ -223,15 +224,46 @@ func (a *Agent) welcomed(w *protocol.Welcome) {
 	if w.BridgeID != "" && w.BridgeID != a.opts.BridgeID {
 		a.log.Warn("the cloud welcomed another bridge id", zap.String("bridge_id", a.opts.BridgeID), zap.String("welcomed", w.BridgeID))
 	}
-	if !w.ServerTime.IsZero() {
-		// Deadlines are on the cloud's clock; measure against it.
-		skew := w.ServerTime.Sub(a.now())
-		a.skew.Store(int64(skew))
-		if skew > skewWarn || skew < -skewWarn {
+	mono, wall := a.clk.Mono(), a.clk.Now()
+	if w.ServerTime.IsZero() {
+		// A cloud that does not say its time: the PC's clock is all
+		// there is, read once and then carried on the monotonic clock.
+		a.log.Warn("the cloud's welcome has no server_time; job deadlines follow this PC's clock")
+		a.anchor.CompareAndSwap(nil, &anchor{server: wall, mono: mono})
+	} else {
+		// Deadlines are on the cloud's clock; carry it on the monotonic
+		// one until the next welcome.
+		a.anchor.Store(&anchor{server: w.ServerTime, mono: mono})
+		if skew := w.ServerTime.Sub(wall); skew > skewWarn || skew < -skewWarn {
 			a.log.Warn("this PC's clock differs from the cloud's; job deadlines follow the cloud", zap.Duration("skew", skew))
 		}
 	}
 	a.log.Info("connected to the cloud")
+}
+
+// releaseHeld decides, now that the cloud's time is known, what the jobs
+// found in the journal at startup do: expire, or run again. The expired
+// are finished first, so their results go out before any other.
+func (a *Agent) releaseHeld() {
+	a.mu.Lock()
+	held := a.held
+	a.held = nil
+	a.mu.Unlock()
+	now := a.cloudNow()
+	var again []journal.Entry
+	for _, e := range held {
+		if now.Before(e.Job.Deadline) {
+			again = append(again, e)
+			continue
+		}
+		a.log.Info("job expired while the bridge was not running", zap.String(FieldJobID, e.Job.JobID), zap.String(FieldEncoder, e.Job.EncoderID))
+		a.finish(e.Job.JobID, errorResult(CodeActionAttemptExpired,
+			fmt.Sprintf("the job's deadline (%s) passed while the bridge was not running", e.Job.Deadline.UTC().Format(time.RFC3339))))
+	}
+	for _, e := range again {
+		a.log.Info("job resumed after restart", zap.String(FieldJobID, e.Job.JobID), zap.String(FieldEncoder, e.Job.EncoderID))
+		a.schedule(e)
+	}
 }
 
 func (a *Agent) logCloudError(e *protocol.Error) {
@@ -319,7 +351,7 @@ func (a *Agent) onJob(s *session, job *protocol.Job) {
 	}
 	a.mu.Unlock()
 
-	e, isNew, err := a.opts.Store.Receive(journal.Entry{Job: *job, Reader: readerName, ReceivedAt: a.now()})
+	e, isNew, err := a.opts.Store.Receive(journal.Entry{Job: *job, Reader: readerName, ReceivedAt: a.clk.Now()})
 	if err != nil {
 		// Not acked: the cloud offers the job again.
 		log.Error("cannot store a job", zap.Error(err))

@@ -65,8 +65,9 @@ const (
 	StateAcknowledged State = "acknowledged"
 )
 
-// Error types of the results Recover writes: Seam's action attempt error
-// types, spelled as bridge.Code spells them.
+// Seam's action attempt error types, spelled as bridge.Code spells them:
+// Recover writes the first; the agent uses the second for a job whose
+// deadline passed.
 const (
 	TypeEncodingInterrupted  = "encoding_interrupted"
 	TypeActionAttemptExpired = "action_attempt_expired"
@@ -506,11 +507,12 @@ func cmpString(a, b string) int {
 }
 
 // Recover is run once at startup, before any job runs. A job found
-// writing is finished as encoding_interrupted; a job found queued or
-// running whose deadline is not after now is finished as
-// action_attempt_expired; the others are set back to queued and
-// returned, in the order they arrived, to run again. (A job found
-// running had not written anything yet, so running it again is safe.)
+// writing is finished as encoding_interrupted; the others not finished
+// are set back to queued and returned, in the order they arrived. (A job
+// found running had not written anything yet, so running it again is
+// safe.) Recover does not expire any: now is the PC's clock, which may be
+// minutes off either way, so whether a deadline passed is for the caller
+// to decide once it knows the cloud's time. now only stamps the changes.
 func (j *Journal) Recover(now time.Time) ([]Entry, error) {
 	var again []Entry
 	err := j.db.Update(func(tx *bbolt.Tx) error {
@@ -536,11 +538,6 @@ func (j *Journal) Recover(now time.Time) ([]Entry, error) {
 				r = &protocol.Result{JobID: e.Job.JobID, FinishedAt: now.UTC(), Error: &protocol.JobError{
 					Type:    TypeEncodingInterrupted,
 					Message: "the bridge stopped while writing the card, which may hold part of a record; encode the card again",
-				}}
-			case !now.Before(e.Job.Deadline):
-				r = &protocol.Result{JobID: e.Job.JobID, FinishedAt: now.UTC(), Error: &protocol.JobError{
-					Type:    TypeActionAttemptExpired,
-					Message: fmt.Sprintf("the job's deadline (%s) passed while the bridge was not running", e.Job.Deadline.UTC().Format(time.RFC3339)),
 				}}
 			}
 			if r != nil {

@@ -1,0 +1,154 @@
+package agent
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/encoder-bridge/encoder-bridge/bridge/clock"
+	"github.com/encoder-bridge/encoder-bridge/bridge/journal"
+	"github.com/encoder-bridge/encoder-bridge/protocol"
+)
+
+// cloudT0 is the cloud's time when a clock test starts.
+var cloudT0 = time.Date(2026, 11, 23, 15, 0, 0, 0, time.UTC)
+
+// A restart with jobs in the journal and the PC's clock off: the cloud's
+// time at the welcome decides which expired, not the PC's clock. (Decided
+// by the PC's clock, 2 min ahead expired a job with 58 s left, and 5 min
+// behind ran an expired one, writing its credential onto the card.)
+func TestRestartWithSkewedPCClock(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		pcSkew  time.Duration // PC's clock minus the cloud's
+		left    time.Duration // job's deadline minus the cloud's time
+		expired bool
+	}{
+		{"PC 2m ahead, 58s left", 2 * time.Minute, 58 * time.Second, false},
+		{"PC 5m behind, expired 1s ago", -5 * time.Minute, -time.Second, true},
+		{"PC 1h ahead, 1s left", time.Hour, time.Second, false},
+		{"PC 1h behind, expired 1s ago", -time.Hour, -time.Second, true},
+		{"PC right, deadline now", 0, 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			pc := clock.NewFake(cloudT0.Add(tc.pcSkew))
+			h.clock = pc
+			cloudNow := func() time.Time { return cloudT0.Add(pc.Mono()) }
+			h.cloud.now.Store(&cloudNow)
+
+			j, err := journal.Open(h.dir, journal.Options{Now: pc.Now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			enc := h.encoderID("Sim 00")
+			if _, _, err := j.Receive(journal.Entry{Job: *encodeJob("j1", enc, cloudT0.Add(tc.left)), Reader: "Sim 00"}); err != nil {
+				t.Fatal(err)
+			}
+			j.Close()
+
+			card := newCard(t)
+			h.sim.Plug("Sim 00").Insert(card)
+			h.start()
+			cc := h.cloud.next(t)
+			if !slices.Contains(cc.hello.ActiveJobs, "j1") || len(cc.hello.Results) != 0 {
+				t.Fatalf("hello, before the cloud's time is known: %+v", cc.hello)
+			}
+			r := cc.expectResult(t, "j1")
+			if tc.expired {
+				if r.Error == nil || r.Error.Type != string(CodeActionAttemptExpired) {
+					t.Fatalf("result %+v / %+v, want action_attempt_expired", r.Card, r.Error)
+				}
+				if n := card.writes.Load(); n != 0 {
+					t.Fatalf("an expired job wrote the card %d times", n)
+				}
+			} else {
+				if r.Error != nil {
+					t.Fatalf("job in time failed: %+v", r.Error)
+				}
+				if n := card.writes.Load(); n != writesPerEncode() {
+					t.Fatalf("%d card writes, want %d", n, writesPerEncode())
+				}
+			}
+			if !r.FinishedAt.Equal(cloudT0) {
+				t.Errorf("finished_at %v, want the cloud's time %v", r.FinishedAt, cloudT0)
+			}
+		})
+	}
+}
+
+// The PC's clock jumps while the link is up. A job that arrives after the
+// jump gets its full time (a +1h jump used to fail every new job at once);
+// a job waiting for a card when the jump happens still ends on time, and
+// once its time ran out on the monotonic clock its card is not written
+// (a -1h jump used to write a card for an attempt the cloud had already
+// reported expired).
+func TestPCClockJumpsMidSession(t *testing.T) {
+	for _, jump := range []time.Duration{-time.Hour, time.Hour, -24 * time.Hour, 24 * time.Hour} {
+		t.Run(jump.String(), func(t *testing.T) {
+			h := newHarness(t)
+			pc := clock.NewFake(cloudT0)
+			h.clock = pc
+			cloudNow := func() time.Time { return cloudT0.Add(pc.Mono()) }
+			h.cloud.now.Store(&cloudNow)
+			r0 := h.sim.Plug("Sim 00")
+			h.start()
+			cc := h.cloud.next(t)
+			enc := h.encoderID("Sim 00")
+
+			// In flight across the jump, its time runs out before a card comes.
+			cc.job(encodeJob("late", enc, cloudNow().Add(30*time.Second)))
+			cc.expect(t, "waiting", isStage("late", protocol.StageWaitingForCard))
+			pc.Jump(jump)
+			pc.Advance(31 * time.Second)
+			late := newCard(t)
+			r0.Insert(late)
+			r := cc.expectResult(t, "late")
+			if r.Error == nil || r.Error.Type != string(CodeActionAttemptExpired) {
+				t.Fatalf("late: %+v / %+v, want action_attempt_expired", r.Card, r.Error)
+			}
+			if n := late.writes.Load(); n != 0 {
+				t.Fatalf("late: the card was written %d times after the job's time ran out", n)
+			}
+
+			// New after the jump: runs with its full time.
+			cc.job(encodeJob("fresh", enc, cloudNow().Add(30*time.Second)))
+			r = cc.expectResult(t, "fresh")
+			if r.Error != nil {
+				t.Fatalf("fresh: %+v", r.Error)
+			}
+			if n := late.writes.Load(); n != writesPerEncode() {
+				t.Fatalf("fresh: %d card writes, want %d", n, writesPerEncode())
+			}
+		})
+	}
+}
+
+// A new welcome re-reads the cloud's time: a job whose deadline the
+// cloud's clock has passed is refused on arrival, whatever the PC says.
+func TestEveryWelcomeSetsTheCloudTime(t *testing.T) {
+	h := newHarness(t)
+	pc := clock.NewFake(cloudT0)
+	h.clock = pc
+	cloudNow := func() time.Time { return cloudT0 }
+	h.cloud.now.Store(&cloudNow)
+	card := newCard(t)
+	h.sim.Plug("Sim 00").Insert(card)
+	h.start()
+	cc := h.cloud.next(t)
+
+	// The cloud's clock moves on by an hour while the PC's monotonic
+	// clock does not (a sleep it did not count); the link drops.
+	later := func() time.Time { return cloudT0.Add(time.Hour) }
+	h.cloud.now.Store(&later)
+	cc.drop()
+	c2 := h.cloud.next(t)
+	c2.job(encodeJob("j1", h.encoderID("Sim 00"), cloudT0.Add(time.Minute)))
+	r := c2.expectResult(t, "j1")
+	if r.Error == nil || r.Error.Type != string(CodeActionAttemptExpired) {
+		t.Fatalf("result %+v / %+v, want action_attempt_expired", r.Card, r.Error)
+	}
+	if n := card.writes.Load(); n != 0 {
+		t.Fatalf("an expired job wrote the card %d times", n)
+	}
+}
