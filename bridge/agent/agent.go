@@ -120,6 +120,11 @@ type Options struct {
 	// ReaderRetry is the pause after the reader service failed to list
 	// readers (default 2s).
 	ReaderRetry time.Duration
+	// WriteMargin is how long before its deadline an encode must begin
+	// writing (default 1s): a write takes up to a few hundred
+	// milliseconds on a real encoder, and its result must reach the
+	// cloud before the cloud expires the attempt.
+	WriteMargin time.Duration
 }
 
 // Agent runs jobs from the cloud on this PC's encoders.
@@ -203,6 +208,9 @@ func New(opts Options) (*Agent, error) {
 	}
 	if opts.ReaderRetry <= 0 {
 		opts.ReaderRetry = 2 * time.Second
+	}
+	if opts.WriteMargin <= 0 {
+		opts.WriteMargin = time.Second
 	}
 	a := &Agent{
 		opts:     opts,

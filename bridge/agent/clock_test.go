@@ -26,7 +26,8 @@ func TestRestartWithSkewedPCClock(t *testing.T) {
 	}{
 		{"PC 2m ahead, 58s left", 2 * time.Minute, 58 * time.Second, false},
 		{"PC 5m behind, expired 1s ago", -5 * time.Minute, -time.Second, true},
-		{"PC 1h ahead, 1s left", time.Hour, time.Second, false},
+		{"PC 1h ahead, 2s left", time.Hour, 2 * time.Second, false},
+		{"PC right, less than WriteMargin left", 0, 999 * time.Millisecond, true},
 		{"PC 1h behind, expired 1s ago", -time.Hour, -time.Second, true},
 		{"PC right, deadline now", 0, 0, true},
 	} {
@@ -150,5 +151,31 @@ func TestEveryWelcomeSetsTheCloudTime(t *testing.T) {
 	}
 	if n := card.writes.Load(); n != 0 {
 		t.Fatalf("an expired job wrote the card %d times", n)
+	}
+}
+
+// A card presented when less than WriteMargin is left is not written:
+// its result could not reach the cloud before the cloud expires the
+// attempt.
+func TestNoWriteWithinWriteMargin(t *testing.T) {
+	h := newHarness(t)
+	pc := clock.NewFake(cloudT0)
+	h.clock = pc
+	cloudNow := func() time.Time { return cloudT0.Add(pc.Mono()) }
+	h.cloud.now.Store(&cloudNow)
+	r0 := h.sim.Plug("Sim 00")
+	h.start()
+	cc := h.cloud.next(t)
+	cc.job(encodeJob("j1", h.encoderID("Sim 00"), cloudNow().Add(30*time.Second)))
+	cc.expect(t, "waiting", isStage("j1", protocol.StageWaitingForCard))
+	pc.Advance(29*time.Second + 500*time.Millisecond) // 500 ms left, under the 1 s margin
+	card := newCard(t)
+	r0.Insert(card)
+	r := cc.expectResult(t, "j1")
+	if r.Error == nil || r.Error.Type != string(CodeActionAttemptExpired) {
+		t.Fatalf("result %+v / %+v, want action_attempt_expired", r.Card, r.Error)
+	}
+	if n := card.writes.Load(); n != 0 {
+		t.Fatalf("the card was written %d times with 500 ms left", n)
 	}
 }

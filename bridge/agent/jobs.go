@@ -36,10 +36,10 @@ type jobRun struct {
 // errStopping refuses to start writing a card while the bridge stops.
 var errStopping = errors.New("agent: the bridge is stopping")
 
-// errTimeUp refuses to start writing a card once the job's deadline has
-// passed on the cloud's clock: the cloud has expired the action attempt
-// by then, and the card would carry a credential nobody asked for.
-var errTimeUp = errors.New("agent: the job's deadline passed before writing began")
+// errTimeUp refuses to start writing a card once the job's time has run
+// out on the cloud's clock: the cloud expires the action attempt at the
+// deadline, and the card would carry a credential it reported as failed.
+var errTimeUp = errors.New("agent: the job's time ran out before writing began")
 
 // schedule queues e on its encoder and starts the encoder's worker.
 func (a *Agent) schedule(e journal.Entry) {
@@ -114,6 +114,17 @@ func (a *Agent) runJob(e journal.Entry) {
 		a.finish(id, errorResult(CodeActionAttemptExpired, "the job's deadline passed while it waited for its encoder"))
 		return
 	}
+	// An encode must begin writing WriteMargin before the deadline, so
+	// that it finishes, and its result reaches the cloud, before the
+	// cloud expires the attempt; it waits for a card only until then.
+	end := job.Deadline
+	if job.Kind == protocol.JobEncode {
+		end = end.Add(-a.opts.WriteMargin)
+		if !now.Before(end) {
+			a.finish(id, errorResult(CodeActionAttemptExpired, fmt.Sprintf("too little of the job's time was left to write a card (%s before its deadline)", job.Deadline.Sub(now).Round(time.Millisecond))))
+			return
+		}
+	}
 	if e.Reader == "" {
 		a.finish(id, errorResult(bridge.CodeUncategorized, fmt.Sprintf("encoder %s is not an encoder of bridge %s", job.EncoderID, a.opts.BridgeID)))
 		return
@@ -139,8 +150,8 @@ func (a *Agent) runJob(e journal.Entry) {
 	// the first write.
 	log.Info("job started", zap.String("kind", string(job.Kind)))
 	opts := bridge.JobOptions{
-		Wait:     job.Deadline.Sub(now),
-		Progress: a.progressHook(id, job.Deadline, run),
+		Wait:     end.Sub(now),
+		Progress: a.progressHook(id, end, run),
 	}
 
 	var res protocol.Result
@@ -155,8 +166,8 @@ func (a *Agent) runJob(e journal.Entry) {
 		res = errorResult(bridge.CodeUncategorized, err.Error())
 	}
 	if errors.Is(err, errTimeUp) {
-		log.Warn("card not written: the job's deadline passed before writing began")
-		res = errorResult(CodeActionAttemptExpired, "the job's deadline passed before the card could be written; the card was not touched")
+		log.Warn("card not written: the job's time ran out before writing began")
+		res = errorResult(CodeActionAttemptExpired, "the job's time ran out before the card could be written; the card was not touched")
 	} else if err != nil && (ctx.Err() != nil || errors.Is(err, errStopping)) {
 		run.mu.Lock()
 		writing := run.writing
@@ -174,11 +185,11 @@ func (a *Agent) runJob(e journal.Entry) {
 
 // progressHook records that writing begins, durably, before any write,
 // and reports every stage to the cloud. It refuses to let writing begin
-// once the deadline has passed on the cloud's clock.
-func (a *Agent) progressHook(id string, deadline time.Time, run *jobRun) func(bridge.Stage) error {
+// at or after writeBy on the cloud's clock.
+func (a *Agent) progressHook(id string, writeBy time.Time, run *jobRun) func(bridge.Stage) error {
 	return func(st bridge.Stage) error {
 		if st == bridge.StageWriting {
-			if !a.cloudNow().Before(deadline) {
+			if !a.cloudNow().Before(writeBy) {
 				return errTimeUp
 			}
 			run.mu.Lock()
