@@ -179,3 +179,38 @@ func TestNoWriteWithinWriteMargin(t *testing.T) {
 		t.Fatalf("the card was written %d times with 500 ms left", n)
 	}
 }
+
+// With the PC's clock a day or more ahead, a job delivered again after
+// its result was acknowledged is still recognised, and does not run
+// again: the journal ages its records on the cloud's clock.
+func TestDedupSurvivesPCClockAhead(t *testing.T) {
+	for _, skew := range []time.Duration{24*time.Hour + 2*time.Minute, 30 * 24 * time.Hour} {
+		t.Run(skew.String(), func(t *testing.T) {
+			h := newHarness(t)
+			pc := clock.NewFake(cloudT0.Add(skew))
+			h.clock = pc
+			cloudNow := func() time.Time { return cloudT0.Add(pc.Mono()) }
+			h.cloud.now.Store(&cloudNow)
+			card := newCard(t)
+			h.sim.Plug("Sim 00").Insert(card)
+			h.start()
+			cc := h.cloud.next(t)
+			enc := h.encoderID("Sim 00")
+
+			j1 := encodeJob("j1", enc, cloudNow().Add(time.Minute))
+			cc.job(j1)
+			if r := cc.expectResult(t, "j1"); r.Error != nil {
+				t.Fatalf("j1: %+v", r.Error)
+			}
+			h.quiet() // result_ack stored: j1 is a dedup record now
+			cc.job(j1)
+			m := cc.expect(t, "answer to j1 again", func(m *protocol.Message) bool { return m.JobID() == "j1" })
+			if m.Type != protocol.TypeError || m.Error.Code != protocol.CodeUnexpected {
+				t.Fatalf("j1 delivered again: %s %+v %+v", m.Type, m.Error, m.Result)
+			}
+			if n := card.writes.Load(); n != writesPerEncode() {
+				t.Fatalf("%d card writes for one job, want %d", n, writesPerEncode())
+			}
+		})
+	}
+}

@@ -341,7 +341,11 @@ func (h *harness) encoderID(readerName string) string {
 // start opens the journal and runs an agent until the test ends.
 func (h *harness) start() {
 	h.t.Helper()
-	j, err := journal.Open(h.dir, journal.Options{})
+	var jopts journal.Options
+	if h.clock != nil {
+		jopts.Now = h.clock.Now
+	}
+	j, err := journal.Open(h.dir, jopts)
 	if err != nil {
 		h.t.Fatal(err)
 	}
