@@ -417,7 +417,11 @@ func (j *Journal) pruneLocked(acked *bbolt.Bucket, cloudNow time.Time, keep []by
 	if err != nil {
 		return err
 	}
-	if extra := len(live) + 1 - j.opts.MaxAcked; extra > 0 {
+	n := len(live)
+	if keep != nil {
+		n++
+	}
+	if extra := n - j.opts.MaxAcked; extra > 0 {
 		slices.SortFunc(live, func(a, b stone) int {
 			if c := a.deadline.Compare(b.deadline); c != 0 {
 				return c
