@@ -23,6 +23,7 @@ package journal
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -88,11 +89,15 @@ var (
 type Entry struct {
 	Job protocol.Job `json:"job"`
 	// Reader is the reader the job's encoder stood for when it arrived.
-	Reader     string           `json:"reader,omitempty"`
-	State      State            `json:"state"`
-	ReceivedAt time.Time        `json:"received_at"`
-	UpdatedAt  time.Time        `json:"updated_at"`
-	Result     *protocol.Result `json:"result,omitempty"`
+	Reader     string    `json:"reader,omitempty"`
+	State      State     `json:"state"`
+	ReceivedAt time.Time `json:"received_at"`
+	// Seq orders the jobs as they arrived, which ReceivedAt, read from
+	// the PC's clock, cannot once that clock is set back. 0 in entries
+	// written before it existed.
+	Seq       uint64           `json:"seq,omitempty"`
+	UpdatedAt time.Time        `json:"updated_at"`
+	Result    *protocol.Result `json:"result,omitempty"`
 }
 
 type tombstone struct {
@@ -268,6 +273,9 @@ func (j *Journal) Receive(e Entry) (stored Entry, isNew bool, err error) {
 		e.State, e.Result = StateQueued, nil
 		if e.ReceivedAt.IsZero() {
 			e.ReceivedAt = now
+		}
+		if e.Seq, err = jobs.NextSequence(); err != nil {
+			return err
 		}
 		e.UpdatedAt = now
 		stored, isNew = e, true
@@ -493,6 +501,10 @@ func (j *Journal) Snapshot() (pending []protocol.Result, active []Entry, err err
 
 func sortByArrival(es []Entry) {
 	slices.SortFunc(es, func(a, b Entry) int {
+		// By Seq; entries from before Seq existed (0) came first.
+		if c := cmp.Compare(a.Seq, b.Seq); c != 0 {
+			return c
+		}
 		if c := a.ReceivedAt.Compare(b.ReceivedAt); c != 0 {
 			return c
 		}

@@ -360,3 +360,38 @@ func TestLooseModeTightened(t *testing.T) {
 		t.Fatalf("mode %v after reopening", fi.Mode())
 	}
 }
+
+// Jobs keep the order they arrived in when the PC's clock is set back
+// between them: ReceivedAt alone would put the later job first.
+func TestArrivalOrderSurvivesClockSetBack(t *testing.T) {
+	dir := t.TempDir()
+	c := &clock{now: t0}
+	j := open(t, dir, c)
+	for i, id := range []string{"first", "second", "third"} {
+		c.set(t0.Add(-time.Duration(i) * time.Hour))
+		if _, _, err := j.Receive(job(id, t0.Add(time.Hour))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{"first", "second", "third"}
+	ids := func(es []Entry) []string {
+		var out []string
+		for _, e := range es {
+			out = append(out, e.Job.JobID)
+		}
+		return out
+	}
+	if active, _ := j.Active(); !slices.Equal(ids(active), want) {
+		t.Fatalf("Active order %v, want %v", ids(active), want)
+	}
+	j.Close()
+	j = open(t, dir, c)
+	defer j.Close()
+	again, err := j.Recover(t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(ids(again), want) {
+		t.Fatalf("Recover order %v, want %v", ids(again), want)
+	}
+}
