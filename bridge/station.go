@@ -122,6 +122,10 @@ type JobOptions struct {
 	// a job refused at StageWriting has not touched the card. That is what
 	// lets a caller record durably that writing began before it does.
 	Progress func(Stage) error
+	// Now, when set, is the time a scan's validity warnings are judged
+	// at, instead of Station.Now: the agent's view of the cloud's clock,
+	// which a PC's wrong clock does not move.
+	Now func() time.Time
 }
 
 func (o JobOptions) progress(st Stage) error {
@@ -173,7 +177,11 @@ func (s *Station) ScanWith(ctx context.Context, readerName string, o JobOptions)
 			return err
 		}
 		res.Scan = sc
-		res.Warnings = sc.Warnings(s.now())
+		now := s.now
+		if o.Now != nil {
+			now = o.Now
+		}
+		res.Warnings = sc.Warnings(now())
 		return nil
 	})
 	return res, s.done(OpScan, readerName, res.Card, err)

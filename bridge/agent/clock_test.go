@@ -214,3 +214,35 @@ func TestDedupSurvivesPCClockAhead(t *testing.T) {
 		})
 	}
 }
+
+// A scan judges the card's validity window on the cloud's clock: the
+// PC's clock years off either way does not make a valid card read as
+// expired or not yet valid.
+func TestScanWarningsOnCloudTime(t *testing.T) {
+	for _, skew := range []time.Duration{11 * 365 * 24 * time.Hour, -365 * 24 * time.Hour} {
+		t.Run(skew.String(), func(t *testing.T) {
+			h := newHarness(t)
+			pc := clock.NewFake(cloudT0.Add(time.Hour).Add(skew))
+			h.clock = pc
+			cloudNow := func() time.Time { return cloudT0.Add(time.Hour).Add(pc.Mono()) }
+			h.cloud.now.Store(&cloudNow)
+			h.sim.Plug("Sim 00").Insert(newCard(t))
+			h.start()
+			cc := h.cloud.next(t)
+			enc := h.encoderID("Sim 00")
+			cc.job(encodeJob("enc", enc, cloudNow().Add(30*time.Second)))
+			if r := cc.expectResult(t, "enc"); r.Error != nil {
+				t.Fatalf("encode: %+v", r.Error)
+			}
+			cc.job(scanJob("scan", enc, cloudNow().Add(30*time.Second)))
+			r := cc.expectResult(t, "scan")
+			if r.Error != nil || !r.Card.Valid {
+				t.Fatalf("scan: %+v / %+v", r.Card, r.Error)
+			}
+			if len(r.Card.Warnings) != 0 {
+				t.Fatalf("scan warnings %v for a card valid %s to %s at the cloud's time %s",
+					r.Card.Warnings, r.Card.Credential.StartsAt, r.Card.Credential.EndsAt, cloudNow().Format(time.RFC3339))
+			}
+		})
+	}
+}

@@ -341,9 +341,11 @@ func (h *harness) encoderID(readerName string) string {
 // start opens the journal and runs an agent until the test ends.
 func (h *harness) start() {
 	h.t.Helper()
+	// The journal and the station read the PC's clock, as in production.
 	var jopts journal.Options
+	var stationNow func() time.Time
 	if h.clock != nil {
-		jopts.Now = h.clock.Now
+		jopts.Now, stationNow = h.clock.Now, h.clock.Now
 	}
 	j, err := journal.Open(h.dir, jopts)
 	if err != nil {
@@ -358,7 +360,7 @@ func (h *harness) start() {
 	}
 	a, err := New(Options{
 		BridgeID: testBridge, SoftwareVersion: "test", Encoders: h.encoders,
-		Link: l, Store: j, Station: &bridge.Station{Readers: h.sim, Keys: h.keys, Log: h.log.Named("station")},
+		Link: l, Store: j, Station: &bridge.Station{Readers: h.sim, Keys: h.keys, Now: stationNow, Log: h.log.Named("station")},
 		Log: h.log, Clock: h.clock, WriteGrace: h.writeGrace, ReaderRetry: 10 * time.Millisecond,
 	})
 	if err != nil {

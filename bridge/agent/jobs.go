@@ -152,6 +152,7 @@ func (a *Agent) runJob(e journal.Entry) {
 	opts := bridge.JobOptions{
 		Wait:     end.Sub(now),
 		Progress: a.progressHook(id, end, run),
+		Now:      a.cloudNow,
 	}
 
 	var res protocol.Result
