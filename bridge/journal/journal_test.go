@@ -1,7 +1,9 @@
 package journal
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -393,5 +395,43 @@ func TestArrivalOrderSurvivesClockSetBack(t *testing.T) {
 	}
 	if !slices.Equal(ids(again), want) {
 		t.Fatalf("Recover order %v, want %v", ids(again), want)
+	}
+}
+
+// BenchmarkAcknowledge is a job's Receive, Finish and Acknowledge (three
+// commits), with no dedup records and with them at their bound: the
+// difference is what pruning costs.
+func BenchmarkAcknowledge(b *testing.B) {
+	for _, n := range []int{0, 10000} {
+		b.Run(fmt.Sprintf("records=%d", n), func(b *testing.B) {
+			c := &clock{now: t0}
+			j, err := Open(b.TempDir(), Options{Now: c.Now, MaxAcked: 10000})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer j.Close()
+			err = j.db.Update(func(tx *bbolt.Tx) error {
+				acked := tx.Bucket(bucketAcked)
+				for i := range n {
+					v, _ := json.Marshal(tombstone{Deadline: t0.Add(time.Duration(i) * time.Second), AckedAt: t0})
+					if err := acked.Put([]byte(fmt.Sprintf("old-%05d", i)), v); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for i := range b.N {
+				id := fmt.Sprintf("new-%d", i)
+				j.Receive(job(id, t0.Add(24*time.Hour)))
+				j.Finish(id, okResult())
+				if err := j.Acknowledge(id, t0); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
