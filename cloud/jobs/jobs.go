@@ -374,7 +374,7 @@ func ProtocolCredential(c store.Credential) *protocol.Credential {
 func jobMessage(j store.Job) (*protocol.Message, error) {
 	var pj protocol.Job
 	if err := json.Unmarshal(j.Payload, &pj); err != nil {
-		return nil, fmt.Errorf("job %s: stored payload: %w", j.ID, err)
+		return nil, fmt.Errorf("%w: job %s: payload: %v", store.ErrDamaged, j.ID, err)
 	}
 	m := protocol.New(protocol.TypeJob)
 	m.Job = &pj
@@ -405,12 +405,12 @@ func (s *Service) offer(ctx context.Context, j *store.Job) {
 // bridge has not acknowledged for ReofferAfter.
 func (s *Service) Sweep(ctx context.Context) (int, error) {
 	now := s.now()
-	if err := s.reofferUnacked(ctx, now); err != nil {
-		return 0, err
-	}
+	// A job that cannot be offered again does not stop the expiry of
+	// the others; its error is returned with the count.
+	reofferErr := s.reofferUnacked(ctx, now)
 	due, err := s.st.Q().DueJobs(ctx, now)
 	if err != nil {
-		return 0, fmt.Errorf("sweep: %w", err)
+		return 0, errors.Join(reofferErr, fmt.Errorf("sweep: %w", err))
 	}
 	n := 0
 	for _, j := range due {
@@ -434,14 +434,14 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 			return tx.CloseJob(ctx, j.ID, now)
 		})
 		if err != nil {
-			return n, fmt.Errorf("sweep job %s: %w", j.ID, err)
+			return n, errors.Join(reofferErr, fmt.Errorf("sweep job %s: %w", j.ID, err))
 		}
 		if done {
 			n++
 			s.log.Info("job expired", zap.String(FieldJobID, j.ID), zap.String(FieldBridgeID, j.BridgeID), zap.String("type", typ))
 		}
 	}
-	return n, nil
+	return n, reofferErr
 }
 
 func (s *Service) reofferUnacked(ctx context.Context, now time.Time) error {
@@ -449,12 +449,17 @@ func (s *Service) reofferUnacked(ctx context.Context, now time.Time) error {
 	if err != nil {
 		return fmt.Errorf("sweep: %w", err)
 	}
+	var damaged []error
 	for _, j := range stale {
 		if !s.online(j.BridgeID) {
 			continue // offered again on its next hello
 		}
 		m, err := jobMessage(j)
 		if err != nil {
+			// It can never be sent; the other jobs still are, and the
+			// sweep expires this one at its deadline.
+			s.log.Error("unacknowledged job not offered again", zap.String(FieldJobID, j.ID), zap.String(FieldBridgeID, j.BridgeID), zap.Error(err))
+			damaged = append(damaged, err)
 			continue
 		}
 		if s.links.Send(j.BridgeID, m) {
@@ -464,7 +469,7 @@ func (s *Service) reofferUnacked(ctx context.Context, now time.Time) error {
 			}
 		}
 	}
-	return nil
+	return errors.Join(damaged...)
 }
 
 // Run sweeps expired jobs until ctx is done.

@@ -117,7 +117,9 @@ func scanEncoder(row interface{ Scan(...any) error }) (Encoder, error) {
 		return e, notFound(err)
 	}
 	e.CreatedAt, e.RemovedAt = fromMS(created), fromNullMS(removed)
-	_ = json.Unmarshal([]byte(techs), &e.Technologies)
+	if err := json.Unmarshal([]byte(techs), &e.Technologies); err != nil {
+		return Encoder{}, fmt.Errorf("%w: encoder %s: technologies: %v", ErrDamaged, e.ID, err)
+	}
 	return e, nil
 }
 
@@ -214,7 +216,11 @@ func scanCredential(row interface{ Scan(...any) error }) (Credential, error) {
 	}
 	c.StartsAt, c.EndsAt, c.CreatedAt, c.IssuedAt = fromMS(starts), fromMS(ends), fromMS(created), fromNullMS(issued)
 	c.IssueSequence = uint32(seq)
-	_ = json.Unmarshal([]byte(ents), &c.EntranceIDs)
+	// A credential read without its entrances would be encoded as a card
+	// that opens nothing, or worse, nothing the desk meant.
+	if err := json.Unmarshal([]byte(ents), &c.EntranceIDs); err != nil {
+		return Credential{}, fmt.Errorf("%w: credential %s: entrance_ids: %v", ErrDamaged, c.ID, err)
+	}
 	return c, nil
 }
 

@@ -24,6 +24,10 @@ import (
 // ErrNotFound is returned when a row does not exist (in that workspace).
 var ErrNotFound = errors.New("store: not found")
 
+// ErrDamaged is a row whose stored JSON does not decode: it is reported,
+// never read as empty.
+var ErrDamaged = errors.New("store: damaged row")
+
 // Store is an open database.
 type Store struct {
 	db *sql.DB

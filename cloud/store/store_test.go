@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -178,5 +179,63 @@ func TestIssueCredentialKeepsNewest(t *testing.T) {
 	cr, _ := s.Q().Credential(ctx, w.ID, "c1")
 	if cr.IssueSequence != 7 || cr.CardUID != "D" || !cr.IsIssued {
 		t.Errorf("credential %+v", cr)
+	}
+}
+
+// A row whose JSON column does not decode is an error naming the row, not
+// a credential without entrances or an encoder without technologies.
+func TestDamagedRows(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "c.db"))
+	ctx := context.Background()
+	w := seed(t, s, "w")
+	err := s.Update(ctx, func(tx *Tx) error {
+		if err := tx.CreateCredential(ctx, Credential{ID: "c1", WorkspaceID: w.ID, AccessMethodID: "am1", CardNumber: "1", CardFunctionType: "guest",
+			StartsAt: t0, EndsAt: t0.Add(time.Hour), EntranceIDs: []string{"room-101"}, IssueSequence: 1, CreatedAt: t0}); err != nil {
+			return err
+		}
+		_, err := tx.UpsertEncoder(ctx, Encoder{ID: "e1", WorkspaceID: w.ID, BridgeID: "b-" + w.ID, ProtocolID: "p1", Technologies: []string{"mifare_classic"}, CreatedAt: t0})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, damage, id string
+		read             func() error
+	}{
+		{"credential", `UPDATE credentials SET entrance_ids = '["room-1' WHERE id = 'c1'`, "c1", func() error {
+			_, err := s.Q().Credential(ctx, w.ID, "c1")
+			return err
+		}},
+		{"credential by access method", `UPDATE credentials SET entrance_ids = '' WHERE id = 'c1'`, "c1", func() error {
+			_, err := s.Q().CredentialByAccessMethod(ctx, w.ID, "am1")
+			return err
+		}},
+		{"credential list", `UPDATE credentials SET entrance_ids = '{}' WHERE id = 'c1'`, "c1", func() error {
+			_, _, err := s.Q().ListCredentials(ctx, w.ID, CredentialFilter{}, Page{})
+			return err
+		}},
+		{"encoder", `UPDATE encoders SET technologies = 'nfc' WHERE id = 'e1'`, "e1", func() error {
+			_, err := s.Q().Encoder(ctx, w.ID, "e1")
+			return err
+		}},
+		{"encoder list", `UPDATE encoders SET technologies = '[1]' WHERE id = 'e1'`, "e1", func() error {
+			_, _, err := s.Q().ListEncoders(ctx, w.ID, EncoderFilter{}, Page{})
+			return err
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := s.db.ExecContext(ctx, tt.damage); err != nil {
+				t.Fatal(err)
+			}
+			err := tt.read()
+			if !errors.Is(err, ErrDamaged) {
+				t.Fatalf("read = %v, want ErrDamaged", err)
+			}
+			if !strings.Contains(err.Error(), tt.id) {
+				t.Errorf("error %q does not name the row", err)
+			}
+		})
 	}
 }
