@@ -3,12 +3,17 @@ package cloud_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+	"go.uber.org/zap/zapcore"
+
 	"github.com/encoder-bridge/encoder-bridge/cloud/cloudtest"
+	"github.com/encoder-bridge/encoder-bridge/cloud/hub"
 	"github.com/encoder-bridge/encoder-bridge/cloud/seam"
 	"github.com/encoder-bridge/encoder-bridge/protocol"
 )
@@ -397,10 +402,20 @@ func TestBadMessagesKeepLink(t *testing.T) {
 // A frame beyond the hard limit closes the link (it is not read into
 // memory), unlike one just over MaxMessageSize.
 func TestHugeFrameClosesLink(t *testing.T) {
-	env := cloudtest.New(t, cloudtest.Options{})
+	env, logs := observed(t, zapcore.InfoLevel)
 	b, _ := connect(t, env)
-	_ = b.Conn.WriteMessage(1, bytes.Repeat([]byte("x"), 16*protocol.MaxMessageSize+1))
-	b.WaitClosed()
+	// The write may fail once the cloud stops reading; the close says why.
+	_ = b.Conn.WriteMessage(websocket.TextMessage, bytes.Repeat([]byte("x"), hub.HardReadLimit+1))
+	var ce *websocket.CloseError
+	if err := b.WaitClosed(); !errors.As(err, &ce) || ce.Code != websocket.CloseMessageTooBig {
+		t.Fatalf("link closed with %v, want close code %d (message too big)", err, websocket.CloseMessageTooBig)
+	}
+	// The reason on the wire is the websocket library's (empty); the log
+	// says which limit. The link is forgotten after that line.
+	waitOffline(t, env)
+	if !loggedWith(logs, "bridge link read failed", websocket.ErrReadLimit.Error()) {
+		t.Errorf("the cloud did not log the read limit: %v", logs.All())
+	}
 }
 
 func TestHelloRules(t *testing.T) {

@@ -18,10 +18,10 @@ import (
 	"github.com/encoder-bridge/encoder-bridge/protocol"
 )
 
-// observed starts a cloud whose error logs the test reads.
-func observed(t *testing.T) (*cloudtest.Env, *observer.ObservedLogs) {
+// observed starts a cloud whose logs at level and above the test reads.
+func observed(t *testing.T, level zapcore.Level) (*cloudtest.Env, *observer.ObservedLogs) {
 	t.Helper()
-	core, logs := observer.New(zapcore.ErrorLevel)
+	core, logs := observer.New(level)
 	env := cloudtest.New(t, cloudtest.Options{Config: func(c *cloud.Config) { c.Logger = zap.New(core) }})
 	return env, logs
 }
@@ -62,7 +62,7 @@ func loggedWith(logs *observer.ObservedLogs, msg, s string) bool {
 // A credential whose entrances do not decode is never encoded as a card
 // without entrances: the request fails and the cause is logged.
 func TestDamagedCredentialNotEncoded(t *testing.T) {
-	env, logs := observed(t)
+	env, logs := observed(t, zapcore.ErrorLevel)
 	b, encID := connect(t, env)
 	credID := env.CreateCredential(nil)["acs_credential_id"].(string)
 	damage(t, env, `UPDATE credentials SET entrance_ids = '["room-10' WHERE id = ?`, credID)
@@ -80,7 +80,7 @@ func TestDamagedCredentialNotEncoded(t *testing.T) {
 // An unacknowledged job whose stored payload does not decode is reported
 // by the sweep and logged; the other jobs are still offered again.
 func TestDamagedJobReportedOnReoffer(t *testing.T) {
-	env, logs := observed(t)
+	env, logs := observed(t, zapcore.ErrorLevel)
 	b, encID := connect(t, env)
 	scan(t, env, encID)
 	bad := b.Expect(protocol.TypeJob).Job
