@@ -1,10 +1,12 @@
 package vpcd
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
+	"time"
 )
 
 // ErrSlotBusy: another process or test holds the slot's lock.
@@ -31,4 +33,26 @@ func LockSlot(addr string) (unlock func(), err error) {
 		return nil, err
 	}
 	return lockFile(path)
+}
+
+// lockPoll is how often WaitSlot tries a busy slot again: flock has no
+// cancellable blocking wait.
+const lockPoll = 20 * time.Millisecond
+
+// WaitSlot takes the lock of the vpcd slot at addr, waiting while another
+// process or test holds it, until ctx is done.
+func WaitSlot(ctx context.Context, addr string) (unlock func(), err error) {
+	t := time.NewTicker(lockPoll)
+	defer t.Stop()
+	for {
+		unlock, err := LockSlot(addr)
+		if !errors.Is(err, ErrSlotBusy) {
+			return unlock, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: %w", err, context.Cause(ctx))
+		case <-t.C:
+		}
+	}
 }

@@ -344,7 +344,19 @@ func TestLockSlot(t *testing.T) {
 	if err != nil {
 		t.Fatalf("after unlock: %v", err)
 	}
+	// WaitSlot waits for a held slot until its context ends, and takes a
+	// free one.
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := WaitSlot(ctx, addr); !errors.Is(err, ErrSlotBusy) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("WaitSlot on a held slot after cancel = %v, want ErrSlotBusy and context.Canceled", err)
+	}
 	unlock2()
+	unlock3, err := WaitSlot(t.Context(), addr)
+	if err != nil {
+		t.Fatalf("WaitSlot on a free slot: %v", err)
+	}
+	unlock3()
 	if p, _ := LockPath("127.0.0.1:35963"); filepath.Base(p) != "encoder-bridge-vpcd-35963.lock" {
 		t.Fatalf("LockPath = %s", p)
 	}

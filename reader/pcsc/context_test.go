@@ -51,20 +51,64 @@ func openFake(t *testing.T, svc *fakeService) (*Context, *logBuf) {
 		_ = c.Close()
 		// Every context this package established is released by the time
 		// Close returns or its waiters have returned.
-		deadline := time.Now().Add(bound)
-		for {
+		if !svc.waitUntil(func() bool { return svc.established == svc.released }) {
 			est, rel := svc.counts()
-			if est == rel {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Errorf("%d scard contexts established, %d released", est, rel)
-				return
-			}
-			time.Sleep(time.Millisecond)
+			t.Errorf("%d scard contexts established, %d released", est, rel)
 		}
 	})
 	return c, logs
+}
+
+// blockCount counts the times a Context's waits blocked, so a test acts
+// once a waiter is blocked rather than after a sleep that a loaded machine
+// may outlast.
+type blockCount struct {
+	mu      sync.Mutex
+	n       int
+	changed chan struct{} // closed and replaced on every block
+}
+
+// watchBlocked counts c's blocking waits; call it before c is shared.
+func watchBlocked(c *Context) *blockCount {
+	b := &blockCount{changed: make(chan struct{})}
+	c.blocked = func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		b.n++
+		close(b.changed)
+		b.changed = make(chan struct{})
+	}
+	return b
+}
+
+func (b *blockCount) count() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.n
+}
+
+// perWait is how many blocks show that one wait is blocked: a wait's
+// first GetStatusChange (from an unaware state) or first failed attempt
+// answers at once; the second blocks.
+const perWait = 2
+
+// await waits until the waits have blocked n times in all.
+func (b *blockCount) await(t *testing.T, n int) {
+	t.Helper()
+	timeout := time.After(bound)
+	for {
+		b.mu.Lock()
+		got, changed := b.n, b.changed
+		b.mu.Unlock()
+		if got >= n {
+			return
+		}
+		select {
+		case <-changed:
+		case <-timeout:
+			t.Fatalf("the wait did not block (%d blocks, want %d)", got, n)
+		}
+	}
 }
 
 // async runs fn and returns its result on a channel.
@@ -236,6 +280,7 @@ func TestWaitReadersChange(t *testing.T) {
 			svc := newFakeService(true, "A")
 			svc.pnpUnsupported = !pnp
 			c, logs := openFake(t, svc)
+			blocks := watchBlocked(c)
 			ctx := t.Context()
 
 			// Differs already: returns at once, order-insensitive.
@@ -245,12 +290,14 @@ func TestWaitReadersChange(t *testing.T) {
 			}
 
 			var got []string
+			n := blocks.count()
 			done := async(func() error {
 				var err error
 				got, err = c.WaitReadersChange(ctx, []string{"A"})
 				return err
 			})
-			time.Sleep(3 * fakePoll) // let it block; the result is the same either way
+			// Without PnP it blocks between two comparisons of the list.
+			blocks.await(t, n+perWait)
 			svc.setReaders("B", "A")
 			if err := await(t, done); err != nil || !sameReaders(got, []string{"A", "B"}) {
 				t.Fatalf("WaitReadersChange = %q, %v", got, err)
@@ -265,29 +312,32 @@ func TestWaitReadersChange(t *testing.T) {
 func TestWaitReadersChangeAcrossOutage(t *testing.T) {
 	svc := newFakeService(true, "A")
 	c, _ := openFake(t, svc)
+	blocks := watchBlocked(c)
 	ctx := t.Context()
 
 	// The service stopping is the reader list becoming empty, as when
 	// Windows stops SCardSvr with the last reader.
 	var got []string
+	n := blocks.count()
 	done := async(func() error {
 		var err error
 		got, err = c.WaitReadersChange(ctx, []string{"A"})
 		return err
 	})
-	time.Sleep(3 * fakePoll)
+	blocks.await(t, n+perWait)
 	svc.stop()
 	if err := await(t, done); err != nil || got == nil || len(got) != 0 {
 		t.Fatalf("WaitReadersChange = %#v, %v; want an empty list", got, err)
 	}
 
 	// With nothing known, it waits through the outage for a reader.
+	n = blocks.count()
 	done = async(func() error {
 		var err error
 		got, err = c.WaitReadersChange(ctx, nil)
 		return err
 	})
-	time.Sleep(3 * fakePoll)
+	blocks.await(t, n+perWait)
 	svc.start("B")
 	if err := await(t, done); err != nil || !sameReaders(got, []string{"B"}) {
 		t.Fatalf("WaitReadersChange = %q, %v", got, err)
@@ -297,6 +347,7 @@ func TestWaitReadersChangeAcrossOutage(t *testing.T) {
 func TestWaitCardFake(t *testing.T) {
 	svc := newFakeService(true, "A")
 	c, _ := openFake(t, svc)
+	blocks := watchBlocked(c)
 	ctx := t.Context()
 
 	err := c.WaitCard(ctx, "nope", true)
@@ -307,23 +358,26 @@ func TestWaitCardFake(t *testing.T) {
 	if err := c.WaitCard(ctx, "A", false); err != nil {
 		t.Errorf("WaitCard(absent) on an empty reader: %v", err)
 	}
+	n := blocks.count()
 	done := async(func() error { return c.WaitCard(ctx, "A", true) })
-	time.Sleep(3 * fakePoll)
+	blocks.await(t, n+perWait)
 	svc.setCard("A", true)
 	if err := await(t, done); err != nil {
 		t.Errorf("WaitCard(present): %v", err)
 	}
 
+	n = blocks.count()
 	done = async(func() error { return c.WaitCard(ctx, "A", false) })
-	time.Sleep(3 * fakePoll)
+	blocks.await(t, n+perWait)
 	svc.setCard("A", false)
 	if err := await(t, done); err != nil {
 		t.Errorf("WaitCard(absent): %v", err)
 	}
 
 	// Unplugged during the wait.
+	n = blocks.count()
 	done = async(func() error { return c.WaitCard(ctx, "A", true) })
-	time.Sleep(3 * fakePoll)
+	blocks.await(t, n+perWait)
 	svc.setReaders()
 	if err := await(t, done); !errors.Is(err, reader.ErrReaderGone) {
 		t.Errorf("WaitCard with the reader unplugged: %v, want ErrReaderGone", err)
@@ -331,8 +385,9 @@ func TestWaitCardFake(t *testing.T) {
 
 	// The service stops during the wait.
 	svc.setReaders("A")
+	n = blocks.count()
 	done = async(func() error { return c.WaitCard(ctx, "A", true) })
-	time.Sleep(3 * fakePoll)
+	blocks.await(t, n+perWait)
 	svc.stop()
 	if err := await(t, done); !errors.Is(err, reader.ErrNoService) {
 		t.Errorf("WaitCard with the service stopped: %v, want ErrNoService", err)
@@ -379,17 +434,9 @@ func TestWaitCancel(t *testing.T) {
 // since SCardCancel reaches only a call already waiting.
 func waitForWaiters(t *testing.T, svc *fakeService, n int) {
 	t.Helper()
-	deadline := time.Now().Add(bound)
-	for time.Now().Before(deadline) {
-		svc.mu.Lock()
-		in := svc.inWait
-		svc.mu.Unlock()
-		if in >= n {
-			return
-		}
-		time.Sleep(time.Millisecond)
+	if !svc.waitUntil(func() bool { return svc.inWait >= n }) {
+		t.Fatalf("fewer than %d waiters", n)
 	}
-	t.Fatalf("fewer than %d waiters", n)
 }
 
 func TestCloseWhileWaitingRace(t *testing.T) {

@@ -31,6 +31,9 @@ type fakeService struct {
 	resets         int
 	serials        map[string][]byte // SCARD_ATTR_VENDOR_IFD_SERIAL_NO per reader; absent: unsupported
 	inWait         int               // calls inside GetStatusChange's wait
+	// observed is closed and replaced when inWait or released changes,
+	// for waitUntil.
+	observed chan struct{}
 	// stale is what a context from before a restart answers: WinSCard
 	// says INVALID_HANDLE; pcsc-lite's client, whose socket to the old
 	// pcscd is gone, says NO_SERVICE or F_COMM_ERROR.
@@ -41,12 +44,37 @@ var fakeATR = []byte{0x3B, 0x8F, 0x80, 0x01, 0x80, 0x4F, 0x0C, 0xA0, 0x00, 0x00,
 
 func newFakeService(up bool, readers ...string) *fakeService {
 	return &fakeService{
-		stale:   scard.ErrInvalidHandle,
-		up:      up,
-		readers: readers,
-		cards:   map[string]int{},
-		owner:   map[string]*fakeCard{},
-		changed: make(chan struct{}),
+		stale:    scard.ErrInvalidHandle,
+		up:       up,
+		readers:  readers,
+		cards:    map[string]int{},
+		owner:    map[string]*fakeCard{},
+		changed:  make(chan struct{}),
+		observed: make(chan struct{}),
+	}
+}
+
+func (s *fakeService) observeLocked() {
+	close(s.observed)
+	s.observed = make(chan struct{})
+}
+
+// waitUntil waits, up to bound, until cond (called with s.mu held) holds,
+// and reports whether it did.
+func (s *fakeService) waitUntil(cond func() bool) bool {
+	timeout := time.After(bound)
+	for {
+		s.mu.Lock()
+		ok, observed := cond(), s.observed
+		s.mu.Unlock()
+		if ok {
+			return true
+		}
+		select {
+		case <-observed:
+		case <-timeout:
+			return false
+		}
 	}
 }
 
@@ -163,10 +191,12 @@ func (f *fakeContext) GetStatusChange(states []scard.ReaderState, timeout time.D
 	cancel := make(chan struct{})
 	f.waiting = cancel
 	s.inWait++
+	s.observeLocked()
 	defer func() {
 		s.mu.Lock()
 		f.waiting = nil
 		s.inWait--
+		s.observeLocked()
 		s.mu.Unlock()
 	}()
 	for {
@@ -261,6 +291,7 @@ func (f *fakeContext) Release() error {
 	}
 	f.released = true
 	f.s.released++
+	f.s.observeLocked()
 	return nil
 }
 

@@ -53,6 +53,10 @@ type Context struct {
 	serviceDown bool         // only to log transitions once
 	waits       map[scardContext]struct{}
 	cards       map[*Card]struct{}
+	// blocked, set only by tests before use, is called each time a wait
+	// is about to block (GetStatusChange or a poll interval), so a test
+	// can act once a waiter blocked instead of sleeping and hoping.
+	blocked func()
 	// idle keeps the contexts of closed card connections for the next
 	// Connect: establishing one opens a new socket to pcscd and costs more
 	// than a short card job's APDUs together (docs/benchmarks.md).
@@ -423,6 +427,9 @@ func (c *Context) closedOr(op string, err error) error {
 func (c *Context) sleep(ctx context.Context, op string) error {
 	t := time.NewTimer(c.poll)
 	defer t.Stop()
+	if c.blocked != nil {
+		c.blocked()
+	}
 	select {
 	case <-t.C:
 		return nil
@@ -445,6 +452,9 @@ func (c *Context) statusChange(ctx context.Context, sc scardContext, rs []scard.
 		return errStop
 	}
 	defer release()
+	if c.blocked != nil {
+		c.blocked()
+	}
 	return sc.GetStatusChange(rs, c.poll)
 }
 

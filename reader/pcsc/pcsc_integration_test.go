@@ -21,16 +21,16 @@ import (
 
 	"github.com/ebfe/scard"
 
+	"github.com/encoder-bridge/encoder-bridge/hwtest/vpcd"
 	"github.com/encoder-bridge/encoder-bridge/reader"
 )
 
-// The vsmartcard vpcd driver's second slot (PCSC-TESTING.md). The lock
-// file is shared with hwtest, so test packages running in parallel take
-// turns on the slot.
+// The vsmartcard vpcd driver's second slot (PCSC-TESTING.md). Its lock is
+// shared with hwtest, so test packages running in parallel take turns on
+// the slot.
 const (
 	vpcdReader = "Virtual PCD 00 01"
 	vpcdAddr   = "127.0.0.1:35964"
-	vpcdLock   = "/tmp/encoder-bridge-vpcd-35964.lock"
 )
 
 var (
@@ -61,23 +61,19 @@ func requirePCSC(t *testing.T) {
 	}
 }
 
-// lockSlot holds the slot's flock until the test ends.
+// lockSlot holds the slot's lock (the one hwtest and virtual-encoder
+// take) until the test ends.
 func lockSlot(t *testing.T) {
 	t.Helper()
-	f, err := os.OpenFile(vpcdLock, os.O_RDWR|os.O_CREATE, 0o666)
+	unlock, err := vpcd.LockSlot(vpcdAddr)
+	if errors.Is(err, vpcd.ErrSlotBusy) {
+		t.Logf("waiting for the vpcd slot %s, held by another test or process", vpcdAddr)
+		unlock, err = vpcd.WaitSlot(t.Context(), vpcdAddr)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		t.Logf("waiting for %s, held by another test package", vpcdLock)
-		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Cleanup(func() {
-		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-		_ = f.Close()
-	})
+	t.Cleanup(unlock)
 }
 
 // vcard is a virtual card on vpcd: connected is inserted, closed is
@@ -411,6 +407,7 @@ func TestIntegration(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c2.Close()
+		blocks := watchBlocked(c2)
 		names, err := c2.Readers(t.Context())
 		if err != nil {
 			t.Fatal(err)
@@ -420,13 +417,13 @@ func TestIntegration(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		n := blocks.count()
 		waits := []<-chan error{
 			async(func() error { return c2.WaitCard(t.Context(), vpcdReader, false) }),
 			async(func() error { _, err := c2.WaitReadersChange(t.Context(), names); return err }),
 		}
-		// Let them reach GetStatusChange; they must return ErrClosed
-		// either way.
-		time.Sleep(200 * time.Millisecond)
+		// Close while both block in GetStatusChange (or are about to).
+		blocks.await(t, n+2*perWait)
 		if err := c2.Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -511,31 +508,6 @@ func (p *daemonProxy) restart() {
 	}
 }
 
-// awaitConn waits until the proxy has accepted more than n connections
-// in all: libpcsclite opens one per scard context.
-func (p *daemonProxy) awaitConn(t *testing.T, n int) {
-	t.Helper()
-	deadline := time.Now().Add(bound)
-	for {
-		p.mu.Lock()
-		got := p.accepted
-		p.mu.Unlock()
-		if got > n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no new connection to the daemon")
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
-func (p *daemonProxy) connections() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.accepted
-}
-
 // stop makes the daemon unreachable: no socket file, no connections.
 func (p *daemonProxy) stop() {
 	p.mu.Lock()
@@ -588,6 +560,7 @@ func TestServiceRestart(t *testing.T) {
 		t.Fatalf("Open with the service down: %v", err)
 	}
 	defer c.Close()
+	blocks := watchBlocked(c)
 	ctx := t.Context()
 
 	// Down at Open.
@@ -635,9 +608,9 @@ func TestServiceRestart(t *testing.T) {
 	if _, err := card.Transmit(ctx, getUID); err != nil {
 		t.Fatal(err)
 	}
-	before := proxy.connections()
+	n := blocks.count()
 	waiting := async(func() error { return c.WaitCard(ctx, vpcdReader, false) })
-	proxy.awaitConn(t, before) // the wait's own context is up
+	blocks.await(t, n+perWait) // blocked on its own context
 	proxy.restart()
 	if err := await(t, waiting); !errors.Is(err, reader.ErrNoService) {
 		t.Errorf("WaitCard across a restart: %v, want ErrNoService", err)
