@@ -185,7 +185,7 @@ func TestStationErrors(t *testing.T) {
 		st, r, c := station(t, "ntag213")
 		r.Remove()
 		go func() {
-			time.Sleep(10 * time.Millisecond)
+			<-st.Readers.(*sim.Context).Waiting(1)
 			r.Insert(c)
 		}()
 		if _, err := st.Encode(ctx, "Sim 00", cred, 10*time.Second); err != nil {

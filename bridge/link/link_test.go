@@ -203,12 +203,16 @@ func TestBackoffResetsAfterGrace(t *testing.T) {
 	type ctl struct {
 		welcome bool
 		drop    chan struct{}
+		up      chan struct{} // if set, closed once the connection is up
 	}
 	conns := make(chan ctl, 8)
 	srv := wsServer(t, false, func(ws *websocket.Conn, r *http.Request) {
 		c := <-conns
 		if c.welcome {
 			ws.WriteMessage(websocket.TextMessage, []byte(`welcome`))
+		}
+		if c.up != nil {
+			close(c.up)
 		}
 		<-c.drop
 	})
@@ -269,9 +273,9 @@ func TestBackoffResetsAfterGrace(t *testing.T) {
 	}
 
 	// Up for long, but the cloud never spoke: no reset either.
-	c = ctl{drop: make(chan struct{})}
+	c = ctl{drop: make(chan struct{}), up: make(chan struct{})}
 	conns <- c
-	time.Sleep(20 * time.Millisecond)
+	<-c.up
 	fc.Advance(time.Hour)
 	close(c.drop)
 	if w := fc.next(t); w != ms(400) {

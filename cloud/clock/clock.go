@@ -32,6 +32,12 @@ type Fake struct {
 	mu      sync.Mutex
 	now     time.Time
 	waiters []waiter
+	watch   []watch // Waiting's channels not closed yet
+}
+
+type watch struct {
+	n  int
+	ch chan struct{}
 }
 
 type waiter struct {
@@ -62,6 +68,7 @@ func (f *Fake) After(d time.Duration) <-chan time.Time {
 		return ch
 	}
 	f.waiters = append(f.waiters, waiter{at: f.now.Add(d), ch: ch})
+	f.watchLocked()
 	return ch
 }
 
@@ -88,6 +95,30 @@ func (f *Fake) Waiters() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return len(f.waiters)
+}
+
+// Waiting returns a channel that is closed once at least n After channels
+// are waiting to fire: a test advances the clock after the goroutine it
+// means to wake is parked on it, without sleeping first.
+func (f *Fake) Waiting(n int) <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	w := watch{n: n, ch: make(chan struct{})}
+	f.watch = append(f.watch, w)
+	f.watchLocked()
+	return w.ch
+}
+
+func (f *Fake) watchLocked() {
+	keep := f.watch[:0]
+	for _, w := range f.watch {
+		if len(f.waiters) >= w.n {
+			close(w.ch)
+			continue
+		}
+		keep = append(keep, w)
+	}
+	f.watch = keep
 }
 
 func (f *Fake) setLocked(t time.Time) {

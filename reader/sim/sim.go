@@ -24,6 +24,13 @@ type Context struct {
 	readers []*Reader
 	closed  bool
 	changed chan struct{} // closed and replaced on every change
+	blocked int           // calls blocked in a wait
+	watch   []watcher     // Waiting's channels not closed yet
+}
+
+type watcher struct {
+	n  int
+	ch chan struct{}
 }
 
 var (
@@ -182,22 +189,56 @@ func (c *Context) WaitCard(ctx context.Context, name string, present bool) error
 	return err
 }
 
+// Waiting returns a channel that is closed once at least n calls are
+// blocked in WaitCard or WaitReadersChange, so a test can change the
+// readers after a waiter blocked instead of sleeping first.
+func (c *Context) Waiting(n int) <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w := watcher{n: n, ch: make(chan struct{})}
+	c.watch = append(c.watch, w)
+	c.watchLocked()
+	return w.ch
+}
+
+func (c *Context) watchLocked() {
+	keep := c.watch[:0]
+	for _, w := range c.watch {
+		if c.blocked >= w.n {
+			close(w.ch)
+			continue
+		}
+		keep = append(keep, w)
+	}
+	c.watch = keep
+}
+
 // wait re-evaluates check, under the lock, after every change until it is
 // done, fails, or ctx ends.
 func wait[T any](ctx context.Context, c *Context, check func() (T, bool, error)) (T, error) {
 	for {
 		c.mu.Lock()
 		v, done, err := check()
-		ch := c.changed
-		c.mu.Unlock()
 		if err != nil || done {
+			c.mu.Unlock()
 			return v, err
 		}
+		ch := c.changed
+		c.blocked++
+		c.watchLocked()
+		c.mu.Unlock()
+		var cancelled bool
 		select {
 		case <-ctx.Done():
+			cancelled = true
+		case <-ch:
+		}
+		c.mu.Lock()
+		c.blocked--
+		c.mu.Unlock()
+		if cancelled {
 			var zero T
 			return zero, ctx.Err()
-		case <-ch:
 		}
 	}
 }

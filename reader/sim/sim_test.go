@@ -59,12 +59,16 @@ func TestWaitCard(t *testing.T) {
 	s := New()
 	r := s.Plug("A")
 	done := make(chan error, 1)
+	// Each change comes once the waiter is blocked, so the blocking path
+	// is the one tested.
 	go func() { done <- s.WaitCard(ctx, "A", true) }()
+	<-s.Waiting(1)
 	r.Insert(newCard(t))
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
 	go func() { done <- s.WaitCard(ctx, "A", false) }()
+	<-s.Waiting(1)
 	r.Remove()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -74,11 +78,19 @@ func TestWaitCard(t *testing.T) {
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	go func() { done <- s.WaitCard(cctx, "A", true) }()
+	<-s.Waiting(1)
+	// A second waiter is not there yet.
+	select {
+	case <-s.Waiting(2):
+		t.Fatal("Waiting(2) with one waiter")
+	default:
+	}
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled wait: %v", err)
 	}
 	go func() { done <- s.WaitCard(ctx, "A", true) }()
+	<-s.Waiting(1)
 	s.Close()
 	if err := <-done; !errors.Is(err, reader.ErrClosed) {
 		t.Fatalf("closed context: %v", err)
