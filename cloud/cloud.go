@@ -157,8 +157,9 @@ func (s *Server) JobTimeout() time.Duration { return s.jobs.Timeout() }
 const ShutdownTimeout = 10 * time.Second
 
 // Serve serves on ln and runs the sweeper until ctx is done, then shuts
-// the HTTP server down gracefully and closes every bridge link. It does
-// not close the database (Close does).
+// the HTTP server down gracefully, closes every bridge link and waits for
+// the sweeper to stop. It does not close the database (Close does), which
+// is then safe.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           s.handler,
@@ -166,8 +167,16 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ErrorLog:          zap.NewStdLog(s.log.Named("http")),
 	}
 	runCtx, stopRun := context.WithCancel(ctx)
-	defer stopRun()
-	go s.jobs.Run(runCtx)
+	swept := make(chan struct{})
+	go func() {
+		defer close(swept)
+		s.jobs.Run(runCtx)
+	}()
+	// A sweep in progress finishes before the caller may close the database.
+	defer func() {
+		stopRun()
+		<-swept
+	}()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

@@ -32,6 +32,10 @@ import (
 // Handler gives meaning to a bridge's messages. Each method returns the
 // messages to send back, in order.
 type Handler interface {
+	// Hello returns the replies to a bridge's hello (welcome, result acks,
+	// pending jobs). It may run a database transaction and may call Send:
+	// no lock that Send takes is held while it runs, and what is sent to
+	// the bridge meanwhile goes to the new link after these replies.
 	Hello(ctx context.Context, b store.Bridge, h *protocol.Hello) ([]*protocol.Message, error)
 	Message(ctx context.Context, b store.Bridge, m *protocol.Message) ([]*protocol.Message, error)
 	Disconnected(ctx context.Context, bridgeID string)
@@ -102,13 +106,20 @@ type Hub struct {
 	count  atomic.Int64
 }
 
-// slot is a bridge's place in the hub: its current link. mu orders a
-// hello (read pending jobs, queue them, become current) against Send, so
-// a job stored during a hello is either in the hello's offer or sent to
-// the new link after it.
+// slot is a bridge's place in the hub: its current link. A hello (read
+// pending jobs, queue them, become current) and Send are ordered so that a
+// job stored during a hello is either in the hello's offer or sent to the
+// new link after it: Send during a hello holds the message back for the
+// new link. No lock Send takes is held while the handler's Hello runs its
+// transaction, so a slow database never stalls Send, and Hello may call it.
 type slot struct {
-	mu  sync.Mutex
-	cur atomic.Pointer[link]
+	hello sync.Mutex // one hello per bridge at a time
+	mu    sync.Mutex // guards accepting and held, and orders Send against the swap
+	cur   atomic.Pointer[link]
+	// accepting is set while a hello runs; held are the messages Send
+	// queued meanwhile.
+	accepting bool
+	held      []*protocol.Message
 }
 
 // New makes a Hub.
@@ -170,6 +181,13 @@ func (h *Hub) Send(bridgeID string, m *protocol.Message) bool {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.accepting {
+		if len(s.held) >= h.cfg.SendQueue {
+			return false
+		}
+		s.held = append(s.held, m)
+		return true
+	}
 	l := s.cur.Load()
 	return l != nil && l.enqueue(m)
 }
@@ -330,17 +348,43 @@ func (h *Hub) forget(l *link) {
 // (welcome, result acks, pending jobs) ahead of anything else.
 func (h *Hub) accept(l *link, hello *protocol.Hello) error {
 	s := h.slot(l.bridge.ID)
+	s.hello.Lock()
+	defer s.hello.Unlock()
 	s.mu.Lock()
+	s.accepting = true
+	s.mu.Unlock()
+	ok := false
+	defer func() {
+		if !ok {
+			// The hello failed or panicked: what was sent meanwhile goes
+			// where it would have gone without this hello.
+			s.mu.Lock()
+			held := s.held
+			s.accepting, s.held = false, nil
+			if cur := s.cur.Load(); cur != nil {
+				for _, m := range held {
+					cur.enqueue(m)
+				}
+			}
+			s.mu.Unlock()
+		}
+	}()
 	msgs, err := h.cfg.Handler.Hello(h.ctx, l.bridge, hello)
 	if err != nil {
-		s.mu.Unlock()
 		return err
 	}
+	ok = true
+	s.mu.Lock()
+	held := s.held
+	s.accepting, s.held = false, nil
 	// Current before the welcome is queued: a bridge acting on its welcome
 	// must find itself online. Send holds s.mu, so no job can be queued
 	// ahead of these replies.
 	old := s.cur.Swap(l)
 	for _, m := range msgs {
+		l.enqueue(m)
+	}
+	for _, m := range held {
 		l.enqueue(m)
 	}
 	s.mu.Unlock()

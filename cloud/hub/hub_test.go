@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,9 +38,15 @@ type stubHandler struct {
 	mu           sync.Mutex
 	messages     []protocol.Type
 	disconnected chan string
+	// onHello, if set, runs inside Hello, where the cloud's handler runs
+	// its transaction.
+	onHello func(b store.Bridge)
 }
 
 func (h *stubHandler) Hello(ctx context.Context, b store.Bridge, _ *protocol.Hello) ([]*protocol.Message, error) {
+	if h.onHello != nil {
+		h.onHello(b)
+	}
 	w := protocol.New(protocol.TypeWelcome)
 	w.Welcome = &protocol.Welcome{BridgeID: b.ID}
 	return []*protocol.Message{w}, nil
@@ -195,5 +202,89 @@ func TestCloseWaitsForLinks(t *testing.T) {
 	}
 	if _, resp, err := dial(t, srv, "good"); err == nil || resp.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("dial after Close: %v", err)
+	}
+}
+
+// Send does not wait for a hello in progress (whose handler may be slow in
+// a database transaction) and may be called by the handler's Hello itself;
+// what it sends arrives after the hello's replies.
+func TestSendDuringHello(t *testing.T) {
+	hub, srv, h := serve(t, Config{})
+	ack := func(id string) *protocol.Message {
+		m := protocol.New(protocol.TypeResultAck)
+		m.ResultAck = &protocol.ResultAck{JobID: id}
+		return m
+	}
+	release := make(chan struct{})
+	h.onHello = func(b store.Bridge) {
+		// From another goroutine, as an API request storing a job.
+		sent := make(chan bool, 1)
+		go func() { sent <- hub.Send(b.ID, ack("other")) }()
+		select {
+		case ok := <-sent:
+			if !ok {
+				t.Error("Send during a hello was refused")
+			}
+		case <-time.After(5 * time.Second):
+			t.Error("Send waited for the hello to finish")
+		}
+		// And from the handler itself.
+		if !hub.Send(b.ID, ack("self")) {
+			t.Error("Send from Hello was refused")
+		}
+		<-release
+	}
+	c, _, err := dial(t, srv, "good")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.WriteMessage(websocket.TextMessage, []byte(`{"v":1,"type":"hello","hello":{"bridge_id":"b1","protocol_version":1,"encoders":[]}}`))
+	close(release)
+	for _, want := range []string{"welcome", "other", "self"} {
+		m := read(t, c)
+		got := string(m.Type)
+		if m.Type == protocol.TypeResultAck {
+			got = m.ResultAck.JobID
+		}
+		if got != want {
+			t.Fatalf("got %s, want %s", got, want)
+		}
+	}
+}
+
+// A hello whose handler panics leaves the slot as it was: Send still
+// reaches the current link.
+func TestHelloPanicLeavesSlotUsable(t *testing.T) {
+	hub, srv, h := serve(t, Config{})
+	var calls atomic.Int32
+	h.onHello = func(store.Bridge) {
+		if calls.Add(1) == 2 {
+			panic("handler bug")
+		}
+	}
+	hello := []byte(`{"v":1,"type":"hello","hello":{"bridge_id":"b1","protocol_version":1,"encoders":[]}}`)
+	c1, _, err := dial(t, srv, "good")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c1.WriteMessage(websocket.TextMessage, hello)
+	if m := read(t, c1); m.Type != protocol.TypeWelcome {
+		t.Fatalf("first hello: %v", m)
+	}
+	c2, _, err := dial(t, srv, "good")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2.WriteMessage(websocket.TextMessage, hello)
+	if m := read(t, c2); m.Type != protocol.TypeError || m.Error.Code != protocol.CodeInternal {
+		t.Fatalf("after a panicking hello: %v", m)
+	}
+	ack := protocol.New(protocol.TypeResultAck)
+	ack.ResultAck = &protocol.ResultAck{JobID: "j"}
+	if !hub.Send("b1", ack) {
+		t.Fatal("Send refused")
+	}
+	if m := read(t, c1); m.Type != protocol.TypeResultAck {
+		t.Fatalf("got %v on the current link, want the result_ack", m)
 	}
 }
