@@ -168,7 +168,8 @@ type anchor struct {
 
 // Status is a snapshot of the agent for local monitoring.
 type Status struct {
-	// Connected: the link to the cloud is up and the hello was sent.
+	// Connected: the link to the cloud is up, the hello was sent and the
+	// cloud welcomed it, so jobs can arrive.
 	Connected bool
 	// Encoders is how many encoders are attached and announced.
 	Encoders int
@@ -180,7 +181,7 @@ type Status struct {
 func (a *Agent) Status() Status {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return Status{Connected: a.sess != nil, Encoders: len(a.encoders), Jobs: len(a.running)}
+	return Status{Connected: a.sess != nil && a.sess.welcomed, Encoders: len(a.encoders), Jobs: len(a.running)}
 }
 
 // New checks opts and builds an Agent; Run starts it.

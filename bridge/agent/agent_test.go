@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/encoder-bridge/encoder-bridge/bridge/config"
 	"github.com/encoder-bridge/encoder-bridge/bridge/journal"
 	"github.com/encoder-bridge/encoder-bridge/bridge/link"
+	"github.com/encoder-bridge/encoder-bridge/cloud/cloudtest"
 	"github.com/encoder-bridge/encoder-bridge/protocol"
 )
 
@@ -39,20 +41,20 @@ func TestEncodeAndScanEndToEnd(t *testing.T) {
 	card := newCard(t)
 	h.sim.Plug("Sim 00").Insert(card)
 	h.start()
-	cc := h.cloud.next(t)
+	cc := h.cloud.Next(t)
 
 	enc := h.encoderID("Sim 00")
 	want := protocol.Encoder{ID: enc, DisplayName: "Front desk", ReaderName: "Sim 00", Technologies: DefaultTechnologies}
-	if len(cc.hello.Encoders) != 1 || cc.hello.Encoders[0].ID != want.ID || cc.hello.Encoders[0].DisplayName != want.DisplayName ||
-		!slices.Equal(cc.hello.Encoders[0].Technologies, want.Technologies) {
-		t.Fatalf("hello encoders = %+v", cc.hello.Encoders)
+	if len(cc.Hello.Encoders) != 1 || cc.Hello.Encoders[0].ID != want.ID || cc.Hello.Encoders[0].DisplayName != want.DisplayName ||
+		!slices.Equal(cc.Hello.Encoders[0].Technologies, want.Technologies) {
+		t.Fatalf("hello encoders = %+v", cc.Hello.Encoders)
 	}
-	if cc.hello.BridgeID != testBridge || cc.hello.ProtocolVersion != protocol.Version || cc.hello.SoftwareVersion != "test" {
-		t.Fatalf("hello = %+v", cc.hello)
+	if cc.Hello.BridgeID != testBridge || cc.Hello.ProtocolVersion != protocol.Version || cc.Hello.SoftwareVersion != "test" {
+		t.Fatalf("hello = %+v", cc.Hello)
 	}
 
-	cc.job(encodeJob("j-enc", enc, in(waitLong)))
-	r := cc.expectResult(t, "j-enc")
+	cc.Job(encodeJob("j-enc", enc, in(waitLong)))
+	r := cc.ExpectResult(t, "j-enc")
 	if r.Error != nil {
 		t.Fatalf("encode failed: %+v", r.Error)
 	}
@@ -65,8 +67,8 @@ func TestEncodeAndScanEndToEnd(t *testing.T) {
 		t.Fatalf("after result_ack: %+v, %v", e, err)
 	}
 
-	cc.job(scanJob("j-scan", enc, in(waitLong)))
-	r = cc.expectResult(t, "j-scan")
+	cc.Job(scanJob("j-scan", enc, in(waitLong)))
+	r = cc.ExpectResult(t, "j-scan")
 	if r.Error != nil || !r.Card.Valid || r.Card.Credential == nil || r.Card.Credential.CredentialID != testCredential().CredentialID ||
 		*r.Card.Credential.IssueSequence != 3 || r.Card.UID != uidHex(card.UID()) {
 		t.Fatalf("scan result = %+v / %+v", r.Card, r.Error)
@@ -75,16 +77,16 @@ func TestEncodeAndScanEndToEnd(t *testing.T) {
 
 func TestMessageOrderOfAJob(t *testing.T) {
 	h := newHarness(t)
-	h.cloud.autoAck.Store(false)
+	h.cloud.AutoAck.Store(false)
 	h.sim.Plug("Sim 00").Insert(newCard(t))
 	h.start()
-	cc := h.cloud.next(t)
-	cc.job(encodeJob("j1", h.encoderID("Sim 00"), in(waitLong)))
-	cc.expectResult(t, "j1")
-	cc.job(encodeJob("j2", h.encoderID("Sim 00"), in(waitLong)))
+	cc := h.cloud.Next(t)
+	cc.Job(encodeJob("j1", h.encoderID("Sim 00"), in(waitLong)))
+	cc.ExpectResult(t, "j1")
+	cc.Job(encodeJob("j2", h.encoderID("Sim 00"), in(waitLong)))
 	var msgs []*protocol.Message
 	for {
-		m := cc.expect(t, "messages of j2", func(m *protocol.Message) bool { return m.JobID() == "j2" })
+		m := cc.Expect(t, "messages of j2", func(m *protocol.Message) bool { return m.JobID() == "j2" })
 		msgs = append(msgs, m)
 		if m.Type == protocol.TypeResult {
 			break
@@ -104,30 +106,30 @@ func TestMessageOrderOfAJob(t *testing.T) {
 // a running one just an ack, an acknowledged one an error.
 func TestRedeliveredJobRunsOnce(t *testing.T) {
 	h := newHarness(t)
-	h.cloud.autoAck.Store(false)
+	h.cloud.AutoAck.Store(false)
 	card := newCard(t)
 	r0 := h.sim.Plug("Sim 00")
 	r0.Insert(card)
 	h.start()
-	cc := h.cloud.next(t)
+	cc := h.cloud.Next(t)
 	enc := h.encoderID("Sim 00")
 
 	j := encodeJob("j1", enc, in(waitLong))
-	cc.job(j)
-	first := cc.expectResult(t, "j1")
+	cc.Job(j)
+	first := cc.ExpectResult(t, "j1")
 	if first.Error != nil || card.writes.Load() != writesPerEncode() {
 		t.Fatalf("first run: %+v, %d writes (want %d)", first.Error, card.writes.Load(), writesPerEncode())
 	}
-	cc.job(j)
-	cc.expect(t, "ack of the redelivery", isType(protocol.TypeAck, "j1"))
-	again := cc.expectResult(t, "j1")
+	cc.Job(j)
+	cc.Expect(t, "ack of the redelivery", isType(protocol.TypeAck, "j1"))
+	again := cc.ExpectResult(t, "j1")
 	if !again.FinishedAt.Equal(first.FinishedAt) || again.Card.UID != first.Card.UID {
 		t.Fatalf("redelivery got another result: %+v vs %+v", again, first)
 	}
-	cc.resultAck("j1")
+	cc.ResultAck("j1")
 	h.quiet()
-	cc.job(j)
-	e := cc.expect(t, "error for a job already acknowledged", isType(protocol.TypeError, "j1"))
+	cc.Job(j)
+	e := cc.Expect(t, "error for a job already acknowledged", isType(protocol.TypeError, "j1"))
 	if e.Error.Code != protocol.CodeUnexpected {
 		t.Fatalf("error %+v", e.Error)
 	}
@@ -139,16 +141,16 @@ func TestRedeliveredJobRunsOnce(t *testing.T) {
 	r0.Remove()
 	card2 := newCard(t)
 	k := encodeJob("k1", enc, in(waitLong))
-	cc.job(k)
-	cc.expect(t, "k1 waiting", isStage("k1", protocol.StageWaitingForCard))
-	cc.job(k)
-	cc.expect(t, "ack of the redelivered k1", isType(protocol.TypeAck, "k1"))
+	cc.Job(k)
+	cc.Expect(t, "k1 waiting", isStage("k1", protocol.StageWaitingForCard))
+	cc.Job(k)
+	cc.Expect(t, "ack of the redelivered k1", isType(protocol.TypeAck, "k1"))
 	r0.Insert(card2)
-	cc.expectResult(t, "k1")
-	cc.resultAck("k1")
+	cc.ExpectResult(t, "k1")
+	cc.ResultAck("k1")
 	h.quiet()
-	rest := cc.collect(100 * time.Millisecond)
-	if n := resultsFor(&cloudConn{hello: &protocol.Hello{}}, rest, "k1"); n != 0 {
+	rest := cc.Collect(100 * time.Millisecond)
+	if n := resultsFor(&cloudtest.FakeConn{Hello: &protocol.Hello{}}, rest, "k1"); n != 0 {
 		t.Fatalf("k1 finished %d more times", n)
 	}
 	if w := card2.writes.Load(); w != writesPerEncode() {
@@ -175,26 +177,26 @@ func TestLinkDropsDuringAJob(t *testing.T) {
 			card := newCard(t)
 			h.sim.Plug("Sim 00").Insert(card)
 			h.start()
-			cc := h.cloud.next(t)
-			cc.dropOn = st.dropOn
+			cc := h.cloud.Next(t)
+			cc.DropOn = st.dropOn
 			j := encodeJob("j1", h.encoderID("Sim 00"), in(waitLong))
-			cc.job(j)
+			cc.Job(j)
 			if st.dropAfterJob {
-				cc.drop()
+				cc.Drop()
 			}
-			<-cc.closed
+			<-cc.Closed
 
-			c2 := h.cloud.next(t)
-			t.Logf("hello after the reconnect: active %v, %d results", c2.hello.ActiveJobs, len(c2.hello.Results))
-			if !slices.Contains(c2.hello.ActiveJobs, "j1") && resultsFor(c2, nil, "j1") == 0 {
+			c2 := h.cloud.Next(t)
+			t.Logf("hello after the reconnect: active %v, %d results", c2.Hello.ActiveJobs, len(c2.Hello.Results))
+			if !slices.Contains(c2.Hello.ActiveJobs, "j1") && resultsFor(c2, nil, "j1") == 0 {
 				// The bridge never got it: the cloud offers it again.
-				c2.job(j)
+				c2.Job(j)
 			}
 			if resultsFor(c2, nil, "j1") == 0 {
-				c2.expectResult(t, "j1")
+				c2.ExpectResult(t, "j1")
 			}
 			h.quiet()
-			rest := c2.collect(150 * time.Millisecond)
+			rest := c2.Collect(150 * time.Millisecond)
 			// Count again from scratch: the hello plus every result message.
 			n := resultsFor(c2, rest, "j1")
 			if resultsFor(c2, nil, "j1") == 0 {
@@ -219,9 +221,9 @@ func TestKilledMidWrite(t *testing.T) {
 	card.gate = make(chan struct{})
 	h.sim.Plug("Sim 00").Insert(card)
 	h.start()
-	cc := h.cloud.next(t)
-	cc.job(encodeJob("j1", h.encoderID("Sim 00"), in(waitLong)))
-	cc.expect(t, "writing", isStage("j1", protocol.StageWriting))
+	cc := h.cloud.Next(t)
+	cc.Job(encodeJob("j1", h.encoderID("Sim 00"), in(waitLong)))
+	cc.Expect(t, "writing", isStage("j1", protocol.StageWriting))
 	if e, err := h.j.Get("j1"); err != nil || e.State != journal.StateWriting {
 		t.Fatalf("journal before the first write: %+v, %v", e, err)
 	}
@@ -235,17 +237,17 @@ func TestKilledMidWrite(t *testing.T) {
 
 	h2 := &harness{t: t, cloud: h.cloud, sim: h.sim, keys: h.keys, dir: h.dir, log: h.log}
 	h2.start()
-	c2 := h.cloud.next(t)
+	c2 := h.cloud.Next(t)
 	var got *protocol.Result
-	for _, r := range c2.hello.Results {
+	for _, r := range c2.Hello.Results {
 		if r.JobID == "j1" {
 			got = &r
 		}
 	}
 	if got == nil || got.Error == nil || got.Error.Type != string(bridge.CodeEncodingInterrupted) {
-		t.Fatalf("hello results after the restart: %+v", c2.hello.Results)
+		t.Fatalf("hello results after the restart: %+v", c2.Hello.Results)
 	}
-	if slices.Contains(c2.hello.ActiveJobs, "j1") {
+	if slices.Contains(c2.Hello.ActiveJobs, "j1") {
 		t.Fatal("j1 still active")
 	}
 	close(card.gate)
@@ -265,9 +267,9 @@ func TestDeadlinePassedOnReceipt(t *testing.T) {
 	card := newCard(t)
 	h.sim.Plug("Sim 00").Insert(card)
 	h.start()
-	cc := h.cloud.next(t)
-	cc.job(encodeJob("late", h.encoderID("Sim 00"), time.Now().Add(-time.Second)))
-	r := cc.expectResult(t, "late")
+	cc := h.cloud.Next(t)
+	cc.Job(encodeJob("late", h.encoderID("Sim 00"), time.Now().Add(-time.Second)))
+	r := cc.ExpectResult(t, "late")
 	if r.Error == nil || r.Error.Type != string(CodeActionAttemptExpired) {
 		t.Fatalf("result %+v", r)
 	}
@@ -280,11 +282,11 @@ func TestNoCardUntilDeadline(t *testing.T) {
 	h := newHarness(t)
 	h.sim.Plug("Sim 00")
 	h.start()
-	cc := h.cloud.next(t)
+	cc := h.cloud.Next(t)
 	start := time.Now()
-	cc.job(scanJob("s1", h.encoderID("Sim 00"), in(300*time.Millisecond)))
-	cc.expect(t, "waiting", isStage("s1", protocol.StageWaitingForCard))
-	r := cc.expectResult(t, "s1")
+	cc.Job(scanJob("s1", h.encoderID("Sim 00"), in(300*time.Millisecond)))
+	cc.Expect(t, "waiting", isStage("s1", protocol.StageWaitingForCard))
+	r := cc.ExpectResult(t, "s1")
 	if r.Error == nil || r.Error.Type != string(bridge.CodeNoCredentialOnEncoder) {
 		t.Fatalf("result %+v", r)
 	}
@@ -298,23 +300,23 @@ func TestEncodersInParallel(t *testing.T) {
 	h := newHarness(t)
 	r0, r1 := h.sim.Plug("Sim 00"), h.sim.Plug("Sim 01")
 	h.start()
-	cc := h.cloud.next(t)
+	cc := h.cloud.Next(t)
 	e0, e1 := h.encoderID("Sim 00"), h.encoderID("Sim 01")
-	cc.job(encodeJob("a1", e0, in(waitLong)))
-	cc.job(encodeJob("b1", e1, in(waitLong)))
-	cc.job(encodeJob("a2", e0, in(waitLong)))
+	cc.Job(encodeJob("a1", e0, in(waitLong)))
+	cc.Job(encodeJob("b1", e1, in(waitLong)))
+	cc.Job(encodeJob("a2", e0, in(waitLong)))
 
 	var log []*protocol.Message
 	seen := func(ok func(*protocol.Message) bool) bool { return slices.ContainsFunc(log, ok) }
 	until := func(what string, ok func(*protocol.Message) bool) {
 		t.Helper()
 		for !seen(ok) {
-			log = append(log, cc.expect(t, what, func(*protocol.Message) bool { return true }))
+			log = append(log, cc.Expect(t, what, func(*protocol.Message) bool { return true }))
 		}
 	}
 	until("a1 waiting", isStage("a1", protocol.StageWaitingForCard))
 	until("b1 waiting", isStage("b1", protocol.StageWaitingForCard))
-	log = append(log, cc.collect(100*time.Millisecond)...)
+	log = append(log, cc.Collect(100*time.Millisecond)...)
 	if seen(isStage("a2", protocol.StageWaitingForCard)) {
 		t.Fatal("a2 started while a1 held the encoder")
 	}
@@ -341,36 +343,36 @@ func TestEncodersInParallel(t *testing.T) {
 func TestReadersPluggedAndUnplugged(t *testing.T) {
 	h := newHarness(t)
 	h.start()
-	cc := h.cloud.next(t)
-	if len(cc.hello.Encoders) != 0 {
-		t.Fatalf("hello encoders %+v", cc.hello.Encoders)
+	cc := h.cloud.Next(t)
+	if len(cc.Hello.Encoders) != 0 {
+		t.Fatalf("hello encoders %+v", cc.Hello.Encoders)
 	}
 	h.sim.Plug("Sim 07")
 	id := h.encoderID("Sim 07")
-	m := cc.expect(t, "encoder_added", isType(protocol.TypeEncoderAdded, ""))
+	m := cc.Expect(t, "encoder_added", isType(protocol.TypeEncoderAdded, ""))
 	if m.Encoder.ID != id || m.Encoder.ReaderName != "Sim 07" || m.Encoder.DisplayName != "Sim 07" {
 		t.Fatalf("encoder_added %+v", m.Encoder)
 	}
 	h.sim.Unplug("Sim 07")
-	m = cc.expect(t, "encoder_removed", isType(protocol.TypeEncoderRemoved, ""))
+	m = cc.Expect(t, "encoder_removed", isType(protocol.TypeEncoderRemoved, ""))
 	if m.EncoderID != id {
 		t.Fatalf("encoder_removed %q, want %q", m.EncoderID, id)
 	}
 
 	// A job for the unplugged encoder: not online, no protocol error.
-	cc.job(scanJob("gone", id, in(waitLong)))
-	r := cc.expectResult(t, "gone")
+	cc.Job(scanJob("gone", id, in(waitLong)))
+	r := cc.ExpectResult(t, "gone")
 	if r.Error == nil || r.Error.Type != string(bridge.CodeEncoderNotOnline) {
 		t.Fatalf("job for an unplugged encoder: %+v", r)
 	}
 	// A job for an encoder this bridge never had: an error message and a
 	// result, so the action attempt ends.
-	cc.job(scanJob("alien", "enc-of-another-bridge", in(waitLong)))
-	e := cc.expect(t, "unknown_encoder", isType(protocol.TypeError, "alien"))
+	cc.Job(scanJob("alien", "enc-of-another-bridge", in(waitLong)))
+	e := cc.Expect(t, "unknown_encoder", isType(protocol.TypeError, "alien"))
 	if e.Error.Code != protocol.CodeUnknownEncoder || !strings.Contains(e.Error.Message, "enc-of-another-bridge") {
 		t.Fatalf("error %+v", e.Error)
 	}
-	r = cc.expectResult(t, "alien")
+	r = cc.ExpectResult(t, "alien")
 	if r.Error == nil || r.Error.Type != string(bridge.CodeUncategorized) || !strings.Contains(r.Error.Message, "enc-of-another-bridge") {
 		t.Fatalf("result %+v", r)
 	}
@@ -380,7 +382,7 @@ func TestMalformedMessagesKeepTheLink(t *testing.T) {
 	h := newHarness(t)
 	h.sim.Plug("Sim 00").Insert(newCard(t))
 	h.start()
-	cc := h.cloud.next(t)
+	cc := h.cloud.Next(t)
 	tests := []struct {
 		frame string
 		code  protocol.ErrorCode
@@ -396,29 +398,29 @@ func TestMalformedMessagesKeepTheLink(t *testing.T) {
 		{`{"v":1,"type":"result_ack","result_ack":{"job_id":"never"}}`, protocol.CodeUnexpected, "never"},
 	}
 	for _, tt := range tests {
-		cc.sendRaw(websocket.TextMessage, []byte(tt.frame))
-		m := cc.expect(t, "error for "+tt.frame, isType(protocol.TypeError, ""))
+		cc.SendRaw(websocket.TextMessage, []byte(tt.frame))
+		m := cc.Expect(t, "error for "+tt.frame, isType(protocol.TypeError, ""))
 		if m.Error.Code != tt.code || m.Error.JobID != tt.jobID {
 			t.Errorf("%s: error %+v, want code %s job %q", tt.frame, m.Error, tt.code, tt.jobID)
 		}
 	}
-	cc.sendRaw(websocket.BinaryMessage, []byte{0xff, 0x00})
-	if m := cc.expect(t, "error for a binary frame", isType(protocol.TypeError, "")); m.Error.Code != protocol.CodeMalformed {
+	cc.SendRaw(websocket.BinaryMessage, []byte{0xff, 0x00})
+	if m := cc.Expect(t, "error for a binary frame", isType(protocol.TypeError, "")); m.Error.Code != protocol.CodeMalformed {
 		t.Errorf("binary frame: %+v", m.Error)
 	}
 	// An error from the cloud is never answered.
 	e := protocol.New(protocol.TypeError)
 	e.Error = &protocol.Error{Code: protocol.CodeInternal, Message: "oops"}
-	cc.send(e)
+	cc.Send(e)
 
-	cc.job(encodeJob("ok", h.encoderID("Sim 00"), in(waitLong)))
-	if r := cc.expectResult(t, "ok"); r.Error != nil {
+	cc.Job(encodeJob("ok", h.encoderID("Sim 00"), in(waitLong)))
+	if r := cc.ExpectResult(t, "ok"); r.Error != nil {
 		t.Fatalf("job after malformed messages: %+v", r.Error)
 	}
-	if n := h.cloud.n.Load(); n != 1 {
+	if n := h.cloud.Connections(); n != 1 {
 		t.Fatalf("%d connections: malformed messages dropped the link", n)
 	}
-	for _, m := range cc.collect(100 * time.Millisecond) {
+	for _, m := range cc.Collect(100 * time.Millisecond) {
 		if m.Type == protocol.TypeError {
 			t.Fatalf("answered the cloud's error: %+v", m.Error)
 		}
@@ -441,14 +443,14 @@ func TestJobsResumeAfterRestart(t *testing.T) {
 
 	h.sim.Plug("Sim 00").Insert(newCard(t))
 	h.start()
-	cc := h.cloud.next(t)
-	if !slices.Contains(cc.hello.ActiveJobs, "fresh") || !slices.Contains(cc.hello.ActiveJobs, "stale") || len(cc.hello.Results) != 0 {
-		t.Fatalf("hello before the cloud's time is known: %+v", cc.hello)
+	cc := h.cloud.Next(t)
+	if !slices.Contains(cc.Hello.ActiveJobs, "fresh") || !slices.Contains(cc.Hello.ActiveJobs, "stale") || len(cc.Hello.Results) != 0 {
+		t.Fatalf("hello before the cloud's time is known: %+v", cc.Hello)
 	}
-	if r := cc.expectResult(t, "stale"); r.Error == nil || r.Error.Type != string(CodeActionAttemptExpired) {
+	if r := cc.ExpectResult(t, "stale"); r.Error == nil || r.Error.Type != string(CodeActionAttemptExpired) {
 		t.Fatalf("stale: %+v", r)
 	}
-	if r := cc.expectResult(t, "fresh"); r.Error != nil {
+	if r := cc.ExpectResult(t, "fresh"); r.Error != nil {
 		t.Fatalf("fresh: %+v", r.Error)
 	}
 	h.quiet()
@@ -460,9 +462,9 @@ func TestStopLeavesWaitingJob(t *testing.T) {
 	h := newHarness(t)
 	r0 := h.sim.Plug("Sim 00")
 	h.start()
-	cc := h.cloud.next(t)
-	cc.job(encodeJob("w1", h.encoderID("Sim 00"), in(waitLong)))
-	cc.expect(t, "waiting", isStage("w1", protocol.StageWaitingForCard))
+	cc := h.cloud.Next(t)
+	cc.Job(encodeJob("w1", h.encoderID("Sim 00"), in(waitLong)))
+	cc.Expect(t, "waiting", isStage("w1", protocol.StageWaitingForCard))
 	start := time.Now()
 	if err := h.stop(); err != nil {
 		t.Fatalf("Run = %v", err)
@@ -473,12 +475,12 @@ func TestStopLeavesWaitingJob(t *testing.T) {
 
 	r0.Insert(newCard(t))
 	h.start()
-	c2 := h.cloud.next(t)
-	if !slices.Contains(c2.hello.ActiveJobs, "w1") && resultsFor(c2, nil, "w1") == 0 {
-		t.Fatalf("w1 lost: %+v", c2.hello)
+	c2 := h.cloud.Next(t)
+	if !slices.Contains(c2.Hello.ActiveJobs, "w1") && resultsFor(c2, nil, "w1") == 0 {
+		t.Fatalf("w1 lost: %+v", c2.Hello)
 	}
 	if resultsFor(c2, nil, "w1") == 0 {
-		if r := c2.expectResult(t, "w1"); r.Error != nil {
+		if r := c2.ExpectResult(t, "w1"); r.Error != nil {
 			t.Fatalf("w1: %+v", r.Error)
 		}
 	}
@@ -487,7 +489,7 @@ func TestStopLeavesWaitingJob(t *testing.T) {
 
 func TestAuthRevokedStopsRun(t *testing.T) {
 	h := newHarness(t)
-	h.cloud.refuse.Store(401)
+	h.cloud.Refuse.Store(401)
 	h.start()
 	select {
 	case err := <-h.done:
@@ -593,23 +595,23 @@ func TestReaderReplugKeepsEncoder(t *testing.T) {
 			h := newHarness(t)
 			h.sim.PlugSerial(tc.before, tc.serial)
 			h.start()
-			cc := h.cloud.next(t)
-			if len(cc.hello.Encoders) != 1 {
-				t.Fatalf("hello encoders %+v", cc.hello.Encoders)
+			cc := h.cloud.Next(t)
+			if len(cc.Hello.Encoders) != 1 {
+				t.Fatalf("hello encoders %+v", cc.Hello.Encoders)
 			}
-			id := cc.hello.Encoders[0].ID
+			id := cc.Hello.Encoders[0].ID
 
 			h.sim.Unplug(tc.before)
-			if m := cc.expect(t, "encoder_removed", isType(protocol.TypeEncoderRemoved, "")); m.EncoderID != id {
+			if m := cc.Expect(t, "encoder_removed", isType(protocol.TypeEncoderRemoved, "")); m.EncoderID != id {
 				t.Fatalf("encoder_removed %q, want %q", m.EncoderID, id)
 			}
 			h.sim.PlugSerial(tc.after, tc.serial).Insert(newCard(t))
-			m := cc.expect(t, "encoder_added", isType(protocol.TypeEncoderAdded, ""))
+			m := cc.Expect(t, "encoder_added", isType(protocol.TypeEncoderAdded, ""))
 			if m.Encoder.ID != id || m.Encoder.ReaderName != tc.after {
 				t.Fatalf("encoder_added %+v, want id %s on %q", m.Encoder, id, tc.after)
 			}
-			cc.job(scanJob("s1", id, in(waitLong)))
-			if r := cc.expectResult(t, "s1"); r.Error != nil {
+			cc.Job(scanJob("s1", id, in(waitLong)))
+			if r := cc.ExpectResult(t, "s1"); r.Error != nil {
 				t.Fatalf("scan on the replugged reader: %+v", r.Error)
 			}
 		})
@@ -644,12 +646,38 @@ func TestManyPendingResults(t *testing.T) {
 	}
 	j.Close()
 	h.start()
-	cc := h.cloud.next(t)
-	if len(cc.hello.Results) != h.helloResults {
-		t.Fatalf("hello carried %d results", len(cc.hello.Results))
+	cc := h.cloud.Next(t)
+	if len(cc.Hello.Results) != h.helloResults {
+		t.Fatalf("hello carried %d results", len(cc.Hello.Results))
 	}
 	for range n - h.helloResults {
-		cc.expect(t, "a result after the welcome", isType(protocol.TypeResult, ""))
+		cc.Expect(t, "a result after the welcome", isType(protocol.TypeResult, ""))
 	}
 	h.quiet()
+}
+
+// Status (and so /readyz) says connected only once the cloud welcomed the
+// hello: before that no job can arrive.
+func TestConnectedOnlyAfterWelcome(t *testing.T) {
+	h := newHarness(t)
+	h.sim.Plug("Sim 00")
+	helloIn, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	h.cloud.BeforeWelcome = func(*protocol.Hello) {
+		once.Do(func() { close(helloIn) })
+		<-release
+	}
+	h.start()
+	<-helloIn
+	if h.agent.Status().Connected {
+		t.Error("connected before the cloud welcomed the hello")
+	}
+	close(release)
+	cc := h.cloud.Next(t)
+	// The agent answers a job only after the welcome.
+	cc.Job(scanJob("x", "no-such-encoder", in(waitLong)))
+	cc.Expect(t, "an answer to job x", func(m *protocol.Message) bool { return m.JobID() == "x" })
+	if !h.agent.Status().Connected {
+		t.Error("not connected after the welcome")
+	}
 }

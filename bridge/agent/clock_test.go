@@ -36,7 +36,7 @@ func TestRestartWithSkewedPCClock(t *testing.T) {
 			pc := clock.NewFake(cloudT0.Add(tc.pcSkew))
 			h.clock = pc
 			cloudNow := func() time.Time { return cloudT0.Add(pc.Mono()) }
-			h.cloud.now.Store(&cloudNow)
+			h.cloud.Now.Store(&cloudNow)
 
 			j, err := journal.Open(h.dir, journal.Options{Now: pc.Now})
 			if err != nil {
@@ -51,11 +51,11 @@ func TestRestartWithSkewedPCClock(t *testing.T) {
 			card := newCard(t)
 			h.sim.Plug("Sim 00").Insert(card)
 			h.start()
-			cc := h.cloud.next(t)
-			if !slices.Contains(cc.hello.ActiveJobs, "j1") || len(cc.hello.Results) != 0 {
-				t.Fatalf("hello, before the cloud's time is known: %+v", cc.hello)
+			cc := h.cloud.Next(t)
+			if !slices.Contains(cc.Hello.ActiveJobs, "j1") || len(cc.Hello.Results) != 0 {
+				t.Fatalf("hello, before the cloud's time is known: %+v", cc.Hello)
 			}
-			r := cc.expectResult(t, "j1")
+			r := cc.ExpectResult(t, "j1")
 			if tc.expired {
 				if r.Error == nil || r.Error.Type != string(CodeActionAttemptExpired) {
 					t.Fatalf("result %+v / %+v, want action_attempt_expired", r.Card, r.Error)
@@ -91,20 +91,20 @@ func TestPCClockJumpsMidSession(t *testing.T) {
 			pc := clock.NewFake(cloudT0)
 			h.clock = pc
 			cloudNow := func() time.Time { return cloudT0.Add(pc.Mono()) }
-			h.cloud.now.Store(&cloudNow)
+			h.cloud.Now.Store(&cloudNow)
 			r0 := h.sim.Plug("Sim 00")
 			h.start()
-			cc := h.cloud.next(t)
+			cc := h.cloud.Next(t)
 			enc := h.encoderID("Sim 00")
 
 			// In flight across the jump, its time runs out before a card comes.
-			cc.job(encodeJob("late", enc, cloudNow().Add(30*time.Second)))
-			cc.expect(t, "waiting", isStage("late", protocol.StageWaitingForCard))
+			cc.Job(encodeJob("late", enc, cloudNow().Add(30*time.Second)))
+			cc.Expect(t, "waiting", isStage("late", protocol.StageWaitingForCard))
 			pc.Jump(jump)
 			pc.Advance(31 * time.Second)
 			late := newCard(t)
 			r0.Insert(late)
-			r := cc.expectResult(t, "late")
+			r := cc.ExpectResult(t, "late")
 			if r.Error == nil || r.Error.Type != string(CodeActionAttemptExpired) {
 				t.Fatalf("late: %+v / %+v, want action_attempt_expired", r.Card, r.Error)
 			}
@@ -113,8 +113,8 @@ func TestPCClockJumpsMidSession(t *testing.T) {
 			}
 
 			// New after the jump: runs with its full time.
-			cc.job(encodeJob("fresh", enc, cloudNow().Add(30*time.Second)))
-			r = cc.expectResult(t, "fresh")
+			cc.Job(encodeJob("fresh", enc, cloudNow().Add(30*time.Second)))
+			r = cc.ExpectResult(t, "fresh")
 			if r.Error != nil {
 				t.Fatalf("fresh: %+v", r.Error)
 			}
@@ -132,20 +132,20 @@ func TestEveryWelcomeSetsTheCloudTime(t *testing.T) {
 	pc := clock.NewFake(cloudT0)
 	h.clock = pc
 	cloudNow := func() time.Time { return cloudT0 }
-	h.cloud.now.Store(&cloudNow)
+	h.cloud.Now.Store(&cloudNow)
 	card := newCard(t)
 	h.sim.Plug("Sim 00").Insert(card)
 	h.start()
-	cc := h.cloud.next(t)
+	cc := h.cloud.Next(t)
 
 	// The cloud's clock moves on by an hour while the PC's monotonic
 	// clock does not (a sleep it did not count); the link drops.
 	later := func() time.Time { return cloudT0.Add(time.Hour) }
-	h.cloud.now.Store(&later)
-	cc.drop()
-	c2 := h.cloud.next(t)
-	c2.job(encodeJob("j1", h.encoderID("Sim 00"), cloudT0.Add(time.Minute)))
-	r := c2.expectResult(t, "j1")
+	h.cloud.Now.Store(&later)
+	cc.Drop()
+	c2 := h.cloud.Next(t)
+	c2.Job(encodeJob("j1", h.encoderID("Sim 00"), cloudT0.Add(time.Minute)))
+	r := c2.ExpectResult(t, "j1")
 	if r.Error == nil || r.Error.Type != string(CodeActionAttemptExpired) {
 		t.Fatalf("result %+v / %+v, want action_attempt_expired", r.Card, r.Error)
 	}
@@ -162,16 +162,16 @@ func TestNoWriteWithinWriteMargin(t *testing.T) {
 	pc := clock.NewFake(cloudT0)
 	h.clock = pc
 	cloudNow := func() time.Time { return cloudT0.Add(pc.Mono()) }
-	h.cloud.now.Store(&cloudNow)
+	h.cloud.Now.Store(&cloudNow)
 	r0 := h.sim.Plug("Sim 00")
 	h.start()
-	cc := h.cloud.next(t)
-	cc.job(encodeJob("j1", h.encoderID("Sim 00"), cloudNow().Add(30*time.Second)))
-	cc.expect(t, "waiting", isStage("j1", protocol.StageWaitingForCard))
+	cc := h.cloud.Next(t)
+	cc.Job(encodeJob("j1", h.encoderID("Sim 00"), cloudNow().Add(30*time.Second)))
+	cc.Expect(t, "waiting", isStage("j1", protocol.StageWaitingForCard))
 	pc.Advance(29*time.Second + 500*time.Millisecond) // 500 ms left, under the 1 s margin
 	card := newCard(t)
 	r0.Insert(card)
-	r := cc.expectResult(t, "j1")
+	r := cc.ExpectResult(t, "j1")
 	if r.Error == nil || r.Error.Type != string(CodeActionAttemptExpired) {
 		t.Fatalf("result %+v / %+v, want action_attempt_expired", r.Card, r.Error)
 	}
@@ -190,21 +190,21 @@ func TestDedupSurvivesPCClockAhead(t *testing.T) {
 			pc := clock.NewFake(cloudT0.Add(skew))
 			h.clock = pc
 			cloudNow := func() time.Time { return cloudT0.Add(pc.Mono()) }
-			h.cloud.now.Store(&cloudNow)
+			h.cloud.Now.Store(&cloudNow)
 			card := newCard(t)
 			h.sim.Plug("Sim 00").Insert(card)
 			h.start()
-			cc := h.cloud.next(t)
+			cc := h.cloud.Next(t)
 			enc := h.encoderID("Sim 00")
 
 			j1 := encodeJob("j1", enc, cloudNow().Add(time.Minute))
-			cc.job(j1)
-			if r := cc.expectResult(t, "j1"); r.Error != nil {
+			cc.Job(j1)
+			if r := cc.ExpectResult(t, "j1"); r.Error != nil {
 				t.Fatalf("j1: %+v", r.Error)
 			}
 			h.quiet() // result_ack stored: j1 is a dedup record now
-			cc.job(j1)
-			m := cc.expect(t, "answer to j1 again", func(m *protocol.Message) bool { return m.JobID() == "j1" })
+			cc.Job(j1)
+			m := cc.Expect(t, "answer to j1 again", func(m *protocol.Message) bool { return m.JobID() == "j1" })
 			if m.Type != protocol.TypeError || m.Error.Code != protocol.CodeUnexpected {
 				t.Fatalf("j1 delivered again: %s %+v %+v", m.Type, m.Error, m.Result)
 			}
@@ -225,17 +225,17 @@ func TestScanWarningsOnCloudTime(t *testing.T) {
 			pc := clock.NewFake(cloudT0.Add(time.Hour).Add(skew))
 			h.clock = pc
 			cloudNow := func() time.Time { return cloudT0.Add(time.Hour).Add(pc.Mono()) }
-			h.cloud.now.Store(&cloudNow)
+			h.cloud.Now.Store(&cloudNow)
 			h.sim.Plug("Sim 00").Insert(newCard(t))
 			h.start()
-			cc := h.cloud.next(t)
+			cc := h.cloud.Next(t)
 			enc := h.encoderID("Sim 00")
-			cc.job(encodeJob("enc", enc, cloudNow().Add(30*time.Second)))
-			if r := cc.expectResult(t, "enc"); r.Error != nil {
+			cc.Job(encodeJob("enc", enc, cloudNow().Add(30*time.Second)))
+			if r := cc.ExpectResult(t, "enc"); r.Error != nil {
 				t.Fatalf("encode: %+v", r.Error)
 			}
-			cc.job(scanJob("scan", enc, cloudNow().Add(30*time.Second)))
-			r := cc.expectResult(t, "scan")
+			cc.Job(scanJob("scan", enc, cloudNow().Add(30*time.Second)))
+			r := cc.ExpectResult(t, "scan")
 			if r.Error != nil || !r.Card.Valid {
 				t.Fatalf("scan: %+v / %+v", r.Card, r.Error)
 			}

@@ -3,16 +3,12 @@ package agent
 import (
 	"context"
 	"crypto/rand"
-	"net/http"
-	"net/http/httptest"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
@@ -22,6 +18,7 @@ import (
 	"github.com/encoder-bridge/encoder-bridge/bridge/journal"
 	"github.com/encoder-bridge/encoder-bridge/bridge/link"
 	"github.com/encoder-bridge/encoder-bridge/cardfmt"
+	"github.com/encoder-bridge/encoder-bridge/cloud/cloudtest"
 	"github.com/encoder-bridge/encoder-bridge/protocol"
 	"github.com/encoder-bridge/encoder-bridge/reader/sim"
 	"github.com/encoder-bridge/encoder-bridge/reader/sim/chip"
@@ -33,173 +30,6 @@ const (
 	waitLong   = 10 * time.Second
 )
 
-// fakeCloud is the cloud end of the protocol, small and strict: it
-// checks the token, expects a hello, welcomes it, and records everything.
-type fakeCloud struct {
-	t     *testing.T
-	srv   *httptest.Server
-	conns chan *cloudConn
-	n     atomic.Int32
-	// autoAck answers every result with result_ack.
-	autoAck atomic.Bool
-	// refuse, when set, answers the upgrade with this HTTP status.
-	refuse atomic.Int32
-	// now, when set, is the cloud's clock for the welcome's server_time.
-	now atomic.Pointer[func() time.Time]
-}
-
-func (c *fakeCloud) serverTime() time.Time {
-	if f := c.now.Load(); f != nil {
-		return (*f)().UTC()
-	}
-	return time.Now().UTC()
-}
-
-// cloudConn is one bridge connection as the cloud sees it.
-type cloudConn struct {
-	t     *testing.T
-	index int
-	ws    *websocket.Conn
-	hello *protocol.Hello
-	in    chan *protocol.Message
-	wmu   sync.Mutex
-	// dropOn, when it returns true for a message, drops the connection
-	// abruptly right after that message is recorded.
-	dropOn func(*protocol.Message) bool
-	closed chan struct{}
-}
-
-func newFakeCloud(t *testing.T) *fakeCloud {
-	c := &fakeCloud{t: t, conns: make(chan *cloudConn, 16)}
-	c.autoAck.Store(true)
-	up := websocket.Upgrader{}
-	c.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if code := c.refuse.Load(); code != 0 {
-			http.Error(w, "refused", int(code))
-			return
-		}
-		if r.URL.Path != protocol.Path || r.Header.Get("Authorization") != "Bearer "+testToken {
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
-			return
-		}
-		ws, err := up.Upgrade(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer ws.Close()
-		ws.SetReadLimit(protocol.MaxMessageSize)
-		_, b, err := ws.ReadMessage()
-		if err != nil {
-			return
-		}
-		m, err := protocol.Decode(b)
-		if err != nil || m.Type != protocol.TypeHello {
-			t.Errorf("cloud: first message %q: %v", b, err)
-			return
-		}
-		cc := &cloudConn{t: t, index: int(c.n.Add(1)), ws: ws, hello: m.Hello, in: make(chan *protocol.Message, 1024), closed: make(chan struct{})}
-		defer close(cc.closed)
-		w2 := protocol.New(protocol.TypeWelcome)
-		w2.Welcome = &protocol.Welcome{BridgeID: m.Hello.BridgeID, ServerTime: c.serverTime()}
-		cc.send(w2)
-		if c.autoAck.Load() {
-			for _, r := range m.Hello.Results {
-				ra := protocol.New(protocol.TypeResultAck)
-				ra.ResultAck = &protocol.ResultAck{JobID: r.JobID}
-				cc.send(ra)
-			}
-		}
-		c.conns <- cc
-		for {
-			_, b, err := ws.ReadMessage()
-			if err != nil {
-				return
-			}
-			m, err := protocol.Decode(b)
-			if err != nil {
-				t.Errorf("cloud: the bridge sent an invalid frame %q: %v", b, err)
-				return
-			}
-			cc.in <- m
-			if m.Type == protocol.TypeResult && c.autoAck.Load() && (cc.dropOn == nil || !cc.dropOn(m)) {
-				ra := protocol.New(protocol.TypeResultAck)
-				ra.ResultAck = &protocol.ResultAck{JobID: m.Result.JobID}
-				cc.send(ra)
-			}
-			if cc.dropOn != nil && cc.dropOn(m) {
-				cc.drop()
-				return
-			}
-		}
-	}))
-	t.Cleanup(c.srv.Close)
-	return c
-}
-
-func (c *fakeCloud) url() string { return strings.Replace(c.srv.URL, "http://", "ws://", 1) }
-
-// next waits for the next bridge connection.
-func (c *fakeCloud) next(t *testing.T) *cloudConn {
-	t.Helper()
-	select {
-	case cc := <-c.conns:
-		return cc
-	case <-time.After(waitLong):
-		t.Fatal("the bridge did not connect")
-		return nil
-	}
-}
-
-func (cc *cloudConn) send(m *protocol.Message) {
-	cc.t.Helper()
-	b, err := protocol.Encode(m)
-	if err != nil {
-		cc.t.Fatalf("cloud: encode: %v", err)
-	}
-	cc.sendRaw(websocket.TextMessage, b)
-}
-
-func (cc *cloudConn) sendRaw(mt int, b []byte) {
-	cc.wmu.Lock()
-	defer cc.wmu.Unlock()
-	_ = cc.ws.WriteMessage(mt, b)
-}
-
-// drop cuts the TCP connection without a close frame, as a network
-// failure does.
-func (cc *cloudConn) drop() { cc.ws.UnderlyingConn().Close() }
-
-// expect returns the next message matching ok, skipping others.
-func (cc *cloudConn) expect(t *testing.T, what string, ok func(*protocol.Message) bool) *protocol.Message {
-	t.Helper()
-	timeout := time.After(waitLong)
-	for {
-		select {
-		case m := <-cc.in:
-			if ok(m) {
-				return m
-			}
-		case <-timeout:
-			t.Fatalf("conn %d: no %s", cc.index, what)
-			return nil
-		}
-	}
-}
-
-// collect returns every message received within d.
-func (cc *cloudConn) collect(d time.Duration) []*protocol.Message {
-	var out []*protocol.Message
-	timeout := time.After(d)
-	for {
-		select {
-		case m := <-cc.in:
-			out = append(out, m)
-		case <-timeout:
-			return out
-		}
-	}
-}
-
 func isType(t protocol.Type, jobID string) func(*protocol.Message) bool {
 	return func(m *protocol.Message) bool { return m.Type == t && (jobID == "" || m.JobID() == jobID) }
 }
@@ -208,23 +38,6 @@ func isStage(jobID string, st protocol.Stage) func(*protocol.Message) bool {
 	return func(m *protocol.Message) bool {
 		return m.Type == protocol.TypeProgress && m.Progress.JobID == jobID && m.Progress.Stage == st
 	}
-}
-
-func (cc *cloudConn) expectResult(t *testing.T, jobID string) *protocol.Result {
-	t.Helper()
-	return cc.expect(t, "result for "+jobID, isType(protocol.TypeResult, jobID)).Result
-}
-
-func (cc *cloudConn) job(j *protocol.Job) {
-	m := protocol.New(protocol.TypeJob)
-	m.Job = j
-	cc.send(m)
-}
-
-func (cc *cloudConn) resultAck(id string) {
-	m := protocol.New(protocol.TypeResultAck)
-	m.ResultAck = &protocol.ResultAck{JobID: id}
-	cc.send(m)
 }
 
 var jobSeq atomic.Int32
@@ -299,7 +112,7 @@ var writesPerEncode = sync.OnceValue(func() int32 {
 // real link, talking to a fakeCloud.
 type harness struct {
 	t     *testing.T
-	cloud *fakeCloud
+	cloud *cloudtest.FakeCloud
 	sim   *sim.Context
 	keys  *cardfmt.KeySet
 	dir   string
@@ -322,7 +135,7 @@ func newHarness(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &harness{t: t, cloud: newFakeCloud(t), sim: sim.New(), keys: ks, dir: t.TempDir(), log: zaptest.NewLogger(t)}
+	return &harness{t: t, cloud: cloudtest.NewFakeCloud(t, testToken), sim: sim.New(), keys: ks, dir: t.TempDir(), log: zaptest.NewLogger(t)}
 }
 
 // encoderID is the id the agent announces for the reader readerName among
@@ -352,7 +165,7 @@ func (h *harness) start() {
 		h.t.Fatal(err)
 	}
 	l, err := link.New(link.Options{
-		URL: h.cloud.url(), Token: testToken, Log: h.log.Named("link"),
+		URL: h.cloud.URL(), Token: testToken, Log: h.log.Named("link"),
 		Backoff: link.Backoff{Base: 5 * time.Millisecond, Max: 50 * time.Millisecond, Grace: time.Second},
 	})
 	if err != nil {
@@ -410,9 +223,9 @@ func (h *harness) quiet() {
 
 // resultsFor counts the results for id a connection carried: in its hello
 // and as messages.
-func resultsFor(cc *cloudConn, msgs []*protocol.Message, id string) int {
+func resultsFor(cc *cloudtest.FakeConn, msgs []*protocol.Message, id string) int {
 	n := 0
-	for _, r := range cc.hello.Results {
+	for _, r := range cc.Hello.Results {
 		if r.JobID == id {
 			n++
 		}

@@ -36,6 +36,8 @@ type session struct {
 	// sent holds the jobs whose result went out on this connection;
 	// guarded by Agent.mu.
 	sent map[string]bool
+	// welcomed: the cloud accepted the hello; guarded by Agent.mu.
+	welcomed bool
 }
 
 // enqueue queues m for the writer. It never blocks.
@@ -80,6 +82,9 @@ func (a *Agent) serve(ctx context.Context, conn link.Session) error {
 	if err := a.awaitWelcome(ctx, s); err != nil {
 		return err
 	}
+	a.mu.Lock()
+	s.welcomed = true
+	a.mu.Unlock()
 	for _, r := range extra {
 		m := protocol.New(protocol.TypeResult)
 		m.Result = &r

@@ -3,7 +3,8 @@
 //
 //	GET /healthz  200 while the process runs
 //	GET /readyz   200 when the bridge can take jobs: linked to the cloud
-//	              and at least one encoder attached; 503 otherwise
+//	              (its hello welcomed) and at least one encoder attached;
+//	              503 otherwise
 //
 // Both answer a small JSON object and carry no card data, token or key.
 // It must not import the agent: it sees the bridge through a function.

@@ -5,18 +5,16 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
 	kservice "github.com/kardianos/service"
 
+	"github.com/encoder-bridge/encoder-bridge/cloud/cloudtest"
 	"github.com/encoder-bridge/encoder-bridge/internal/syncbuf"
 	"github.com/encoder-bridge/encoder-bridge/protocol"
 	"github.com/encoder-bridge/encoder-bridge/reader"
@@ -26,82 +24,16 @@ import (
 
 const cloudToken = "cmd-test-token-42"
 
-// miniCloud welcomes every hello, offers one encode job per connection
-// to the first encoder, acknowledges results and reports them.
-type miniCloud struct {
-	srv     *httptest.Server
-	results chan *protocol.Result
-	hellos  chan *protocol.Hello
-	refuse  int
+// job1 is the encode job the tests offer the bridge's first encoder.
+func job1(encoderID string) *protocol.Job {
+	seq := uint32(2)
+	return &protocol.Job{JobID: "job-1", ActionAttemptID: "aa-1", Kind: protocol.JobEncode, EncoderID: encoderID,
+		Deadline: time.Now().Add(30 * time.Second), Credential: &protocol.Credential{
+			CredentialID: "6f1c2d8e-3a4b-4c5d-9e6f-708192a3b4c5", CardNumber: "100234", CardFunctionType: "staff",
+			StartsAt: "2026-11-23T15:00:00Z", EndsAt: "2036-11-26T11:00:00Z", IssueSequence: &seq}}
 }
 
-func newMiniCloud(t *testing.T, offerJob bool) *miniCloud {
-	c := &miniCloud{results: make(chan *protocol.Result, 8), hellos: make(chan *protocol.Hello, 8)}
-	up := websocket.Upgrader{}
-	c.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if c.refuse != 0 || r.Header.Get("Authorization") != "Bearer "+cloudToken {
-			http.Error(w, "no", http.StatusUnauthorized)
-			return
-		}
-		ws, err := up.Upgrade(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer ws.Close()
-		var wmu sync.Mutex
-		send := func(m *protocol.Message) {
-			b, _ := protocol.Encode(m)
-			wmu.Lock()
-			ws.WriteMessage(websocket.TextMessage, b)
-			wmu.Unlock()
-		}
-		_, b, err := ws.ReadMessage()
-		if err != nil {
-			return
-		}
-		m, err := protocol.Decode(b)
-		if err != nil || m.Type != protocol.TypeHello {
-			t.Errorf("cloud: first message %s: %v", b, err)
-			return
-		}
-		c.hellos <- m.Hello
-		wm := protocol.New(protocol.TypeWelcome)
-		wm.Welcome = &protocol.Welcome{BridgeID: m.Hello.BridgeID, ServerTime: time.Now()}
-		send(wm)
-		if offerJob && len(m.Hello.Encoders) > 0 {
-			seq := uint32(2)
-			jm := protocol.New(protocol.TypeJob)
-			jm.Job = &protocol.Job{JobID: "job-1", ActionAttemptID: "aa-1", Kind: protocol.JobEncode, EncoderID: m.Hello.Encoders[0].ID,
-				Deadline: time.Now().Add(30 * time.Second), Credential: &protocol.Credential{
-					CredentialID: "6f1c2d8e-3a4b-4c5d-9e6f-708192a3b4c5", CardNumber: "100234", CardFunctionType: "staff",
-					StartsAt: "2026-11-23T15:00:00Z", EndsAt: "2036-11-26T11:00:00Z", IssueSequence: &seq}}
-			send(jm)
-		}
-		for {
-			_, b, err := ws.ReadMessage()
-			if err != nil {
-				return
-			}
-			m, err := protocol.Decode(b)
-			if err != nil {
-				t.Errorf("cloud: bad frame %s", b)
-				return
-			}
-			if m.Type == protocol.TypeResult {
-				ra := protocol.New(protocol.TypeResultAck)
-				ra.ResultAck = &protocol.ResultAck{JobID: m.Result.JobID}
-				send(ra)
-				c.results <- m.Result
-			}
-		}
-	}))
-	t.Cleanup(c.srv.Close)
-	return c
-}
-
-func (c *miniCloud) url() string { return strings.Replace(c.srv.URL, "http://", "ws://", 1) }
-
-// bridgeConfig writes a configuration for the mini cloud, with a key file
+// bridgeConfig writes a configuration for the fake cloud, with a key file
 // and a token file, and returns its path.
 func (c *cli) bridgeConfig(cloudURL string) string {
 	keys := c.keys()
@@ -118,11 +50,11 @@ func (c *cli) runCtx(ctx context.Context, args ...string) (code int, stdout, std
 }
 
 func TestRunEndToEnd(t *testing.T) {
-	cloud := newMiniCloud(t, true)
+	cloud := cloudtest.NewFakeCloud(t, cloudToken)
 	c := newCLI(t)
 	card, _ := chip.New("mifare_classic_1k", nil)
 	c.sim.Plug("ACS ACR1252 00").Insert(card)
-	cfg := c.bridgeConfig(cloud.url())
+	cfg := c.bridgeConfig(cloud.URL())
 	healthAddr := freeLoopbackAddr(t)
 	appendFile(t, cfg, "health:\n  listen: "+healthAddr+"\n")
 
@@ -136,15 +68,13 @@ func TestRunEndToEnd(t *testing.T) {
 		code, out, errs := c.runCtx(ctx, "run", "--config", cfg)
 		done <- res{code, out, errs}
 	}()
-	select {
-	case r := <-cloud.results:
-		if r.JobID != "job-1" || r.Error != nil || r.Card == nil || !r.Card.Valid || r.Card.Technology != "mifare_classic_1k" {
-			t.Fatalf("result %+v / %+v", r.Card, r.Error)
-		}
-	case r := <-done:
-		t.Fatalf("run ended early: %d\n%s", r.code, r.stderr)
-	case <-time.After(10 * time.Second):
-		t.Fatal("no result")
+	cc := cloud.Next(t)
+	if len(cc.Hello.Encoders) != 1 {
+		t.Fatalf("hello encoders %+v", cc.Hello.Encoders)
+	}
+	cc.Job(job1(cc.Hello.Encoders[0].ID))
+	if r := cc.ExpectResult(t, "job-1"); r.Error != nil || r.Card == nil || !r.Card.Valid || r.Card.Technology != "mifare_classic_1k" {
+		t.Fatalf("result %+v / %+v", r.Card, r.Error)
 	}
 	// Linked and with its encoder, the bridge is ready.
 	resp, err := http.Get("http://" + healthAddr + "/readyz")
@@ -229,22 +159,22 @@ func TestRunRefusesBadSetup(t *testing.T) {
 
 // A revoked token is fatal: run exits non-zero rather than retrying.
 func TestRunAuthRevoked(t *testing.T) {
-	cloud := newMiniCloud(t, false)
-	cloud.refuse = 401
+	cloud := cloudtest.NewFakeCloud(t, cloudToken)
+	cloud.Refuse.Store(401)
 	c := newCLI(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	code, _, stderr := c.runCtx(ctx, "run", "--config", c.bridgeConfig(cloud.url()))
+	code, _, stderr := c.runCtx(ctx, "run", "--config", c.bridgeConfig(cloud.URL()))
 	if code != 1 || !strings.Contains(stderr, "auth revoked") {
 		t.Fatalf("exit %d, stderr:\n%s", code, stderr)
 	}
 }
 
 func TestVerify(t *testing.T) {
-	cloud := newMiniCloud(t, false)
+	cloud := cloudtest.NewFakeCloud(t, cloudToken)
 	c := newCLI(t)
 	c.sim.Plug("ACS ACR1252 00")
-	cfg := c.bridgeConfig(cloud.url())
+	cfg := c.bridgeConfig(cloud.URL())
 	code, out, stderr := c.run("verify", "--config", cfg)
 	t.Logf("verify:\n%s", out)
 	if code != 0 {
@@ -255,16 +185,14 @@ func TestVerify(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
-	select {
-	case h := <-cloud.hellos:
-		if h.BridgeID != "desk-1" || len(h.Encoders) != 1 || h.Encoders[0].ReaderName != "ACS ACR1252 00" {
-			t.Fatalf("verify's hello %+v", h)
-		}
-	default:
-		t.Fatal("verify did not say hello")
+	if cloud.Connections() != 1 {
+		t.Fatalf("verify said hello %d times, want once", cloud.Connections())
+	}
+	if h := cloud.Next(t).Hello; h.BridgeID != "desk-1" || len(h.Encoders) != 1 || h.Encoders[0].ReaderName != "ACS ACR1252 00" {
+		t.Fatalf("verify's hello %+v", h)
 	}
 
-	cloud.refuse = 401
+	cloud.Refuse.Store(401)
 	code, out, _ = c.run("verify", "--config", cfg)
 	if code != 1 || !strings.Contains(out, "cloud           FAILED: link: auth revoked") || !strings.Contains(out, "1 check(s) did not pass") {
 		t.Fatalf("verify with a revoked token: exit %d\n%s", code, out)
