@@ -8,6 +8,8 @@ import (
 	"os"
 	"strings"
 
+	"go.uber.org/zap"
+
 	"github.com/encoder-bridge/encoder-bridge/bridge"
 	"github.com/encoder-bridge/encoder-bridge/bridge/agent"
 	"github.com/encoder-bridge/encoder-bridge/bridge/config"
@@ -41,7 +43,7 @@ func (a *app) cmdReaders(ctx context.Context, args []string) error {
 	if err != nil {
 		return a.fail("readers", c.json, bridge.OpScan, err)
 	}
-	rc, err := a.openReaders()
+	rc, err := a.openReaders(zap.NewNop())
 	if err != nil {
 		return a.fail("readers", c.json, bridge.OpScan, err)
 	}
@@ -100,7 +102,7 @@ func (a *app) prepare(ctx context.Context, c *common, readerName string) (st *br
 	if err != nil {
 		return nil, "", nil, nil, err
 	}
-	rc, err := a.openReaders()
+	rc, err := a.openReaders(zap.NewNop())
 	if err != nil {
 		return nil, "", nil, nil, err
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/encoder-bridge/encoder-bridge/bridge/doctor"
 	"github.com/encoder-bridge/encoder-bridge/bridge/link"
+	"github.com/encoder-bridge/encoder-bridge/reader"
 )
 
 // cmdDoctor diagnoses this installation: configuration, files and their
@@ -28,7 +29,7 @@ func (a *app) cmdDoctor(ctx context.Context, args []string) error {
 	env := doctor.Env{
 		ConfigPath:  configPath,
 		KeysPath:    keysPath,
-		OpenReaders: a.openReaders,
+		OpenReaders: func() (reader.Context, error) { return a.openReaders(zap.NewNop()) },
 		Version:     version,
 		NewLink: func(token string) (*link.Link, error) {
 			cfg, err := loadRunConfig(configPath)

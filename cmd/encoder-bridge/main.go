@@ -24,6 +24,8 @@ import (
 	"os/signal"
 	"syscall"
 
+	"go.uber.org/zap"
+
 	"github.com/encoder-bridge/encoder-bridge/reader"
 	"github.com/encoder-bridge/encoder-bridge/reader/pcsc"
 )
@@ -36,8 +38,8 @@ func main() {
 	a := &app{
 		stdout: os.Stdout,
 		stderr: os.Stderr,
-		openReaders: func() (reader.Context, error) {
-			return pcsc.Open(pcsc.Options{})
+		openReaders: func(log *zap.Logger) (reader.Context, error) {
+			return pcsc.Open(pcscOptions(log))
 		},
 	}
 	code := a.run(ctx, os.Args[1:])
@@ -49,7 +51,16 @@ func main() {
 // against the simulated reader and capture its output.
 type app struct {
 	stdout, stderr io.Writer
-	openReaders    func() (reader.Context, error)
+	// openReaders opens the reader layer; it logs its own transitions
+	// (service down or back, context replaced) to log.
+	openReaders func(log *zap.Logger) (reader.Context, error)
+}
+
+// pcscOptions sends the PC/SC layer's log lines (service down or back, a
+// dead context replaced: each logged once per transition) to log.
+func pcscOptions(log *zap.Logger) pcsc.Options {
+	sugar := log.Named("pcsc").Sugar()
+	return pcsc.Options{Logf: sugar.Infof}
 }
 
 // errUsage marks command-line mistakes (exit status 2).

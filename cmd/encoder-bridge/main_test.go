@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"go.uber.org/zap"
+
 	"github.com/encoder-bridge/encoder-bridge/reader"
 	"github.com/encoder-bridge/encoder-bridge/reader/sim"
 	"github.com/encoder-bridge/encoder-bridge/reader/sim/chip"
@@ -38,7 +40,7 @@ func newCLI(t *testing.T) *cli {
 
 func (c *cli) run(args ...string) (code int, stdout, stderr string) {
 	var out, errb bytes.Buffer
-	a := &app{stdout: &out, stderr: &errb, openReaders: func() (reader.Context, error) { return noClose{c.sim}, nil }}
+	a := &app{stdout: &out, stderr: &errb, openReaders: func(*zap.Logger) (reader.Context, error) { return noClose{c.sim}, nil }}
 	code = a.run(context.Background(), args)
 	return code, out.String(), errb.String()
 }

@@ -141,7 +141,7 @@ func (a *app) runAgent(ctx context.Context, cfg *config.Config, keysPath string,
 	if err != nil {
 		return fmt.Errorf("state_dir: %w", err)
 	}
-	rc, err := a.openReaders()
+	rc, err := a.openReaders(log)
 	if err != nil {
 		j.Close()
 		return err

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	kservice "github.com/kardianos/service"
+	"go.uber.org/zap"
 
 	"github.com/encoder-bridge/encoder-bridge/cloud/cloudtest"
 	"github.com/encoder-bridge/encoder-bridge/internal/syncbuf"
@@ -44,7 +45,11 @@ func (c *cli) bridgeConfig(cloudURL string) string {
 
 func (c *cli) runCtx(ctx context.Context, args ...string) (code int, stdout, stderr string) {
 	var out, errb syncbuf.Buffer
-	a := &app{stdout: &out, stderr: &errb, openReaders: func() (reader.Context, error) { return noClose{c.sim}, nil }}
+	a := &app{stdout: &out, stderr: &errb, openReaders: func(log *zap.Logger) (reader.Context, error) {
+		// As pcsc's own lines would go.
+		pcscOptions(log).Logf("pcsc: %s available again", "test reader layer")
+		return noClose{c.sim}, nil
+	}}
 	code = a.run(ctx, args)
 	return code, out.String(), errb.String()
 }
@@ -103,6 +108,9 @@ func TestRunEndToEnd(t *testing.T) {
 	}
 	if strings.Contains(strings.ToUpper(r.stderr), strings.ToUpper(uidOf(card))) {
 		t.Fatal("the log shows the card UID")
+	}
+	if !strings.Contains(r.stderr, "pcsc: test reader layer available again") {
+		t.Errorf("the reader layer's log lines do not reach the run's log:\n%s", r.stderr)
 	}
 	if !strings.Contains(r.stderr, "job done") || !strings.Contains(r.stderr, `"job_id": "job-1"`) {
 		t.Fatalf("log lacks the job:\n%s", r.stderr)

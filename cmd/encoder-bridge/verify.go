@@ -83,7 +83,7 @@ func (a *app) cmdVerify(ctx context.Context, args []string) error {
 	check("state directory", cfg.StatePath(), checkStateDir(cfg.StatePath()))
 
 	var attached []agent.Attached
-	rc, err := a.openReaders()
+	rc, err := a.openReaders(zap.NewNop())
 	if err == nil {
 		var names []string
 		if names, err = rc.Readers(ctx); err == nil {

@@ -32,6 +32,19 @@ func (l *logBuf) logf(format string, args ...any) {
 	l.lines = append(l.lines, fmt.Sprintf(format, args...))
 }
 
+// count reports how many lines contain s.
+func (l *logBuf) count(s string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, line := range l.lines {
+		if strings.Contains(line, s) {
+			n++
+		}
+	}
+	return n
+}
+
 func (l *logBuf) contains(s string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -617,6 +630,51 @@ func TestConcurrentUse(t *testing.T) {
 	for _, ch := range waits[2:] {
 		if err := await(t, ch); err != nil {
 			t.Errorf("WaitReadersChange: %v", err)
+		}
+	}
+}
+
+// An outage is logged once when it starts, once when the shared context is
+// found dead and once when the service is back, however many calls and
+// waits run through it: the operator's log shows each transition, not a
+// line per poll.
+func TestOutageLoggedOnce(t *testing.T) {
+	svc := newFakeService(true, "A")
+	c, logs := openFake(t, svc)
+	blocks := watchBlocked(c)
+	ctx := t.Context()
+	if _, err := c.Readers(ctx); err != nil {
+		t.Fatal(err)
+	}
+	svc.stop()
+	svc.start("A")
+	svc.stop()
+	for range 5 {
+		if _, err := c.Readers(ctx); !errors.Is(err, reader.ErrNoService) {
+			t.Fatalf("Readers while down: %v", err)
+		}
+	}
+	// A wait that knows nothing polls through the outage.
+	var got []string
+	n := blocks.count()
+	done := async(func() error {
+		var err error
+		got, err = c.WaitReadersChange(ctx, nil)
+		return err
+	})
+	blocks.await(t, n+3*perWait) // several polls while down
+	svc.start("A")
+	if err := await(t, done); err != nil || !sameReaders(got, []string{"A"}) {
+		t.Fatalf("WaitReadersChange = %q, %v", got, err)
+	}
+	for range 3 {
+		if _, err := c.Readers(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, line := range []string{"scard context died", serviceName + " not available", serviceName + " available again"} {
+		if n := logs.count(line); n != 1 {
+			t.Errorf("%d lines with %q, want 1: %q", n, line, logs.lines)
 		}
 	}
 }
