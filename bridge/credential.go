@@ -104,7 +104,9 @@ func CredentialOf(s CredentialSpec) (cardfmt.Credential, error) {
 	return c, nil
 }
 
-// SpecOf is the inverse of Credential, for output.
+// SpecOf is the spec of c, for output. It is not an exact inverse of
+// CredentialOf: the spec comes back normalized (times in UTC to the
+// second, UUIDs in lower case, entrance_ids never null).
 func SpecOf(c cardfmt.Credential) CredentialSpec {
 	ids := make([]string, len(c.Entrances))
 	for i, e := range c.Entrances {

@@ -174,8 +174,9 @@ func (a *Agent) runJob(e journal.Entry) {
 		writing := run.writing
 		run.mu.Unlock()
 		if !writing {
-			// Nothing written: the journal says running, and the job
-			// runs again at the next start if its deadline allows.
+			// Nothing written: the journal still has the job as queued
+			// (running is never made durable, see above), and it runs
+			// again at the next start if its deadline allows.
 			log.Info("job left for the next start")
 			return
 		}

@@ -287,7 +287,9 @@ func (j *Journal) Receive(e Entry) (stored Entry, isNew bool, err error) {
 	return stored, isNew, nil
 }
 
-// Get returns the job id.
+// Get returns the entry of job id. A job whose result the cloud
+// acknowledged comes back as StateAcknowledged with only its id and
+// deadline; a job the journal never had, or has forgotten, is ErrNotFound.
 func (j *Journal) Get(id string) (Entry, error) {
 	var e Entry
 	err := j.db.View(func(tx *bbolt.Tx) error {
