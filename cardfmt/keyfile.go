@@ -63,8 +63,8 @@ func (e *keyFileError) Unwrap() error { return e.err }
 // A missing file gives an error that wraps fs.ErrNotExist and says how to
 // create one. Except on Windows, a file whose mode has any group or other
 // permission bit (mode&0o077 != 0) is refused with ErrKeyFileInsecure and
-// the chmod command that fixes it; on Windows, access is governed by ACLs,
-// which the installer sets. A file that is not a valid key file gives
+// the chmod command that fixes it; on Windows, access is governed by the
+// ACL, which WriteKeySet sets and LoadKeySet does not check. A file that is not a valid key file gives
 // ErrKeyFileInvalid with the offending field, as ParseKeySet.
 func LoadKeySet(path string) (*KeySet, error) {
 	f, err := os.Open(path)
@@ -266,7 +266,47 @@ func decodeObject(name string, data []byte) (map[string]json.RawMessage, error) 
 	if obj == nil {
 		return nil, notObject(name)
 	}
+	// Unmarshal keeps the last of two members with one name: a hand-edited
+	// file could hold two keys for one field, and the one not used would go
+	// unnoticed.
+	if dup, ok := duplicateMember(data); ok {
+		msg := "duplicate field (name not shown: it looks like key material)"
+		if q, ok := safeQuote(dup); ok {
+			msg = "duplicate field " + q
+		}
+		if name == "" {
+			return nil, errors.New(msg)
+		}
+		return nil, fieldProblem(name, "%s", msg)
+	}
 	return obj, nil
+}
+
+// duplicateMember returns the first member name that occurs twice in the
+// JSON object data, which json.Unmarshal has accepted. Names compare after
+// unescaping, as Unmarshal compares them.
+func duplicateMember(data []byte) (string, bool) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if _, err := dec.Token(); err != nil {
+		return "", false
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", false
+		}
+		name, _ := tok.(string)
+		if seen[name] {
+			return name, true
+		}
+		seen[name] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return "", false
+		}
+	}
+	return "", false
 }
 
 func notObject(name string) error {
@@ -386,7 +426,8 @@ func encodeKeySet(ks *KeySet) []byte {
 }
 
 // WriteKeySet writes ks to the key file at path atomically: it writes a
-// temporary file in the same directory with mode 0600, syncs it, renames
+// temporary file in the same directory with mode 0600 (on Windows a
+// protected ACL: SYSTEM, Administrators and the owner), syncs it, renames
 // it over path and syncs the directory (not on Windows, which has no
 // directory sync), so that a crash leaves either the old file or the new
 // one. Unless overwrite is set it refuses a path that exists, with an
@@ -462,13 +503,12 @@ func WriteKeySet(path string, ks *KeySet, overwrite bool) error {
 	return nil
 }
 
-// writeSynced restricts f to its owner, writes data, syncs and closes it.
+// writeSynced restricts f to its owner (mode 0600; on Windows a protected
+// ACL), writes data, syncs and closes it.
 func writeSynced(f *os.File, data []byte) error {
-	if runtime.GOOS != "windows" {
-		if err := f.Chmod(0o600); err != nil {
-			f.Close()
-			return err
-		}
+	if err := restrictKeyFile(f); err != nil {
+		f.Close()
+		return err
 	}
 	if _, err := f.Write(data); err != nil {
 		f.Close()

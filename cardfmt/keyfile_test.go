@@ -179,6 +179,10 @@ func TestParseKeySetErrors(t *testing.T) {
 		{"div_key not hex", r(`202122232425262728292a2b2c2d2e2f`, `202122232425262728292a2b2c2d2e2x`), "versions[0].div_key: must be 32 hex digits"},
 		{"div_key number", r(`"202122232425262728292a2b2c2d2e2f"`, `1`), "versions[0].div_key: must be a JSON string"},
 		{"equal keys", r(`202122232425262728292a2b2c2d2e2f`, `101112131415161718191a1b1c1d1e1f`), "versions[0]: mac_key and div_key must differ"},
+		{"duplicate field", r(`"current_version":1`, `"current_version":1,"current_version":1`), `duplicate field "current_version"`},
+		{"duplicate field, escaped", r(`"current_version":1`, `"current_version":1,"current_\u0076ersion":1`), `duplicate field "current_version"`},
+		{"duplicate key in a version", r(`"div_key":"202122232425262728292a2b2c2d2e2f"`, `"div_key":"202122232425262728292a2b2c2d2e2f","div_key":"303132333435363738393a3b3c3d3e3f"`), `versions[0]: duplicate field "div_key"`},
+		{"duplicate versions array", r(`"versions":[`+v1+`]`, `"versions":[`+v1+`],"versions":[`+v1+`]`), `duplicate field "versions"`},
 		{"unknown field named like a key", r(`"current_version"`, `"101112131415161718191a1b1c1d1e1f":1,"current_version"`), "unknown field (name not shown"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
