@@ -4,6 +4,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // FormatVersionBound is the record format version whose MAC also covers
@@ -86,6 +87,10 @@ func openRecord(b []byte, ks *KeySet, uid, bound []byte) (Record, error) {
 	if !ok {
 		return Record{}, fmt.Errorf("%w: record is sealed under key version %d, the key file has %s",
 			ErrUnknownKeyVersion, h.KeyVersion, formatVersions(ks.Versions()))
+	}
+	if until := sk.VerifyUntil; !until.IsZero() && !ks.clock().Before(until) {
+		return Record{}, fmt.Errorf("%w: record is sealed under key version %d, accepted until %s",
+			ErrRetiredKeyVersion, h.KeyVersion, until.UTC().Format(time.RFC3339))
 	}
 	issuedTo, err := recordUID(rec)
 	if err != nil {

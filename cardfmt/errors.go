@@ -19,6 +19,10 @@ var (
 	// ErrUnknownKeyVersion: the record was sealed under a site key version
 	// that the key set does not hold.
 	ErrUnknownKeyVersion = errors.New("unknown key version")
+	// ErrRetiredKeyVersion: the record was sealed under a key version the
+	// key set still holds but no longer accepts (SiteKey.VerifyUntil has
+	// passed). Re-encoding the card re-keys it under the current version.
+	ErrRetiredKeyVersion = errors.New("retired key version")
 	// ErrBadMAC: the record's MAC does not verify for this card's UID. The
 	// record was altered, forged, sealed for another card and copied, or
 	// sealed under another key set with the same key version.

@@ -30,7 +30,8 @@ const maxKeyFileSize = 1 << 20
 //	  "key_id": "<16 hex digits>",
 //	  "current_version": 2,
 //	  "versions": [
-//	    {"version": 1, "created_at": "<RFC 3339>", "mac_key": "<32 hex digits>", "div_key": "<32 hex digits>"},
+//	    {"version": 1, "created_at": "<RFC 3339>", "mac_key": "<32 hex digits>", "div_key": "<32 hex digits>",
+//	     "verify_until": "<RFC 3339, optional>"},
 //	    …
 //	  ]
 //	}
@@ -46,6 +47,8 @@ type keyVersionJSON struct {
 	CreatedAt string `json:"created_at"`
 	MACKey    string `json:"mac_key"`
 	DivKey    string `json:"div_key"`
+	// VerifyUntil is optional: RFC 3339, see SiteKey.VerifyUntil.
+	VerifyUntil string `json:"verify_until,omitempty"`
 }
 
 // keyFileError carries a message of its own (never key bytes) and the
@@ -205,8 +208,12 @@ func parseKeySet(data []byte) (*KeySet, error) {
 		seen[sk.Version] = i
 		keys = append(keys, sk)
 	}
-	if _, ok := seen[current]; !ok {
+	i, ok := seen[current]
+	if !ok {
 		return nil, fieldProblem("current_version", "version %d is not in versions", current)
+	}
+	if !keys[i].VerifyUntil.IsZero() {
+		return nil, fieldProblem(fmt.Sprintf("versions[%d].verify_until", i), "the current version cannot have one (rotate first)")
 	}
 	return newKeySet(id, current, keys), nil
 }
@@ -216,7 +223,7 @@ func parseKeyVersion(name string, data []byte, id [KeyIDLen]byte) (*SiteKey, err
 	if err != nil {
 		return nil, err
 	}
-	if err := checkFields(name+".", obj, "version", "created_at", "mac_key", "div_key"); err != nil {
+	if err := checkFields(name+".", obj, "version", "created_at", "mac_key", "div_key", "verify_until"); err != nil {
 		return nil, err
 	}
 	v, err := decodeVersion(name+".version", obj)
@@ -247,7 +254,19 @@ func parseKeyVersion(name string, data []byte, id [KeyIDLen]byte) (*SiteKey, err
 	if keys[0] == keys[1] {
 		return nil, fieldProblem(name, "mac_key and div_key must differ")
 	}
-	return newSiteKey(id, v, createdAt.UTC(), keys[0], keys[1]), nil
+	sk := newSiteKey(id, v, createdAt.UTC(), keys[0], keys[1])
+	if _, ok := obj["verify_until"]; ok {
+		s, err := decodeString(name+".verify_until", obj)
+		if err != nil {
+			return nil, err
+		}
+		until, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			return nil, fieldProblem(name+".verify_until", "must be an RFC 3339 time such as 2026-01-02T15:04:05Z")
+		}
+		sk.VerifyUntil = until.UTC()
+	}
+	return sk, nil
 }
 
 // decodeObject decodes a JSON object into its raw fields; name is the
@@ -410,12 +429,16 @@ func encodeKeySet(ks *KeySet) []byte {
 		CurrentVersion: int(ks.current),
 	}
 	for _, k := range slices.Backward(ks.keys) {
-		kf.Versions = append(kf.Versions, keyVersionJSON{
+		kv := keyVersionJSON{
 			Version:   int(k.Version),
 			CreatedAt: k.CreatedAt.UTC().Format(time.RFC3339),
 			MACKey:    hex.EncodeToString(k.secret.mac[:]),
 			DivKey:    hex.EncodeToString(k.secret.div[:]),
-		})
+		}
+		if !k.VerifyUntil.IsZero() {
+			kv.VerifyUntil = k.VerifyUntil.UTC().Format(time.RFC3339)
+		}
+		kf.Versions = append(kf.Versions, kv)
 	}
 	data, err := json.MarshalIndent(kf, "", "  ")
 	if err != nil {

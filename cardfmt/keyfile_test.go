@@ -179,6 +179,9 @@ func TestParseKeySetErrors(t *testing.T) {
 		{"div_key not hex", r(`202122232425262728292a2b2c2d2e2f`, `202122232425262728292a2b2c2d2e2x`), "versions[0].div_key: must be 32 hex digits"},
 		{"div_key number", r(`"202122232425262728292a2b2c2d2e2f"`, `1`), "versions[0].div_key: must be a JSON string"},
 		{"equal keys", r(`202122232425262728292a2b2c2d2e2f`, `101112131415161718191a1b1c1d1e1f`), "versions[0]: mac_key and div_key must differ"},
+		{"verify_until bad", r(`"version":1,`, `"version":1,"verify_until":"2026-13-01T00:00:00Z",`), "versions[0].verify_until: must be an RFC 3339 time"},
+		{"verify_until number", r(`"version":1,`, `"version":1,"verify_until":1,`), "versions[0].verify_until: must be a JSON string"},
+		{"verify_until on the current version", r(`"version":1,`, `"version":1,"verify_until":"2026-12-01T00:00:00Z",`), "versions[0].verify_until: the current version cannot have one"},
 		{"duplicate field", r(`"current_version":1`, `"current_version":1,"current_version":1`), `duplicate field "current_version"`},
 		{"duplicate field, escaped", r(`"current_version":1`, `"current_version":1,"current_\u0076ersion":1`), `duplicate field "current_version"`},
 		{"duplicate key in a version", r(`"div_key":"202122232425262728292a2b2c2d2e2f"`, `"div_key":"202122232425262728292a2b2c2d2e2f","div_key":"303132333435363738393a3b3c3d3e3f"`), `versions[0]: duplicate field "div_key"`},
@@ -376,4 +379,31 @@ func FuzzParseKeySet(f *testing.F) {
 			}
 		}
 	})
+}
+
+// verify_until is optional, written only when set, and survives a round
+// trip through the file.
+func TestKeyFileVerifyUntil(t *testing.T) {
+	ks := testKeySet(t)
+	rotateTestKeySet(t, ks)
+	if bytes.Contains(encodeKeySet(ks), []byte("verify_until")) {
+		t.Fatal("verify_until written for versions without one")
+	}
+	until := time.Date(2026, 12, 1, 12, 30, 0, 0, time.UTC)
+	if err := ks.RetireAt(1, until); err != nil {
+		t.Fatal(err)
+	}
+	data := encodeKeySet(ks)
+	if !bytes.Contains(data, []byte(`"verify_until": "2026-12-01T12:30:00Z"`)) {
+		t.Fatalf("key file %s", data)
+	}
+	back, err := ParseKeySet(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k1, _ := back.Version(1)
+	k2, _ := back.Version(2)
+	if !k1.VerifyUntil.Equal(until) || !k2.VerifyUntil.IsZero() {
+		t.Fatalf("verify_until after a round trip: %v, %v", k1.VerifyUntil, k2.VerifyUntil)
+	}
 }

@@ -69,6 +69,12 @@ const KeyIDLen = 8
 type SiteKey struct {
 	Version   uint8
 	CreatedAt time.Time
+	// VerifyUntil, when set, is the moment from which Open refuses records
+	// sealed under this version (ErrRetiredKeyVersion), for example after
+	// its keys leaked. Layouts still use its card keys, so that an encode
+	// can re-key such a card under the current version. The current
+	// version never has one.
+	VerifyUntil time.Time
 	// secret is behind a pointer so that even fmt's reflection on a value
 	// holding a SiteKey shows an address, not key bytes.
 	secret *siteSecret
@@ -144,16 +150,23 @@ func diversificationInput(uid []byte, purpose byte, keyID [KeyIDLen]byte) []byte
 	return append(m, keyID[:]...)
 }
 
-// Format prints the version and creation time and "[redacted]" for the
-// keys, whatever the verb.
+// Format prints the version, creation time, any VerifyUntil and
+// "[redacted]" for the keys, whatever the verb.
 func (k SiteKey) Format(f fmt.State, _ rune) {
-	fmt.Fprintf(f, "SiteKey{Version:%d CreatedAt:%s Keys:%s}", k.Version, k.CreatedAt.UTC().Format(time.RFC3339), redacted)
+	until := ""
+	if !k.VerifyUntil.IsZero() {
+		until = " VerifyUntil:" + k.VerifyUntil.UTC().Format(time.RFC3339)
+	}
+	fmt.Fprintf(f, "SiteKey{Version:%d CreatedAt:%s%s Keys:%s}", k.Version, k.CreatedAt.UTC().Format(time.RFC3339), until, redacted)
 }
 
-// MarshalLogObject logs the version and creation time only.
+// MarshalLogObject logs the version, creation time and any VerifyUntil.
 func (k SiteKey) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	enc.AddUint8("version", k.Version)
 	enc.AddTime("created_at", k.CreatedAt)
+	if !k.VerifyUntil.IsZero() {
+		enc.AddTime("verify_until", k.VerifyUntil)
+	}
 	return nil
 }
 
@@ -168,6 +181,15 @@ type KeySet struct {
 	id      [KeyIDLen]byte
 	current uint8
 	keys    []*SiteKey // highest version first
+	// now is the clock Open checks VerifyUntil against; nil is time.Now.
+	now func() time.Time
+}
+
+func (ks *KeySet) clock() time.Time {
+	if ks.now != nil {
+		return ks.now()
+	}
+	return time.Now()
 }
 
 // GenerateKeySet makes a key set with a new key id and key version 1,
@@ -235,9 +257,10 @@ func (ks *KeySet) Rotate(r io.Reader) (*SiteKey, error) {
 }
 
 // Retire removes key version v, which must not be the current one. Cards
-// sealed under it then fail to open with ErrUnknownKeyVersion: retire a
-// version once its cards have expired or been re-encoded, or at once if
-// its keys leaked.
+// sealed under it then fail to open with ErrUnknownKeyVersion, and no
+// layout can open them to re-encode them: remove a version once its cards
+// have expired or been re-encoded. After a leak, RetireAt stops its
+// records from verifying while its cards can still be re-keyed.
 func (ks *KeySet) Retire(v uint8) error {
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
@@ -249,6 +272,30 @@ func (ks *KeySet) Retire(v uint8) error {
 		return fmt.Errorf("cardfmt: retire: no key version %d", v)
 	}
 	ks.keys = slices.Delete(ks.keys, i, i+1)
+	return nil
+}
+
+// RetireAt stops records sealed under key version v from verifying from
+// the moment t on, while keeping v's keys so that an encode can still
+// open such a card and re-key it under the current version. v must not be
+// the current version. Retire removes a version altogether.
+func (ks *KeySet) RetireAt(v uint8, t time.Time) error {
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	if v == ks.current {
+		return fmt.Errorf("cardfmt: retire: key version %d is current; rotate first", v)
+	}
+	if t.IsZero() {
+		return errors.New("cardfmt: retire: no time given")
+	}
+	i := slices.IndexFunc(ks.keys, func(k *SiteKey) bool { return k.Version == v })
+	if i < 0 {
+		return fmt.Errorf("cardfmt: retire: no key version %d", v)
+	}
+	// A copy: callers may hold the old *SiteKey.
+	k := *ks.keys[i]
+	k.VerifyUntil = t.UTC().Truncate(time.Second)
+	ks.keys[i] = &k
 	return nil
 }
 

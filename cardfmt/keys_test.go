@@ -3,12 +3,14 @@ package cardfmt
 import (
 	"bytes"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -243,4 +245,56 @@ func TestKeySetConcurrentUse(t *testing.T) {
 		}
 	})
 	wg.Wait()
+}
+
+// A version retired at a moment keeps its keys but stops verifying from
+// that moment on; the current version cannot be retired.
+func TestRetireAt(t *testing.T) {
+	ks := testKeySet(t)
+	old := mustSeal(t, testCredential(), ks, uid7)
+	rotateTestKeySet(t, ks)
+	v1, _ := ks.Version(1)
+	until := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	if err := ks.RetireAt(1, until); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		now  time.Time
+		want error
+	}{
+		{"a second before", until.Add(-time.Second), nil},
+		{"at the moment", until, ErrRetiredKeyVersion},
+		{"a year after", until.AddDate(1, 0, 0), ErrRetiredKeyVersion},
+	} {
+		ks.now = func() time.Time { return tc.now }
+		_, err := Open(old, ks, uid7)
+		if !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) {
+			t.Errorf("%s: Open: %v, want %v", tc.name, err, tc.want)
+		}
+		if tc.want != nil && ReasonFor(err) != ReasonRetiredKeyVersion {
+			t.Errorf("%s: reason %q", tc.name, ReasonFor(err))
+		}
+	}
+	// The keys stay: layouts still open and re-key such cards.
+	k, ok := ks.Version(1)
+	if !ok || !k.VerifyUntil.Equal(until) || len(ks.TryOrder()) != 2 {
+		t.Fatalf("version 1 after RetireAt: %v %v", k, ok)
+	}
+	if !v1.VerifyUntil.IsZero() {
+		t.Fatal("RetireAt changed a SiteKey a caller held")
+	}
+	// Records under the current version are not affected.
+	if _, err := Open(mustSeal(t, testCredential(), ks, uid7), ks, uid7); err != nil {
+		t.Fatal(err)
+	}
+	if err := ks.RetireAt(2, until); err == nil || !strings.Contains(err.Error(), "current") {
+		t.Fatalf("RetireAt(current): %v", err)
+	}
+	if err := ks.RetireAt(9, until); err == nil {
+		t.Fatal("RetireAt of a missing version succeeded")
+	}
+	if err := ks.Retire(2); err == nil || !strings.Contains(err.Error(), "current") {
+		t.Fatalf("Retire(current): %v", err)
+	}
 }

@@ -33,6 +33,7 @@ const (
 	ReasonBadMAC            Reason = "bad_mac"             // record present, authentication failed
 	ReasonUIDMismatch       Reason = "uid_mismatch"        // authentic record issued to another card
 	ReasonUnknownKeyVersion Reason = "unknown_key_version" // this system's card, key version not in the key file
+	ReasonRetiredKeyVersion Reason = "retired_key_version" // this system's card, key version no longer accepted
 	ReasonCorrupt           Reason = "corrupt"             // record present but malformed or truncated
 )
 
@@ -53,6 +54,8 @@ func ReasonFor(err error) Reason {
 		return ReasonBadMAC
 	case errors.Is(err, ErrUnknownKeyVersion):
 		return ReasonUnknownKeyVersion
+	case errors.Is(err, ErrRetiredKeyVersion):
+		return ReasonRetiredKeyVersion
 	case errors.Is(err, ErrCorrupt), errors.Is(err, ErrUnsupportedFormat):
 		return ReasonCorrupt
 	}

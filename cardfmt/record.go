@@ -182,7 +182,8 @@ func Seal(c Credential, ks *KeySet, uid []byte) ([]byte, error) {
 //
 // It first reads the header (ErrNoRecord, ErrUnsupportedFormat,
 // ErrCorrupt as ParseHeader), then checks that b holds the whole record
-// (ErrCorrupt), finds the key version in ks (ErrUnknownKeyVersion) and
+// (ErrCorrupt), finds the key version in ks (ErrUnknownKeyVersion),
+// checks that the version is still accepted (ErrRetiredKeyVersion) and
 // verifies the MAC in constant time (ErrBadMAC). Only then does it decode
 // the fields, which must fill the record exactly and satisfy
 // Credential.Validate (ErrCorrupt otherwise). A UID that is not 4, 7 or

@@ -63,7 +63,8 @@ type ScanMetadata struct {
 	// IsValid: the card holds an authentic record of this property.
 	IsValid bool `json:"is_valid"`
 	// Reason is why a card is not valid: blank, foreign, bad_mac,
-	// uid_mismatch, unknown_key_version, corrupt (null when valid).
+	// uid_mismatch, unknown_key_version, retired_key_version, corrupt
+	// (null when valid).
 	Reason *string `json:"reason"`
 	// CardWarnings are the bridge's warnings on a valid card, such as
 	// expired or not_yet_valid.

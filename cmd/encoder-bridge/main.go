@@ -6,6 +6,7 @@
 //	encoder-bridge scan --reader NAME [--json]
 //	encoder-bridge keys init --out PATH
 //	encoder-bridge keys rotate --keys PATH
+//	encoder-bridge keys retire --keys PATH --version N [--verify-until TIME]
 //	encoder-bridge keys show --keys PATH
 //	encoder-bridge validate --config PATH
 //	encoder-bridge run --config PATH
@@ -74,6 +75,7 @@ Usage:
   encoder-bridge scan [--reader NAME] [--wait 30s] [--json]
   encoder-bridge keys init --out PATH [--force]
   encoder-bridge keys rotate --keys PATH
+  encoder-bridge keys retire --keys PATH --version N [--verify-until TIME|now]
   encoder-bridge keys show --keys PATH [--json]
   encoder-bridge validate --config PATH
   encoder-bridge run --config PATH [--shutdown-timeout 15s]

@@ -257,3 +257,65 @@ func TestDoctor(t *testing.T) {
 		t.Fatalf("doctor --json: exit %d, %v\n%s", code, err, out)
 	}
 }
+
+// keys retire refuses the current version; with --verify-until it keeps
+// the version, so that its cards scan as retired and re-encode under the
+// current one; without, it removes the version.
+func TestKeysRetire(t *testing.T) {
+	c := newCLI(t)
+	card, _ := chip.New("mifare_classic_1k", nil)
+	c.sim.Plug("R").Insert(card)
+	keys := c.keys()
+	cred := c.file("cred.json", credJSON)
+	if code, _, stderr := c.run("encode", "--keys", keys, "--credential", cred); code != 0 {
+		t.Fatalf("encode: %d %s", code, stderr)
+	}
+	if code, _, stderr := c.run("keys", "rotate", "--keys", keys); code != 0 {
+		t.Fatalf("rotate: %d %s", code, stderr)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"current version", []string{"--version", "2"}, 1, "key version 2 is current; rotate first"},
+		{"current version, dated", []string{"--version", "2", "--verify-until", "now"}, 1, "key version 2 is current"},
+		{"missing version", []string{"--version", "7"}, 1, "no key version 7"},
+		{"no version", nil, 2, "--version must be"},
+		{"bad time", []string{"--version", "1", "--verify-until", "tomorrow"}, 2, "--verify-until must be an RFC 3339 time"},
+	} {
+		code, _, stderr := c.run(append([]string{"keys", "retire", "--keys", keys}, tc.args...)...)
+		if code != tc.code || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%s: exit %d, %s; want %d, %q", tc.name, code, stderr, tc.code, tc.want)
+		}
+	}
+
+	code, out, stderr := c.run("keys", "retire", "--keys", keys, "--version", "1", "--verify-until", "2026-01-01T00:00:00Z")
+	if code != 0 || !strings.Contains(out, "version 1 is accepted until 2026-01-01T00:00:00Z") {
+		t.Fatalf("retire --verify-until: %d %s %s", code, out, stderr)
+	}
+	if code, out, _ := c.run("keys", "show", "--keys", keys, "--json"); code != 0 || !strings.Contains(out, `"1": "2026-01-01T00:00:00Z"`) {
+		t.Fatalf("show: %s", out)
+	}
+	code, out, _ = c.run("scan", "--keys", keys, "--json")
+	if code != 0 || !strings.Contains(out, `"reason": "retired_key_version"`) {
+		t.Fatalf("scan of a card under the retired version: %d %s", code, out)
+	}
+	// Re-encoding re-keys the card under the current version.
+	if code, _, stderr := c.run("encode", "--keys", keys, "--credential", cred); code != 0 {
+		t.Fatalf("re-encode: %d %s", code, stderr)
+	}
+	code, out, _ = c.run("scan", "--keys", keys, "--json")
+	if code != 0 || !strings.Contains(out, `"valid": true`) || !strings.Contains(out, `"key_version": 2`) {
+		t.Fatalf("scan after re-encode: %d %s", code, out)
+	}
+
+	code, out, stderr = c.run("keys", "retire", "--keys", keys, "--version", "1")
+	if code != 0 || !strings.Contains(out, "version 1 removed") {
+		t.Fatalf("retire: %d %s %s", code, out, stderr)
+	}
+	if code, out, _ := c.run("keys", "show", "--keys", keys, "--json"); code != 0 || !strings.Contains(out, `"versions": [`+"\n    2\n  ]") {
+		t.Fatalf("show after removal: %s", out)
+	}
+}
