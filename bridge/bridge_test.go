@@ -92,6 +92,8 @@ func TestClassify(t *testing.T) {
 		{OpScan, context.DeadlineExceeded, CodeNoCredentialOnEncoder},
 		{OpEncode, reader.ErrCardRemoved, CodeEncodingInterrupted},
 		{OpScan, reader.ErrCardRemoved, CodeNoCredentialOnEncoder},
+		{OpEncode, fmt.Errorf("x: %w", reader.ErrCardChanged), CodeEncodingInterrupted},
+		{OpScan, fmt.Errorf("x: %w", reader.ErrCardChanged), CodeNoCredentialOnEncoder},
 		{OpEncode, fmt.Errorf("%w: %w", cardfmt.ErrInterrupted, reader.ErrTimeout), CodeEncodingInterrupted},
 		{OpEncode, cardfmt.ErrIncompatible, CodeIncompatibleCardFormat},
 		{OpEncode, cardfmt.ErrForeign, CodeIncompatibleCardFormat},

@@ -61,9 +61,11 @@ func Classify(op Op, err error) *JobError {
 	switch {
 	case errors.Is(err, cardfmt.ErrInterrupted):
 		code = CodeEncodingInterrupted
-	case errors.Is(err, reader.ErrCardRemoved):
+	case errors.Is(err, reader.ErrCardRemoved), errors.Is(err, reader.ErrCardChanged):
 		// Seam: encoding_interrupted is "card removed before writing was
-		// complete"; a scan that loses its card simply has none.
+		// complete"; a scan that loses its card simply has none. Another
+		// card answering after a reset means the job's card is no longer
+		// the one selected: for the job, it left.
 		code = CodeNoCredentialOnEncoder
 		if op == OpEncode {
 			code = CodeEncodingInterrupted

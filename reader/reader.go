@@ -75,6 +75,11 @@ var (
 	ErrNoCard = errors.New("no card on the reader")
 	// ErrCardRemoved: the card left the field while in use.
 	ErrCardRemoved = errors.New("card removed")
+	// ErrCardChanged: after a reset, a card with another UID answered.
+	// With two cards in the field the reader may select the other one
+	// when it re-activates the field; the job must stop rather than read
+	// or write a card it did not start with.
+	ErrCardChanged = errors.New("another card answered after a reset (more than one card on the encoder?)")
 	// ErrTimeout: the reader or card did not answer in time.
 	ErrTimeout = errors.New("card reader timed out")
 	// ErrSharingViolation: another program holds the card exclusively.

@@ -208,3 +208,65 @@ func (namedReply) Close() error                { return nil }
 func (n namedReply) Transmit(context.Context, []byte) ([]byte, error) {
 	return n.resp, nil
 }
+
+// With two cards in the field, the reader may select the other one when a
+// reset re-activates it. Once the UID is known, Reset notices; before,
+// there is nothing to compare with.
+func TestResetNoticesAnotherCard(t *testing.T) {
+	ctx := context.Background()
+	open := func(t *testing.T, kind string) (*reader.Tag, *chip.Pair) {
+		t.Helper()
+		a, _ := chip.New(kind, nil)
+		b, _ := chip.New(kind, nil)
+		pair := chip.NewPair(a, b)
+		s := sim.New()
+		s.Plug("R").Insert(pair)
+		card, err := s.Connect(ctx, "R")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { card.Close() })
+		return reader.NewTag(card), pair
+	}
+
+	t.Run("same card", func(t *testing.T) {
+		tag, pair := open(t, "mifare_classic_1k")
+		uid, _ := tag.UID(ctx)
+		pair.SwapAtReset(0)
+		if err := tag.Reset(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := tag.UID(ctx); !bytes.Equal(got, uid) {
+			t.Fatal("UID changed")
+		}
+	})
+	t.Run("another card", func(t *testing.T) {
+		tag, pair := open(t, "mifare_classic_1k")
+		if _, err := tag.UID(ctx); err != nil {
+			t.Fatal(err)
+		}
+		pair.SwapAtReset(1)
+		if err := tag.Reset(ctx); !errors.Is(err, reader.ErrCardChanged) {
+			t.Fatalf("Reset: %v, want ErrCardChanged", err)
+		}
+	})
+	t.Run("UID not read yet", func(t *testing.T) {
+		tag, pair := open(t, "mifare_classic_1k")
+		pair.SwapAtReset(1)
+		if err := tag.Reset(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+	// Identify resets a chip that refuses GET_VERSION (halted by another
+	// program) and asks again: not of another card.
+	t.Run("identify", func(t *testing.T) {
+		tag, pair := open(t, "ntag213")
+		if _, err := tag.Native(ctx, []byte{0x30, 0xFF}); !errors.Is(err, reader.ErrRefused) {
+			t.Fatalf("READ past memory: %v, want a NAK", err)
+		}
+		pair.SwapAtReset(1)
+		if _, err := reader.Identify(ctx, tag); !errors.Is(err, reader.ErrCardChanged) {
+			t.Fatalf("Identify: %v, want ErrCardChanged", err)
+		}
+	})
+}

@@ -68,7 +68,8 @@ func NewTag(c Card) *Tag {
 // Card is the underlying connection.
 func (t *Tag) Card() Card { return t.card }
 
-// UID reads the card's anticollision identifier (GET DATA) once and caches it.
+// UID reads the card's anticollision identifier (GET DATA) once and caches
+// it; Reset checks it again.
 func (t *Tag) UID(ctx context.Context) ([]byte, error) {
 	if t.uid != nil {
 		return t.uid, nil
@@ -191,10 +192,29 @@ func parseTransparent(data []byte) ([]byte, error) {
 }
 
 // Reset re-activates the card, which clears its authentication state and
-// any transparent session.
+// any transparent session. The reader runs anticollision again and may
+// select another card in the field, so once the UID has been read, Reset
+// reads it again (one GET DATA) and fails with ErrCardChanged if another
+// card answers; the caller must then stop before sending that card
+// anything.
 func (t *Tag) Reset(ctx context.Context) error {
 	t.session = false
-	return t.card.Reset(ctx)
+	known := t.uid
+	t.uid = nil
+	if err := t.card.Reset(ctx); err != nil {
+		return err
+	}
+	if known == nil {
+		return nil
+	}
+	uid, err := t.UID(ctx)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(uid, known) {
+		return fmt.Errorf("reader: reset: %w", ErrCardChanged)
+	}
+	return nil
 }
 
 // command transmits apdu and returns the response data on 90 00. Other

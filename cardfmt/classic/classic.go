@@ -26,6 +26,8 @@ type Tag interface {
 	Authenticate(ctx context.Context, block int, kt reader.KeyType, slot byte) error
 	ReadBinary(ctx context.Context, block, n int) ([]byte, error)
 	UpdateBinary(ctx context.Context, block int, data []byte) error
+	// Reset re-activates the card; it fails with reader.ErrCardChanged
+	// when another card answers (two cards in the field).
 	Reset(ctx context.Context) error
 }
 

@@ -521,3 +521,83 @@ func BenchmarkAPDUs(b *testing.B) {
 		}
 	}
 }
+
+// TestCardChangedAfterReset puts a second card in the field and lets the
+// reader select it at each card reset a job makes in turn: the job stops
+// with reader.ErrCardChanged and the second card is left exactly as it was.
+func TestCardChangedAfterReset(t *testing.T) {
+	cred := credential("3001", 2)
+	for _, tc := range []struct {
+		name  string
+		setup func(r *rig, ks *cardfmt.KeySet) // on card A alone
+		job   func(tag *reader.Tag, info reader.Info, ks *cardfmt.KeySet) error
+	}{
+		{"scan, blank card", nil, func(tag *reader.Tag, info reader.Info, ks *cardfmt.KeySet) error {
+			_, err := Scan(context.Background(), tag, info, ks)
+			return err
+		}},
+		{"encode, blank card", nil, func(tag *reader.Tag, info reader.Info, ks *cardfmt.KeySet) error {
+			return Encode(context.Background(), tag, info, ks, cred)
+		}},
+		{"scan after a rotation", rotated(cred), func(tag *reader.Tag, info reader.Info, ks *cardfmt.KeySet) error {
+			_, err := Scan(context.Background(), tag, info, ks)
+			return err
+		}},
+		{"re-encode after a rotation", rotated(cred), func(tag *reader.Tag, info reader.Info, ks *cardfmt.KeySet) error {
+			return Encode(context.Background(), tag, info, ks, cred)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// run sets up a fresh pair and runs the job with the swap at
+			// the swapAt-th reset; it returns the job's error and the
+			// number of resets the job made.
+			run := func(swapAt int) (error, int) {
+				second := chip.NewClassic1K([]byte{0x55, 0x66, 0x77, 0x88})
+				pair := chip.NewPair(chip.NewClassic1K([]byte{0x11, 0x22, 0x33, 0x44}), second)
+				s := sim.New()
+				r := &rig{t: t, sim: s, rdr: s.Plug(readerName)}
+				r.rdr.Insert(pair)
+				ks := keySet(t)
+				if tc.setup != nil {
+					tc.setup(r, ks)
+				}
+				before, err := chip.Marshal(second)
+				if err != nil {
+					t.Fatal(err)
+				}
+				tag, info, conn := r.connect()
+				pair.SwapAtReset(swapAt)
+				err = tc.job(tag, info, ks)
+				resets := pair.Resets()
+				conn.Close()
+				after, _ := chip.Marshal(second)
+				if !bytes.Equal(before, after) {
+					t.Fatalf("swap at reset %d: the second card changed", swapAt)
+				}
+				return err, resets
+			}
+			err, resets := run(0)
+			if err != nil || resets == 0 {
+				t.Fatalf("without a swap: %v after %d resets; the case must reset the card", err, resets)
+			}
+			for n := 1; n <= resets; n++ {
+				err, _ := run(n)
+				if !errors.Is(err, reader.ErrCardChanged) {
+					t.Errorf("swap at reset %d of %d: %v, want reader.ErrCardChanged", n, resets, err)
+				}
+			}
+		})
+	}
+}
+
+// rotated encodes c under ks and then rotates ks.
+func rotated(c cardfmt.Credential) func(r *rig, ks *cardfmt.KeySet) {
+	return func(r *rig, ks *cardfmt.KeySet) {
+		if err := r.encode(ks, c); err != nil {
+			r.t.Fatal(err)
+		}
+		if _, err := ks.Rotate(rand.Reader); err != nil {
+			r.t.Fatal(err)
+		}
+	}
+}

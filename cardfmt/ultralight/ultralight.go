@@ -33,6 +33,8 @@ type Tag interface {
 	ReadBinary(ctx context.Context, page, n int) ([]byte, error)
 	UpdateBinary(ctx context.Context, page int, data []byte) error
 	Native(ctx context.Context, frame []byte) ([]byte, error)
+	// Reset re-activates the card; it fails with reader.ErrCardChanged
+	// when another card answers (two cards in the field).
 	Reset(ctx context.Context) error
 }
 

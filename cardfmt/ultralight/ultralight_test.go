@@ -1174,3 +1174,78 @@ func BenchmarkAPDUs(b *testing.B) {
 		}
 	}
 }
+
+// TestCardChangedAfterReset puts a second card in the field and lets the
+// reader select it at each card reset a job makes in turn: the job stops
+// with reader.ErrCardChanged and the second card, down to its failed-password
+// counter, is left exactly as it was. This system's own cards take no
+// reset; cards of other systems do.
+func TestCardChangedAfterReset(t *testing.T) {
+	ks := keySet(t, "site", 2)
+	other := [4]byte{0xDE, 0xAD, 0xBE, 0xEF}
+	scan := func(tag *reader.Tag, info reader.Info) error {
+		_, err := Scan(context.Background(), tag, info, ks)
+		return err
+	}
+	encode := func(tag *reader.Tag, info reader.Info) error {
+		return Encode(context.Background(), tag, info, ks, credential("3001", 1))
+	}
+	for _, tc := range []struct {
+		name  string
+		setup func(u *chip.Ultralight) // the first card, another system's
+	}{
+		{"read protected from page 2", func(u *chip.Ultralight) {
+			u.SetPassword(other, [2]byte{0x12, 0x34})
+			setConfig(u, 2, accessPROT)
+		}},
+		{"read and write protected from page 4", func(u *chip.Ultralight) {
+			u.SetPassword(other, [2]byte{0x12, 0x34})
+			setConfig(u, 4, accessPROT|authLim)
+		}},
+		{"read and write protected from page 6, no marker", func(u *chip.Ultralight) {
+			u.SetPassword(other, [2]byte{0x12, 0x34})
+			setConfig(u, 6, accessPROT|authLim)
+		}},
+	} {
+		for _, job := range []struct {
+			name string
+			f    func(tag *reader.Tag, info reader.Info) error
+		}{{"scan", scan}, {"encode", encode}} {
+			t.Run(tc.name+"/"+job.name, func(t *testing.T) {
+				run := func(swapAt int) (error, int) {
+					first := chip.NewUltralight(chip.NTAG213, uidA)
+					tc.setup(first)
+					second := chip.NewUltralight(chip.NTAG213, uidB)
+					pair := chip.NewPair(first, second)
+					s := sim.New()
+					r := &rig{t: t, sim: s, rdr: s.Plug(readerName), chip: first}
+					r.rdr.Insert(pair)
+					before, err := chip.Marshal(second)
+					if err != nil {
+						t.Fatal(err)
+					}
+					k := r.connect()
+					pair.SwapAtReset(swapAt)
+					err = job.f(k.tag, k.info)
+					resets := pair.Resets()
+					k.card.Close()
+					after, _ := chip.Marshal(second)
+					if !bytes.Equal(before, after) {
+						t.Fatalf("swap at reset %d: the second card changed", swapAt)
+					}
+					return err, resets
+				}
+				err, resets := run(0)
+				if errors.Is(err, reader.ErrCardChanged) || resets == 0 {
+					t.Fatalf("without a swap: %v after %d resets; the case must reset the card", err, resets)
+				}
+				for n := 1; n <= resets; n++ {
+					err, _ := run(n)
+					if !errors.Is(err, reader.ErrCardChanged) {
+						t.Errorf("swap at reset %d of %d: %v, want reader.ErrCardChanged", n, resets, err)
+					}
+				}
+			})
+		}
+	}
+}
