@@ -331,7 +331,8 @@ func Encode(ctx context.Context, t Tag, info reader.Info, ks *cardfmt.KeySet, c 
 		return fmt.Errorf("classic: sector 0 holds another system's directory: %w", cardfmt.ErrForeign)
 	}
 
-	plan, err := planSectors(dir.mad, (len(record)+sectorData-1)/sectorData)
+	need := (len(record) + sectorData - 1) / sectorData
+	plan, err := planSectors(dir.mad, need, nil)
 	if err != nil {
 		return err
 	}
@@ -363,6 +364,9 @@ func Encode(ctx context.Context, t Tag, info reader.Info, ks *cardfmt.KeySet, c 
 			return err
 		}
 	}
+	if plan, err = probeClaimed(ctx, s, dir, plan, need, keys); err != nil {
+		return err
+	}
 
 	w := &writer{s: s}
 	for i, sec := range plan.sectors {
@@ -387,9 +391,55 @@ type sectorPlan struct {
 	madChanged bool
 }
 
+// probeClaimed authenticates every sector the plan newly claims before
+// anything is written. Unused sectors keep whatever key they had, on a new
+// card the public transport key, so anyone can re-key one. On a card with
+// a directory, a free sector that takes neither the transport key nor this
+// system's is left alone and another free sector claimed instead; when
+// none is left the record does not fit (ErrIncompatible). On a card
+// without a directory such a sector means another system uses the card
+// (ErrForeign). Either way nothing has been written. The sectors are
+// probed highest first so that the first one written is still
+// authenticated.
+func probeClaimed(ctx context.Context, s *session, dir directory, plan sectorPlan, need int, keys []cardKeys) (sectorPlan, error) {
+	usable := map[int]bool{}
+	refused := map[int]bool{}
+	for {
+		sectors := slices.Clone(plan.sectors)
+		slices.Reverse(sectors)
+		bad := 0
+		for _, sec := range sectors {
+			if slices.Contains(plan.ours, sec) || usable[sec] {
+				continue
+			}
+			_, err := s.authAny(ctx, sec, sectorCandidates(false, keys))
+			if errors.Is(err, reader.ErrAuthFailed) {
+				bad = sec
+				break
+			}
+			if err != nil {
+				return plan, err
+			}
+			usable[sec] = true
+		}
+		if bad == 0 {
+			return plan, nil
+		}
+		if dir.mad == nil {
+			return plan, fmt.Errorf("classic: sector %d refuses the transport key and this system's keys: %w", bad, cardfmt.ErrForeign)
+		}
+		refused[bad] = true
+		var err error
+		if plan, err = planSectors(dir.mad, need, refused); err != nil {
+			return plan, err
+		}
+	}
+}
+
 // planSectors keeps the sectors the directory already gives this system
-// and claims free ones until n are available.
-func planSectors(m *mad, n int) (sectorPlan, error) {
+// and claims free ones, other than those in refused, until n are
+// available.
+func planSectors(m *mad, n int, refused map[int]bool) (sectorPlan, error) {
 	p := sectorPlan{}
 	if m == nil {
 		m = &mad{info: 0x00}
@@ -401,13 +451,17 @@ func planSectors(m *mad, n int) (sectorPlan, error) {
 	p.ours = m.sectorsWith(AppAID)
 	p.sectors = slices.Clone(p.ours)
 	for i := 0; i < madSectors && len(p.sectors) < n; i++ {
-		if m.aids[i] == aidFree {
+		if m.aids[i] == aidFree && !refused[i+1] {
 			m.aids[i] = AppAID
 			p.sectors = append(p.sectors, i+1)
 			p.madChanged = true
 		}
 	}
 	if len(p.sectors) < n {
+		if len(refused) > 0 {
+			return p, fmt.Errorf("classic: record needs %d sectors, the card has %d usable (%d free sectors were re-keyed by someone else): %w",
+				n, len(p.sectors), len(refused), cardfmt.ErrIncompatible)
+		}
 		return p, fmt.Errorf("classic: record needs %d sectors, the card has %d free: %w", n, len(p.sectors), cardfmt.ErrIncompatible)
 	}
 	slices.Sort(p.sectors)

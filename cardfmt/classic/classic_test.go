@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -599,5 +600,91 @@ func rotated(c cardfmt.Credential) func(r *rig, ks *cardfmt.KeySet) {
 		if _, err := ks.Rotate(rand.Reader); err != nil {
 			r.t.Fatal(err)
 		}
+	}
+}
+
+// TestRekeyedFreeSector: unused sectors keep the transport key, so a
+// guest can re-key one. A later, longer encode claims other free sectors,
+// or, when none is left, fails as incompatible before writing anything;
+// never as an interrupted encode.
+func TestRekeyedFreeSector(t *testing.T) {
+	guestKey := []byte{0xA1, 0xB2, 0xC3, 0xD4, 0xE5, 0xF6}
+	rekey := func(r *rig, sector int) {
+		r.chip.SetBlock(trailerBlock(sector), trailer(guestKey, []byte{0xFF, 0x07, 0x80, 0x69}, guestKey))
+	}
+	short := credential("1", 0)     // 2 sectors: 1 and 2
+	longer := credential("1002", 3) // 3 sectors
+	longest := credential("1003", 30)
+	for _, tc := range []struct {
+		name      string
+		rekeyed   []int
+		c         cardfmt.Credential
+		want      error // nil: encodes
+		sectors   []int // the record's sectors when it encodes
+		untouched []int
+	}{
+		{"next free sector re-keyed", []int{3}, longer, nil, []int{1, 2, 4}, []int{3}},
+		{"two free sectors re-keyed", []int{3, 4}, longer, nil, []int{1, 2, 5}, []int{3, 4}},
+		{"every free sector re-keyed", []int{3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}, longer, cardfmt.ErrIncompatible, nil, nil},
+		{"too few free sectors left", []int{4, 5, 6, 7, 8, 9, 10, 11, 12}, longest, cardfmt.ErrIncompatible, nil, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, "mifare_classic_1k")
+			ks := keySet(t)
+			if err := r.encode(ks, short); err != nil {
+				t.Fatal(err)
+			}
+			for _, sec := range tc.rekeyed {
+				rekey(r, sec)
+			}
+			before := dump(r.chip)
+			err := r.encode(ks, tc.c)
+			if tc.want != nil {
+				if !errors.Is(err, tc.want) || errors.Is(err, cardfmt.ErrInterrupted) {
+					t.Fatalf("encode: %v, want %v and not interrupted", err, tc.want)
+				}
+				if !bytes.Equal(before, dump(r.chip)) {
+					t.Fatal("a refused encode changed the card")
+				}
+				sameCredential(t, r.scan(ks).Record, short)
+				return
+			}
+			if err != nil {
+				t.Fatalf("encode: %v", err)
+			}
+			sameCredential(t, r.scan(ks).Record, tc.c)
+			tag, _, conn := r.connect()
+			defer conn.Close()
+			dir, err := readDirectory(context.Background(), newSession(tag))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := dir.mad.sectorsWith(AppAID); !slices.Equal(got, tc.sectors) {
+				t.Fatalf("record sectors %v, want %v", got, tc.sectors)
+			}
+			for _, sec := range tc.untouched {
+				for b := 4 * sec; b < 4*sec+4; b++ {
+					if !bytes.Equal(before[16*b:16*b+16], r.chip.Block(b)) {
+						t.Fatalf("block %d of re-keyed sector %d changed", b, sec)
+					}
+				}
+			}
+		})
+	}
+}
+
+// A card without a directory whose third sector another system keyed is
+// foreign, and refused before anything is written.
+func TestForeignSectorBeyondTheFirst(t *testing.T) {
+	r := newRig(t, "mifare_classic_1k")
+	foreignKey := []byte{1, 2, 3, 4, 5, 6}
+	r.chip.SetBlock(trailerBlock(3), trailer(foreignKey, []byte{0xFF, 0x07, 0x80, 0x69}, foreignKey))
+	before := dump(r.chip)
+	err := r.encode(keySet(t), credential("1002", 3))
+	if !errors.Is(err, cardfmt.ErrForeign) || errors.Is(err, cardfmt.ErrInterrupted) {
+		t.Fatalf("encode: %v, want ErrForeign and not interrupted", err)
+	}
+	if !bytes.Equal(before, dump(r.chip)) {
+		t.Fatal("a refused encode changed the card")
 	}
 }
