@@ -42,8 +42,9 @@ type Credential struct {
 	// Entrances are the doors, rooms or zones the card opens: up to 32,
 	// none nil, no duplicates. A card may have none (a function-only card).
 	Entrances []uuid.UUID
-	// IssueSequence orders cards issued for the same entrances: a lock
-	// that sees a card with a higher sequence refuses older ones.
+	// IssueSequence orders the cards of one credential (the same ID): a
+	// lock that has seen a card of the credential with a higher sequence
+	// refuses older ones. Cards of other credentials are not affected.
 	IssueSequence uint32
 }
 

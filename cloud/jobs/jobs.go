@@ -200,7 +200,8 @@ func (s *Service) Encode(ctx context.Context, workspaceID string, req EncodeRequ
 		// The first encode job of a credential writes the sequence it was
 		// created with; every later one (a retry or a replacement card)
 		// takes a new, higher sequence, so the newest card cancels every
-		// older card at the locks.
+		// older card of this credential at the locks (and no other
+		// credential's card).
 		before, err := tx.CountEncodeJob(ctx, cred.ID)
 		if err != nil {
 			return err

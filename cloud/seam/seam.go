@@ -181,7 +181,7 @@ type CredentialMetadata struct {
 	CardFunctionType string   `json:"card_function_type"`
 	EntranceIDs      []string `json:"entrance_ids"`
 	// IssueSequence of the card now issued, or of the first card before
-	// one is: a lock refuses cards with a lower sequence for its entrances
+	// one is: a lock refuses this credential's cards with a lower sequence
 	// once it has seen a higher one.
 	IssueSequence  uint32  `json:"issue_sequence"`
 	CardUID        *string `json:"card_uid"`
