@@ -5,8 +5,8 @@
 //
 // # Record
 //
-// A record (format version 1) is a big-endian byte string of 55 to 586
-// bytes: an 8-byte header (magic "EB", format version, key version,
+// A record (format version 1) is a big-endian byte string of 60 to 597
+// bytes (MinRecordLen, MaxRecordLen): an 8-byte header (magic "EB", format version, key version,
 // length, card function, flags), the credential fields, and a 16-byte
 // AES-CMAC over everything before it, the UID's length and the UID. Seal
 // builds one, Open checks and decodes one. docs/card-format.md describes
@@ -22,6 +22,10 @@
 // AN10922 AES-128 over the card's UID, a purpose byte and the key set's
 // 8-byte id, so no card key can be computed from the UID alone and no key
 // of one card opens another.
+//
+// Rotate adds a version and makes it current. RetireAt stops a version's
+// records from verifying from a given moment (ErrRetiredKeyVersion) while
+// its card keys stay usable for re-keying; Retire removes a version.
 //
 // Master keys never leave the package except through WriteKeySet: AESKey,
 // SiteKey and KeySet print as "[redacted]" (or without their keys) with
