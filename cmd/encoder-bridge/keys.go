@@ -90,7 +90,8 @@ func (a *app) keysRotate(args []string) error {
 	if err := cardfmt.WriteKeySet(path, ks, true); err != nil {
 		return &bridge.JobError{Code: bridge.CodeKeyFile, Err: err}
 	}
-	fmt.Fprintf(a.stdout, "key file %s: new version %d is current; cards written under versions %v still scan and are re-keyed when re-encoded\n",
+	fmt.Fprintf(a.stdout, "key file %s: new version %d is current; cards written under versions %v still scan and are re-keyed when re-encoded\n"+
+		"after a leak, stop accepting the old version: encoder-bridge keys retire --keys PATH --version N --verify-until now\n",
 		path, k.Version, ks.Versions()[1:])
 	return nil
 }
