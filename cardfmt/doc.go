@@ -6,9 +6,11 @@
 // # Record
 //
 // A record (format version 1) is a big-endian byte string of 60 to 597
-// bytes (MinRecordLen, MaxRecordLen): an 8-byte header (magic "EB", format version, key version,
-// length, card function, flags), the credential fields, and a 16-byte
-// AES-CMAC over everything before it, the UID's length and the UID. Seal
+// bytes (MinRecordLen, MaxRecordLen): an 8-byte header (magic "EB",
+// format version, key version, length, card function, flags), the
+// credential fields, and a 16-byte AES-CMAC over everything before it, the
+// UID's length and the UID. Format version 2 (SealBound, OpenBound) is the
+// same with the MAC also covering layout bytes kept beside the record. Seal
 // builds one, Open checks and decodes one. docs/card-format.md describes
 // every byte.
 //

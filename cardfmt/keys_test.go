@@ -252,6 +252,11 @@ func TestKeySetConcurrentUse(t *testing.T) {
 func TestRetireAt(t *testing.T) {
 	ks := testKeySet(t)
 	old := mustSeal(t, testCredential(), ks, uid7)
+	bound := []byte{0x42, 0x01} // layout bytes a format 2 record covers
+	oldBound, err := SealBound(testCredential(), ks, uid7, bound)
+	if err != nil {
+		t.Fatal(err)
+	}
 	rotateTestKeySet(t, ks)
 	v1, _ := ks.Version(1)
 	until := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
@@ -274,6 +279,10 @@ func TestRetireAt(t *testing.T) {
 		}
 		if tc.want != nil && ReasonFor(err) != ReasonRetiredKeyVersion {
 			t.Errorf("%s: reason %q", tc.name, ReasonFor(err))
+		}
+		_, err = OpenBound(oldBound, ks, uid7, bound)
+		if !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) {
+			t.Errorf("%s: OpenBound: %v, want %v", tc.name, err, tc.want)
 		}
 	}
 	// The keys stay: layouts still open and re-key such cards.
