@@ -115,12 +115,22 @@ func New(cfg Config) (*Server, error) {
 	s.api = api.New(api.Config{
 		Store: st, Auth: s.auth, Jobs: s.jobs, Presence: s.hub, Clock: cfg.Clock, Log: cfg.Logger.Named("api"),
 	})
-	mux := http.NewServeMux()
-	mux.Handle(protocol.Path, s.hub)
-	mux.HandleFunc("/healthz", s.healthz)
-	mux.Handle("/", s.api)
-	s.handler = mux
+	s.handler = http.HandlerFunc(s.route)
 	return s, nil
+}
+
+// route sends a request by its exact path. Not a ServeMux: that answers
+// an unclean path such as //acs/encoders/list with a bare redirect
+// instead of the API's error.
+func (s *Server) route(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case protocol.Path:
+		s.hub.ServeHTTP(w, r)
+	case "/healthz":
+		s.healthz(w, r)
+	default:
+		s.api.ServeHTTP(w, r)
+	}
 }
 
 // Handler serves the API, the bridge websocket (protocol.Path) and

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/google/uuid"
@@ -162,7 +163,7 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (a *API) serve(w http.ResponseWriter, r *http.Request, reqID string) (status int, workspaceID string) {
 	rt, ok := a.routes[r.URL.Path]
 	if !ok {
-		return a.fail(w, reqID, &apiError{http.StatusNotFound, "not_found", "no route " + r.URL.Path}), ""
+		return a.fail(w, reqID, &apiError{http.StatusNotFound, "not_found", "no route " + clip(r.URL.Path)}), ""
 	}
 	switch {
 	case r.Method == http.MethodPost:
@@ -175,9 +176,13 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request, reqID string) (statu
 		w.Header().Set("Allow", allow)
 		return a.fail(w, reqID, &apiError{http.StatusMethodNotAllowed, "method_not_allowed", r.Method + " is not allowed on " + r.URL.Path + " (use " + allow + ")"}), ""
 	}
+	// One answer for a missing, malformed, unknown or revoked key, so a
+	// caller learns nothing about which keys exist. The key is never
+	// logged or echoed.
+	refused := &apiError{http.StatusUnauthorized, "unauthorized", "missing, invalid or revoked API key: send Authorization: Bearer <API key>"}
 	token, ok := secret.Bearer(r.Header.Get("Authorization"))
 	if !ok {
-		return a.fail(w, reqID, &apiError{http.StatusUnauthorized, "unauthorized", "missing API key: send Authorization: Bearer <API key>"}), ""
+		return a.fail(w, reqID, refused), ""
 	}
 	ws, err := a.cfg.Auth.Workspace(r.Context(), token)
 	if err != nil {
@@ -185,12 +190,18 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request, reqID string) (statu
 		if !errors.As(err, &u) || !u.Unauthorized() {
 			return a.fail(w, reqID, fmt.Errorf("check API key: %w", err)), ""
 		}
-		// The key is never logged or echoed.
-		return a.fail(w, reqID, &apiError{http.StatusUnauthorized, "unauthorized", "invalid or revoked API key"}), ""
+		return a.fail(w, reqID, refused), ""
 	}
 	var in *input
 	if r.Method == http.MethodGet {
-		in = newQueryInput(r.URL.Query())
+		q, err := url.ParseQuery(r.URL.RawQuery)
+		if err != nil {
+			// url.Values of r.URL.Query would drop the bad pair silently.
+			e := &InputError{}
+			e.add("query", "malformed query string: "+clip(err.Error()))
+			return a.fail(w, reqID, e), ws.ID
+		}
+		in = newQueryInput(q)
 	} else {
 		var body []byte
 		var err error
@@ -249,9 +260,24 @@ func (a *API) fail(w http.ResponseWriter, reqID string, err error) int {
 	}
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="encoder-bridge"`)
+		// Close rather than read a body nobody authenticated: net/http
+		// would otherwise wait for up to 256 KiB of it to reuse the
+		// connection, and a client that never sends it holds the
+		// connection. A read deadline in the past ends that wait.
+		w.Header().Set("Connection", "close")
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now())
 	}
 	writeJSON(w, status, body)
 	return status
+}
+
+// clip shortens text from the request that goes into an error message.
+func clip(s string) string {
+	const max = 200
+	if len(s) > max {
+		return s[:max] + "…"
+	}
+	return s
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

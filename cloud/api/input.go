@@ -7,7 +7,6 @@ import (
 	"math"
 	"net/url"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -15,11 +14,19 @@ import (
 	"github.com/google/uuid"
 )
 
-// InputError is a 400: every field that is wrong, with what is wrong.
+// MaxReportedFields bounds the fields an InputError names, and so the size
+// of the error body: a 1 MiB body of tens of thousands of unknown fields
+// would otherwise be answered with each of them, twice (issue 10).
+const MaxReportedFields = 20
+
+// InputError is a 400: every field that is wrong, with what is wrong, up
+// to MaxReportedFields fields; Omitted counts the wrong fields beyond.
 type InputError struct {
 	// Fields maps a field (dotted for nested ones) to its problems.
 	Fields map[string][]string
-	order  []string
+	// Omitted is how many more fields were wrong.
+	Omitted int
+	order   []string
 }
 
 func (e *InputError) add(field, problem string) {
@@ -27,18 +34,33 @@ func (e *InputError) add(field, problem string) {
 		e.Fields = map[string][]string{}
 	}
 	if _, ok := e.Fields[field]; !ok {
+		if len(e.order) >= MaxReportedFields {
+			e.Omitted++
+			return
+		}
 		e.order = append(e.order, field)
 	}
-	e.Fields[field] = append(e.Fields[field], problem)
+	if len(e.Fields[field]) < maxProblemsPerField {
+		e.Fields[field] = append(e.Fields[field], problem)
+	}
 }
 
+// maxProblemsPerField bounds the problems listed for one field.
+const maxProblemsPerField = 4
+
 func (e *InputError) Error() string {
-	parts := make([]string, 0, len(e.order))
+	parts := make([]string, 0, len(e.order)+1)
 	for _, f := range e.order {
 		parts = append(parts, f+": "+strings.Join(e.Fields[f], ", "))
 	}
+	if e.Omitted > 0 {
+		parts = append(parts, fmt.Sprintf("and %d more fields", e.Omitted))
+	}
 	return "invalid input: " + strings.Join(parts, "; ")
 }
+
+// wrong reports whether any problem was found, named or omitted.
+func (e *InputError) wrong() bool { return len(e.Fields) > 0 || e.Omitted > 0 }
 
 // input reads a request's parameters, from a JSON body (POST) or the query
 // string (GET), and collects every problem. Fields never read are unknown
@@ -57,18 +79,51 @@ func newBodyInput(b []byte) (*input, error) {
 	if len(b) == 0 {
 		return in, nil // Seam's SDKs post no body to list routes called without arguments
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if err := dec.Decode(&in.body); err != nil || in.body == nil {
+	if n := countKeys(b); n > MaxBodyKeys {
+		// Refused before decoding: a map of tens of thousands of fields
+		// costs tens of megabytes to build.
 		e := &InputError{}
-		e.add("body", "must be a JSON object")
+		e.add("body", fmt.Sprintf("has %d fields; no route takes more than %d", n, MaxBodyKeys))
 		return nil, e
 	}
-	if dec.More() {
+	// Unmarshal, not a Decoder: it refuses anything after the object, even
+	// closing brackets (a Decoder's More reports false before "}" or "]",
+	// so `{...}}]garbage` used to pass).
+	if err := json.Unmarshal(b, &in.body); err != nil || in.body == nil {
 		e := &InputError{}
-		e.add("body", "must hold one JSON object")
+		e.add("body", "must be one JSON object and nothing after it")
 		return nil, e
 	}
 	return in, nil
+}
+
+// MaxBodyKeys bounds the object keys in a request body, at every depth.
+// The largest request has a few dozen.
+const MaxBodyKeys = 256
+
+// countKeys counts the object keys in JSON text b without decoding it: the
+// colons outside strings. It does not validate b.
+func countKeys(b []byte) int {
+	n := 0
+	inString, escaped := false, false
+	for _, c := range b {
+		switch {
+		case escaped:
+			escaped = false
+		case inString:
+			switch c {
+			case '\\':
+				escaped = true
+			case '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == ':':
+			n++
+		}
+	}
+	return n
 }
 
 // newQueryInput reads a GET query the way Seam's SDKs write one: arrays as
@@ -311,28 +366,43 @@ func (in *input) exactlyOne(a, av, b, bv string) {
 // finished) and every problem found.
 func (in *input) check() error {
 	in.unknown()
-	if len(in.errs.Fields) > 0 {
+	if in.errs.wrong() {
 		return in.errs
 	}
 	return nil
 }
 
-// unknown reports the fields never read.
+// unknown reports the fields never read: the first MaxReportedFields by
+// name, and how many more.
 func (in *input) unknown() {
-	var keys []string
+	var first []string // sorted, at most MaxReportedFields
+	more := 0
+	note := func(k string) {
+		if in.used[k] {
+			return
+		}
+		i, _ := slices.BinarySearch(first, k)
+		if len(first) < MaxReportedFields {
+			first = slices.Insert(first, i, k)
+			return
+		}
+		more++
+		if i < len(first) {
+			copy(first[i+1:], first[i:])
+			first[i] = k
+		}
+	}
 	if in.query != nil {
 		for k := range in.query {
-			keys = append(keys, k)
+			note(k)
 		}
 	} else {
 		for k := range in.body {
-			keys = append(keys, k)
+			note(k)
 		}
 	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		if !in.used[k] {
-			in.bad(k, "unknown field")
-		}
+	for _, k := range first {
+		in.bad(k, "unknown field")
 	}
+	in.errs.Omitted += more
 }

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -34,6 +35,10 @@ type pagination struct {
 	HasNextPage    bool    `json:"has_next_page"`
 	NextPageURL    *string `json:"next_page_url"`
 }
+
+// MaxSearchLength bounds the search of /acs/credentials/list, in
+// characters: longer than any card number, display name or id.
+const MaxSearchLength = 256
 
 // DefaultLimit is Seam's default page size; MaxLimit bounds it.
 const (
@@ -397,10 +402,16 @@ func (a *API) listCredentials(ctx context.Context, r *request) (any, error) {
 		admit = false // no card credential is one
 	}
 	if s, ok := r.in.str("search"); ok {
-		if s == "" {
+		switch n := utf8.RuneCountInString(s); {
+		case n == 0:
 			r.in.bad("search", "must not be empty")
+		case n > MaxSearchLength:
+			// SQLite refuses LIKE patterns beyond 50,000 bytes with an
+			// error; nothing searched for here is near this long.
+			r.in.bad("search", "must be at most %d characters", MaxSearchLength)
+		default:
+			f.Search = s
 		}
-		f.Search = s
 	}
 	p := r.page()
 	if err := r.in.check(); err != nil {

@@ -239,11 +239,16 @@ type apiError struct {
 	} `json:"error"`
 }
 
-func unauthorized(w http.ResponseWriter, msg string) {
+// unauthorized answers a missing, malformed, unknown or revoked token, the
+// same way in every case, and closes the connection without reading any
+// body the request promised.
+func unauthorized(w http.ResponseWriter) {
 	var e apiError
-	e.Error.Type, e.Error.Message = "unauthorized", msg
+	e.Error.Type, e.Error.Message = "unauthorized", "missing, invalid or revoked bridge token: send Authorization: Bearer <token>"
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("WWW-Authenticate", `Bearer realm="encoder-bridge"`)
+	w.Header().Set("Connection", "close")
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now())
 	w.WriteHeader(http.StatusUnauthorized)
 	_ = json.NewEncoder(w).Encode(e)
 }
@@ -253,7 +258,7 @@ func unauthorized(w http.ResponseWriter, msg string) {
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	token, ok := secret.Bearer(r.Header.Get("Authorization"))
 	if !ok {
-		unauthorized(w, "missing bridge token: send Authorization: Bearer <token>")
+		unauthorized(w)
 		return
 	}
 	b, err := h.cfg.Auth.Bridge(r.Context(), token)
@@ -266,7 +271,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		// Never log the token; the remote address is enough to follow up.
 		h.log.Info("bridge refused: bad or revoked token", zap.String(FieldRemote, r.RemoteAddr))
-		unauthorized(w, "invalid or revoked bridge token")
+		unauthorized(w)
 		return
 	}
 	h.mu.Lock()

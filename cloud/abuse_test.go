@@ -1,0 +1,224 @@
+package cloud_test
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/encoder-bridge/encoder-bridge/cloud/api"
+	"github.com/encoder-bridge/encoder-bridge/cloud/cloudtest"
+	"github.com/encoder-bridge/encoder-bridge/protocol"
+)
+
+// unknownFields is a JSON object of n unknown fields.
+func unknownFields(n int) []byte {
+	var b strings.Builder
+	b.WriteByte('{')
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `"x%06d":1`, i)
+	}
+	b.WriteByte('}')
+	return []byte(b.String())
+}
+
+// A body of tens of thousands of unknown fields is answered with a bounded
+// error, and handling several at once allocates a bounded amount: the
+// problems reported are capped (issue 10: 80,000 fields cost ~80 MB and a
+// 5.3 MB answer each).
+func TestManyUnknownFieldsBounded(t *testing.T) {
+	env := cloudtest.New(t, cloudtest.Options{})
+	const fields, parallel = 80_000, 4
+	body := unknownFields(fields)
+	if len(body) > api.MaxBodySize {
+		t.Fatalf("body of %d bytes is over the limit", len(body))
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	sizes := make([]int, parallel)
+	statuses := make([]int, parallel)
+	var wg sync.WaitGroup
+	for i := range parallel {
+		wg.Go(func() {
+			status, raw := env.RawCall(env.APIKey, http.MethodPost, "/acs/credentials/list", body)
+			statuses[i], sizes[i] = status, len(raw)
+		})
+	}
+	wg.Wait()
+	runtime.ReadMemStats(&after)
+	alloc := after.TotalAlloc - before.TotalAlloc
+	t.Logf("%d requests of %d unknown fields: %d MB allocated, answers of %v bytes", parallel, fields, alloc>>20, sizes)
+	for i := range parallel {
+		if statuses[i] != http.StatusBadRequest || sizes[i] > 8<<10 {
+			t.Errorf("request %d: status %d, %d bytes answered", i, statuses[i], sizes[i])
+		}
+	}
+	if alloc > parallel*4<<20 {
+		t.Errorf("%d MB allocated for %d requests", alloc>>20, parallel)
+	}
+}
+
+// Under the key limit, the problems named are capped and the rest counted.
+func TestReportedProblemsCapped(t *testing.T) {
+	env := cloudtest.New(t, cloudtest.Options{})
+	ids := make([]string, 5000)
+	for i := range ids {
+		ids[i] = "not-a-uuid"
+	}
+	for name, body := range map[string]any{
+		"unknown fields": unknownFields(200),
+		"bad array":      map[string]any{"acs_encoder_ids": ids},
+	} {
+		status, raw := env.RawCall(env.APIKey, http.MethodPost, "/acs/encoders/list", body)
+		var out map[string]any
+		if err := json.Unmarshal(raw, &out); err != nil {
+			t.Fatal(err)
+		}
+		e := obj(out["error"])
+		if status != http.StatusBadRequest || e["type"] != "invalid_input" || len(obj(e["validation_errors"])) != api.MaxReportedFields ||
+			!strings.Contains(e["message"].(string), "more fields") || len(raw) > 8<<10 {
+			t.Errorf("%s: %d, %d bytes: %.300s", name, status, len(raw), raw)
+		}
+	}
+}
+
+// Anything after the JSON object is refused, closing brackets included; it
+// used to pass and could create a credential.
+func TestTextAfterBodyRefused(t *testing.T) {
+	env := cloudtest.New(t, cloudtest.Options{})
+	valid := `{"access_method":"card","acs_system_id":"` + env.Workspace.AcsSystemID + `","ends_at":"2099-01-01T00:00:00Z"}`
+	if status, out := env.Call(http.MethodPost, "/acs/credentials/create", valid); status != http.StatusOK {
+		t.Fatalf("valid body: %d %v", status, out)
+	}
+	for _, tail := range []string{"}", "}}}}not json", "]garbage", "}]", " {}", " x", "\n{}"} {
+		status, out := env.Call(http.MethodPost, "/acs/credentials/create", valid+tail)
+		if status != http.StatusBadRequest || errType(out) != "invalid_input" {
+			t.Errorf("body + %q: %d %v", tail, status, out)
+		}
+	}
+	list := env.MustCall("/acs/credentials/list", nil)
+	if n := len(arr(list["acs_credentials"])); n != 1 {
+		t.Errorf("%d credentials, want only the valid one", n)
+	}
+}
+
+// A search longer than the bound is a 400, not SQLite's "LIKE or GLOB
+// pattern too complex" as a 500.
+func TestLongSearch(t *testing.T) {
+	env := cloudtest.New(t, cloudtest.Options{})
+	env.CreateCredential(nil) // SQLite checks the pattern only against a row
+	for _, tt := range []struct {
+		search string
+		status int
+	}{
+		{strings.Repeat("9", api.MaxSearchLength), http.StatusOK},
+		{strings.Repeat("é", api.MaxSearchLength), http.StatusOK},
+		{strings.Repeat("9", api.MaxSearchLength+1), http.StatusBadRequest},
+		{strings.Repeat("%", 50_000), http.StatusBadRequest},
+	} {
+		for _, method := range []string{http.MethodPost, http.MethodGet} {
+			var body any = map[string]any{"search": tt.search}
+			if method == http.MethodGet {
+				body = "search=" + url.QueryEscape(tt.search)
+			}
+			status, out := env.Call(method, "/acs/credentials/list", body)
+			if status != tt.status || (status == http.StatusBadRequest && errType(out) != "invalid_input") {
+				t.Errorf("%s search of %d characters: %d %.200v", method, len([]rune(tt.search)), status, out)
+			}
+		}
+	}
+}
+
+// A missing key and a wrong key get the same answer; the 401 closes the
+// connection instead of waiting for the body.
+func TestUnauthorizedSameAnswer(t *testing.T) {
+	env := cloudtest.New(t, cloudtest.Options{})
+	var msgs []string
+	for _, key := range []string{"", "nonsense", "seam_keyaaaaaaaaaaaaaaaa_" + strings.Repeat("b", 52)} {
+		status, out := env.CallWith(key, http.MethodPost, "/acs/encoders/list", nil)
+		if status != http.StatusUnauthorized {
+			t.Fatalf("key %q: %d", key, status)
+		}
+		msgs = append(msgs, obj(out["error"])["message"].(string))
+	}
+	for _, m := range msgs[1:] {
+		if m != msgs[0] {
+			t.Errorf("messages differ: %q", msgs)
+		}
+	}
+}
+
+// A 401 to a request that promised a body closes the connection at once:
+// the server does not wait for a body nobody authenticated.
+func TestUnauthorizedClosesConnection(t *testing.T) {
+	env := cloudtest.New(t, cloudtest.Options{})
+	for _, path := range []string{"/acs/credentials/create", protocol.Path} {
+		conn, err := net.Dial("tcp", env.HTTP.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{", path)
+		conn.SetReadDeadline(time.Now().Add(cloudtest.Wait))
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		_, err = io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusUnauthorized || !resp.Close || err != nil {
+			t.Errorf("%s: %d, close %v, body read: %v", path, resp.StatusCode, resp.Close, err)
+		}
+		// The server closed its end: the next read is EOF, not a timeout.
+		if n, err := conn.Read(make([]byte, 1)); n != 0 || !errors.Is(err, io.EOF) {
+			t.Errorf("%s: connection still open after the 401: %d %v", path, n, err)
+		}
+	}
+}
+
+// A malformed query pair is refused, not dropped.
+func TestMalformedQuery(t *testing.T) {
+	env := cloudtest.New(t, cloudtest.Options{})
+	for _, q := range []string{"limit=%zz", "limit=5;x=1", "acs_system_id=%"} {
+		status, out := env.Call(http.MethodGet, "/acs/encoders/list", q)
+		if status != http.StatusBadRequest || errType(out) != "invalid_input" {
+			t.Errorf("query %q: %d %v", q, status, out)
+		}
+	}
+}
+
+// An unclean path gets the API's 404 in Seam's shape, not a bare redirect.
+func TestUncleanPath(t *testing.T) {
+	env := cloudtest.New(t, cloudtest.Options{})
+	for _, path := range []string{"//acs/encoders/list", "/acs/../acs/encoders/list", "/acs/encoders/list/", "/./healthz"} {
+		conn, err := net.Dial("tcp", env.HTTP.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Written by hand: an HTTP client would clean or reinterpret the path.
+		fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: 2\r\n\r\n{}", path, env.APIKey)
+		conn.SetReadDeadline(time.Now().Add(cloudtest.Wait))
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		var out map[string]any
+		err = json.NewDecoder(resp.Body).Decode(&out)
+		conn.Close()
+		if resp.StatusCode != http.StatusNotFound || err != nil || errType(out) != "not_found" {
+			t.Errorf("%s: %d %v %v", path, resp.StatusCode, out, err)
+		}
+	}
+}
