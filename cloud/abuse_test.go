@@ -15,8 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/encoder-bridge/encoder-bridge/cloud/api"
 	"github.com/encoder-bridge/encoder-bridge/cloud/cloudtest"
+	"github.com/encoder-bridge/encoder-bridge/cloud/seam"
 	"github.com/encoder-bridge/encoder-bridge/protocol"
 )
 
@@ -219,6 +222,52 @@ func TestUncleanPath(t *testing.T) {
 		conn.Close()
 		if resp.StatusCode != http.StatusNotFound || err != nil || errType(out) != "not_found" {
 			t.Errorf("%s: %d %v %v", path, resp.StatusCode, out, err)
+		}
+	}
+}
+
+// An encode result is checked against its job before the credential is
+// issued: a card that is not valid, has no UID or holds another record is
+// an error, and a finish time outside the job's life is not the issue time.
+func TestEncodeResultValidated(t *testing.T) {
+	env := cloudtest.New(t, cloudtest.Options{})
+	b, encID := connect(t, env)
+	other := uint32(99)
+	bad := map[string]func(c *protocol.Card){
+		"bad_mac":            func(c *protocol.Card) { c.Valid, c.Reason = false, "bad_mac" },
+		"empty uid":          func(c *protocol.Card) { c.UID = "" },
+		"no record":          func(c *protocol.Card) { c.Credential = nil },
+		"another credential": func(c *protocol.Card) { cc := *c.Credential; cc.CredentialID = uuid.NewString(); c.Credential = &cc },
+		"another sequence":   func(c *protocol.Card) { cc := *c.Credential; cc.IssueSequence = &other; c.Credential = &cc },
+	}
+	for name, spoil := range bad {
+		credID := env.CreateCredential(nil)["acs_credential_id"].(string)
+		att := encode(t, env, encID, credID)
+		j := b.Expect(protocol.TypeJob).Job
+		card := cloudtest.EncodedCard(j)
+		spoil(card)
+		b.Result(cloudtest.Success(j, card, env.Clock.Now()))
+		a := getAttempt(t, env, att["action_attempt_id"])
+		if a["status"] != "error" || obj(a["error"])["type"] != "uncategorized_error" {
+			t.Errorf("%s: attempt %v", name, a)
+		}
+		if c := obj(env.MustCall("/acs/credentials/get", map[string]any{"acs_credential_id": credID})["acs_credential"]); c["is_issued"] != false {
+			t.Errorf("%s: credential issued: %v", name, c)
+		}
+	}
+	for name, at := range map[string]time.Time{
+		"1000 h before":  env.Clock.Now().Add(-1000 * time.Hour),
+		"before the job": env.Clock.Now().Add(-time.Second),
+		"in the future":  env.Clock.Now().Add(time.Hour),
+	} {
+		credID := env.CreateCredential(nil)["acs_credential_id"].(string)
+		att := encode(t, env, encID, credID)
+		j := b.Expect(protocol.TypeJob).Job
+		env.Clock.Advance(2 * time.Second)
+		b.Result(cloudtest.Success(j, nil, at))
+		a := getAttempt(t, env, att["action_attempt_id"])
+		if a["status"] != "success" || obj(a["result"])["issued_at"] != seam.Time(env.Clock.Now()) {
+			t.Errorf("finished %s: attempt %v, want issued at %s", name, a, seam.Time(env.Clock.Now()))
 		}
 	}
 }

@@ -296,8 +296,15 @@ func (s *Service) outcome(ctx context.Context, tx *store.Tx, ws store.Workspace,
 	card := r.Card
 	switch att.ActionType {
 	case seam.ActionEncodeCredential:
+		if problem := untrustedEncode(j, card); problem != "" {
+			s.log.Warn("encode result refused", zap.String(FieldJobID, j.ID), zap.String("reason", problem))
+			return store.StatusError, nil, seam.ErrUncategorized, "The bridge reported an encode the cloud cannot accept: " + problem + ".", nil
+		}
+		// The bridge's clock may be off: a time outside the job's life
+		// would date the card before its credential existed, or in the
+		// future. The cloud's own time of receipt is used instead.
 		issuedAt := r.FinishedAt.UTC().Truncate(time.Millisecond)
-		if issuedAt.IsZero() || issuedAt.After(now) {
+		if issuedAt.Before(j.CreatedAt) || issuedAt.After(now) {
 			issuedAt = now
 		}
 		if _, err := tx.IssueCredential(ctx, j.CredentialID, store.CardIssued{
@@ -340,6 +347,25 @@ func (s *Service) outcome(ctx context.Context, tx *store.Tx, ws store.Workspace,
 		return store.StatusSuccess, b, "", "", err
 	}
 	return store.StatusError, nil, seam.ErrUncategorized, "unknown action type " + att.ActionType, nil
+}
+
+// untrustedEncode says why a successful encode result cannot be taken as
+// the job's card, or "" if it can: the card must hold a valid record of
+// the job's credential and issue sequence, and have a UID.
+func untrustedEncode(j store.Job, card *protocol.Card) string {
+	switch {
+	case card == nil:
+		return "no card"
+	case !card.Valid:
+		return "the card does not hold a valid record"
+	case card.UID == "":
+		return "no card UID"
+	case card.Credential == nil || card.Credential.CredentialID != j.CredentialID:
+		return "the card holds another credential"
+	case card.Credential.IssueSequence == nil || *card.Credential.IssueSequence != j.IssueSequence:
+		return "the card holds another issue sequence"
+	}
+	return ""
 }
 
 // credentialOnCard returns the workspace's credential whose id the card
