@@ -16,9 +16,12 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/gorilla/websocket"
 
+	"github.com/encoder-bridge/encoder-bridge/cloud"
 	"github.com/encoder-bridge/encoder-bridge/cloud/api"
 	"github.com/encoder-bridge/encoder-bridge/cloud/cloudtest"
+	"github.com/encoder-bridge/encoder-bridge/cloud/hub"
 	"github.com/encoder-bridge/encoder-bridge/cloud/seam"
 	"github.com/encoder-bridge/encoder-bridge/protocol"
 )
@@ -269,5 +272,151 @@ func TestEncodeResultValidated(t *testing.T) {
 		if a["status"] != "success" || obj(a["result"])["issued_at"] != seam.Time(env.Clock.Now()) {
 			t.Errorf("finished %s: attempt %v, want issued at %s", name, a, seam.Time(env.Clock.Now()))
 		}
+	}
+}
+
+// A binary frame is refused like a malformed message, even when it holds a
+// valid message: the result in it does not finish the job.
+func TestBinaryFrameRefused(t *testing.T) {
+	env := cloudtest.New(t, cloudtest.Options{})
+	b, encID := connect(t, env)
+	att := scan(t, env, encID)
+	j := b.Expect(protocol.TypeJob).Job
+	m := protocol.New(protocol.TypeResult)
+	r := cloudtest.Success(j, &protocol.Card{UID: "04AABBCCDDEEFF", Technology: "ntag213", Reason: "blank"}, env.Clock.Now())
+	m.Result = &r
+	data, err := protocol.Encode(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Conn.WriteMessage(websocket.BinaryMessage, data); err != nil {
+		t.Fatal(err)
+	}
+	if e := b.Expect(protocol.TypeError).Error; e.Code != protocol.CodeMalformed {
+		t.Errorf("binary frame answered with %+v", e)
+	}
+	b.Sync()
+	if a := getAttempt(t, env, att["action_attempt_id"]); a["status"] != "pending" {
+		t.Errorf("a binary frame finished the attempt: %v", a)
+	}
+}
+
+// Pongs sent before the hello do not extend its deadline.
+func TestHelloDeadlineAbsolute(t *testing.T) {
+	env := cloudtest.New(t, cloudtest.Options{Config: func(c *cloud.Config) {
+		c.HelloWait = 200 * time.Millisecond
+		c.PongWait = time.Hour
+	}})
+	b, _, err := env.Dial(env.BridgeID, env.BridgeToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	give := time.After(cloudtest.Wait)
+	for {
+		select {
+		case <-b.Closed:
+			return
+		case <-tick.C:
+			_ = b.Conn.WriteControl(websocket.PongMessage, nil, time.Now().Add(time.Second))
+		case <-give:
+			t.Fatalf("link without a hello still open after %s of unsolicited pongs", cloudtest.Wait)
+		}
+	}
+}
+
+// One token holds a bounded number of links; the next is refused with 429
+// until one closes.
+func TestLinksPerToken(t *testing.T) {
+	env := cloudtest.New(t, cloudtest.Options{})
+	var open []*cloudtest.Bridge
+	for range hub.DefaultMaxLinks {
+		b, _, err := env.Dial(env.BridgeID, env.BridgeToken)
+		if err != nil {
+			t.Fatal(err)
+		}
+		open = append(open, b)
+	}
+	_, resp, err := env.Dial(env.BridgeID, env.BridgeToken)
+	if err == nil || resp == nil || resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("link %d: %v %v", hub.DefaultMaxLinks+1, err, resp)
+	}
+	// Another bridge is not affected.
+	otherID, otherToken, err := env.Server.CreateBridgeToken(t.Context(), env.Workspace.ID, "Back office")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := env.Dial(otherID, otherToken); err != nil {
+		t.Fatalf("another bridge: %v", err)
+	}
+	// Once the cloud has seen a link close, there is room again.
+	open[0].Conn.Close()
+	poll := time.NewTicker(10 * time.Millisecond)
+	defer poll.Stop()
+	give := time.After(cloudtest.Wait)
+	for {
+		b, resp, err := env.Dial(env.BridgeID, env.BridgeToken)
+		if err == nil {
+			b.Hello(nil, nil)
+			return
+		}
+		if resp == nil || resp.StatusCode != http.StatusTooManyRequests {
+			t.Fatalf("after a link closed: %v %v", err, resp)
+		}
+		select {
+		case <-poll.C:
+		case <-give:
+			t.Fatalf("still refused %s after a link closed", cloudtest.Wait)
+		}
+	}
+}
+
+// A bridge registers a bounded number of encoders: a hello listing more
+// registers the first ones, and encoder_added beyond the bound is refused.
+func TestEncodersPerBridge(t *testing.T) {
+	env := cloudtest.New(t, cloudtest.Options{})
+	b, _, err := env.Dial(env.BridgeID, env.BridgeToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	encoders := make([]protocol.Encoder, hub.DefaultMaxEncoders+10)
+	for i := range encoders {
+		encoders[i] = cloudtest.Encoder(fmt.Sprintf("e%03d", i))
+	}
+	b.Hello(encoders, nil)
+	if e := b.Expect(protocol.TypeError).Error; e.Code != protocol.CodeMalformed || !strings.Contains(e.Message, "at most") {
+		t.Errorf("hello with %d encoders: %+v", len(encoders), e)
+	}
+	count := func() int { // encoders not marked removed
+		n := 0
+		for _, e := range arr(env.MustCall("/acs/encoders/list", map[string]any{"limit": 1000})["acs_encoders"]) {
+			if len(arr(obj(e)["errors"])) == 0 {
+				n++
+			}
+		}
+		return n
+	}
+	if n := count(); n != hub.DefaultMaxEncoders {
+		t.Fatalf("%d encoders registered, want %d", n, hub.DefaultMaxEncoders)
+	}
+	added := protocol.New(protocol.TypeEncoderAdded)
+	e := cloudtest.Encoder("one-too-many")
+	added.Encoder = &e
+	b.Send(added)
+	if e := b.Expect(protocol.TypeError).Error; e.Code != protocol.CodeMalformed {
+		t.Errorf("encoder_added beyond the limit: %+v", e)
+	}
+	// Re-adding a registered one is an update, and after a removal there
+	// is room again.
+	e = encoders[0]
+	added.Encoder = &e
+	b.Send(added)
+	b.Send(&protocol.Message{V: 1, Type: protocol.TypeEncoderRemoved, EncoderID: encoders[1].ID})
+	e2 := cloudtest.Encoder("replacement")
+	b.Send(&protocol.Message{V: 1, Type: protocol.TypeEncoderAdded, Encoder: &e2})
+	b.Sync()
+	if n := count(); n != hub.DefaultMaxEncoders {
+		t.Fatalf("%d encoders registered, want %d", n, hub.DefaultMaxEncoders)
 	}
 }

@@ -55,6 +55,10 @@ type Config struct {
 	PongWait     time.Duration
 	WriteWait    time.Duration
 	HelloWait    time.Duration
+	// Per-bridge limits; zero takes hub's defaults (4 links per token, 64
+	// encoders).
+	MaxLinksPerBridge    int
+	MaxEncodersPerBridge int
 }
 
 // Workspace is a tenant.
@@ -110,6 +114,7 @@ func New(cfg Config) (*Server, error) {
 	s.hub = hub.New(hub.Config{
 		Handler: s.jobs, Auth: s.auth, Log: cfg.Logger.Named("hub"),
 		PingInterval: cfg.PingInterval, PongWait: cfg.PongWait, WriteWait: cfg.WriteWait, HelloWait: cfg.HelloWait,
+		MaxLinks: cfg.MaxLinksPerBridge, MaxEncoders: cfg.MaxEncodersPerBridge,
 	})
 	s.jobs.SetLinks(s.hub)
 	s.api = api.New(api.Config{

@@ -15,6 +15,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"sync"
@@ -63,6 +64,14 @@ const (
 	DefaultWriteWait    = 10 * time.Second
 	DefaultHelloWait    = 10 * time.Second
 	DefaultSendQueue    = 4096
+	// DefaultMaxLinks bounds the links one bridge token may hold open at
+	// once. A bridge needs one; a reconnect briefly makes two (the newer
+	// replaces the older at its hello).
+	DefaultMaxLinks = 4
+	// DefaultMaxEncoders bounds the encoders one bridge may register: a
+	// hello lists at most this many (the rest are refused), so it stays a
+	// short transaction.
+	DefaultMaxEncoders = 64
 	// HardReadLimit closes a link that sends a frame this large. Frames
 	// between protocol.MaxMessageSize and this are read to the end without
 	// being kept and answered with message_too_large.
@@ -88,6 +97,9 @@ type Config struct {
 	// SendQueue is how many messages may wait for a slow link before it
 	// is closed (default 4096).
 	SendQueue int
+	// MaxLinks and MaxEncoders are per bridge; zero takes the defaults.
+	MaxLinks    int
+	MaxEncoders int
 }
 
 // Hub holds the bridges' links.
@@ -98,12 +110,13 @@ type Hub struct {
 	ctx      context.Context
 	cancel   context.CancelFunc
 
-	mu     sync.Mutex
-	slots  map[string]*slot // by bridge id
-	links  map[*link]struct{}
-	closed bool
-	wg     sync.WaitGroup
-	count  atomic.Int64
+	mu        sync.Mutex
+	slots     map[string]*slot // by bridge id
+	links     map[*link]struct{}
+	perBridge map[string]int // open links by bridge id
+	closed    bool
+	wg        sync.WaitGroup
+	count     atomic.Int64
 }
 
 // slot is a bridge's place in the hub: its current link. A hello (read
@@ -139,6 +152,12 @@ func New(cfg Config) *Hub {
 	if cfg.SendQueue <= 0 {
 		cfg.SendQueue = DefaultSendQueue
 	}
+	if cfg.MaxLinks <= 0 {
+		cfg.MaxLinks = DefaultMaxLinks
+	}
+	if cfg.MaxEncoders <= 0 {
+		cfg.MaxEncoders = DefaultMaxEncoders
+	}
 	log := cfg.Log
 	if log == nil {
 		log = zap.NewNop()
@@ -154,10 +173,11 @@ func New(cfg Config) *Hub {
 			WriteBufferPool:  &sync.Pool{},
 			HandshakeTimeout: 10 * time.Second,
 		},
-		ctx:    ctx,
-		cancel: cancel,
-		slots:  map[string]*slot{},
-		links:  map[*link]struct{}{},
+		ctx:       ctx,
+		cancel:    cancel,
+		slots:     map[string]*slot{},
+		links:     map[*link]struct{}{},
+		perBridge: map[string]int{},
 	}
 }
 
@@ -280,11 +300,25 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	h.wg.Add(2) // the link's reader and writer
+	if h.perBridge[b.ID] >= h.cfg.MaxLinks {
+		h.mu.Unlock()
+		// Each link may carry frames of up to 256 KiB before its hello:
+		// one token must not hold any number of them. The bridge retries
+		// a 429 with backoff.
+		h.log.Warn("bridge refused: too many links open with its token", zap.String(FieldBridgeID, b.ID), zap.String(FieldRemote, r.RemoteAddr))
+		w.Header().Set("Retry-After", "10")
+		http.Error(w, "too many connections with this bridge token", http.StatusTooManyRequests)
+		return
+	}
+	h.perBridge[b.ID]++ // given back by forget, or below if the upgrade fails
+	h.wg.Add(2)         // the link's reader and writer
 	h.mu.Unlock()
 
 	ws, err := h.upgrader.Upgrade(w, r, nil)
 	if err != nil {
+		h.mu.Lock()
+		h.dropBridgeLinkLocked(b.ID)
+		h.mu.Unlock()
 		h.wg.Add(-2)
 		return // Upgrade has answered the request
 	}
@@ -324,12 +358,21 @@ func (h *Hub) newLink(ws *websocket.Conn, b store.Bridge) *link {
 	return l
 }
 
+func (h *Hub) dropBridgeLinkLocked(bridgeID string) {
+	if h.perBridge[bridgeID]--; h.perBridge[bridgeID] <= 0 {
+		delete(h.perBridge, bridgeID)
+	}
+}
+
 // forget removes a finished link; if it was its bridge's current link, the
 // bridge is offline now.
 func (h *Hub) forget(l *link) {
 	h.mu.Lock()
 	_, present := h.links[l]
 	delete(h.links, l)
+	if present {
+		h.dropBridgeLinkLocked(l.bridge.ID)
+	}
 	s := h.slots[l.bridge.ID]
 	h.mu.Unlock()
 	if !present {
@@ -425,8 +468,10 @@ type link struct {
 	once   sync.Once
 	closed bool // a close item is queued
 
-	// helloDone is touched only by the read loop.
+	// helloDone and encoders (the protocol ids registered on this link)
+	// are touched only by the read loop.
 	helloDone bool
+	encoders  map[string]bool
 }
 
 // push queues an item; false if the link is closing or too slow.
@@ -529,10 +574,15 @@ func (l *link) readLoop() {
 	l.ws.SetReadLimit(HardReadLimit)
 	_ = l.ws.SetReadDeadline(time.Now().Add(cfg.HelloWait))
 	l.ws.SetPongHandler(func(string) error {
+		// Before the hello the deadline is absolute: pongs nobody asked
+		// for must not keep a link open that never says hello.
+		if !l.helloDone {
+			return nil
+		}
 		return l.ws.SetReadDeadline(time.Now().Add(cfg.PongWait))
 	})
 	for {
-		_, r, err := l.ws.NextReader()
+		typ, r, err := l.ws.NextReader()
 		if err != nil {
 			if !websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway) && !errors.Is(err, io.EOF) {
 				l.log.Info("bridge link read ended", zap.Error(err))
@@ -550,6 +600,11 @@ func (l *link) readLoop() {
 		}
 		if l.helloDone {
 			_ = l.ws.SetReadDeadline(time.Now().Add(cfg.PongWait))
+		}
+		if typ != websocket.TextMessage {
+			// docs/protocol.md: every message is a text frame.
+			l.reply(protocol.CodeMalformed, "", "binary frames are refused: send each message as a text frame")
+			continue
 		}
 		l.process(data)
 	}
@@ -610,6 +665,10 @@ func (l *link) handleFrame(data []byte) {
 			l.closeWith(websocket.ClosePolicyViolation, "bridge id does not match the token")
 			return
 		}
+		listed := len(m.Hello.Encoders)
+		if listed > h.cfg.MaxEncoders {
+			m.Hello.Encoders = m.Hello.Encoders[:h.cfg.MaxEncoders]
+		}
 		if err := h.accept(l, m.Hello); err != nil {
 			l.log.Error("hello failed", zap.Error(err))
 			l.reply(protocol.CodeInternal, "", "the cloud could not take the hello; reconnect later")
@@ -617,10 +676,27 @@ func (l *link) handleFrame(data []byte) {
 			return
 		}
 		l.helloDone = true
+		l.encoders = make(map[string]bool, len(m.Hello.Encoders))
+		for _, e := range m.Hello.Encoders {
+			l.encoders[e.ID] = true
+		}
+		if listed > h.cfg.MaxEncoders {
+			l.log.Warn("hello listed too many encoders: the first ones registered", zap.Int("listed", listed), zap.Int("registered", h.cfg.MaxEncoders))
+			l.reply(protocol.CodeMalformed, "", fmt.Sprintf("a bridge may have at most %d encoders: the first %d of the %d listed are registered", h.cfg.MaxEncoders, h.cfg.MaxEncoders, listed))
+		}
 		if l.ws != nil {
 			_ = l.ws.SetReadDeadline(time.Now().Add(h.cfg.PongWait))
 		}
 		return
+	}
+	switch m.Type {
+	case protocol.TypeEncoderAdded:
+		if !l.encoders[m.Encoder.ID] && len(l.encoders) >= h.cfg.MaxEncoders {
+			l.reply(protocol.CodeMalformed, "", fmt.Sprintf("a bridge may have at most %d encoders: %q is not registered", h.cfg.MaxEncoders, clip(m.Encoder.ID)))
+			return
+		}
+	case protocol.TypeEncoderRemoved:
+		defer delete(l.encoders, m.EncoderID)
 	}
 	replies, err := h.cfg.Handler.Message(h.ctx, l.bridge, m)
 	if err != nil {
@@ -630,6 +706,9 @@ func (l *link) handleFrame(data []byte) {
 	}
 	for _, r := range replies {
 		l.enqueue(r)
+	}
+	if m.Type == protocol.TypeEncoderAdded && l.encoders != nil {
+		l.encoders[m.Encoder.ID] = true
 	}
 }
 
