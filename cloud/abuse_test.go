@@ -420,3 +420,49 @@ func TestEncodersPerBridge(t *testing.T) {
 		t.Fatalf("%d encoders registered, want %d", n, hub.DefaultMaxEncoders)
 	}
 }
+
+// A token revoked by another process (bridge-token revoke on the same
+// database) closes the bridge's live links at the next check of a running
+// server, those that have not said hello included.
+func TestRevokedElsewhereIsCut(t *testing.T) {
+	env := cloudtest.New(t, cloudtest.Options{})
+	b, encID := connect(t, env)
+	pre, _, err := env.Dial(env.BridgeID, env.BridgeToken) // no hello yet
+	if err != nil {
+		t.Fatal(err)
+	}
+	go env.Server.Run(t.Context())
+	waitWaiters(t, env, 2) // the sweeper and the revocation check
+
+	admin, err := cloud.New(cloud.Config{DB: env.DB})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if err := admin.RevokeBridgeToken(t.Context(), env.BridgeID); err != nil {
+		t.Fatal(err)
+	}
+	scan(t, env, encID) // still online until the check
+	b.Expect(protocol.TypeJob)
+	env.Clock.Advance(cloud.RevocationCheckInterval)
+	b.WaitClosed()
+	pre.WaitClosed()
+	if _, resp, err := env.Dial(env.BridgeID, env.BridgeToken); err == nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("revoked token: %v", err)
+	}
+}
+
+// waitWaiters waits until n goroutines wait on the fake clock.
+func waitWaiters(t *testing.T, env *cloudtest.Env, n int) {
+	t.Helper()
+	poll := time.NewTicker(time.Millisecond)
+	defer poll.Stop()
+	give := time.After(cloudtest.Wait)
+	for env.Clock.Waiters() < n {
+		select {
+		case <-poll.C:
+		case <-give:
+			t.Fatalf("%d goroutines wait on the clock, want %d", env.Clock.Waiters(), n)
+		}
+	}
+}

@@ -153,10 +153,47 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte("ok\n"))
 }
 
-// Run expires jobs whose deadline passed until ctx is done.
+// RevocationCheckInterval is how often a running server looks for bridge
+// tokens revoked by another process (bridge-token revoke) and closes their
+// links.
+const RevocationCheckInterval = 5 * time.Second
+
+// Run expires jobs whose deadline passed and closes the links of revoked
+// bridge tokens, until ctx is done.
 func (s *Server) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Go(func() { s.watchRevocations(ctx) })
 	s.jobs.Run(ctx)
+	wg.Wait()
 	return nil
+}
+
+func (s *Server) watchRevocations(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.cfg.Clock.After(RevocationCheckInterval):
+			if _, err := s.CloseRevoked(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("revoked bridge tokens not checked", zap.Error(err))
+			}
+		}
+	}
+}
+
+// CloseRevoked closes every link whose bridge token has been revoked, in
+// this process or another one on the same database, and reports how many
+// bridges it cut off. Run calls it every RevocationCheckInterval.
+func (s *Server) CloseRevoked(ctx context.Context) (int, error) {
+	revoked, err := s.store.Q().RevokedBridges(ctx, s.hub.BridgeIDs())
+	if err != nil {
+		return 0, err
+	}
+	for _, id := range revoked {
+		s.log.Info("bridge token revoked: closing its links", zap.String(hub.FieldBridgeID, id))
+		s.hub.Disconnect(id, "bridge token revoked")
+	}
+	return len(revoked), nil
 }
 
 // Sweep expires due jobs now; tests call it after moving a fake clock.
@@ -185,7 +222,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	swept := make(chan struct{})
 	go func() {
 		defer close(swept)
-		s.jobs.Run(runCtx)
+		s.Run(runCtx) // the sweeper and the revocation check
 	}()
 	// A sweep in progress finishes before the caller may close the database.
 	defer func() {

@@ -212,13 +212,31 @@ func (h *Hub) Send(bridgeID string, m *protocol.Message) bool {
 	return l != nil && l.enqueue(m)
 }
 
-// Disconnect closes the bridge's current link, if it has one.
+// Disconnect closes every link of the bridge, those that have not said
+// hello yet included.
 func (h *Hub) Disconnect(bridgeID, reason string) {
-	if s := h.slotIfAny(bridgeID); s != nil {
-		if l := s.cur.Load(); l != nil {
-			l.closeWith(websocket.ClosePolicyViolation, reason)
+	h.mu.Lock()
+	var links []*link
+	for l := range h.links {
+		if l.bridge.ID == bridgeID {
+			links = append(links, l)
 		}
 	}
+	h.mu.Unlock()
+	for _, l := range links {
+		l.closeWith(websocket.ClosePolicyViolation, reason)
+	}
+}
+
+// BridgeIDs lists the bridges with a link open (said hello or not).
+func (h *Hub) BridgeIDs() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ids := make([]string, 0, len(h.perBridge))
+	for id := range h.perBridge {
+		ids = append(ids, id)
+	}
+	return ids
 }
 
 // Links reports how many websocket links are open (said hello or not).

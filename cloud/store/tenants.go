@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"time"
 )
@@ -185,6 +186,31 @@ func (t *Tx) Bridges(ctx context.Context, workspaceID string) ([]Bridge, error) 
 // RevokeBridge revokes a bridge's token.
 func (t *Tx) RevokeBridge(ctx context.Context, id string, at time.Time) error {
 	return t.expectOne(t.q.ExecContext(ctx, `UPDATE bridges SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`, ms(at), id))
+}
+
+// RevokedBridges returns those of the bridges ids whose token is revoked.
+func (t *Tx) RevokedBridges(ctx context.Context, ids []string) ([]string, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := t.q.QueryContext(ctx, `SELECT id FROM bridges WHERE revoked_at IS NOT NULL AND id IN (SELECT value FROM json_each(?))`, string(list))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
 }
 
 // TouchBridge records that a bridge said hello.
