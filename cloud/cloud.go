@@ -55,6 +55,15 @@ type Config struct {
 	PongWait     time.Duration
 	WriteWait    time.Duration
 	HelloWait    time.Duration
+	// Limits of Serve's HTTP server; zero takes the defaults
+	// (DefaultReadTimeout, DefaultWriteTimeout, DefaultIdleTimeout,
+	// DefaultMaxConns, DefaultMaxConnsPerSource). MaxConnsPerSource below
+	// zero sets no limit per remote address (behind a proxy).
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+	MaxConns          int
+	MaxConnsPerSource int
 	// Per-bridge limits; zero takes hub's defaults (4 links per token, 64
 	// encoders).
 	MaxLinksPerBridge    int
@@ -208,16 +217,48 @@ func (s *Server) JobTimeout() time.Duration { return s.jobs.Timeout() }
 // ShutdownTimeout bounds Serve's graceful shutdown.
 const ShutdownTimeout = 10 * time.Second
 
+// Timeouts of Serve's HTTP server. A request (body included) must arrive
+// within DefaultReadTimeout: no request body here is larger than 1 MiB,
+// and a client that promises one and never sends it must not hold its
+// connection. DefaultWriteTimeout bounds a response, DefaultIdleTimeout a
+// keep-alive connection between requests. Bridge links set their own
+// deadlines once upgraded.
+const (
+	DefaultReadTimeout  = 10 * time.Second
+	DefaultWriteTimeout = 30 * time.Second
+	DefaultIdleTimeout  = 60 * time.Second
+	// MaxHeaderBytes bounds a request's header block; the longest query a
+	// Seam SDK sends (1000 ids) is about 50 KiB.
+	MaxHeaderBytes = 128 << 10
+)
+
+func orDefault[T int | time.Duration](v, def T) T {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
 // Serve serves on ln and runs the sweeper until ctx is done, then shuts
 // the HTTP server down gracefully, closes every bridge link and waits for
 // the sweeper to stop. It does not close the database (Close does), which
-// is then safe.
+// is then safe. Connections beyond the limits of Config are closed as they
+// are accepted.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       orDefault(s.cfg.ReadTimeout, DefaultReadTimeout),
+		WriteTimeout:      orDefault(s.cfg.WriteTimeout, DefaultWriteTimeout),
+		IdleTimeout:       orDefault(s.cfg.IdleTimeout, DefaultIdleTimeout),
+		MaxHeaderBytes:    MaxHeaderBytes,
 		ErrorLog:          zap.NewStdLog(s.log.Named("http")),
 	}
+	if srv.ReadHeaderTimeout > srv.ReadTimeout {
+		srv.ReadHeaderTimeout = srv.ReadTimeout
+	}
+	ln = limitConns(ln, orDefault(s.cfg.MaxConns, DefaultMaxConns),
+		orDefault(s.cfg.MaxConnsPerSource, DefaultMaxConnsPerSource), s.log.Named("http"))
 	runCtx, stopRun := context.WithCancel(ctx)
 	swept := make(chan struct{})
 	go func() {
@@ -241,7 +282,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	shutCtx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
 	defer cancel()
 	err := srv.Shutdown(shutCtx) // stops new requests and waits for the running ones
-	s.hub.Close()                // websockets are hijacked: Shutdown does not wait for them
+	if errors.Is(err, context.DeadlineExceeded) {
+		// Requests still running after the grace are cut: stopping
+		// within the grace is what was asked, not a failure.
+		s.log.Warn("requests still running after the shutdown grace: connections closed", zap.Duration("grace", ShutdownTimeout))
+		err = srv.Close()
+	}
+	s.hub.Close() // websockets are hijacked: Shutdown does not wait for them
 	if err2 := <-errc; err == nil && !errors.Is(err2, http.ErrServerClosed) {
 		err = err2
 	}

@@ -2,6 +2,7 @@
 // card encoders and the websocket that front-desk bridges dial.
 //
 //	encoder-cloud serve --db PATH [--listen 127.0.0.1:8080] [--job-timeout 60s] [--bootstrap FILE]
+//	                    [--max-conns 4096] [--max-conns-per-source 256] [--read-timeout 10s]
 //	encoder-cloud init --db PATH --out FILE [--endpoint URL]
 //	encoder-cloud workspace create --db PATH --name NAME [--sandbox]
 //	encoder-cloud workspace list --db PATH
@@ -60,6 +61,7 @@ for card encoders and the websocket front-desk bridges connect to.
 
 Usage:
   encoder-cloud serve --db PATH [--listen 127.0.0.1:8080] [--job-timeout 60s] [--bootstrap FILE]
+                      [--max-conns 4096] [--max-conns-per-source 256] [--read-timeout 10s]
   encoder-cloud init --db PATH --out FILE [--endpoint URL] [--workspace-name N] [--bridge-name N]
   encoder-cloud workspace create --db PATH --name NAME [--sandbox] [--json]
   encoder-cloud workspace list --db PATH [--json]
@@ -352,11 +354,20 @@ func (a *app) cmdServe(ctx context.Context, args []string) error {
 	jobTimeout := f.Duration("job-timeout", 60*time.Second, "how long an encode or scan job may take")
 	bootstrap := f.String("bootstrap", "", "bootstrap JSON `FILE`: created with a new workspace, API key and bridge token if missing, kept (endpoint updated) if present")
 	logLevel := f.String("log-level", "info", "log `LEVEL`: debug, info, warn, error")
+	maxConns := f.Int("max-conns", cloud.DefaultMaxConns, "open connections at most, bridge links included; more are closed as they arrive")
+	maxPerSource := f.Int("max-conns-per-source", cloud.DefaultMaxConnsPerSource, "open connections at most from one remote address; 0: no limit (behind a proxy)")
+	readTimeout := f.Duration("read-timeout", cloud.DefaultReadTimeout, "time a client has to send a whole request, body included")
 	if err := f.parse(args, "db"); err != nil {
 		return err
 	}
 	if *jobTimeout <= 0 {
 		return fmt.Errorf("%w: --job-timeout must be positive", errUsage)
+	}
+	if *maxConns <= 0 || *maxPerSource < 0 || *readTimeout <= 0 {
+		return fmt.Errorf("%w: --max-conns and --read-timeout must be positive, --max-conns-per-source not negative", errUsage)
+	}
+	if *maxPerSource == 0 {
+		*maxPerSource = -1 // cloud.Config: below zero is no limit
 	}
 	var level zapcore.Level
 	if err := level.Set(*logLevel); err != nil {
@@ -365,7 +376,8 @@ func (a *app) cmdServe(ctx context.Context, args []string) error {
 	log := newLogger(a.stderr, level)
 	defer log.Sync()
 
-	srv, err := cloud.New(cloud.Config{DB: f.db, JobTimeout: *jobTimeout, Logger: log})
+	srv, err := cloud.New(cloud.Config{DB: f.db, JobTimeout: *jobTimeout, Logger: log,
+		MaxConns: *maxConns, MaxConnsPerSource: *maxPerSource, ReadTimeout: *readTimeout})
 	if err != nil {
 		return err
 	}
