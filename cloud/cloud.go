@@ -64,6 +64,9 @@ type Config struct {
 	IdleTimeout       time.Duration
 	MaxConns          int
 	MaxConnsPerSource int
+	// ShutdownGrace bounds Serve's graceful shutdown (default
+	// ShutdownTimeout).
+	ShutdownGrace time.Duration
 	// Per-bridge limits; zero takes hub's defaults (4 links per token, 64
 	// encoders).
 	MaxLinksPerBridge    int
@@ -279,13 +282,14 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 	}
 	s.log.Info("shutting down")
-	shutCtx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	grace := orDefault(s.cfg.ShutdownGrace, ShutdownTimeout)
+	shutCtx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	err := srv.Shutdown(shutCtx) // stops new requests and waits for the running ones
 	if errors.Is(err, context.DeadlineExceeded) {
 		// Requests still running after the grace are cut: stopping
 		// within the grace is what was asked, not a failure.
-		s.log.Warn("requests still running after the shutdown grace: connections closed", zap.Duration("grace", ShutdownTimeout))
+		s.log.Warn("requests still running after the shutdown grace: connections closed", zap.Duration("grace", grace))
 		err = srv.Close()
 	}
 	s.hub.Close() // websockets are hijacked: Shutdown does not wait for them
