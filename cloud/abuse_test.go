@@ -87,6 +87,7 @@ func TestReportedProblemsCapped(t *testing.T) {
 	for name, body := range map[string]any{
 		"unknown fields": unknownFields(200),
 		"bad array":      map[string]any{"acs_encoder_ids": ids},
+		"long names":     longNames(30, 30_000),
 	} {
 		status, raw := env.RawCall(env.APIKey, http.MethodPost, "/acs/encoders/list", body)
 		var out map[string]any
@@ -99,6 +100,16 @@ func TestReportedProblemsCapped(t *testing.T) {
 			t.Errorf("%s: %d, %d bytes: %.300s", name, status, len(raw), raw)
 		}
 	}
+}
+
+// longNames is a JSON object of n unknown fields with names of size bytes.
+func longNames(n, size int) []byte {
+	m := map[string]int{}
+	for i := range n {
+		m[fmt.Sprintf("%03d%s", i, strings.Repeat("x", size))] = i
+	}
+	b, _ := json.Marshal(m)
+	return b
 }
 
 // Anything after the JSON object is refused, closing brackets included; it

@@ -30,6 +30,10 @@ type InputError struct {
 }
 
 func (e *InputError) add(field, problem string) {
+	// A field name may be anything a client sent: keep it short.
+	if len(field) > maxFieldName {
+		field = field[:maxFieldName] + "…"
+	}
 	if e.Fields == nil {
 		e.Fields = map[string][]string{}
 	}
@@ -45,8 +49,12 @@ func (e *InputError) add(field, problem string) {
 	}
 }
 
-// maxProblemsPerField bounds the problems listed for one field.
-const maxProblemsPerField = 4
+// maxProblemsPerField bounds the problems listed for one field, and
+// maxFieldName the bytes of a field name reported.
+const (
+	maxProblemsPerField = 4
+	maxFieldName        = 64
+)
 
 func (e *InputError) Error() string {
 	parts := make([]string, 0, len(e.order)+1)
