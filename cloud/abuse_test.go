@@ -477,3 +477,59 @@ func waitWaiters(t *testing.T, env *cloudtest.Env, n int) {
 		}
 	}
 }
+
+// Removed encoders stay on record, so adding and removing new ones cannot
+// grow the table without end: a bridge registers a bounded number of
+// encoders in its life, and those on record can always come back.
+func TestEncoderRecordsBounded(t *testing.T) {
+	const max = 8
+	env := cloudtest.New(t, cloudtest.Options{Config: func(c *cloud.Config) { c.MaxEncoderRecords = max }})
+	b, _, err := env.Dial(env.BridgeID, env.BridgeToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Hello([]protocol.Encoder{cloudtest.Encoder("e0"), cloudtest.Encoder("e1")}, nil)
+	for i := 2; i < max+3; i++ {
+		e := cloudtest.Encoder(fmt.Sprintf("e%d", i))
+		b.Send(&protocol.Message{V: 1, Type: protocol.TypeEncoderAdded, Encoder: &e})
+		b.Send(&protocol.Message{V: 1, Type: protocol.TypeEncoderRemoved, EncoderID: e.ID})
+		if i >= max {
+			if m := b.Expect(protocol.TypeError).Error; m.Code != protocol.CodeMalformed || !strings.Contains(m.Message, "most") {
+				t.Fatalf("encoder %d: %+v", i, m)
+			}
+			// Not registered, so its removal is refused too.
+			if m := b.Expect(protocol.TypeError).Error; m.Code != protocol.CodeUnknownEncoder {
+				t.Fatalf("removal of encoder %d: %+v", i, m)
+			}
+		}
+	}
+	b.Sync()
+	rows := len(arr(env.MustCall("/acs/encoders/list", map[string]any{"limit": 1000})["acs_encoders"]))
+	if rows != max {
+		t.Fatalf("%d encoders on record, want %d", rows, max)
+	}
+	// One on record comes back, in a hello and by encoder_added; a new one
+	// in a hello is refused after the welcome.
+	b.Conn.Close()
+	waitOffline(t, env)
+	b, _, err = env.Dial(env.BridgeID, env.BridgeToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Hello([]protocol.Encoder{cloudtest.Encoder("e3"), cloudtest.Encoder("new")}, nil)
+	if m := b.Expect(protocol.TypeError).Error; m.Code != protocol.CodeMalformed {
+		t.Fatalf("new encoder in a hello: %+v", m)
+	}
+	e := cloudtest.Encoder("e5")
+	b.Send(&protocol.Message{V: 1, Type: protocol.TypeEncoderAdded, Encoder: &e})
+	b.Sync()
+	online := 0
+	for _, e := range arr(env.MustCall("/acs/encoders/list", map[string]any{"limit": 1000})["acs_encoders"]) {
+		if len(arr(obj(e)["errors"])) == 0 {
+			online++
+		}
+	}
+	if online != 2 {
+		t.Errorf("%d encoders online, want e3 and e5", online)
+	}
+}

@@ -71,6 +71,9 @@ type Config struct {
 	// encoders).
 	MaxLinksPerBridge    int
 	MaxEncodersPerBridge int
+	// MaxEncoderRecords bounds the encoders a bridge may ever register,
+	// removed ones included (default jobs.DefaultMaxEncoderRecords).
+	MaxEncoderRecords int
 }
 
 // Workspace is a tenant.
@@ -121,7 +124,7 @@ func New(cfg Config) (*Server, error) {
 	s.auth = auth.New(st, cfg.Clock)
 	s.jobs = jobs.New(jobs.Config{
 		Store: st, Clock: cfg.Clock, Log: cfg.Logger.Named("jobs"),
-		Timeout: cfg.JobTimeout, SweepInterval: cfg.SweepInterval,
+		Timeout: cfg.JobTimeout, SweepInterval: cfg.SweepInterval, MaxEncoderRecords: cfg.MaxEncoderRecords,
 	})
 	s.hub = hub.New(hub.Config{
 		Handler: s.jobs, Auth: s.auth, Log: cfg.Logger.Named("hub"),

@@ -24,11 +24,20 @@ import (
 func (s *Service) Hello(ctx context.Context, b store.Bridge, h *protocol.Hello) ([]*protocol.Message, error) {
 	now := s.now()
 	keep := make([]string, 0, len(h.Encoders))
+	var refused []string
 	err := s.st.Update(ctx, func(tx *store.Tx) error {
+		keep, refused = keep[:0], refused[:0] // Update may run this again
 		if err := tx.TouchBridge(ctx, b.ID, now, h.SoftwareVersion); err != nil {
 			return err
 		}
 		for _, e := range h.Encoders {
+			if ok, err := s.encoderRoom(ctx, tx, b, e.ID); err != nil || !ok {
+				refused = append(refused, e.ID)
+				if err != nil {
+					return err
+				}
+				continue
+			}
 			if _, err := tx.UpsertEncoder(ctx, storeEncoder(b, e, now)); err != nil {
 				return err
 			}
@@ -42,6 +51,9 @@ func (s *Service) Hello(ctx context.Context, b store.Bridge, h *protocol.Hello) 
 	w := protocol.New(protocol.TypeWelcome)
 	w.Welcome = &protocol.Welcome{BridgeID: b.ID, ServerTime: s.clk.Now().UTC()}
 	out := []*protocol.Message{w}
+	for _, id := range refused {
+		out = append(out, s.noEncoderRoom(b, id))
+	}
 	for i := range h.Results {
 		if err := s.result(ctx, b.ID, &h.Results[i]); err != nil {
 			return nil, err
@@ -108,6 +120,23 @@ func storeEncoder(b store.Bridge, e protocol.Encoder, now time.Time) store.Encod
 	}
 }
 
+// DefaultMaxEncoderRecords bounds the encoders a bridge has ever
+// registered: removed ones stay on record, so without it a bridge adding
+// and removing encoders would grow the table without end (issue 10).
+const DefaultMaxEncoderRecords = 1024
+
+// encoderRoom reports whether encoder id of bridge b may be registered:
+// it is on record already, or the bridge has room for another.
+func (s *Service) encoderRoom(ctx context.Context, tx *store.Tx, b store.Bridge, id string) (bool, error) {
+	n, known, err := tx.EncoderRecords(ctx, b.ID, EncoderID(b.ID, id))
+	return known || n < s.maxEncRecs, err
+}
+
+func (s *Service) noEncoderRoom(b store.Bridge, id string) *protocol.Message {
+	s.log.Warn("encoder refused: the bridge has registered the most encoders it may", zap.String(FieldBridgeID, b.ID), zap.Int("max", s.maxEncRecs))
+	return refuse(protocol.CodeMalformed, "", "this bridge has registered %d encoders, the most it may: encoder %.64q is not registered", s.maxEncRecs, id)
+}
+
 func resultAck(jobID string) *protocol.Message {
 	m := protocol.New(protocol.TypeResultAck)
 	m.ResultAck = &protocol.ResultAck{JobID: jobID}
@@ -127,6 +156,12 @@ func (s *Service) Message(ctx context.Context, b store.Bridge, m *protocol.Messa
 	now := s.now()
 	switch m.Type {
 	case protocol.TypeEncoderAdded:
+		if ok, err := s.encoderRoom(ctx, s.st.Q(), b, m.Encoder.ID); err != nil || !ok {
+			if err != nil {
+				return nil, err
+			}
+			return []*protocol.Message{s.noEncoderRoom(b, m.Encoder.ID)}, nil
+		}
 		_, err := s.st.Q().UpsertEncoder(ctx, storeEncoder(b, *m.Encoder, now))
 		return nil, err
 	case protocol.TypeEncoderRemoved:

@@ -63,6 +63,8 @@ type Config struct {
 	SweepInterval time.Duration
 	// ReofferAfter: see DefaultReofferAfter.
 	ReofferAfter time.Duration
+	// MaxEncoderRecords: see DefaultMaxEncoderRecords.
+	MaxEncoderRecords int
 }
 
 // Service runs jobs.
@@ -74,6 +76,7 @@ type Service struct {
 	timeout    time.Duration
 	sweepEvery time.Duration
 	reoffer    time.Duration
+	maxEncRecs int
 	// started is when this process started: a job whose deadline passed
 	// before it was down, not disconnected.
 	started time.Time
@@ -96,6 +99,9 @@ func New(cfg Config) *Service {
 	}
 	if s.reoffer <= 0 {
 		s.reoffer = DefaultReofferAfter
+	}
+	if s.maxEncRecs = cfg.MaxEncoderRecords; s.maxEncRecs <= 0 {
+		s.maxEncRecs = DefaultMaxEncoderRecords
 	}
 	s.started = s.clk.Now()
 	return s

@@ -213,6 +213,13 @@ func (t *Tx) RevokedBridges(ctx context.Context, ids []string) ([]string, error)
 	return out, rows.Err()
 }
 
+// EncoderRecords counts the encoders a bridge has on record, removed ones
+// included, and tells whether the encoder id is one of them.
+func (t *Tx) EncoderRecords(ctx context.Context, bridgeID, id string) (n int, known bool, err error) {
+	err = t.q.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(id = ?), 0) > 0 FROM encoders WHERE bridge_id = ?`, id, bridgeID).Scan(&n, &known)
+	return n, known, err
+}
+
 // TouchBridge records that a bridge said hello.
 func (t *Tx) TouchBridge(ctx context.Context, id string, at time.Time, softwareVersion string) error {
 	_, err := t.q.ExecContext(ctx, `UPDATE bridges SET last_seen_at = ?, software_version = ? WHERE id = ?`, ms(at), softwareVersion, id)
