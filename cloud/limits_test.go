@@ -181,3 +181,47 @@ func TestServeConnectionLimits(t *testing.T) {
 		}
 	}
 }
+
+// A stop while a request waits for its body ends within the grace and is
+// no error: the waiting connection is closed (issue 10: Serve waited the
+// whole grace and failed with "context deadline exceeded").
+func TestServeStopsWithStalledRequest(t *testing.T) {
+	cfg := cloud.Config{DB: filepath.Join(t.TempDir(), "cloud.db"), ReadTimeout: time.Hour, ShutdownGrace: 100 * time.Millisecond}
+	srv, err := cloud.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ws, err := srv.CreateWorkspace(t.Context(), "Hotel", cloud.WorkspaceOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := srv.CreateAPIKey(t.Context(), ws.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	c := dialFrom(t, "127.0.0.1", ln.Addr().String())
+	stall(t, c, key)
+	if err := healthz(t, "127.0.0.1", ln.Addr().String()); err != nil { // the stalled request has been read
+		t.Fatal(err)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	case <-time.After(cloudtest.Wait):
+		t.Fatalf("serve still running %s after the stop", cloudtest.Wait)
+	}
+	if err := closedByServer(c, cloudtest.Wait); err != nil {
+		t.Errorf("stalled connection: %v", err)
+	}
+}
