@@ -236,17 +236,22 @@ func (s *Service) bridgeError(ctx context.Context, b store.Bridge, e *protocol.E
 		return nil
 	}
 	now := s.now()
-	return s.st.Update(ctx, func(tx *store.Tx) error {
+	var finished bool
+	err = s.st.Update(ctx, func(tx *store.Tx) error {
 		att, err := tx.ActionAttempt(ctx, j.WorkspaceID, j.ActionAttemptID)
 		if err != nil {
 			return err
 		}
-		if _, err := tx.FinishActionAttempt(ctx, att.ID, store.StatusError, nil, seam.NormalizeErrorType(att.ActionType, typ),
+		if finished, err = tx.FinishActionAttempt(ctx, att.ID, store.StatusError, nil, seam.NormalizeErrorType(att.ActionType, typ),
 			"The bridge refused the job: "+e.Message, now); err != nil {
 			return err
 		}
 		return tx.CloseJob(ctx, j.ID, now)
 	})
+	if err == nil && finished {
+		s.settled(j.ActionAttemptID)
+	}
+	return err
 }
 
 // Disconnected records that a bridge's link went away.
@@ -300,6 +305,9 @@ func (s *Service) result(ctx context.Context, bridgeID string, r *protocol.Resul
 	})
 	if err != nil {
 		return fmt.Errorf("result of job %s: %w", r.JobID, err)
+	}
+	if finished {
+		s.settled(j.ActionAttemptID)
 	}
 	log := s.log.With(zap.String(FieldJobID, j.ID), zap.String(FieldBridgeID, bridgeID))
 	switch {

@@ -80,6 +80,7 @@ type Service struct {
 	// started is when this process started: a job whose deadline passed
 	// before it was down, not disconnected.
 	started time.Time
+	waiters settleWaiters // callers of Await
 }
 
 // New makes a Service.
@@ -445,6 +446,7 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 		}
 		if done {
 			n++
+			s.settled(j.ActionAttemptID)
 			s.log.Info("job expired", zap.String(FieldJobID, j.ID), zap.String(FieldBridgeID, j.BridgeID), zap.String("type", typ))
 		}
 	}
