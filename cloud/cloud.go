@@ -49,6 +49,14 @@ type Config struct {
 	JobTimeout time.Duration
 	// SweepInterval is how often Run expires jobs (default 1s).
 	SweepInterval time.Duration
+	// SettleWait is how long encode_credential and the scan routes hold
+	// their answer for the action attempt to finish (default
+	// api.DefaultSettleWait); negative answers pending at once, as Seam
+	// does.
+	SettleWait time.Duration
+	// MaxSettling bounds the answers held at once (default
+	// api.DefaultMaxSettling).
+	MaxSettling int
 	// Websocket timings; zero takes hub's defaults (ping 15s, pong 45s,
 	// write 10s, hello 10s).
 	PingInterval time.Duration
@@ -75,6 +83,10 @@ type Config struct {
 	// removed ones included (default jobs.DefaultMaxEncoderRecords).
 	MaxEncoderRecords int
 }
+
+// DefaultSettleWait is how long encode and scan answers are held by
+// default (Config.SettleWait).
+const DefaultSettleWait = api.DefaultSettleWait
 
 // Workspace is a tenant.
 type Workspace = store.Workspace
@@ -132,8 +144,13 @@ func New(cfg Config) (*Server, error) {
 		MaxLinks: cfg.MaxLinksPerBridge, MaxEncoders: cfg.MaxEncodersPerBridge,
 	})
 	s.jobs.SetLinks(s.hub)
+	settle := cfg.SettleWait
+	if settle == 0 {
+		settle = DefaultSettleWait
+	}
 	s.api = api.New(api.Config{
 		Store: st, Auth: s.auth, Jobs: s.jobs, Presence: s.hub, Clock: cfg.Clock, Log: cfg.Logger.Named("api"),
+		SettleWait: settle, MaxSettling: cfg.MaxSettling,
 	})
 	s.handler = http.HandlerFunc(s.route)
 	return s, nil
@@ -263,6 +280,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if srv.ReadHeaderTimeout > srv.ReadTimeout {
 		srv.ReadHeaderTimeout = srv.ReadTimeout
 	}
+	srv.RegisterOnShutdown(s.api.ReleaseHeld) // held answers go out now, not at the end of their hold
 	ln = limitConns(ln, orDefault(s.cfg.MaxConns, DefaultMaxConns),
 		orDefault(s.cfg.MaxConnsPerSource, DefaultMaxConnsPerSource), s.log.Named("http"))
 	runCtx, stopRun := context.WithCancel(ctx)
@@ -305,6 +323,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // Close closes every bridge link and the database.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
+		s.api.ReleaseHeld()
 		s.hub.Close()
 		s.closeErr = s.store.Close()
 	})

@@ -20,6 +20,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -36,6 +37,9 @@ type Dispatcher interface {
 	Encode(ctx context.Context, workspaceID string, req jobs.EncodeRequest) (store.ActionAttempt, error)
 	Scan(ctx context.Context, workspaceID string, req jobs.ScanRequest) (store.ActionAttempt, error)
 	Simulate(ctx context.Context, workspaceID, encoderID string, sim jobs.Simulation) error
+	// Await waits up to within for an action attempt to leave pending
+	// and returns it as it stands then.
+	Await(ctx context.Context, workspaceID, attemptID string, within time.Duration) (store.ActionAttempt, error)
 }
 
 // Authenticator checks API keys.
@@ -59,6 +63,14 @@ type Config struct {
 	Presence Presence
 	Clock    clock.Clock // nil: the real clock
 	Log      *zap.Logger // nil: no logging
+	// SettleWait is how long encode_credential, scan_credential and
+	// scan_to_assign_credential hold their answer for the action attempt
+	// to finish (see DefaultSettleWait); zero or less answers pending at
+	// once, as Seam does.
+	SettleWait time.Duration
+	// MaxSettling bounds the answers held at once; beyond it they answer
+	// pending at once. Zero or less: DefaultMaxSettling.
+	MaxSettling int
 }
 
 // API is the HTTP handler.
@@ -67,6 +79,11 @@ type API struct {
 	log    *zap.Logger
 	clk    clock.Clock
 	routes map[string]route
+
+	held        atomic.Int64 // answers held now
+	maxHeld     int
+	quit        context.Context // done: hold nothing more
+	stopHolding context.CancelFunc
 }
 
 type route struct {
@@ -79,6 +96,9 @@ type request struct {
 	ws  store.Workspace
 	in  *input
 	url string // for next_page_url
+	// wait is the client's Prefer: wait, if hasWait.
+	wait    time.Duration
+	hasWait bool
 }
 
 // MaxBodySize bounds a request body.
@@ -93,6 +113,11 @@ func New(cfg Config) *API {
 	if a.clk == nil {
 		a.clk = clock.Real{}
 	}
+	a.maxHeld = cfg.MaxSettling
+	if a.maxHeld <= 0 {
+		a.maxHeld = DefaultMaxSettling
+	}
+	a.quit, a.stopHolding = context.WithCancel(context.Background())
 	a.routes = map[string]route{
 		"/acs/encoders/list":                                         {true, a.listEncoders},
 		"/acs/encoders/get":                                          {true, a.getEncoder},
@@ -215,7 +240,9 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request, reqID string) (statu
 			return a.fail(w, reqID, err), ws.ID
 		}
 	}
-	out, err := rt.handler(r.Context(), &request{ws: ws, in: in, url: requestURL(r)})
+	req := &request{ws: ws, in: in, url: requestURL(r)}
+	req.wait, req.hasWait = preferWait(r.Header)
+	out, err := rt.handler(r.Context(), req)
 	if err != nil {
 		return a.fail(w, reqID, err), ws.ID
 	}

@@ -180,7 +180,7 @@ func (a *API) encodeCredential(ctx context.Context, r *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return attempt(att), nil
+	return attempt(a.settle(ctx, r, att)), nil
 }
 
 func (a *API) scanCredential(ctx context.Context, r *request) (any, error) {
@@ -193,7 +193,7 @@ func (a *API) scanCredential(ctx context.Context, r *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return attempt(att), nil
+	return attempt(a.settle(ctx, r, att)), nil
 }
 
 func (a *API) scanToAssignCredential(ctx context.Context, r *request) (any, error) {
@@ -212,7 +212,7 @@ func (a *API) scanToAssignCredential(ctx context.Context, r *request) (any, erro
 	if err != nil {
 		return nil, err
 	}
-	return attempt(att), nil
+	return attempt(a.settle(ctx, r, att)), nil
 }
 
 func (a *API) simulate(ctx context.Context, r *request, encoderID string, sim jobs.Simulation) (any, error) {

@@ -40,6 +40,10 @@ type Options struct {
 	JobTimeout time.Duration
 	// NotSandbox makes the workspace a production one (no simulations).
 	NotSandbox bool
+	// SettleWait is how long the API holds encode and scan answers for
+	// their attempt to finish; by default it does not hold them, so a
+	// test drives the fake bridge after the first answer.
+	SettleWait time.Duration
 	// Config, if set, may change the server's configuration.
 	Config func(*cloud.Config)
 }
@@ -87,7 +91,10 @@ func New(t testing.TB, opt Options) *Env {
 }
 
 func (e *Env) start() {
-	cfg := cloud.Config{DB: e.DB, Clock: e.Clock, JobTimeout: e.opt.JobTimeout}
+	cfg := cloud.Config{DB: e.DB, Clock: e.Clock, JobTimeout: e.opt.JobTimeout, SettleWait: e.opt.SettleWait}
+	if cfg.SettleWait == 0 {
+		cfg.SettleWait = -1
+	}
 	if e.opt.Config != nil {
 		e.opt.Config(&cfg)
 	}

@@ -1,7 +1,7 @@
 // Command encoder-cloud is the reference cloud: a Seam-style HTTP API for
 // card encoders and the websocket that front-desk bridges dial.
 //
-//	encoder-cloud serve --db PATH [--listen 127.0.0.1:8080] [--job-timeout 60s] [--bootstrap FILE]
+//	encoder-cloud serve --db PATH [--listen 127.0.0.1:8080] [--job-timeout 60s] [--settle-wait 2s] [--bootstrap FILE]
 //	                    [--max-conns 4096] [--max-conns-per-source 256] [--read-timeout 10s]
 //	encoder-cloud init --db PATH --out FILE [--endpoint URL]
 //	encoder-cloud workspace create --db PATH --name NAME [--sandbox]
@@ -60,7 +60,7 @@ const usage = `encoder-cloud is the reference cloud for encoder-bridge: a Seam-s
 for card encoders and the websocket front-desk bridges connect to.
 
 Usage:
-  encoder-cloud serve --db PATH [--listen 127.0.0.1:8080] [--job-timeout 60s] [--bootstrap FILE]
+  encoder-cloud serve --db PATH [--listen 127.0.0.1:8080] [--job-timeout 60s] [--settle-wait 2s] [--bootstrap FILE]
                       [--max-conns 4096] [--max-conns-per-source 256] [--read-timeout 10s]
   encoder-cloud init --db PATH --out FILE [--endpoint URL] [--workspace-name N] [--bridge-name N]
   encoder-cloud workspace create --db PATH --name NAME [--sandbox] [--json]
@@ -352,6 +352,7 @@ func (a *app) cmdServe(ctx context.Context, args []string) error {
 	f := a.flags("serve")
 	listen := f.String("listen", "127.0.0.1:8080", "`ADDRESS` to listen on (loopback by default)")
 	jobTimeout := f.Duration("job-timeout", 60*time.Second, "how long an encode or scan job may take")
+	settleWait := f.Duration("settle-wait", cloud.DefaultSettleWait, "how long encode_credential and the scan routes hold their answer for the action attempt to finish; 0 answers pending at once, as Seam does")
 	bootstrap := f.String("bootstrap", "", "bootstrap JSON `FILE`: created with a new workspace, API key and bridge token if missing, kept (endpoint updated) if present")
 	logLevel := f.String("log-level", "info", "log `LEVEL`: debug, info, warn, error")
 	maxConns := f.Int("max-conns", cloud.DefaultMaxConns, "open connections at most, bridge links included; more are closed as they arrive")
@@ -369,6 +370,12 @@ func (a *app) cmdServe(ctx context.Context, args []string) error {
 	if *maxPerSource == 0 {
 		*maxPerSource = -1 // cloud.Config: below zero is no limit
 	}
+	if *settleWait < 0 {
+		return fmt.Errorf("%w: --settle-wait must not be negative", errUsage)
+	}
+	if *settleWait == 0 {
+		*settleWait = -1 // cloud.Config: negative turns holding off
+	}
 	var level zapcore.Level
 	if err := level.Set(*logLevel); err != nil {
 		return fmt.Errorf("%w: --log-level: %v", errUsage, err)
@@ -376,7 +383,7 @@ func (a *app) cmdServe(ctx context.Context, args []string) error {
 	log := newLogger(a.stderr, level)
 	defer log.Sync()
 
-	srv, err := cloud.New(cloud.Config{DB: f.db, JobTimeout: *jobTimeout, Logger: log,
+	srv, err := cloud.New(cloud.Config{DB: f.db, JobTimeout: *jobTimeout, SettleWait: *settleWait, Logger: log,
 		MaxConns: *maxConns, MaxConnsPerSource: *maxPerSource, ReadTimeout: *readTimeout})
 	if err != nil {
 		return err
@@ -396,7 +403,7 @@ func (a *app) cmdServe(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	log.Info("serving", zap.String("endpoint", endpoint), zap.String("version", version), zap.Duration("job_timeout", *jobTimeout))
+	log.Info("serving", zap.String("endpoint", endpoint), zap.String("version", version), zap.Duration("job_timeout", *jobTimeout), zap.Duration("settle_wait", max(*settleWait, 0)))
 	if a.listening != nil {
 		a.listening(ln.Addr())
 	}

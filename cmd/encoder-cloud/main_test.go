@@ -40,6 +40,7 @@ func TestUsage(t *testing.T) {
 		{"api-key", "create", "--db", db},
 		{"bridge-token", "create", "--db", db, "--workspace", "w"},
 		{"serve", "--db", db, "--job-timeout", "-1s"},
+		{"serve", "--db", db, "--settle-wait", "-1s"},
 		{"serve", "--db", db, "extra"},
 	} {
 		if code, _, stderr := run(t, args...); code != 2 || stderr == "" {
