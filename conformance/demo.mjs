@@ -34,14 +34,14 @@ try {
   })
   show(cred)
 
-  say('seam.acs.encoders.encodeCredential({ acs_encoder_id, acs_credential_id }) answers at once:')
-  const pending = await seam.acs.encoders.encodeCredential(
+  say('seam.acs.encoders.encodeCredential({ acs_encoder_id, acs_credential_id }) answers once the card is written:')
+  const first = await seam.acs.encoders.encodeCredential(
     { acs_encoder_id: stack.encoder.acs_encoder_id, acs_credential_id: cred.acs_credential_id },
     { waitForActionAttempt: false })
-  show(pending)
+  show(first)
 
-  say('seam.actionAttempts.get() polled until it leaves "pending":')
-  show(await seam.actionAttempts.get({ action_attempt_id: pending.action_attempt_id }, { waitForActionAttempt: true }))
+  say('seam.actionAttempts.get() reads the same attempt (a client polls it while it is "pending"):')
+  show(await seam.actionAttempts.get({ action_attempt_id: first.action_attempt_id }, { waitForActionAttempt: true }))
 
   say('seam.acs.encoders.scanCredential({ acs_encoder_id }):')
   show(await seam.acs.encoders.scanCredential({ acs_encoder_id: stack.encoder.acs_encoder_id }))

@@ -88,6 +88,44 @@ for (const kind of ['mifare_classic_1k', 'ntag213']) {
   })
 }
 
+// The cloud holds the answer of encode_credential and scan_credential
+// while the card is encoded or read, so the SDK's first answer is settled
+// and it resolves without polling: no /action_attempts/get reaches the
+// cloud (counted in its request log).
+test('encodeCredential and scanCredential settle on the first answer, without polling', async () => {
+  await stack.insertCard('mifare_classic_1k')
+  const polls = () => (stack.cloud.output.match(/"path":"\/action_attempts\/get"/g) ?? []).length
+  const cred = await newCredential()
+  const before = polls()
+
+  const first = await seam.acs.encoders.encodeCredential(
+    { acs_encoder_id: stack.encoder.acs_encoder_id, acs_credential_id: cred.acs_credential_id },
+    { waitForActionAttempt: false })
+  assert.equal(first.status, 'success')
+  assert.equal(first.result.acs_credential_id, cred.acs_credential_id)
+  assert.equal(first.result.is_issued, true)
+
+  const encoded = await encode(cred)
+  assert.equal(encoded.status, 'success')
+  const scanned = await scan()
+  assert.equal(scanned.status, 'success')
+  assert.equal(scanned.result.acs_credential_on_seam.acs_credential_id, cred.acs_credential_id)
+  const assigned = await seam.acs.encoders.scanToAssignCredential({
+    acs_encoder_id: stack.encoder.acs_encoder_id,
+    acs_user_id: '0b7e4f2a-1c3d-4e5f-8a9b-0c1d2e3f4a5b'
+  })
+  assert.equal(assigned.status, 'success')
+  assert.equal(assigned.result.acs_credential_id, cred.acs_credential_id)
+
+  // The cloud logs a request just after answering it: one more request,
+  // once logged, orders every earlier line before the count.
+  const gets = () => (stack.cloud.output.match(/"path":"\/acs\/encoders\/get"/g) ?? []).length
+  const g = gets()
+  await seam.acs.encoders.get({ acs_encoder_id: stack.encoder.acs_encoder_id })
+  for (let i = 0; gets() === g && i < 100; i++) await new Promise((resolve) => setTimeout(resolve, 50))
+  assert.equal(polls() - before, 0, 'the SDK polled /action_attempts/get')
+})
+
 test('encodes by access_method_id; credentials list', async () => {
   await stack.insertCard('mifare_classic_1k')
   const cred = await newCredential()
