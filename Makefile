@@ -44,6 +44,7 @@ unit:
 	$(GO) test -count=1 ./...
 
 bench: setup
+	cd conformance && npm ci --no-audit --no-fund
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./cardfmt/... ./hwtest/... ./cloud/
 
 # Runs every fuzz target for FUZZTIME each.
