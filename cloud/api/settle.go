@@ -35,9 +35,10 @@ func (a *API) settle(ctx context.Context, r *request, att store.ActionAttempt) s
 	if att.Status != store.StatusPending {
 		return att
 	}
+	// A context's deadline is in real time, whatever clock the cloud runs on.
 	deadline, hasDeadline := ctx.Deadline()
 	d := holdFor(a.cfg.SettleWait, time.Now(), deadline, hasDeadline, r.wait, r.hasWait)
-	if d <= 0 {
+	if d <= 0 || a.quit.Err() != nil {
 		return att
 	}
 	if a.held.Add(1) > int64(a.maxHeld) {

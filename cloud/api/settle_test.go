@@ -1,9 +1,12 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/encoder-bridge/encoder-bridge/cloud/store"
 )
 
 func TestHoldFor(t *testing.T) {
@@ -90,4 +93,33 @@ func FuzzPreferWait(f *testing.F) {
 			t.Fatalf("preferWait(%q) = %v, %v", v, d, ok)
 		}
 	})
+}
+
+// awaitCounter is a Dispatcher that only counts Await calls.
+type awaitCounter struct {
+	Dispatcher
+	calls int
+}
+
+func (d *awaitCounter) Await(_ context.Context, _, _ string, _ time.Duration) (store.ActionAttempt, error) {
+	d.calls++
+	return store.ActionAttempt{Status: store.StatusSuccess}, nil
+}
+
+// After ReleaseHeld (shutdown) no answer is held, not even briefly.
+func TestNoHoldAfterRelease(t *testing.T) {
+	d := &awaitCounter{}
+	a := New(Config{Jobs: d, SettleWait: time.Second})
+	r := &request{ws: store.Workspace{ID: "w1"}}
+	pending := store.ActionAttempt{ID: "a1", Status: store.StatusPending}
+	if got := a.settle(context.Background(), r, pending); got.Status != store.StatusSuccess || d.calls != 1 {
+		t.Fatalf("before release: %s after %d awaits", got.Status, d.calls)
+	}
+	a.ReleaseHeld()
+	if got := a.settle(context.Background(), r, pending); got.Status != store.StatusPending || d.calls != 1 {
+		t.Fatalf("after release: %s after %d awaits", got.Status, d.calls)
+	}
+	if n := a.held.Load(); n != 0 {
+		t.Errorf("%d answers counted as held", n)
+	}
 }
