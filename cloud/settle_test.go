@@ -188,6 +188,25 @@ func TestPendingAnswer(t *testing.T) {
 			t.Fatalf("polled %v", a)
 		}
 	})
+	t.Run("the request's deadline comes first", func(t *testing.T) {
+		env := cloudtest.New(t, cloudtest.Options{SettleWait: 2 * time.Hour})
+		b, encID := connect(t, env)
+		// A deadline on the request's context, as a proxy or middleware
+		// sets it: an hour, against a two-hour bound.
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ctx, cancel := context.WithTimeout(r.Context(), time.Hour)
+			defer cancel()
+			env.Server.Handler().ServeHTTP(w, r.WithContext(ctx))
+		}))
+		defer srv.Close()
+		got := post(env, context.Background(), nil, srv.URL, "/acs/encoders/scan_credential", map[string]any{"acs_encoder_id": encID}, nil)
+		b.Expect(protocol.TypeJob)
+		waitHeld(t, env, 1)
+		env.Clock.Advance(time.Hour)
+		if att := attemptAnswer(t, <-got); att["status"] != "pending" {
+			t.Fatalf("attempt %v", att)
+		}
+	})
 	t.Run("Prefer: wait=0", func(t *testing.T) {
 		env := cloudtest.New(t, cloudtest.Options{SettleWait: settleWait})
 		b, encID := connect(t, env)
