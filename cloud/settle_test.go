@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -293,6 +294,38 @@ func TestHeldAnswerClientGone(t *testing.T) {
 	for _, c := range arr(list["acs_credentials"]) {
 		if obj(c)["is_issued"] != true {
 			t.Errorf("credential not issued after the job finished unwatched: %v", c)
+		}
+	}
+}
+
+// A held answer is the request's own goroutine parked in Await: holding
+// starts no goroutine of its own.
+func TestHeldAnswersAddNoGoroutine(t *testing.T) {
+	env := cloudtest.New(t, cloudtest.Options{SettleWait: time.Hour})
+	b, encID := connect(t, env)
+	const n = 20
+	answers := make([]<-chan answer, n)
+	for i := range answers {
+		answers[i] = post(env, context.Background(), nil, "", "/acs/encoders/scan_credential", map[string]any{"acs_encoder_id": encID}, nil)
+	}
+	for range n {
+		b.Expect(protocol.TypeJob)
+	}
+	waitHeld(t, env, n)
+	buf := make([]byte, 8<<20)
+	stacks := string(buf[:runtime.Stack(buf, true)])
+	if got := strings.Count(stacks, "cloud/jobs.(*Service).Await("); got != n {
+		t.Errorf("%d goroutines in Await, want %d", got, n)
+	}
+	for _, pkg := range []string{"cloud/api", "cloud/jobs"} {
+		if strings.Contains(stacks, "created by github.com/encoder-bridge/encoder-bridge/"+pkg+".") {
+			t.Errorf("%s started goroutines while answers were held:\n%s", pkg, stacks)
+		}
+	}
+	env.Clock.Advance(time.Hour)
+	for _, a := range answers {
+		if att := attemptAnswer(t, <-a); att["status"] != "pending" {
+			t.Fatalf("attempt %v", att)
 		}
 	}
 }
