@@ -2,8 +2,9 @@
 // BenchmarkSDK in hwtest (which starts the cloud, the bridge and the card
 // and passes them here): one encodeCredential first (the card is then one
 // this system issued), then BENCH_N calls of BENCH_OP (encode or scan).
-// Prints a JSON array of {start, end, status}, times in milliseconds since
-// the Unix epoch, so the caller can match them with the card's I/O.
+// Prints {calls: [{start, end, status}], floor: [ms]}: each call's times in
+// milliseconds since the Unix epoch, so the caller can match them with the
+// card's I/O, and after each call the time of one acs.encoders.get.
 import { SeamHttp } from '@seamapi/http/connect'
 
 const env = (name) => {
@@ -27,10 +28,15 @@ if (!calls[op]) throw new Error(`BENCH_OP must be encode or scan, not ${op}`)
 const now = () => performance.timeOrigin + performance.now()
 
 await calls.encode()
-const out = []
+const out = { calls: [], floor: [] }
 for (let i = 0; i < n; i++) {
-  const start = now()
+  let start = now()
   const attempt = await calls[op]()
-  out.push({ start, end: now(), status: attempt.status })
+  out.calls.push({ start, end: now(), status: attempt.status })
+  // The floor: the SDK, HTTP and the API's key check and one read, for a
+  // call that runs no job.
+  start = now()
+  await seam.acs.encoders.get({ acs_encoder_id: encoder })
+  out.floor.push(now() - start)
 }
 console.log(JSON.stringify(out))

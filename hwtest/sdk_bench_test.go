@@ -82,7 +82,9 @@ func (c *cardSpans) within(from, to time.Time) time.Duration {
 // Seam's behaviour: the SDK polls every second). The card, a Classic 1K
 // the system issued, stays on the encoder. card is the bridge's card
 // connection time during each call; the SDK's wall time is measured by
-// conformance/bench-sdk.mjs, in the same wall clock.
+// conformance/bench-sdk.mjs, in the same wall clock. floor is an
+// acs.encoders.get through the same SDK after each call: what any call
+// costs without a job.
 func BenchmarkSDK(b *testing.B) {
 	node, err := exec.LookPath("node")
 	if err != nil {
@@ -181,15 +183,21 @@ func benchSDK(b *testing.B, node, dir string, settle time.Duration, op string) {
 	if err != nil {
 		b.Fatalf("bench-sdk.mjs: %v\n%s", err, stderr.Bytes())
 	}
-	var calls []struct {
-		Start, End float64 // ms since the Unix epoch
-		Status     string
+	var res struct {
+		Calls []struct {
+			Start, End float64 // ms since the Unix epoch
+			Status     string
+		}
+		Floor []float64 // ms
 	}
-	if err := json.Unmarshal(out, &calls); err != nil || len(calls) != b.N {
-		b.Fatalf("bench-sdk.mjs output (%d calls, want %d): %v\n%s", len(calls), b.N, err, out)
+	if err := json.Unmarshal(out, &res); err != nil || len(res.Calls) != b.N || len(res.Floor) != b.N {
+		b.Fatalf("bench-sdk.mjs output (%d calls, want %d): %v\n%s", len(res.Calls), b.N, err, out)
 	}
-	var walls, cards, rest []time.Duration
-	for _, c := range calls {
+	var walls, cards, rest, floor []time.Duration
+	for _, ms := range res.Floor {
+		floor = append(floor, time.Duration(ms*float64(time.Millisecond)))
+	}
+	for _, c := range res.Calls {
 		if c.Status != "success" {
 			b.Fatalf("%s: %s", op, c.Status)
 		}
@@ -200,7 +208,7 @@ func benchSDK(b *testing.B, node, dir string, settle time.Duration, op string) {
 	for _, m := range []struct {
 		name string
 		d    []time.Duration
-	}{{"sdk", walls}, {"card", cards}, {"rest", rest}} {
+	}{{"sdk", walls}, {"card", cards}, {"rest", rest}, {"floor", floor}} {
 		b.ReportMetric(percentile(m.d, 50), m.name+"-p50-ms")
 		b.ReportMetric(percentile(m.d, 99), m.name+"-p99-ms")
 	}
