@@ -154,6 +154,7 @@ func TestSettledAnswer(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			sch := newSchema(t)
 			env := cloudtest.New(t, cloudtest.Options{SettleWait: settleWait, JobTimeout: time.Second})
 			b, encID := connect(t, env)
 			credID := env.CreateCredential(nil)["acs_credential_id"].(string)
@@ -161,7 +162,9 @@ func TestSettledAnswer(t *testing.T) {
 			j := b.Expect(protocol.TypeJob).Job
 			waitHeld(t, env, 1)
 			tc.finish(env, b, j)
-			att := attemptAnswer(t, <-got)
+			a := <-got
+			att := attemptAnswer(t, a)
+			sch.response(tc.path, a.body) // Seam's schema allows a settled attempt here
 			tc.check(t, att, credID)
 			if again := getAttempt(t, env, att["action_attempt_id"]); again["status"] != att["status"] {
 				t.Errorf("polled attempt %v differs from the answer %v", again, att)
