@@ -2,24 +2,16 @@ package hwtest_test
 
 import (
 	"context"
-	"crypto/rand"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/encoder-bridge/encoder-bridge/bridge"
-	"github.com/encoder-bridge/encoder-bridge/bridge/agent"
-	"github.com/encoder-bridge/encoder-bridge/bridge/config"
-	"github.com/encoder-bridge/encoder-bridge/bridge/journal"
-	"github.com/encoder-bridge/encoder-bridge/bridge/link"
-	"github.com/encoder-bridge/encoder-bridge/cardfmt"
 	"github.com/encoder-bridge/encoder-bridge/cloud"
 	"github.com/encoder-bridge/encoder-bridge/cloud/clock"
 	"github.com/encoder-bridge/encoder-bridge/cloud/cloudtest"
 	"github.com/encoder-bridge/encoder-bridge/hwtest"
 	"github.com/encoder-bridge/encoder-bridge/reader"
-	"github.com/encoder-bridge/encoder-bridge/reader/pcsc"
 	"github.com/encoder-bridge/encoder-bridge/reader/sim/chip"
 )
 
@@ -84,65 +76,17 @@ func BenchmarkEndToEnd(b *testing.B) {
 	hwtest.InsertCard(b, slot, card)
 
 	env := cloudtest.New(b, cloudtest.Options{Config: func(c *cloud.Config) { c.Clock = clock.Real{} }})
-	rc, err := pcsc.Open(pcsc.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer rc.Close()
-	cc := &cardClock{Context: rc}
-	ks, err := cardfmt.GenerateKeySet(rand.Reader)
-	if err != nil {
-		b.Fatal(err)
-	}
-	j, err := journal.Open(b.TempDir(), journal.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	l, err := link.New(link.Options{URL: env.WebsocketURL(), Token: env.BridgeToken})
-	if err != nil {
-		b.Fatal(err)
-	}
-	a, err := agent.New(agent.Options{
-		BridgeID: env.BridgeID,
-		Encoders: []config.Encoder{{Reader: slot.Reader, Name: "Desk"}},
-		Link:     l, Store: j,
-		Station: &bridge.Station{Readers: cc, Keys: ks},
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	defer func() {
-		cancel()
-		<-done
-		j.Close()
-	}()
-
-	encoderID := ""
-	for deadline := time.Now().Add(20 * time.Second); encoderID == ""; {
-		if time.Now().After(deadline) {
-			b.Fatal("the encoder did not come online")
-		}
-		for _, e := range env.MustCall("/acs/encoders/list", map[string]any{})["acs_encoders"].([]any) {
-			if m := e.(map[string]any); m["display_name"] == "Desk" {
-				encoderID = m["acs_encoder_id"].(string)
-			}
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	now := time.Now()
-	cred := env.CreateCredential(map[string]any{
-		"starts_at": now.Add(-time.Hour).UTC().Format(time.RFC3339),
-		"ends_at":   now.Add(72 * time.Hour).UTC().Format(time.RFC3339),
+	cc := &cardClock{}
+	encoderID, credID := startDesk(b, env, slot.Reader, func(rc reader.Context) reader.Context {
+		cc.Context = rc
+		return cc
 	})
 
 	encode := func() (total, api, cardIO time.Duration) {
 		cc.take()
 		t0 := time.Now()
 		att := env.MustCall("/acs/encoders/encode_credential", map[string]any{
-			"acs_encoder_id": encoderID, "acs_credential_id": cred["acs_credential_id"],
+			"acs_encoder_id": encoderID, "acs_credential_id": credID,
 		})["action_attempt"].(map[string]any)
 		api = time.Since(t0)
 		id := att["action_attempt_id"]

@@ -3,7 +3,6 @@ package hwtest_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -14,18 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/encoder-bridge/encoder-bridge/bridge"
-	"github.com/encoder-bridge/encoder-bridge/bridge/agent"
-	"github.com/encoder-bridge/encoder-bridge/bridge/config"
-	"github.com/encoder-bridge/encoder-bridge/bridge/journal"
-	"github.com/encoder-bridge/encoder-bridge/bridge/link"
-	"github.com/encoder-bridge/encoder-bridge/cardfmt"
 	"github.com/encoder-bridge/encoder-bridge/cloud"
 	"github.com/encoder-bridge/encoder-bridge/cloud/clock"
 	"github.com/encoder-bridge/encoder-bridge/cloud/cloudtest"
 	"github.com/encoder-bridge/encoder-bridge/hwtest"
 	"github.com/encoder-bridge/encoder-bridge/reader"
-	"github.com/encoder-bridge/encoder-bridge/reader/pcsc"
 	"github.com/encoder-bridge/encoder-bridge/reader/sim/chip"
 )
 
@@ -117,64 +109,17 @@ func benchSDK(b *testing.B, node, dir string, settle time.Duration, op string) {
 	}
 	hwtest.InsertCard(b, slot, card)
 	env := cloudtest.New(b, cloudtest.Options{SettleWait: settle, Config: func(c *cloud.Config) { c.Clock = clock.Real{} }})
-	rc, err := pcsc.Open(pcsc.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer rc.Close()
-	cs := &cardSpans{Context: rc}
-	ks, err := cardfmt.GenerateKeySet(rand.Reader)
-	if err != nil {
-		b.Fatal(err)
-	}
-	j, err := journal.Open(b.TempDir(), journal.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	l, err := link.New(link.Options{URL: env.WebsocketURL(), Token: env.BridgeToken})
-	if err != nil {
-		b.Fatal(err)
-	}
-	a, err := agent.New(agent.Options{
-		BridgeID: env.BridgeID,
-		Encoders: []config.Encoder{{Reader: slot.Reader, Name: "Desk"}},
-		Link:     l, Store: j,
-		Station: &bridge.Station{Readers: cs, Keys: ks},
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	defer func() {
-		cancel()
-		<-done
-		j.Close()
-	}()
-	encoderID := ""
-	for deadline := time.Now().Add(20 * time.Second); encoderID == ""; {
-		if time.Now().After(deadline) {
-			b.Fatal("the encoder did not come online")
-		}
-		for _, e := range env.MustCall("/acs/encoders/list", map[string]any{})["acs_encoders"].([]any) {
-			if m := e.(map[string]any); m["display_name"] == "Desk" {
-				encoderID = m["acs_encoder_id"].(string)
-			}
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	now := time.Now()
-	cred := env.CreateCredential(map[string]any{
-		"starts_at": now.Add(-time.Hour).UTC().Format(time.RFC3339),
-		"ends_at":   now.Add(72 * time.Hour).UTC().Format(time.RFC3339),
+	cs := &cardSpans{}
+	encoderID, credID := startDesk(b, env, slot.Reader, func(rc reader.Context) reader.Context {
+		cs.Context = rc
+		return cs
 	})
 
 	cmd := exec.Command(node, "bench-sdk.mjs")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(),
 		"BENCH_ENDPOINT="+env.URL(), "BENCH_API_KEY="+env.APIKey, "BENCH_ENCODER_ID="+encoderID,
-		"BENCH_CREDENTIAL_ID="+cred["acs_credential_id"].(string), "BENCH_OP="+op, "BENCH_N="+strconv.Itoa(b.N))
+		"BENCH_CREDENTIAL_ID="+credID, "BENCH_OP="+op, "BENCH_N="+strconv.Itoa(b.N))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	b.ResetTimer()
