@@ -207,10 +207,12 @@ func TestSweeperRunsOnClock(t *testing.T) {
 	att := scan(t, env, encID)
 	b.Expect(protocol.TypeJob)
 	go env.Server.Run(t.Context())
-	<-env.Clock.Waiting(1) // the sweeper is parked on the clock
+	// Run parks two loops on the clock: the sweeper and the revocation
+	// check.
+	<-env.Clock.Waiting(2)
 	env.Clock.Advance(61 * time.Second)
-	// It parks again only after the sweep the advance woke it for.
-	<-env.Clock.Waiting(1)
+	// Both park again only after the work the advance woke them for.
+	<-env.Clock.Waiting(2)
 	wantError(t, getAttempt(t, env, att["action_attempt_id"]), seam.ErrActionAttemptExpired)
 }
 
