@@ -1,8 +1,10 @@
 // Package service runs encoder-bridge under the operating system's service
-// manager (the Windows Service Control Manager, systemd, ...) through
+// manager (the Windows Service Control Manager, systemd) through
 // kardianos/service: the installed service runs "encoder-bridge run
 // --config PATH", and Program adapts that run to the manager's start and
-// stop. It also forwards Warn and above to the manager's log.
+// stop. It also forwards Warn and above to the manager's log. On Linux it
+// installs its own hardened systemd unit (encoder-bridge.service), the one
+// the Debian package ships, rather than kardianos' root one.
 //
 // It runs whatever run function it is given; it must not import
 // bridge/agent, bridge/link, bridge/journal or reader.
@@ -14,7 +16,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -38,8 +39,8 @@ type Options struct {
 	ConfigPath string
 	// Executable is the binary to run; empty: this one.
 	Executable string
-	// UserName runs the service as that account; empty: the system's
-	// default (LocalSystem on Windows, root under systemd).
+	// UserName runs the service as that account; empty: LocalSystem on
+	// Windows, User under systemd.
 	UserName string
 }
 
@@ -69,15 +70,9 @@ func Config(o Options) (*kservice.Config, error) {
 			"OnFailureDelayDuration": "10s",
 			"OnFailureResetPeriod":   24 * 60 * 60,
 			"StartType":              "automatic",
-			// systemd: restart on any exit.
-			"Restart": "always",
 		},
 	}
-	if runtime.GOOS == "linux" {
-		// Needs the network for the cloud. Not pcscd: the reader layer
-		// waits for the smart-card service itself.
-		c.Dependencies = []string{"After=network-online.target", "Wants=network-online.target"}
-	}
+	// Linux installs the unit in encoder-bridge.service instead.
 	return c, nil
 }
 
@@ -87,7 +82,11 @@ func New(o Options) (kservice.Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return kservice.New(&Program{}, c)
+	s, err := kservice.New(&Program{}, c)
+	if err != nil {
+		return nil, err
+	}
+	return platformService(s, o)
 }
 
 // Actions are the control commands Control accepts.

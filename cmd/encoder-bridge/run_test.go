@@ -279,6 +279,29 @@ func TestServiceCommands(t *testing.T) {
 	}
 }
 
+// "service unit" prints what service.Unit renders; the Debian package is
+// built from it.
+func TestServiceUnit(t *testing.T) {
+	c := newCLI(t)
+	code, out, stderr := c.run("service", "unit", "--config", "/etc/encoder-bridge/encoder-bridge.yaml", "--executable", "/usr/bin/encoder-bridge")
+	if code != 0 {
+		t.Fatalf("exit %d %s", code, stderr)
+	}
+	want, err := service.Unit(service.UnitOptions{Executable: "/usr/bin/encoder-bridge", Config: "/etc/encoder-bridge/encoder-bridge.yaml"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out != string(want) {
+		t.Fatalf("unit:\n%s\nwant\n%s", out, want)
+	}
+	if code, _, _ := c.run("service", "unit"); code != 2 {
+		t.Fatalf("without --config: exit %d", code)
+	}
+	if code, _, stderr := c.run("service", "unit", "--config", "bridge.yaml"); code != 1 || !strings.Contains(stderr, "absolute") {
+		t.Fatalf("relative config: exit %d %q", code, stderr)
+	}
+}
+
 func freeLoopbackAddr(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

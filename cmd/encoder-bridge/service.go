@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 
 	kservice "github.com/kardianos/service"
 
@@ -15,10 +16,14 @@ const serviceUsage = `Usage:
   encoder-bridge service uninstall               remove it
   encoder-bridge service start|stop|restart      control it
   encoder-bridge service status                  print its state; exit status 0 only while it runs
+  encoder-bridge service unit --config PATH [--executable PATH] [--user NAME]
+                                                 print the systemd unit install writes
 
 The service restarts after a failure (Windows: recovery actions; systemd:
-Restart=always). Install, uninstall, start and stop need administrator
-rights.
+Restart=on-failure). Install, uninstall, start and stop need administrator
+rights. On Linux, install writes the hardened systemd unit the Debian
+package ships, running as the user encoder-bridge (created if missing),
+and enables it; it starts once the configuration exists.
 `
 
 // newService opens the service handle; tests replace it.
@@ -34,6 +39,8 @@ func (a *app) cmdService(ctx context.Context, args []string) error {
 	case "help", "-h", "--help":
 		fmt.Fprint(a.stdout, serviceUsage)
 		return nil
+	case "unit":
+		return a.cmdServiceUnit(args[1:])
 	case "install", "uninstall", "start", "stop", "restart", "status":
 	default:
 		return fmt.Errorf("%w: unknown service subcommand %q", errUsage, action)
@@ -74,4 +81,33 @@ func (a *app) cmdService(ctx context.Context, args []string) error {
 	past := map[string]string{"install": "installed", "uninstall": "uninstalled", "start": "started", "stop": "stopped", "restart": "restarted"}
 	fmt.Fprintf(a.stdout, "%s: %s\n", service.Name, past[action])
 	return nil
+}
+
+// cmdServiceUnit prints the systemd unit; the Debian package is built
+// with it, so the package and "service install" run the same unit.
+func (a *app) cmdServiceUnit(args []string) error {
+	var o service.UnitOptions
+	fs := newFlags("service unit", a.stderr)
+	fs.StringVar(&o.Config, "config", "", "absolute `path` of the configuration the service runs with (required)")
+	fs.StringVar(&o.Executable, "executable", "", "absolute `path` of the binary (default: this one)")
+	fs.StringVar(&o.User, "user", service.User, "system `account` the service runs as")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if o.Config == "" {
+		return fmt.Errorf("%w: --config PATH is required", errUsage)
+	}
+	if o.Executable == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		o.Executable = exe
+	}
+	unit, err := service.Unit(o)
+	if err != nil {
+		return err
+	}
+	_, err = a.stdout.Write(unit)
+	return err
 }
