@@ -5,7 +5,7 @@ BIN     := bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build setup test unit conformance seam-openapi check-fmt vet windows bench demo fuzz clean
+.PHONY: all build setup test unit conformance seam-openapi check-fmt vet windows bench demo fuzz clean deb test-deb
 
 all: build
 
@@ -27,10 +27,22 @@ windows:
 
 # Hardware tests (hwtest, reader/pcsc) talk to the real pcscd through vpcd;
 # with CI set they fail instead of skipping when it is missing. Then Seam's
-# own JavaScript SDK drives the cloud, a bridge and a virtual card.
+# own JavaScript SDK drives the cloud, a bridge and a virtual card, and the
+# Debian package is installed and purged on this machine.
 test: setup check-fmt vet windows
 	$(GO) test -race -count=1 ./...
 	$(MAKE) conformance
+	$(MAKE) test-deb
+
+# The Debian package for this machine's architecture, built with dpkg-deb
+# from a staged tree: bin/encoder-bridge_VERSION_ARCH.deb.
+deb:
+	packaging/deb/build.sh $(BIN) $(VERSION)
+
+# Installs, upgrades in place and purges the package on this machine (as
+# root, or through sudo), and runs systemd-analyze verify on its unit.
+test-deb:
+	packaging/deb/test.sh "$$(packaging/deb/build.sh $(BIN) $(VERSION))"
 
 conformance:
 	cd conformance && npm ci --no-audit --no-fund && npm test

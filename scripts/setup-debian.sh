@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs and starts what encoder-bridge needs on Debian: the PC/SC daemon,
-# its headers for the build, and the vsmartcard vpcd driver that lets the
-# virtual card stand in for hardware. Safe to run again: it installs only
+# its headers for the build, the vsmartcard vpcd driver that lets the
+# virtual card stand in for hardware, and what the package test uses
+# (adduser for the package's account, systemd for systemd-analyze). Safe to run again: it installs only
 # what is missing (always, when CI is set) and reuses a running pcscd.
 set -euo pipefail
 
-packages=(pcscd libpcsclite-dev vsmartcard-vpcd pcsc-tools pkg-config)
+packages=(pcscd libpcsclite-dev vsmartcard-vpcd pcsc-tools pkg-config adduser systemd)
 
 if [ "$(id -u)" -eq 0 ]; then sudo=(); else sudo=(sudo); fi
 
