@@ -10,6 +10,7 @@ package reader
 import (
 	"context"
 	"errors"
+	"fmt"
 )
 
 // Context is a session with a smart-card service. Implementations are safe
@@ -65,6 +66,10 @@ var (
 	// ErrNoService: the smart-card service (pcscd, Windows' SCardSvr) is not
 	// running or not reachable.
 	ErrNoService = errors.New("smart-card service not available")
+	// ErrNotAuthorized: the smart-card service runs but refuses this
+	// process's account (pcscd 2.x asks polkit). It is an ErrNoService:
+	// callers wait for it the same way, and it lasts until an admin acts.
+	ErrNotAuthorized = fmt.Errorf("%w: it refused this account", ErrNoService)
 	// ErrNoReaders: no reader is attached.
 	ErrNoReaders = errors.New("no card reader attached")
 	// ErrUnknownReader: the named reader is not attached.

@@ -64,7 +64,9 @@ var errTable = append([]errRow{
 	{scard.ErrCommError, "SCARD_F_COMM_ERROR", reader.ErrNoService, reader.ErrNoService},
 	// pcsc-lite's client turns ECONNRESET on its pcscd socket into this:
 	// pcscd resets clients polkit denies, and a dying pcscd resets those
-	// with requests unread.
+	// with requests unread. Establishing a context, and Connect on a fresh
+	// one, map it to reader.ErrNotAuthorized instead (establishErr,
+	// Connect): there it is polkit's answer.
 	{scard.ErrSecurityViolation, "SCARD_W_SECURITY_VIOLATION", reader.ErrNoService, reader.ErrNoService},
 
 	{scard.ErrNoReadersAvailable, "SCARD_E_NO_READERS_AVAILABLE", reader.ErrNoReaders, reader.ErrReaderGone},

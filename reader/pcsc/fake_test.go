@@ -34,6 +34,16 @@ type fakeService struct {
 	// observed is closed and replaced when inWait or released changes,
 	// for waitUntil.
 	observed chan struct{}
+	// refuse is pcscd 2.x whose polkit check says no to access_pcsc: it
+	// closes the client's socket unanswered, which pcsc-lite's client
+	// reports as SCARD_W_SECURITY_VIOLATION, or as SCARD_E_NO_SERVICE
+	// when the close wins the race with its first write (raceEvery).
+	refuse    bool
+	raceEvery int
+	attempts  int
+	// refuseCard is polkit saying no to access_card for a reader: Connect
+	// answers SCARD_W_SECURITY_VIOLATION on a live context.
+	refuseCard map[string]bool
 	// stale is what a context from before a restart answers: WinSCard
 	// says INVALID_HANDLE; pcsc-lite's client, whose socket to the old
 	// pcscd is gone, says NO_SERVICE or F_COMM_ERROR.
@@ -89,6 +99,14 @@ func (s *fakeService) establish() (scardContext, error) {
 	if !s.up {
 		return nil, scard.ErrNoService
 	}
+	if s.refuse {
+		s.attempts++
+		s.observeLocked()
+		if s.raceEvery > 0 && s.attempts%s.raceEvery == 0 {
+			return nil, scard.ErrNoService
+		}
+		return nil, scard.ErrSecurityViolation
+	}
 	s.established++
 	return &fakeContext{s: s, epoch: s.epoch}, nil
 }
@@ -126,6 +144,23 @@ func (s *fakeService) setCard(name string, present bool) {
 		delete(s.owner, name)
 		s.notifyLocked()
 	}
+}
+
+// setRefuse makes polkit refuse access_pcsc, or stop refusing it.
+func (s *fakeService) setRefuse(refuse bool, raceEvery int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.refuse, s.raceEvery = refuse, raceEvery
+}
+
+// setRefuseCard makes polkit refuse access_card for name, or stop.
+func (s *fakeService) setRefuseCard(name string, refuse bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.refuseCard == nil {
+		s.refuseCard = map[string]bool{}
+	}
+	s.refuseCard[name] = refuse
 }
 
 func (s *fakeService) counts() (established, released int) {
@@ -253,6 +288,9 @@ func (f *fakeContext) Connect(name string, mode scard.ShareMode, proto scard.Pro
 	}
 	if !s.hasReaderLocked(name) {
 		return nil, scard.ErrUnknownReader
+	}
+	if s.refuseCard[name] {
+		return nil, scard.ErrSecurityViolation
 	}
 	if mode == scard.ShareDirect {
 		// A direct connection talks to the reader: no card needed, and

@@ -3,6 +3,8 @@
 package pcsc
 
 import (
+	"fmt"
+
 	"github.com/ebfe/scard"
 
 	"github.com/encoder-bridge/encoder-bridge/reader"
@@ -25,3 +27,14 @@ var osErrRows = []errRow{
 // osDeadCodes: SCardSvr stops when the last reader is unplugged, and the
 // contexts established before report ERROR_INVALID_HANDLE afterwards.
 var osDeadCodes = []scard.Error{errorInvalidHandle}
+
+// refusal says that the Smart Card service refused this process (SCARD_W_SECURITY_VIOLATION).
+func refusal(_, name string) string {
+	what := "this process"
+	if name != "" {
+		what = fmt.Sprintf("this process the reader %q", name)
+	}
+	return fmt.Sprintf("SCardSvr refused %s (SCARD_W_SECURITY_VIOLATION). "+
+		"Fix: run the service as LocalSystem, or as an account the smart-card policy allows. "+
+		"Retrying without logging this again until it is let in.", what)
+}

@@ -46,11 +46,14 @@ type Context struct {
 	sharedMu sync.Mutex  // serializes establishing the shared context
 	noPnP    atomic.Bool // the platform has no usable PnP notification
 
-	mu          sync.Mutex
-	closed      bool
-	shared      scardContext // for Readers; nil until established
-	sharedGen   uint64       // bumped on every establish, so a stale failure drops nothing newer
-	serviceDown bool         // only to log transitions once
+	mu        sync.Mutex
+	closed    bool
+	shared    scardContext // for Readers; nil until established
+	sharedGen uint64       // bumped on every establish, so a stale failure drops nothing newer
+	service   serviceState // only to log transitions once
+	// cardRefused holds the readers pcscd refused (polkit's access_card),
+	// so that is logged once per reader, not on every job.
+	cardRefused map[string]bool
 	waits       map[scardContext]struct{}
 	cards       map[*Card]struct{}
 	// blocked, set only by tests before use, is called each time a wait
@@ -82,6 +85,8 @@ func open(opts Options, establish func() (scardContext, error)) *Context {
 		done:      make(chan struct{}),
 		waits:     make(map[scardContext]struct{}),
 		cards:     make(map[*Card]struct{}),
+
+		cardRefused: make(map[string]bool),
 	}
 	if c.poll <= 0 {
 		c.poll = DefaultPollInterval
@@ -263,6 +268,7 @@ func (c *Context) Connect(ctx context.Context, name string) (reader.Card, error)
 	if err != nil {
 		return nil, err
 	}
+	first := sc
 	// Contactless readers present storage cards as T=1; T=0|T=1 lets the
 	// reader pick.
 	h, err := sc.Connect(name, scard.ShareExclusive, scard.ProtocolAny)
@@ -274,6 +280,14 @@ func (c *Context) Connect(ctx context.Context, name string) (reader.Card, error)
 		}
 		h, err = sc.Connect(name, scard.ShareExclusive, scard.ProtocolAny)
 	}
+	if err != nil && isCode(err, scard.ErrSecurityViolation) && (!pooled || sc != first) {
+		// A context established just now was let in, so this is no dead
+		// socket: pcscd asked polkit about access_card for this reader,
+		// and the answer was no. The context itself is fine.
+		c.putIdle(sc)
+		c.noteCardRefused(name, true)
+		return nil, c.closedOr(op, fmt.Errorf("pcsc: %s: %w (%w)", op, reader.ErrNotAuthorized, codeName(scard.ErrSecurityViolation)))
+	}
 	if err != nil {
 		if isDeadContext(err) {
 			_ = sc.Release()
@@ -282,6 +296,7 @@ func (c *Context) Connect(ctx context.Context, name string) (reader.Card, error)
 		}
 		return nil, c.closedOr(op, mapErr(op, err))
 	}
+	c.noteCardRefused(name, false)
 	k := &Card{owner: c, name: name, sc: sc, h: h}
 	if err := k.refresh(op); err != nil {
 		_ = h.Disconnect(scard.LeaveCard)
@@ -458,16 +473,68 @@ func (c *Context) statusChange(ctx context.Context, sc scardContext, rs []scard.
 	return sc.GetStatusChange(rs, c.poll)
 }
 
-// noteServiceLocked logs when the service goes away or comes back.
+// serviceState is what establishing a context last said about the
+// service; the zero value is up.
+type serviceState int
+
+const (
+	serviceUp serviceState = iota
+	serviceDown
+	serviceRefused
+)
+
+// noteServiceLocked logs when the service goes away, refuses this
+// process, or comes back: once per change, never once per retry.
 func (c *Context) noteServiceLocked(err error) {
+	state := serviceUp
 	switch {
-	case err != nil && !c.serviceDown:
-		c.serviceDown = true
+	case isCode(err, scard.ErrSecurityViolation):
+		state = serviceRefused
+	case err != nil:
+		state = serviceDown
+	}
+	if state == c.service || state == serviceDown && c.service == serviceRefused {
+		// A refused client that loses the race to pcscd closing its
+		// socket sees the service gone instead: still the same refusal,
+		// and pcscd --auto-exit stops and starts it all the time.
+		return
+	}
+	c.service = state
+	switch state {
+	case serviceRefused:
+		c.logf("pcsc: %s", refusal("access_pcsc", ""))
+	case serviceDown:
 		c.logf("pcsc: %s not available: %v", serviceName, mapErr(opEstablish, err))
-	case err == nil && c.serviceDown:
-		c.serviceDown = false
+	case serviceUp:
 		c.logf("pcsc: %s available again", serviceName)
 	}
+}
+
+// noteCardRefused logs the first refusal of a reader, and its end.
+func (c *Context) noteCardRefused(name string, refused bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cardRefused[name] == refused {
+		return
+	}
+	if refused {
+		c.cardRefused[name] = true
+		c.logf("pcsc: %s", refusal("access_card", name))
+		return
+	}
+	delete(c.cardRefused, name)
+	c.logf("pcsc: %s lets this process use %q again", serviceName, name)
+}
+
+// establishErr maps a failure to establish a context for op. pcsc-lite's
+// client says SCARD_W_SECURITY_VIOLATION when pcscd closed the connection
+// before its first answer, which is what pcscd does to a client polkit
+// refuses access_pcsc (pcsc-lite 1.9.9 and later).
+func establishErr(op string, err error) error {
+	if isCode(err, scard.ErrSecurityViolation) {
+		return fmt.Errorf("pcsc: %s: %w (%w)", op, reader.ErrNotAuthorized, codeName(scard.ErrSecurityViolation))
+	}
+	return mapErr(op, err)
 }
 
 // cardContext returns a pooled context, or a new one, for a card
@@ -504,7 +571,7 @@ func (c *Context) newContext(op string) (scardContext, error) {
 	defer c.mu.Unlock()
 	c.noteServiceLocked(err)
 	if err != nil {
-		return nil, mapErr(op, err)
+		return nil, establishErr(op, err)
 	}
 	if c.closed {
 		_ = sc.Release()
@@ -528,7 +595,7 @@ func (c *Context) openWait(ctx context.Context, op string) (*waitCtx, error) {
 	c.noteServiceLocked(err)
 	if err != nil {
 		c.mu.Unlock()
-		return nil, mapErr(op, err)
+		return nil, establishErr(op, err)
 	}
 	if c.closed {
 		c.mu.Unlock()
@@ -609,8 +676,11 @@ func (c *Context) withShared(op string, fn func(scardContext) error) error {
 		var sc scardContext
 		var gen uint64
 		sc, gen, err = c.sharedContext()
+		if err == reader.ErrClosed {
+			return fmt.Errorf("pcsc: %s: %w", op, err)
+		}
 		if err != nil {
-			break
+			return c.closedOr(op, establishErr(op, err))
 		}
 		if err = fn(sc); err == nil || !isDeadContext(err) {
 			break
@@ -619,9 +689,6 @@ func (c *Context) withShared(op string, fn func(scardContext) error) error {
 	}
 	if err == nil {
 		return nil
-	}
-	if err == reader.ErrClosed {
-		return fmt.Errorf("pcsc: %s: %w", op, err)
 	}
 	return c.closedOr(op, mapErr(op, err))
 }
