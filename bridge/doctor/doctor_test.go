@@ -180,6 +180,11 @@ func TestFailures(t *testing.T) {
 			s.env.OpenReaders = down
 			s.system["run/pcscd/pcscd.comm"] = &fstest.MapFile{}
 		}, check: "smart-card service", status: doctor.Fail, says: []string{"NOT authorized for action: access_pcsc", "polkit"}},
+		{name: "pcscd answers with a polkit refusal", change: func(s *setup) {
+			s.env.OpenReaders = func() (reader.Context, error) {
+				return nil, fmt.Errorf("pcsc: establish context: %w (SCARD_W_SECURITY_VIOLATION)", reader.ErrNotAuthorized)
+			}
+		}, check: "smart-card service", status: doctor.Fail, says: []string{"refused this user through polkit", "NOT authorized for action: access_pcsc", "60-encoder-bridge.rules"}},
 		{name: "Windows smart-card service stopped", change: func(s *setup) {
 			s.env.OpenReaders = down
 			s.env.OS = "windows"

@@ -29,6 +29,9 @@ func (r *run) serviceFailed(err error) {
 	case r.env.OS == "windows":
 		r.fail(checkService, err.Error(),
 			"Windows stops the Smart Card service when the last reader is unplugged: plug the encoder in; else start it (\"sc start SCardSvr\") and set it to start automatically")
+	case errors.Is(err, reader.ErrNotAuthorized):
+		// reader/pcsc knows it from pcscd's answer, socket or not.
+		r.fail(checkService, fmt.Sprintf("pcscd refused this user through polkit (pcscd logs \"NOT authorized for action: access_pcsc\"): %v", err), polkitFix)
 	case !errors.Is(err, reader.ErrNoService):
 		r.fail(checkService, err.Error(), "see pcscd's log: journalctl -u pcscd")
 	case !r.exists(pcscdSocket):
@@ -38,9 +41,12 @@ func (r *run) serviceFailed(err error) {
 		// The socket is there, so pcscd (or its socket unit) is, and it
 		// turned this client away: with pcsc-lite 2.x that is polkit.
 		r.fail(checkService, fmt.Sprintf("pcscd refused this user: %v. pcsc-lite 2.x lets only an active desktop session in unless polkit allows more (pcscd logs \"NOT authorized for action: access_pcsc\")", err),
-			"install the package's polkit rule (/usr/share/polkit-1/rules.d/encoder-bridge.rules, allowing org.debian.pcsc-lite.access_pcsc and access_card to the encoder-bridge user) and run the bridge as that user; see docs/operations.md")
+			polkitFix)
 	}
 }
+
+// polkitFix is the remedy for pcscd's polkit refusal.
+const polkitFix = "install the package's polkit rule (/usr/share/polkit-1/rules.d/60-encoder-bridge.rules, allowing org.debian.pcsc-lite.access_pcsc and access_card to the encoder-bridge user) and run the bridge as that user; see docs/operations.md"
 
 // acr122 are USB ids of readers built on NXP's PN533, which the kernel's
 // NFC drivers claim before pcscd's CCID driver can.

@@ -61,7 +61,9 @@ type app struct {
 // dead context replaced: each logged once per transition) to log.
 func pcscOptions(log *zap.Logger) pcsc.Options {
 	sugar := log.Named("pcsc").Sugar()
-	return pcsc.Options{Logf: sugar.Infof}
+	// A refusal (polkit) needs an admin: a warning, which the service
+	// manager's log gets too.
+	return pcsc.Options{Logf: sugar.Infof, Warnf: sugar.Warnf}
 }
 
 // errUsage marks command-line mistakes (exit status 2).

@@ -14,7 +14,9 @@ import (
 
 	kservice "github.com/kardianos/service"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
+	"github.com/encoder-bridge/encoder-bridge/bridge/config"
 	"github.com/encoder-bridge/encoder-bridge/cloud/cloudtest"
 	"github.com/encoder-bridge/encoder-bridge/internal/syncbuf"
 	"github.com/encoder-bridge/encoder-bridge/protocol"
@@ -321,5 +323,25 @@ func appendFile(t *testing.T, path, text string) {
 	defer f.Close()
 	if _, err := f.WriteString(text); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// pcscd refusing this account through polkit needs an admin: pcsc's
+// Warnf line reaches the service's log as a warning under "pcsc", where
+// the service manager's log gets it too.
+func TestPCSCRefusalIsAWarning(t *testing.T) {
+	var buf syncbuf.Buffer
+	log, err := newLogger(config.Log{Level: "info", Format: "console"}, zapcore.AddSync(&buf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := pcscOptions(log)
+	if o.Warnf == nil || o.Logf == nil {
+		t.Fatalf("pcsc options without a log: %+v", o)
+	}
+	o.Warnf("pcsc: pcscd refused this process (uid %d): polkit said %q", 998, "NOT authorized for action: access_pcsc")
+	line := buf.String()
+	if !strings.Contains(line, "WARN") || !strings.Contains(line, "pcsc") || !strings.Contains(line, "NOT authorized for action: access_pcsc") {
+		t.Fatalf("refusal logged as %q", line)
 	}
 }

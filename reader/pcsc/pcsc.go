@@ -33,6 +33,9 @@ type Options struct {
 	// Logf receives service transitions and recoveries, never APDUs. Nil
 	// means silent.
 	Logf func(format string, args ...any)
+	// Warnf receives what needs an admin: the service refusing this
+	// process (polkit). Nil means Logf.
+	Warnf func(format string, args ...any)
 }
 
 // Context is a reader.Context on the system's smart-card service. It is
@@ -40,6 +43,7 @@ type Options struct {
 type Context struct {
 	poll      time.Duration
 	logf      func(format string, args ...any)
+	warnf     func(format string, args ...any)
 	establish func() (scardContext, error)
 	done      chan struct{} // closed by Close
 
@@ -81,6 +85,7 @@ func open(opts Options, establish func() (scardContext, error)) *Context {
 	c := &Context{
 		poll:      opts.PollInterval,
 		logf:      opts.Logf,
+		warnf:     opts.Warnf,
 		establish: establish,
 		done:      make(chan struct{}),
 		waits:     make(map[scardContext]struct{}),
@@ -93,6 +98,9 @@ func open(opts Options, establish func() (scardContext, error)) *Context {
 	}
 	if c.logf == nil {
 		c.logf = func(string, ...any) {}
+	}
+	if c.warnf == nil {
+		c.warnf = c.logf
 	}
 	// Establish now so a missing service shows in the log at startup.
 	_, _, _ = c.sharedContext()
@@ -502,7 +510,7 @@ func (c *Context) noteServiceLocked(err error) {
 	c.service = state
 	switch state {
 	case serviceRefused:
-		c.logf("pcsc: %s", refusal("access_pcsc", ""))
+		c.warnf("pcsc: %s", refusal("access_pcsc", ""))
 	case serviceDown:
 		c.logf("pcsc: %s not available: %v", serviceName, mapErr(opEstablish, err))
 	case serviceUp:
@@ -519,7 +527,7 @@ func (c *Context) noteCardRefused(name string, refused bool) {
 	}
 	if refused {
 		c.cardRefused[name] = true
-		c.logf("pcsc: %s", refusal("access_card", name))
+		c.warnf("pcsc: %s", refusal("access_card", name))
 		return
 	}
 	delete(c.cardRefused, name)

@@ -129,3 +129,26 @@ func TestPolkitCardRefusal(t *testing.T) {
 		t.Errorf("%d lines for the reader allowed again, want 1: %q", n, logs.lines)
 	}
 }
+
+// A refusal needs an admin: it goes to Warnf when there is one, the
+// service's other lines to Logf.
+func TestPolkitRefusalIsAWarning(t *testing.T) {
+	svc := newFakeService(true, "A")
+	svc.setRefuse(true, 0)
+	logs, warns := &logBuf{}, &logBuf{}
+	c := open(Options{PollInterval: fakePoll, Logf: logs.logf, Warnf: warns.logf}, svc.establish)
+	defer c.Close()
+	if _, err := c.Readers(t.Context()); !errors.Is(err, reader.ErrNotAuthorized) {
+		t.Fatalf("Readers: %v", err)
+	}
+	svc.setRefuse(false, 0)
+	if _, err := c.Readers(t.Context()); err != nil {
+		t.Fatalf("Readers once allowed: %v", err)
+	}
+	if warns.count("NOT authorized for action: access_pcsc") != 1 || logs.count("NOT authorized") != 0 {
+		t.Errorf("warnings %q, other lines %q", warns.lines, logs.lines)
+	}
+	if logs.count("available again") != 1 {
+		t.Errorf("getting in is not an ordinary line: %q", logs.lines)
+	}
+}
