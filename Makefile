@@ -40,9 +40,10 @@ deb:
 	packaging/deb/build.sh $(BIN) $(VERSION)
 
 # Installs, upgrades in place and purges the package on this machine (as
-# root, or through sudo), and runs systemd-analyze verify on its unit.
-test-deb:
-	packaging/deb/test.sh "$$(packaging/deb/build.sh $(BIN) $(VERSION))"
+# root, or through sudo), runs systemd-analyze verify on its unit, and runs
+# the installed bridge as its account against encoder-cloud under strace.
+test-deb: build
+	packaging/deb/test.sh "$$(packaging/deb/build.sh $(BIN) $(VERSION))" $(BIN)/encoder-cloud
 
 conformance:
 	cd conformance && npm ci --no-audit --no-fund && npm test

@@ -4,18 +4,25 @@
 # files in /etc/encoder-bridge, which must survive the purge with the
 # account owning them, and once without, which must leave nothing.
 #
-#   packaging/deb/test.sh bin/encoder-bridge_VERSION_ARCH.deb
+#   packaging/deb/test.sh bin/encoder-bridge_VERSION_ARCH.deb [bin/encoder-cloud]
+#
+# Given encoder-cloud, it also runs the installed bridge as the service
+# would, as the encoder-bridge account with the admin's files, against that
+# cloud on loopback and the running pcscd, under strace, and checks every
+# system call it made is one the unit's SystemCallFilter=@system-service
+# allows, and every socket one RestrictAddressFamilies= allows.
 #
 # Needs root (uses sudo otherwise) and dpkg. It does not need systemd to be
 # running: enabling edits links, and systemd-analyze verify works offline.
 set -euo pipefail
 
-deb=${1:?usage: test.sh PACKAGE.deb}
-deb=$(cd "$(dirname "$deb")" && pwd)/$(basename "$deb")
+abs() { echo "$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"; }
+deb=$(abs "${1:?usage: test.sh PACKAGE.deb [encoder-cloud]}")
+cloud_bin=${2:+$(abs "$2")}
 here=$(cd "$(dirname "$0")" && pwd)
 
 if [ "$(id -u)" -ne 0 ]; then
-	exec sudo -E "$0" "$deb"
+	exec sudo -E "$0" "$deb" ${cloud_bin:+"$cloud_bin"}
 fi
 
 fail() {
@@ -35,7 +42,14 @@ getent passwd encoder-bridge >/dev/null && fail "the account encoder-bridge exis
 [ -e /etc/encoder-bridge ] && fail "/etc/encoder-bridge exists already; the test checks what the package leaves there"
 [ -e /var/lib/encoder-bridge ] && fail "/var/lib/encoder-bridge exists already"
 
+work=$(mktemp -d)
+cloud_pid=
 cleanup() {
+	if [ -n "$cloud_pid" ]; then
+		kill "$cloud_pid" 2>/dev/null || true
+		wait "$cloud_pid" 2>/dev/null || true
+	fi
+	rm -rf "$work"
 	dpkg -P encoder-bridge >/dev/null 2>&1 || true
 	rm -rf /etc/encoder-bridge /var/lib/encoder-bridge
 	getent passwd encoder-bridge >/dev/null && deluser --system --quiet encoder-bridge >/dev/null 2>&1
@@ -129,18 +143,85 @@ check_installed
 ok "reinstalled in place"
 
 # The admin configures the site: these files are theirs.
-cp /etc/encoder-bridge/encoder-bridge.yaml.example /etc/encoder-bridge/encoder-bridge.yaml
+# As docs/operations.md says: the service reads it through the group.
+install -m 0640 -g encoder-bridge /etc/encoder-bridge/encoder-bridge.yaml.example /etc/encoder-bridge/encoder-bridge.yaml
 sed -i 's/^wait: 30s/wait: 20s/' /etc/encoder-bridge/encoder-bridge.yaml
 /usr/bin/encoder-bridge keys init --out /etc/encoder-bridge/keys.json >/dev/null
 chown encoder-bridge: /etc/encoder-bridge/keys.json
-echo journal >/var/lib/encoder-bridge/journal.db
-chown encoder-bridge: /var/lib/encoder-bridge/journal.db
 /usr/bin/encoder-bridge validate --config /etc/encoder-bridge/encoder-bridge.yaml >/dev/null ||
 	fail "the example configuration, with keys, does not validate"
 
+# get URL: the HTTP status of a GET on loopback, with bash alone.
+get() {
+	local hostport=${1#http://} path
+	path=/${hostport#*/}
+	hostport=${hostport%%/*}
+	exec 8<>"/dev/tcp/${hostport%:*}/${hostport#*:}" || return 1
+	printf 'GET %s HTTP/1.0\r\nHost: %s\r\n\r\n' "$path" "$hostport" >&8
+	local status
+	read -r _ status _ <&8 || true
+	exec 8<&-
+	echo "$status"
+}
+
+if [ -n "$cloud_bin" ] && command -v strace >/dev/null 2>&1 && command -v systemd-analyze >/dev/null 2>&1; then
+	# The service as systemd would run it: its account, its files, the
+	# journal in /var/lib/encoder-bridge, pcscd through its socket.
+	port=$(( (RANDOM % 2000) + 41000 ))
+	health=$((port + 1))
+	"$cloud_bin" init --db "$work/cloud.db" --out "$work/boot.json" --endpoint "http://127.0.0.1:$port" >/dev/null
+	"$cloud_bin" serve --db "$work/cloud.db" --listen "127.0.0.1:$port" >"$work/cloud.log" 2>&1 &
+	cloud_pid=$!
+	field() { sed -n "s/.*\"$1\": *\"\([^\"]*\)\".*/\1/p" "$work/boot.json"; }
+	(umask 077 && field bridge_token >/etc/encoder-bridge/bridge.token)
+	chown encoder-bridge: /etc/encoder-bridge/bridge.token
+	sed -i -e "s|^  url: .*|  url: ws://127.0.0.1:$port|" \
+		-e "s|^  bridge_id: .*|  bridge_id: $(field bridge_id)|" \
+		-e "s|^# health:|health:|" -e "s|^#   listen: .*|  listen: 127.0.0.1:$health|" \
+		-e '/^encoders:/,$d' /etc/encoder-bridge/encoder-bridge.yaml
+	/usr/bin/encoder-bridge validate --config /etc/encoder-bridge/encoder-bridge.yaml >/dev/null ||
+		fail "the site configuration does not validate"
+	strace -f -qq -u encoder-bridge -o "$work/trace" \
+		/usr/bin/encoder-bridge run --config /etc/encoder-bridge/encoder-bridge.yaml >"$work/bridge.log" 2>&1 &
+	strace_pid=$!
+	ready=
+	for _ in $(seq 1 200); do
+		if [ "$(get "http://127.0.0.1:$health/readyz" 2>/dev/null)" = 200 ]; then
+			ready=1
+			break
+		fi
+		kill -0 "$strace_pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	bridge_pid=$(pgrep -P "$strace_pid" || true)
+	[ -n "$bridge_pid" ] && kill -TERM "$bridge_pid"
+	wait "$strace_pid" || fail "the bridge exited with an error: $(cat "$work/bridge.log")"
+	[ -n "$ready" ] || fail "the bridge did not become ready (linked, with an encoder): $(cat "$work/bridge.log")"
+	owner /var/lib/encoder-bridge/journal.db encoder-bridge encoder-bridge 600
+	systemd-analyze syscall-filter >"$work/groups" 2>/dev/null
+	refused=$(awk -f "$here/syscalls.awk" "$work/groups" "$work/trace" | sort | tr '\n' ' ')
+	[ -z "$refused" ] || fail "the bridge made system calls SystemCallFilter=@system-service refuses: $refused"
+	families=$(grep -oE 'socket\(AF_[A-Z0-9]+' "$work/trace" | sort -u | sed 's/socket(//' | tr '\n' ' ')
+	for f in $families; do
+		case $f in
+		AF_UNIX | AF_INET | AF_INET6) ;;
+		*) fail "the bridge opened an $f socket, which RestrictAddressFamilies= refuses" ;;
+		esac
+	done
+	ok "ran as encoder-bridge with the admin's files: ready, journal written, $(grep -oE '^[0-9]+ +[a-z_0-9]+\(' "$work/trace" | awk '{print $2}' | sort -u | wc -l) distinct system calls all in @system-service, sockets: $families"
+	kill "$cloud_pid"
+	wait "$cloud_pid" 2>/dev/null || true
+	cloud_pid=
+else
+	echo "deb test: no encoder-cloud, strace or systemd-analyze; the bridge was not run as the service"
+	install -o encoder-bridge -g encoder-bridge -m 0600 /dev/null /var/lib/encoder-bridge/journal.db
+fi
+
 dpkg -P encoder-bridge
 left=$(cd /etc/encoder-bridge && ls -A | sort | tr '\n' ' ')
-[ "$left" = "encoder-bridge.yaml keys.json " ] || fail "after purge /etc/encoder-bridge holds: $left"
+want="encoder-bridge.yaml keys.json "
+[ -e /etc/encoder-bridge/bridge.token ] && want="bridge.token $want"
+[ "$left" = "$want" ] || fail "after purge /etc/encoder-bridge holds: $left"
 getent passwd encoder-bridge >/dev/null || fail "purge removed the account that owns the admin's keys"
 check_gone() {
 	local p
@@ -154,10 +235,10 @@ check_gone() {
 	fi
 }
 check_gone
-ok "purged with the admin's files: only encoder-bridge.yaml and keys.json left, and their account"
+ok "purged with the admin's files: only ${left}left, and their account"
 
 # Without the admin's files, purge leaves nothing at all.
-rm /etc/encoder-bridge/encoder-bridge.yaml /etc/encoder-bridge/keys.json
+rm -f /etc/encoder-bridge/encoder-bridge.yaml /etc/encoder-bridge/keys.json /etc/encoder-bridge/bridge.token
 dpkg -i "$deb"
 check_installed
 dpkg -P encoder-bridge
