@@ -2,7 +2,8 @@
 # Installs the Debian package on this machine, checks what it set up,
 # upgrades it in place, and purges it, twice: once with the admin's own
 # files in /etc/encoder-bridge, which must survive the purge with the
-# account owning them, and once without, which must leave nothing.
+# account owning them, and once without, which must leave nothing. Then
+# "encoder-bridge service install" and "uninstall" without the package.
 #
 #   packaging/deb/test.sh bin/encoder-bridge_VERSION_ARCH.deb [bin/encoder-cloud]
 #
@@ -52,6 +53,7 @@ cleanup() {
 	rm -rf "$work"
 	dpkg -P encoder-bridge >/dev/null 2>&1 || true
 	rm -rf /etc/encoder-bridge /var/lib/encoder-bridge
+	rm -f /etc/systemd/system/encoder-bridge.service /etc/systemd/system/multi-user.target.wants/encoder-bridge.service
 	getent passwd encoder-bridge >/dev/null && deluser --system --quiet encoder-bridge >/dev/null 2>&1
 	getent group encoder-bridge >/dev/null && delgroup --system --quiet encoder-bridge >/dev/null 2>&1
 	true
@@ -201,6 +203,9 @@ if [ -n "$cloud_bin" ] && command -v strace >/dev/null 2>&1 && command -v system
 	systemd-analyze syscall-filter >"$work/groups" 2>/dev/null
 	refused=$(awk -f "$here/syscalls.awk" "$work/groups" "$work/trace" | sort | tr '\n' ' ')
 	[ -z "$refused" ] || fail "the bridge made system calls SystemCallFilter=@system-service refuses: $refused"
+	if grep -E '(mmap|mprotect)\(.*PROT_WRITE\|PROT_EXEC' "$work/trace" >"$work/wx"; then
+		fail "the bridge mapped memory writable and executable, which MemoryDenyWriteExecute= refuses: $(head -1 "$work/wx")"
+	fi
 	families=$(grep -oE 'socket\(AF_[A-Z0-9]+' "$work/trace" | sort -u | sed 's/socket(//' | tr '\n' ' ')
 	for f in $families; do
 		case $f in
@@ -247,3 +252,32 @@ check_gone
 getent passwd encoder-bridge >/dev/null && fail "purge left the account encoder-bridge"
 getent group encoder-bridge >/dev/null && fail "purge left the group encoder-bridge"
 ok "purged without the admin's files: nothing left"
+
+# "encoder-bridge service install" without the package: the same unit in
+# /etc/systemd/system, the account created, enabled and not started.
+dpkg-deb -x "$deb" "$work/x"
+exe=$work/x/usr/bin/encoder-bridge
+cat >"$work/site.yaml" <<EOF
+version: 1
+cloud:
+  url: wss://cloud.example.com
+  bridge_id: 31ab596f-1559-4ebe-82d8-fdea458bf8d0
+  token_file: /etc/encoder-bridge/bridge.token
+EOF
+"$exe" service install --config "$work/site.yaml" >/dev/null || fail "service install"
+etc_unit=/etc/systemd/system/encoder-bridge.service
+"$exe" service unit --config "$work/site.yaml" | cmp -s - "$etc_unit" ||
+	fail "service install wrote another unit than \"service unit\" prints"
+[ "$(readlink -f "$wants")" = "$etc_unit" ] || fail "service install did not enable the unit"
+getent passwd encoder-bridge >/dev/null || fail "service install did not create the account"
+owner /etc/encoder-bridge root encoder-bridge 750
+if command -v systemd-analyze >/dev/null 2>&1; then
+	out=$(systemd-analyze verify "$etc_unit" 2>&1) || fail "systemd-analyze verify: $out"
+	[ -z "$out" ] || fail "systemd-analyze verify: $out"
+fi
+if pgrep -u encoder-bridge >/dev/null; then
+	fail "service install started the service"
+fi
+"$exe" service uninstall >/dev/null || fail "service uninstall"
+[ ! -e "$etc_unit" ] && [ ! -L "$wants" ] || fail "service uninstall left the unit or its link"
+ok "service install wrote the same unit to /etc/systemd/system, created the account, enabled it, did not start it; uninstall removed it"
