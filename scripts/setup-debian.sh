@@ -2,11 +2,12 @@
 # Installs and starts what encoder-bridge needs on Debian: the PC/SC daemon,
 # its headers for the build, the vsmartcard vpcd driver that lets the
 # virtual card stand in for hardware, and what the package test uses
-# (adduser for the package's account, systemd for systemd-analyze). Safe to run again: it installs only
+# (adduser for the package's account, systemd for systemd-analyze, strace
+# to check the unit's system call filter). Safe to run again: it installs only
 # what is missing (always, when CI is set) and reuses a running pcscd.
 set -euo pipefail
 
-packages=(pcscd libpcsclite-dev vsmartcard-vpcd pcsc-tools pkg-config adduser systemd)
+packages=(pcscd libpcsclite-dev vsmartcard-vpcd pcsc-tools pkg-config adduser systemd strace)
 
 if [ "$(id -u)" -eq 0 ]; then sudo=(); else sudo=(sudo); fi
 
