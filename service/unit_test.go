@@ -22,6 +22,7 @@ func TestUnitHardening(t *testing.T) {
 		"ConditionPathExists=/etc/encoder-bridge/encoder-bridge.yaml",
 		"User=encoder-bridge",
 		"After=pcscd.socket network-online.target",
+		"Wants=pcscd.socket network-online.target",
 		"Restart=on-failure",
 		"StartLimitIntervalSec=10min",
 		"StartLimitBurst=5",

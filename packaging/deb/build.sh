@@ -52,7 +52,11 @@ install -m 0644 "$top/docs/operations.md" "$stage/usr/share/doc/encoder-bridge/o
 install -m 0755 "$here/postinst" "$here/prerm" "$here/postrm" "$stage/DEBIAN/"
 echo /etc/encoder-bridge/encoder-bridge.yaml.example >"$stage/DEBIAN/conffiles"
 size=$(du -sk --exclude=DEBIAN "$stage" | cut -f1)
-sed -e "s/@VERSION@/$debversion/" -e "s/@ARCH@/$arch/" -e "s/@SIZE@/$size/" \
+# cgo links the C library of the build machine: depend on the newest
+# symbol version the binary uses.
+glibc=$(objdump -T "$stage/usr/bin/encoder-bridge" 2>/dev/null | grep -oE 'GLIBC_[0-9.]+' | sed 's/GLIBC_//' | sort -Vu | tail -1 || true)
+libc=libc6${glibc:+ (>= $glibc)}
+sed -e "s/@VERSION@/$debversion/" -e "s/@ARCH@/$arch/" -e "s/@SIZE@/$size/" -e "s/@LIBC@/$libc/" \
 	"$here/control.in" >"$stage/DEBIAN/control"
 
 deb="$out/encoder-bridge_${debversion}_${arch}.deb"
