@@ -144,6 +144,17 @@ dpkg -i "$deb"
 check_installed
 ok "reinstalled in place"
 
+# Remove (not purge) keeps the configuration, the journal and the account;
+# installing again brings the unit back enabled.
+dpkg -r encoder-bridge
+[ ! -e /usr/bin/encoder-bridge ] || fail "remove left the binary"
+[ -f /etc/encoder-bridge/encoder-bridge.yaml.example ] || fail "remove deleted the example configuration"
+[ -d /var/lib/encoder-bridge ] || fail "remove deleted the journal's directory"
+getent passwd encoder-bridge >/dev/null || fail "remove deleted the account"
+dpkg -i "$deb"
+check_installed
+ok "removed and installed again: configuration, journal and account kept, unit enabled again"
+
 # The admin configures the site: these files are theirs.
 # As docs/operations.md says: the service reads it through the group.
 install -m 0640 -g encoder-bridge /etc/encoder-bridge/encoder-bridge.yaml.example /etc/encoder-bridge/encoder-bridge.yaml
