@@ -110,6 +110,8 @@ check_installed() {
 	# file since /usr was merged.
 	[ "$(readlink -f "$wants")" = "$(readlink -f "$unit")" ] || fail "unit not enabled: $wants -> $(readlink "$wants" || true)"
 	[ -f "$rule" ] || fail "polkit rule $rule missing"
+	[ ! -e /etc/systemd/system/encoder-bridge.service ] && [ ! -L /etc/systemd/system/encoder-bridge.service ] ||
+		fail "the unit is masked or overridden: $(ls -l /etc/systemd/system/encoder-bridge.service)"
 	# Enabled, never started before it is configured.
 	if [ -d /run/systemd/system ]; then
 		[ "$(systemctl is-active encoder-bridge.service || true)" = inactive ] || fail "the service was started"
