@@ -15,7 +15,11 @@
 //   - after a crash, Recover finishes a job that was writing a card as
 //     encoding_interrupted (the card may hold part of a record) and hands
 //     back the others; whether their deadline passed is for the caller to
-//     decide on the cloud's clock.
+//     decide on the cloud's clock;
+//   - a damaged file is never taken for a new one: Open checks it before
+//     bbolt maps it, sets a damaged file aside (renamed, never deleted),
+//     salvages what it can and starts again, saying so in Reset; one entry
+//     that does not decode is set aside and its job never runs again.
 //
 // It stores and recovers; it does not decide what a job means. It must
 // not import bridge/link, bridge/agent, reader or cardfmt.
@@ -32,10 +36,12 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+	"go.uber.org/zap"
 
 	"github.com/encoder-bridge/encoder-bridge/protocol"
 )
@@ -50,7 +56,10 @@ var (
 	bucketJobs  = []byte("jobs")  // job id → Entry (JSON)
 	bucketAcked = []byte("acked") // job id → tombstone (JSON)
 	bucketMeta  = []byte("meta")
-	keySchema   = []byte("schema")
+	// bucketQuarantine holds entries that did not decode, as they were:
+	// "jobs/<id>" or "acked/<id>" → the raw value.
+	bucketQuarantine = []byte("quarantine")
+	keySchema        = []byte("schema")
 )
 
 // State is where a job is.
@@ -64,6 +73,9 @@ const (
 	// StateAcknowledged is reported by Receive and Get for a job whose
 	// result the cloud acknowledged: only its id is left.
 	StateAcknowledged State = "acknowledged"
+	// StateDamaged is a job whose entry did not decode: only its id is
+	// known, and whether its card was written is not. Recover finishes it.
+	StateDamaged State = "damaged"
 )
 
 // Seam's action attempt error types, spelled as bridge.Code spells them:
@@ -122,6 +134,9 @@ type Options struct {
 	// must stay far above the jobs a bridge finishes within one job
 	// timeout, the window in which the cloud may deliver a job again.
 	MaxAcked int
+	// Log gets an error line for every damaged file or entry set aside;
+	// nil logs nothing.
+	Log *zap.Logger
 }
 
 // Journal is the open job journal. It is safe for concurrent use.
@@ -129,10 +144,22 @@ type Journal struct {
 	db   *bbolt.DB
 	path string
 	opts Options
+	log  *zap.Logger
+
+	mu    sync.Mutex
+	reset *Reset // set by Open when the file was damaged
 }
 
 // Open opens (creating if needed) the journal in dir, which is created
 // with owner-only access.
+//
+// An existing file is checked before bbolt maps it (size, both meta
+// pages), opened with bbolt's panics recovered, and put through bbolt's
+// consistency check. A damaged one is renamed aside with a timestamp,
+// what can be read of it is salvaged into a new file, and the new
+// journal's Reset says so; entries that do not decode are set aside (see
+// StateDamaged). Open fails on a damaged file only if it cannot set it
+// aside.
 func Open(dir string, opts Options) (*Journal, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -150,20 +177,21 @@ func Open(dir string, opts Options) (*Journal, error) {
 		return nil, fmt.Errorf("journal: state directory %s: %w", dir, err)
 	}
 	path := filepath.Join(dir, FileName)
-	_, statErr := os.Stat(path)
-	created := errors.Is(statErr, os.ErrNotExist)
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: opts.LockTimeout})
-	if errors.Is(err, berrors.ErrTimeout) {
-		return nil, fmt.Errorf("%w: %s is locked (is another encoder-bridge running?)", ErrLocked, path)
+	j := &Journal{path: path, opts: opts, log: opts.Log}
+	if j.log == nil {
+		j.log = zap.NewNop()
 	}
+	created, damaged, err := j.open()
 	if err != nil {
-		return nil, fmt.Errorf("journal: open %s: %w", path, err)
-	}
-	j := &Journal{db: db, path: path, opts: opts}
-	if err := j.init(); err != nil {
-		db.Close()
 		return nil, err
 	}
+	if damaged != nil {
+		if err := j.startOver(damaged); err != nil {
+			return nil, err
+		}
+		created = true
+	}
+	db := j.db
 	if runtime.GOOS != "windows" {
 		// bbolt applies the mode only when it creates the file; a journal
 		// copied in with a looser mode is tightened here.
@@ -182,9 +210,171 @@ func Open(dir string, opts Options) (*Journal, error) {
 	return j, nil
 }
 
+func lockedErr(path string) error {
+	return fmt.Errorf("%w: %s is locked (is another encoder-bridge running?)", ErrLocked, path)
+}
+
+// open opens the existing or a new file into j.db. damaged is set (and
+// j.db nil) when the file is damaged.
+func (j *Journal) open() (created bool, damaged error, err error) {
+	f, err := os.Open(j.path)
+	if errors.Is(err, os.ErrNotExist) {
+		created = true
+	} else if err != nil {
+		return false, nil, fmt.Errorf("journal: open %s: %w", j.path, err)
+	} else {
+		// Hold bbolt's lock while looking, so that a file another
+		// process is writing is never judged, let alone renamed.
+		err := lockFile(f, j.opts.LockTimeout)
+		if err != nil {
+			f.Close()
+			if errors.Is(err, berrors.ErrTimeout) {
+				return false, nil, lockedErr(j.path)
+			}
+			return false, nil, fmt.Errorf("journal: lock %s: %w", j.path, err)
+		}
+		damaged = checkFile(f)
+		f.Close() // releases the lock
+		if damaged != nil {
+			return false, damaged, nil
+		}
+	}
+	var size int64
+	if fi, err := os.Stat(j.path); err == nil {
+		size = fi.Size()
+	}
+	db, err := openBolt(j.path, bbolt.Options{Timeout: j.opts.LockTimeout})
+	switch {
+	case errors.Is(err, berrors.ErrTimeout):
+		return false, nil, lockedErr(j.path)
+	case errors.Is(err, ErrDamaged):
+		return false, err, nil
+	case err != nil:
+		return false, nil, fmt.Errorf("journal: open %s: %w", j.path, err)
+	}
+	if !created {
+		if err := checkDB(db, size); err != nil {
+			db.Close()
+			return false, err, nil
+		}
+	}
+	j.db = db
+	if err := j.init(); err != nil {
+		db.Close()
+		return false, nil, err
+	}
+	var rerr error
+	err = guard("reading the entries", func() error {
+		return j.db.Update(func(tx *bbolt.Tx) error {
+			rerr = j.repairLocked(tx)
+			return rerr
+		})
+	})
+	if errors.Is(err, ErrDamaged) {
+		db.Close()
+		return false, err, nil
+	}
+	if err != nil {
+		db.Close()
+		return false, nil, fmt.Errorf("journal: %s: %w", j.path, err)
+	}
+	r, err := j.loadReset()
+	if err != nil {
+		db.Close()
+		return false, nil, err
+	}
+	j.reset = r
+	return created, nil, nil
+}
+
+// startOver sets the damaged file aside, salvages what it can, and opens
+// a new journal holding that and the Reset.
+func (j *Journal) startOver(damaged error) error {
+	now := j.opts.Now()
+	name, err := quarantine(j.path, now)
+	if err != nil {
+		return fmt.Errorf("%w (%v)", err, damaged)
+	}
+	s := salvage(filepath.Join(filepath.Dir(j.path), name))
+	db, err := bbolt.Open(j.path, 0o600, &bbolt.Options{Timeout: j.opts.LockTimeout})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return lockedErr(j.path)
+	}
+	if err != nil {
+		return fmt.Errorf("journal: open %s: %w", j.path, err)
+	}
+	j.db = db
+	if err := j.init(); err != nil {
+		db.Close()
+		return err
+	}
+	r := &Reset{At: now.UTC(), Reason: damaged.Error(), Quarantined: name}
+	if err := j.restore(s, r); err != nil {
+		db.Close()
+		return fmt.Errorf("journal: %s: %w", j.path, err)
+	}
+	j.reset = r
+	j.log.Error("journal: the job journal was damaged and was set aside; a new one was started, and jobs it held may have been lost",
+		zap.String("reason", r.Reason), zap.String("quarantined", name),
+		zap.Int("salvaged_jobs", r.SalvagedJobs), zap.Int("salvaged_records", r.SalvagedRecords))
+	return nil
+}
+
+func (j *Journal) loadReset() (*Reset, error) {
+	var r *Reset
+	err := j.db.View(func(tx *bbolt.Tx) error {
+		v := tx.Bucket(bucketMeta).Get(keyReset)
+		if v == nil {
+			return nil
+		}
+		r = &Reset{}
+		if err := json.Unmarshal(v, r); err != nil {
+			// Still a reset, whatever else was lost.
+			r = &Reset{Reason: "the record of an earlier reset is damaged"}
+		}
+		return nil
+	})
+	return r, err
+}
+
+// Reset reports whether this journal was started over because the
+// previous file was damaged, and how; nil if it was not. It stays until
+// MarkResetReported.
+func (j *Journal) Reset() *Reset {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.reset == nil || j.reset.Reported {
+		return nil
+	}
+	r := *j.reset
+	return &r
+}
+
+// MarkResetReported records that the cloud has been told of the reset;
+// Reset reports nil from then on.
+func (j *Journal) MarkResetReported() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.reset == nil || j.reset.Reported {
+		return nil
+	}
+	r := *j.reset
+	r.Reported = true
+	v, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	err = j.db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyReset, v) })
+	if err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	j.reset = &r
+	return nil
+}
+
 func (j *Journal) init() error {
 	return j.db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketJobs, bucketAcked, bucketMeta} {
+		for _, b := range [][]byte{bucketJobs, bucketAcked, bucketMeta, bucketQuarantine} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return fmt.Errorf("journal: %w", err)
 			}
@@ -215,6 +405,8 @@ func (j *Journal) Path() string { return j.path }
 
 // Close closes the file. A job not finished stays as it was, for Recover.
 func (j *Journal) Close() error { return j.db.Close() }
+
+func jobOnlyID(id string) protocol.Job { return protocol.Job{JobID: id} }
 
 func getEntry(b *bbolt.Bucket, id string) (Entry, bool, error) {
 	v := b.Get([]byte(id))
@@ -525,7 +717,7 @@ func cmpString(a, b string) int {
 }
 
 // Recover is run once at startup, before any job runs. A job found
-// writing is finished as encoding_interrupted; the others not finished
+// writing, or damaged, is finished as encoding_interrupted; the others not finished
 // are set back to queued and returned, in the order they arrived. (A job
 // found running had not written anything yet, so running it again is
 // safe.) Recover does not expire any: now is the PC's clock, which may be
@@ -534,6 +726,9 @@ func cmpString(a, b string) int {
 func (j *Journal) Recover(now time.Time) ([]Entry, error) {
 	var again []Entry
 	err := j.db.Update(func(tx *bbolt.Tx) error {
+		if err := j.repairLocked(tx); err != nil {
+			return err
+		}
 		jobs := tx.Bucket(bucketJobs)
 		var es []Entry
 		err := jobs.ForEach(func(k, v []byte) error {
@@ -556,6 +751,11 @@ func (j *Journal) Recover(now time.Time) ([]Entry, error) {
 				r = &protocol.Result{JobID: e.Job.JobID, FinishedAt: now.UTC(), Error: &protocol.JobError{
 					Type:    TypeEncodingInterrupted,
 					Message: "the bridge stopped while writing the card, which may hold part of a record; encode the card again",
+				}}
+			case e.State == StateDamaged:
+				r = &protocol.Result{JobID: e.Job.JobID, FinishedAt: now.UTC(), Error: &protocol.JobError{
+					Type:    TypeEncodingInterrupted,
+					Message: "the bridge's journal entry for this job was damaged, so whether the card was written is unknown; encode the card again",
 				}}
 			}
 			if r != nil {

@@ -137,7 +137,7 @@ func (a *app) runAgent(ctx context.Context, cfg *config.Config, keysPath string,
 	if err != nil {
 		return err
 	}
-	j, err := journal.Open(cfg.StatePath(), journal.Options{})
+	j, err := journal.Open(cfg.StatePath(), journal.Options{Log: log.Named("journal")})
 	if err != nil {
 		return fmt.Errorf("state_dir: %w", err)
 	}

@@ -1,0 +1,311 @@
+package journal
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.etcd.io/bbolt"
+)
+
+// written makes a journal in dir with a job being written, a job queued,
+// a finished one and an acknowledged one, and closes it.
+func written(t *testing.T, dir string) {
+	t.Helper()
+	c := &clock{now: t0}
+	j := open(t, dir, c)
+	for _, id := range []string{"writing", "queued", "finished", "acked"} {
+		if _, _, err := j.Receive(job(id, t0.Add(time.Hour))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(t, j.SetState("writing", StateWriting))
+	for _, id := range []string{"finished", "acked"} {
+		if _, err := j.Finish(id, okResult()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(t, j.Acknowledge("acked", t0))
+	must(t, j.Close())
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// metaOf reads the newest valid meta page of the file.
+func metaOf(t *testing.T, path string) boltMeta {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m0, err0 := parseMeta(b)
+	if err0 != nil {
+		t.Fatal(err0)
+	}
+	m1, err1 := parseMeta(b[m0.pageSize:])
+	if err1 == nil && m1.txid > m0.txid {
+		return m1
+	}
+	return m0
+}
+
+func garbage(n int) []byte { return bytes.Repeat([]byte{0xA5, 0x5A, 0xFF, 0x00, 0x13}, n/5+1)[:n] }
+
+func overwritePage(t *testing.T, path string, pgid uint64) {
+	t.Helper()
+	overwrite(t, path, int64(pgid)*int64(metaOf(t, path).pageSize), int(metaOf(t, path).pageSize))
+}
+
+func overwrite(t *testing.T, path string, off int64, n int) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(garbage(n), off); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDamagedFileSetAside: a damaged journal is never taken for a new
+// one, never crashes the process, is renamed aside (not deleted), and
+// what can be read of it is salvaged: the job that was writing a card is
+// finished as encoding_interrupted and never handed back to run.
+func TestDamagedFileSetAside(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		damage  func(t *testing.T, path string)
+		reason  string
+		salvage bool // the writing job can be read back
+	}{
+		{"zero length", func(t *testing.T, path string) { must(t, os.Truncate(path, 0)) }, "empty", false},
+		{"shorter than the meta pages", func(t *testing.T, path string) { must(t, os.Truncate(path, 1500)) }, "meta pages", false},
+		{"truncated", func(t *testing.T, path string) {
+			// The pages past the cut are read through bbolt's memory map:
+			// unchecked, that is a SIGBUS.
+			m := metaOf(t, path)
+			must(t, os.Truncate(path, int64(m.pgid-1)*int64(m.pageSize)))
+		}, "truncated", true},
+		{"both meta pages garbage", func(t *testing.T, path string) {
+			ps := int64(metaOf(t, path).pageSize)
+			overwrite(t, path, 0, int(ps))
+			overwrite(t, path, ps, int(ps))
+		}, "both meta pages", false},
+		{"garbage in the freelist page", func(t *testing.T, path string) {
+			overwritePage(t, path, metaOf(t, path).freelist) // bbolt panics: invalid freelist page
+		}, "panicked", true},
+		{"garbage in the root page", func(t *testing.T, path string) {
+			overwritePage(t, path, metaOf(t, path).root)
+		}, "damaged", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			written(t, dir)
+			path := filepath.Join(dir, FileName)
+			tc.damage(t, path)
+			before, err := os.ReadFile(path)
+			must(t, err)
+
+			now := t0.Add(5 * time.Minute)
+			j := open(t, dir, &clock{now: now})
+			defer j.Close()
+			r := j.Reset()
+			if r == nil {
+				t.Fatal("a damaged journal was opened as if nothing happened")
+			}
+			if !strings.Contains(r.Reason, tc.reason) || !r.At.Equal(now) || r.Quarantined == "" {
+				t.Errorf("Reset = %+v, want a reason with %q", r, tc.reason)
+			}
+			aside, err := os.ReadFile(filepath.Join(dir, r.Quarantined))
+			if err != nil || !bytes.Equal(aside, before) {
+				t.Fatalf("the damaged file was not kept as it was: %v", err)
+			}
+
+			again, err := j.Recover(now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range again {
+				if e.Job.JobID == "writing" {
+					t.Fatal("the job that was writing a card is handed back to run again")
+				}
+			}
+			pending, err := j.Pending()
+			must(t, err)
+			var interrupted bool
+			for _, p := range pending {
+				if p.JobID == "writing" && p.Error != nil && p.Error.Type == TypeEncodingInterrupted {
+					interrupted = true
+				}
+			}
+			if interrupted != tc.salvage {
+				t.Errorf("writing job finished as encoding_interrupted: %v, want %v (pending %+v)", interrupted, tc.salvage, pending)
+			}
+			if tc.salvage {
+				if e, _, err := j.Receive(job("acked", t0.Add(time.Hour))); err != nil || e.State != StateAcknowledged {
+					t.Errorf("salvaged dedup record: Receive = %+v, %v", e, err)
+				}
+			}
+
+			// The new journal works, and the reset is reported until the
+			// cloud has been told.
+			if _, isNew, err := j.Receive(job("new", now.Add(time.Minute))); err != nil || !isNew {
+				t.Fatalf("Receive on the new journal: %v %v", isNew, err)
+			}
+			must(t, j.Close())
+			j = open(t, dir, &clock{now: now})
+			if j.Reset() == nil {
+				t.Fatal("the reset was forgotten at the next start")
+			}
+			must(t, j.MarkResetReported())
+			if j.Reset() != nil {
+				t.Fatal("Reset after MarkResetReported")
+			}
+			must(t, j.Close())
+			j = open(t, dir, &clock{now: now})
+			if j.Reset() != nil {
+				t.Fatal("Reset came back after MarkResetReported")
+			}
+		})
+	}
+}
+
+func TestEmptyFileIsNotTakenForNew(t *testing.T) {
+	dir := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(dir, FileName), nil, 0o600))
+	j := open(t, dir, &clock{now: t0})
+	defer j.Close()
+	if j.Reset() == nil {
+		t.Fatal("an empty journal file was opened as a new journal")
+	}
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 2 {
+		t.Fatalf("state directory holds %d files, want the journal and the one set aside", len(ents))
+	}
+}
+
+func TestNewJournalIsNoReset(t *testing.T) {
+	dir := t.TempDir()
+	j := open(t, dir, &clock{now: t0})
+	must(t, j.Close())
+	j = open(t, dir, &clock{now: t0})
+	defer j.Close()
+	if r := j.Reset(); r != nil {
+		t.Fatalf("Reset = %+v on a sound journal", r)
+	}
+}
+
+// putRaw writes v under key in bucket, as a damaged entry would be.
+func putRaw(t *testing.T, dir string, bucket []byte, key string, v []byte) {
+	t.Helper()
+	db, err := bbolt.Open(filepath.Join(dir, FileName), 0o600, nil)
+	must(t, err)
+	must(t, db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucket).Put([]byte(key), v) }))
+	must(t, db.Close())
+}
+
+// TestBadJobEntrySetAside: one job entry that does not decode is set
+// aside, its job finished as encoding_interrupted; the others recover and
+// the bridge starts.
+func TestBadJobEntrySetAside(t *testing.T) {
+	dir := t.TempDir()
+	written(t, dir)
+	raw := []byte(`{"job": {"job_id": "bad", "deadl`)
+	putRaw(t, dir, bucketJobs, "bad", raw)
+
+	j := open(t, dir, &clock{now: t0})
+	defer j.Close()
+	if j.Reset() != nil {
+		t.Fatal("one bad entry reset the whole journal")
+	}
+	again, err := j.Recover(t0)
+	if err != nil {
+		t.Fatalf("Recover failed on one bad entry: %v", err)
+	}
+	if len(again) != 1 || again[0].Job.JobID != "queued" {
+		t.Fatalf("to run again: %+v", again)
+	}
+	e, err := j.Get("bad")
+	if err != nil || e.State != StateFinished || e.Result == nil || e.Result.Error == nil || e.Result.Error.Type != TypeEncodingInterrupted {
+		t.Fatalf("bad entry: %+v, %v", e, err)
+	}
+	if e, isNew, err := j.Receive(job("bad", t0.Add(time.Hour))); err != nil || isNew || e.State != StateFinished {
+		t.Fatalf("a delivery of the bad job again: %+v new=%v %v", e, isNew, err)
+	}
+	must(t, j.db.View(func(tx *bbolt.Tx) error {
+		if got := tx.Bucket(bucketQuarantine).Get([]byte("jobs/bad")); !bytes.Equal(got, raw) {
+			t.Errorf("quarantined %q, want the raw entry", got)
+		}
+		return nil
+	}))
+}
+
+// TestBadDedupRecordKept: a dedup record that does not decode still says
+// the job was acknowledged, and pruning does not drop it.
+func TestBadDedupRecordKept(t *testing.T) {
+	dir := t.TempDir()
+	written(t, dir)
+	putRaw(t, dir, bucketAcked, "gone", []byte("\x00not json"))
+
+	c := &clock{now: t0}
+	j := open(t, dir, c)
+	defer j.Close()
+	// Acknowledging prunes; an hour on, well inside Retention.
+	c.set(t0.Add(time.Hour))
+	if _, err := j.Finish("queued", okResult()); err != nil {
+		t.Fatal(err)
+	}
+	must(t, j.Acknowledge("queued", t0.Add(time.Hour)))
+	e, isNew, err := j.Receive(job("gone", t0.Add(2*time.Hour)))
+	if err != nil || isNew || e.State != StateAcknowledged {
+		t.Fatalf("a job whose dedup record was damaged: %+v new=%v %v", e, isNew, err)
+	}
+	must(t, j.db.View(func(tx *bbolt.Tx) error {
+		if tx.Bucket(bucketQuarantine).Get([]byte("acked/gone")) == nil {
+			t.Error("the damaged record was not set aside")
+		}
+		return nil
+	}))
+}
+
+func TestLockedFileIsNotJudged(t *testing.T) {
+	dir := t.TempDir()
+	j := open(t, dir, &clock{now: t0})
+	defer j.Close()
+	if _, err := Open(dir, Options{LockTimeout: 50 * time.Millisecond}); !errors.Is(err, ErrLocked) {
+		t.Fatalf("Open of a journal in use = %v, want ErrLocked", err)
+	}
+}
+
+func FuzzCheckFile(f *testing.F) {
+	dir := f.TempDir()
+	j, err := Open(dir, Options{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	j.Close()
+	good, _ := os.ReadFile(filepath.Join(dir, FileName))
+	f.Add(good)
+	f.Add(good[:len(good)/2])
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p := filepath.Join(t.TempDir(), "f")
+		must(t, os.WriteFile(p, b, 0o600))
+		fh, err := os.Open(p)
+		must(t, err)
+		defer fh.Close()
+		if err := checkFile(fh); err != nil && !errors.Is(err, ErrDamaged) {
+			t.Fatalf("checkFile error %v is not ErrDamaged", err)
+		}
+	})
+}
