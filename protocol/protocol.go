@@ -77,6 +77,24 @@ type Hello struct {
 	// Jobs the bridge holds (received, not finished), so the cloud does not
 	// offer them again as new.
 	ActiveJobs []string `json:"active_jobs,omitempty"`
+	// JournalReset is set when the bridge found its job journal damaged,
+	// set it aside and started a new one: jobs it held may have been lost.
+	// Sent until a welcome answers a hello carrying it.
+	JournalReset *JournalReset `json:"journal_reset,omitempty"`
+}
+
+// MaxReasonLen bounds JournalReset.Reason.
+const MaxReasonLen = 1024
+
+// JournalReset tells the cloud the bridge's job journal was damaged and
+// started over. Jobs the bridge had acknowledged and no longer knows are
+// answered, if the cloud offers them again (Job.Acked), with
+// encoding_interrupted for encode jobs: never run twice.
+type JournalReset struct {
+	// At is when the bridge set the damaged journal aside, on its clock.
+	At time.Time `json:"at"`
+	// Reason says what was wrong with the file, for people.
+	Reason string `json:"reason"`
 }
 
 // Encoder is a card encoder (a reader) attached to a bridge.
@@ -113,6 +131,11 @@ type Job struct {
 	Deadline        time.Time `json:"deadline"`
 	// Credential is set for encode jobs.
 	Credential *Credential `json:"credential,omitempty"`
+	// Acked says the cloud received the bridge's ack for this job on an
+	// earlier delivery: the bridge stored it. A bridge that does not know
+	// such a job lost it with a damaged journal and must not write a card
+	// for it again.
+	Acked bool `json:"acked,omitempty"`
 }
 
 // Credential is the card data of an encode job: the fields of the card's
@@ -328,6 +351,9 @@ func (m *Message) Validate() error {
 			if id == "" {
 				return bad("hello.active_jobs[%d] empty", i)
 			}
+		}
+		if r := m.Hello.JournalReset; r != nil && (r.At.IsZero() || len(r.Reason) > MaxReasonLen) {
+			return bad("hello.journal_reset: at missing or reason longer than %d bytes", MaxReasonLen)
 		}
 		return nil
 	case TypeWelcome:

@@ -84,6 +84,10 @@ type Store interface {
 	// Snapshot lists, as of one moment, the results not yet acknowledged
 	// and the jobs not finished.
 	Snapshot() (pending []protocol.Result, active []journal.Entry, err error)
+	// Reset is non-nil when the journal was found damaged and started
+	// over, until MarkResetReported records that the cloud was told.
+	Reset() *journal.Reset
+	MarkResetReported() error
 }
 
 var _ Store = (*journal.Journal)(nil)

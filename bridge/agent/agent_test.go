@@ -3,6 +3,8 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -680,4 +682,64 @@ func TestConnectedOnlyAfterWelcome(t *testing.T) {
 	if !h.agent.Status().Connected {
 		t.Error("not connected after the welcome")
 	}
+}
+
+// The bridge dies while writing a card and its journal is then found
+// empty (a crash right after creation, a restore gone wrong). The new
+// journal says so in the hello until the cloud welcomed it, and the job
+// the cloud offers again as acked is answered encoding_interrupted:
+// the card is not written a second time.
+func TestJournalLostMidWrite(t *testing.T) {
+	h := newHarness(t)
+	h.writeGrace = 20 * time.Millisecond
+	card := newCard(t)
+	card.gate = make(chan struct{})
+	h.sim.Plug("Sim 00").Insert(card)
+	h.start()
+	cc := h.cloud.Next(t)
+	enc := h.encoderID("Sim 00")
+	job := encodeJob("j1", enc, in(waitLong))
+	cc.Job(job)
+	cc.Expect(t, "writing", isStage("j1", protocol.StageWriting))
+
+	first := h.done
+	h.cancel()
+	h.cancel = nil
+	h.j.Close()
+	if err := os.Truncate(filepath.Join(h.dir, journal.FileName), 0); err != nil {
+		t.Fatal(err)
+	}
+
+	h2 := &harness{t: t, cloud: h.cloud, sim: h.sim, keys: h.keys, dir: h.dir, log: h.log}
+	h2.start()
+	c2 := h.cloud.Next(t)
+	if r := c2.Hello.JournalReset; r == nil || !strings.Contains(r.Reason, "empty") {
+		t.Fatalf("hello after the journal was lost: journal_reset %+v", r)
+	}
+	if resultsFor(c2, nil, "j1") != 0 || slices.Contains(c2.Hello.ActiveJobs, "j1") {
+		t.Fatalf("the lost journal still knows j1: %+v", c2.Hello)
+	}
+	again := *job
+	again.Acked = true
+	c2.Job(&again)
+	r := c2.ExpectResult(t, "j1")
+	if r.Error == nil || r.Error.Type != string(bridge.CodeEncodingInterrupted) {
+		t.Fatalf("j1 offered again: %+v", r)
+	}
+	if w := card.writes.Load(); w != 1 {
+		t.Fatalf("%d card writes, want only the first agent's one", w)
+	}
+	// A scan writes nothing: offered again as acked, it runs.
+	scan := scanJob("s1", enc, in(waitLong))
+	scan.Acked = true
+	c2.Job(scan)
+	c2.Expect(t, "s1 running", isType(protocol.TypeProgress, "s1"))
+
+	c2.Drop()
+	c3 := h.cloud.Next(t)
+	if c3.Hello.JournalReset != nil {
+		t.Fatalf("journal_reset sent again after a welcome: %+v", c3.Hello.JournalReset)
+	}
+	close(card.gate)
+	<-first
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -38,6 +39,8 @@ type session struct {
 	sent map[string]bool
 	// welcomed: the cloud accepted the hello; guarded by Agent.mu.
 	welcomed bool
+	// reset: the hello told the cloud the journal was reset.
+	reset bool
 }
 
 // enqueue queues m for the writer. It never blocks.
@@ -85,6 +88,14 @@ func (a *Agent) serve(ctx context.Context, conn link.Session) error {
 	a.mu.Lock()
 	s.welcomed = true
 	a.mu.Unlock()
+	if s.reset {
+		// The cloud has taken the hello that told it.
+		if err := a.opts.Store.MarkResetReported(); err != nil {
+			err = fmt.Errorf("agent: record that the cloud was told of the journal reset: %w", err)
+			a.fatal(err)
+			return link.Permanent(err)
+		}
+	}
 	for _, r := range extra {
 		m := protocol.New(protocol.TypeResult)
 		m.Result = &r
@@ -141,6 +152,14 @@ func (a *Agent) attach(s *session) (hello []byte, extra []protocol.Result, err e
 	}
 	for _, e := range active {
 		h.ActiveJobs = append(h.ActiveJobs, e.Job.JobID)
+	}
+	if r := a.opts.Store.Reset(); r != nil {
+		reason := r.Reason
+		if len(reason) > protocol.MaxReasonLen {
+			reason = strings.ToValidUTF8(reason[:protocol.MaxReasonLen], "")
+		}
+		h.JournalReset = &protocol.JournalReset{At: r.At.UTC(), Reason: reason}
+		s.reset = true
 	}
 	n := min(len(pending), a.helloResults)
 	for {
@@ -370,6 +389,14 @@ func (a *Agent) onJob(s *session, job *protocol.Job) {
 	log.Info("job received", zap.String("kind", string(job.Kind)))
 	s.reply(ackFor(job.JobID))
 	switch {
+	case job.Acked && job.Kind == protocol.JobEncode:
+		// The cloud had this job's ack, so the bridge stored it, and the
+		// journal no longer knows it: it was lost with a damaged journal,
+		// maybe while writing the card. Writing again could put a second
+		// card in play for one job; a scan writes nothing and runs.
+		log.Error("the cloud offered again an encode job the journal lost; not run, reported encoding_interrupted")
+		a.finish(job.JobID, errorResult(bridge.CodeEncodingInterrupted,
+			"the bridge had stored this job but lost it with a damaged journal, so whether the card was written is unknown; encode the card again"))
 	case !now.Before(job.Deadline):
 		a.finish(job.JobID, errorResult(CodeActionAttemptExpired,
 			fmt.Sprintf("the job's deadline %s had passed when it reached the bridge", job.Deadline.UTC().Format(time.RFC3339))))
