@@ -30,6 +30,15 @@ func (s *Service) Hello(ctx context.Context, b store.Bridge, h *protocol.Hello) 
 		if err := tx.TouchBridge(ctx, b.ID, now, h.SoftwareVersion); err != nil {
 			return err
 		}
+		if r := h.JournalReset; r != nil {
+			// Stored before the welcome: the bridge stops reporting it
+			// once welcomed.
+			s.log.Error("bridge reports its job journal was damaged and started over; jobs it held may have been lost",
+				zap.String(FieldBridgeID, b.ID), zap.Time("reset_at", r.At), zap.String("reason", r.Reason))
+			if err := tx.RecordJournalReset(ctx, b.ID, now, r.Reason); err != nil {
+				return err
+			}
+		}
 		for _, e := range h.Encoders {
 			if ok, err := s.encoderRoom(ctx, tx, b, e.ID); err != nil || !ok {
 				refused = append(refused, e.ID)

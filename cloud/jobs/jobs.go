@@ -384,6 +384,9 @@ func jobMessage(j store.Job) (*protocol.Message, error) {
 	if err := json.Unmarshal(j.Payload, &pj); err != nil {
 		return nil, fmt.Errorf("%w: job %s: payload: %v", store.ErrDamaged, j.ID, err)
 	}
+	// A bridge that no longer knows a job it acked lost it with a damaged
+	// journal, and must not write a card for it again.
+	pj.Acked = j.AckedAt != nil
 	m := protocol.New(protocol.TypeJob)
 	m.Job = &pj
 	return m, nil

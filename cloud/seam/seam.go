@@ -112,6 +112,11 @@ type EncoderMetadata struct {
 	// plugged in.
 	IsOnline         bool    `json:"is_online"`
 	BridgeLastSeenAt *string `json:"bridge_last_seen_at"`
+	// BridgeJournalResetAt is when the bridge last reported that its job
+	// journal was damaged and started over (null if never): jobs sent to
+	// it before may have been lost. BridgeJournalResetReason says why.
+	BridgeJournalResetAt     *string `json:"bridge_journal_reset_at"`
+	BridgeJournalResetReason string  `json:"bridge_journal_reset_reason,omitempty"`
 }
 
 // Encoder renders an encoder. online says whether its bridge is connected.
@@ -143,6 +148,9 @@ func Encoder(e store.Encoder, ws store.Workspace, b store.Bridge, online bool) A
 			Technologies:     techs,
 			IsOnline:         online && e.RemovedAt == nil,
 			BridgeLastSeenAt: timePtr(b.LastSeenAt),
+
+			BridgeJournalResetAt:     timePtr(b.JournalResetAt),
+			BridgeJournalResetReason: b.JournalResetReason,
 		},
 	}
 }

@@ -215,6 +215,11 @@ CREATE TABLE simulations (
 	PRIMARY KEY (encoder_id, kind)
 );
 `,
+	// 2: when a bridge last reported its job journal damaged and reset.
+	`
+ALTER TABLE bridges ADD COLUMN journal_reset_at INTEGER;
+ALTER TABLE bridges ADD COLUMN journal_reset_reason TEXT NOT NULL DEFAULT '';
+`,
 }
 
 // SchemaVersion is the schema version this build writes.

@@ -39,6 +39,11 @@ type Bridge struct {
 	RevokedAt       *time.Time
 	LastSeenAt      *time.Time
 	SoftwareVersion string
+	// JournalResetAt is when the bridge last reported (hello.journal_reset)
+	// that its job journal was damaged and started over, on the cloud's
+	// clock; JournalResetReason is the bridge's reason.
+	JournalResetAt     *time.Time
+	JournalResetReason string
 }
 
 // CreateWorkspace inserts w.
@@ -144,14 +149,16 @@ func (t *Tx) CreateBridge(ctx context.Context, b Bridge) error {
 	return nil
 }
 
-const bridgeCols = `id, workspace_id, name, token_id, token_hash, created_at, revoked_at, last_seen_at, software_version`
+const bridgeCols = `id, workspace_id, name, token_id, token_hash, created_at, revoked_at, last_seen_at, software_version,
+	journal_reset_at, journal_reset_reason`
 
 func scanBridge(row interface{ Scan(...any) error }) (Bridge, error) {
 	var b Bridge
 	var created int64
-	var revoked, seen sql.NullInt64
-	err := row.Scan(&b.ID, &b.WorkspaceID, &b.Name, &b.TokenID, &b.TokenHash, &created, &revoked, &seen, &b.SoftwareVersion)
-	b.CreatedAt, b.RevokedAt, b.LastSeenAt = fromMS(created), fromNullMS(revoked), fromNullMS(seen)
+	var revoked, seen, reset sql.NullInt64
+	err := row.Scan(&b.ID, &b.WorkspaceID, &b.Name, &b.TokenID, &b.TokenHash, &created, &revoked, &seen, &b.SoftwareVersion,
+		&reset, &b.JournalResetReason)
+	b.CreatedAt, b.RevokedAt, b.LastSeenAt, b.JournalResetAt = fromMS(created), fromNullMS(revoked), fromNullMS(seen), fromNullMS(reset)
 	return b, notFound(err)
 }
 
@@ -223,6 +230,13 @@ func (t *Tx) EncoderRecords(ctx context.Context, bridgeID, id string) (n int, kn
 // TouchBridge records that a bridge said hello.
 func (t *Tx) TouchBridge(ctx context.Context, id string, at time.Time, softwareVersion string) error {
 	_, err := t.q.ExecContext(ctx, `UPDATE bridges SET last_seen_at = ?, software_version = ? WHERE id = ?`, ms(at), softwareVersion, id)
+	return err
+}
+
+// RecordJournalReset records that a bridge reported its job journal
+// damaged and started over.
+func (t *Tx) RecordJournalReset(ctx context.Context, id string, at time.Time, reason string) error {
+	_, err := t.q.ExecContext(ctx, `UPDATE bridges SET journal_reset_at = ?, journal_reset_reason = ? WHERE id = ?`, ms(at), reason, id)
 	return err
 }
 
