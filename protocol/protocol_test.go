@@ -3,6 +3,7 @@ package protocol
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -128,6 +129,29 @@ func TestDecodeRefusesEmptyActiveJob(t *testing.T) {
 	_, err := Decode([]byte(`{"v":1,"type":"hello","hello":{"bridge_id":"b","software_version":"","protocol_version":1,"encoders":[],"active_jobs":[""]}}`))
 	if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "active_jobs[0]") {
 		t.Fatalf("empty active job: %v", err)
+	}
+}
+
+func TestJournalReset(t *testing.T) {
+	const hello = `{"v":1,"type":"hello","hello":{"bridge_id":"b","software_version":"","protocol_version":1,"encoders":[],"journal_reset":%s}}`
+	long := strings.Repeat("x", MaxReasonLen+1)
+	for _, tc := range []struct {
+		reset string
+		ok    bool
+	}{
+		{`{"at":"2026-11-23T14:58:02Z","reason":"the file is empty"}`, true},
+		{`{"reason":"no time"}`, false},
+		{`{"at":"2026-11-23T14:58:02Z","reason":"` + long + `"}`, false},
+		{`{"at":"2026-11-23T14:58:02Z","reason":"r","extra":1}`, false},
+	} {
+		m, err := Decode(fmt.Appendf(nil, hello, tc.reset))
+		if tc.ok != (err == nil) {
+			t.Errorf("%.60s: %v", tc.reset, err)
+			continue
+		}
+		if err == nil && (m.Hello.JournalReset == nil || m.Hello.JournalReset.At.IsZero()) {
+			t.Errorf("%.60s: decoded %+v", tc.reset, m.Hello.JournalReset)
+		}
 	}
 }
 

@@ -170,8 +170,8 @@ func openBolt(path string, o bbolt.Options) (db *bbolt.DB, err error) {
 	return db, err
 }
 
-// check runs bbolt's consistency check (when the file is small enough for
-// it to be cheap) and decodes every key of the meta bucket.
+// checkDB runs bbolt's consistency check when the file is small enough
+// for it to be cheap.
 func checkDB(db *bbolt.DB, size int64) error {
 	if size > checkLimit {
 		return nil

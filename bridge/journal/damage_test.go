@@ -77,36 +77,47 @@ func overwrite(t *testing.T, path string, off int64, n int) {
 	}
 }
 
+type salvageWant int
+
+const (
+	no salvageWant = iota
+	yes
+	either
+)
+
 // TestDamagedFileSetAside: a damaged journal is never taken for a new
 // one, never crashes the process, is renamed aside (not deleted), and
 // what can be read of it is salvaged: the job that was writing a card is
 // finished as encoding_interrupted and never handed back to run.
 func TestDamagedFileSetAside(t *testing.T) {
 	for _, tc := range []struct {
-		name    string
-		damage  func(t *testing.T, path string)
-		reason  string
-		salvage bool // the writing job can be read back
+		name   string
+		damage func(t *testing.T, path string)
+		reason string
+		// salvage: the writing job is read back (and finished as
+		// encoding_interrupted): yes, no, or either (depends on where
+		// bbolt put it).
+		salvage salvageWant
 	}{
-		{"zero length", func(t *testing.T, path string) { must(t, os.Truncate(path, 0)) }, "empty", false},
-		{"shorter than the meta pages", func(t *testing.T, path string) { must(t, os.Truncate(path, 1500)) }, "meta pages", false},
+		{"zero length", func(t *testing.T, path string) { must(t, os.Truncate(path, 0)) }, "empty", no},
+		{"shorter than the meta pages", func(t *testing.T, path string) { must(t, os.Truncate(path, 1500)) }, "meta pages", no},
 		{"truncated", func(t *testing.T, path string) {
 			// The pages past the cut are read through bbolt's memory map:
 			// unchecked, that is a SIGBUS.
 			m := metaOf(t, path)
 			must(t, os.Truncate(path, int64(m.pgid-1)*int64(m.pageSize)))
-		}, "truncated", true},
+		}, "truncated", either},
 		{"both meta pages garbage", func(t *testing.T, path string) {
 			ps := int64(metaOf(t, path).pageSize)
 			overwrite(t, path, 0, int(ps))
 			overwrite(t, path, ps, int(ps))
-		}, "both meta pages", false},
+		}, "both meta pages", no},
 		{"garbage in the freelist page", func(t *testing.T, path string) {
 			overwritePage(t, path, metaOf(t, path).freelist) // bbolt panics: invalid freelist page
-		}, "panicked", true},
+		}, "panicked", yes},
 		{"garbage in the root page", func(t *testing.T, path string) {
 			overwritePage(t, path, metaOf(t, path).root)
-		}, "damaged", false},
+		}, "damaged", no},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -148,10 +159,10 @@ func TestDamagedFileSetAside(t *testing.T) {
 					interrupted = true
 				}
 			}
-			if interrupted != tc.salvage {
-				t.Errorf("writing job finished as encoding_interrupted: %v, want %v (pending %+v)", interrupted, tc.salvage, pending)
+			if tc.salvage != either && interrupted != (tc.salvage == yes) {
+				t.Errorf("writing job finished as encoding_interrupted: %v, want %v (pending %+v)", interrupted, tc.salvage == yes, pending)
 			}
-			if tc.salvage {
+			if tc.salvage == yes {
 				if e, _, err := j.Receive(job("acked", t0.Add(time.Hour))); err != nil || e.State != StateAcknowledged {
 					t.Errorf("salvaged dedup record: Receive = %+v, %v", e, err)
 				}
@@ -278,12 +289,22 @@ func TestBadDedupRecordKept(t *testing.T) {
 	}))
 }
 
+// TestLockedFileIsNotJudged: a file another process holds (here an empty
+// one, as bbolt leaves it for an instant while it creates a journal) is
+// neither judged damaged nor renamed.
 func TestLockedFileIsNotJudged(t *testing.T) {
 	dir := t.TempDir()
-	j := open(t, dir, &clock{now: t0})
-	defer j.Close()
+	path := filepath.Join(dir, FileName)
+	must(t, os.WriteFile(path, nil, 0o600))
+	other, err := os.Open(path)
+	must(t, err)
+	defer other.Close()
+	must(t, lockFile(other, time.Second))
 	if _, err := Open(dir, Options{LockTimeout: 50 * time.Millisecond}); !errors.Is(err, ErrLocked) {
 		t.Fatalf("Open of a journal in use = %v, want ErrLocked", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Fatalf("the state directory holds %d files: the file in use was set aside", len(ents))
 	}
 }
 
