@@ -297,6 +297,39 @@ func (j *Journal) restore(s salvaged, r *Reset) error {
 	})
 }
 
+type kv struct{ k, v []byte }
+
+// badEntries are the entries that do not decode, copied out of the
+// transaction.
+type badEntries struct{ jobs, acked []kv }
+
+func (b badEntries) none() bool { return len(b.jobs) == 0 && len(b.acked) == 0 }
+
+func findBad(tx *bbolt.Tx) (badEntries, error) {
+	var bad badEntries
+	err := tx.Bucket(bucketJobs).ForEach(func(k, v []byte) error {
+		var e Entry
+		if v == nil {
+			return nil
+		}
+		if err := json.Unmarshal(v, &e); err != nil || e.Job.JobID != string(k) {
+			bad.jobs = append(bad.jobs, kv{bytes.Clone(k), bytes.Clone(v)})
+		}
+		return nil
+	})
+	if err != nil {
+		return bad, err
+	}
+	err = tx.Bucket(bucketAcked).ForEach(func(k, v []byte) error {
+		var t tombstone
+		if v != nil && json.Unmarshal(v, &t) != nil {
+			bad.acked = append(bad.acked, kv{bytes.Clone(k), bytes.Clone(v)})
+		}
+		return nil
+	})
+	return bad, err
+}
+
 // repairLocked sets aside, in the quarantine bucket, every job entry and
 // dedup record that does not decode, so that one bad entry is not fatal:
 //   - a job entry becomes a placeholder in StateDamaged (what the job had
@@ -307,32 +340,11 @@ func (j *Journal) restore(s salvaged, r *Reset) error {
 func (j *Journal) repairLocked(tx *bbolt.Tx) error {
 	now := j.opts.Now()
 	jobs, acked, q := tx.Bucket(bucketJobs), tx.Bucket(bucketAcked), tx.Bucket(bucketQuarantine)
-	type bad struct{ k, v []byte }
-	var badJobs, badAcked []bad
-	err := jobs.ForEach(func(k, v []byte) error {
-		var e Entry
-		if v == nil {
-			return nil
-		}
-		if err := json.Unmarshal(v, &e); err != nil || e.Job.JobID != string(k) {
-			badJobs = append(badJobs, bad{bytes.Clone(k), bytes.Clone(v)})
-		}
-		return nil
-	})
+	bad, err := findBad(tx)
 	if err != nil {
 		return err
 	}
-	err = acked.ForEach(func(k, v []byte) error {
-		var t tombstone
-		if v != nil && json.Unmarshal(v, &t) != nil {
-			badAcked = append(badAcked, bad{bytes.Clone(k), bytes.Clone(v)})
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	for _, b := range badJobs {
+	for _, b := range bad.jobs {
 		if err := q.Put(append([]byte("jobs/"), b.k...), b.v); err != nil {
 			return err
 		}
@@ -343,7 +355,7 @@ func (j *Journal) repairLocked(tx *bbolt.Tx) error {
 		j.log.Error("journal: a job entry did not decode; set aside, the job is reported encoding_interrupted and never runs again",
 			zap.String("job_id", string(b.k)))
 	}
-	for _, b := range badAcked {
+	for _, b := range bad.acked {
 		if err := q.Put(append([]byte("acked/"), b.k...), b.v); err != nil {
 			return err
 		}

@@ -263,12 +263,18 @@ func (j *Journal) open() (created bool, damaged error, err error) {
 		db.Close()
 		return false, nil, err
 	}
-	var rerr error
+	// Read every entry; write only when one needs setting aside, since
+	// a commit costs two fsyncs.
 	err = guard("reading the entries", func() error {
-		return j.db.Update(func(tx *bbolt.Tx) error {
-			rerr = j.repairLocked(tx)
-			return rerr
+		var b badEntries
+		err := j.db.View(func(tx *bbolt.Tx) (err error) {
+			b, err = findBad(tx)
+			return err
 		})
+		if err != nil || b.none() {
+			return err
+		}
+		return j.db.Update(j.repairLocked)
 	})
 	if errors.Is(err, ErrDamaged) {
 		db.Close()
