@@ -19,6 +19,7 @@ import (
 
 	"github.com/encoder-bridge/encoder-bridge/bridge/config"
 	"github.com/encoder-bridge/encoder-bridge/bridge/doctor"
+	"github.com/encoder-bridge/encoder-bridge/bridge/journal"
 	"github.com/encoder-bridge/encoder-bridge/bridge/link"
 	"github.com/encoder-bridge/encoder-bridge/cardfmt"
 	"github.com/encoder-bridge/encoder-bridge/cloud/clock"
@@ -202,6 +203,14 @@ func TestFailures(t *testing.T) {
 			check: "clock", status: doctor.Fail, says: []string{"behind", "set-ntp"}},
 		{name: "clock 45 s ahead", clock: clock.NewFake(time.Now().Add(-45 * time.Second)),
 			check: "clock", status: doctor.Warn, says: []string{"ahead of"}},
+		{name: "journal damaged", change: func(s *setup) {
+			os.MkdirAll(filepath.Join(s.dir, "state"), 0o700)
+			os.WriteFile(filepath.Join(s.dir, "state", journal.FileName), nil, 0o600)
+		}, check: "state directory", status: doctor.Warn, says: []string{"empty", "sets the file aside"}},
+		{name: "damaged journal set aside", change: func(s *setup) {
+			os.MkdirAll(filepath.Join(s.dir, "state"), 0o700)
+			os.WriteFile(filepath.Join(s.dir, "state", journal.FileName+".damaged-20261123T150000.000000000Z"), nil, 0o600)
+		}, check: "state directory", status: doctor.Warn, says: []string{"1 damaged journal(s) set aside", "support ticket"}},
 		{name: "bad configuration", change: func(s *setup) { s.url = "http://x" },
 			check: "configuration", status: doctor.Fail, says: []string{"cloud.url", "encoder-bridge validate"}},
 	} {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/encoder-bridge/encoder-bridge/bridge/agent"
 	"github.com/encoder-bridge/encoder-bridge/bridge/config"
+	"github.com/encoder-bridge/encoder-bridge/bridge/journal"
 	"github.com/encoder-bridge/encoder-bridge/bridge/link"
 	"github.com/encoder-bridge/encoder-bridge/cardfmt"
 	"github.com/encoder-bridge/encoder-bridge/reader"
@@ -113,7 +114,7 @@ func (r *run) checkStateDir() {
 	case err == nil && !fi.IsDir():
 		r.fail(checkState, dir+" is not a directory", "set state_dir to a directory the service user owns")
 	case err == nil:
-		r.pass(checkState, dir)
+		r.checkJournal(dir)
 	case errors.Is(err, fs.ErrNotExist):
 		if _, perr := os.Stat(filepath.Dir(dir)); perr != nil {
 			r.fail(checkState, fmt.Sprintf("%s does not exist and neither does %s", dir, filepath.Dir(dir)), "create it, owned by the service user, mode 0700")
@@ -123,6 +124,29 @@ func (r *run) checkStateDir() {
 	default:
 		r.fail(checkState, err.Error(), "the service user must own the state directory")
 	}
+}
+
+// checkJournal looks at the job journal in the state directory without
+// opening it: the service may be running.
+func (r *run) checkJournal(dir string) {
+	if err := journal.CheckFile(dir); errors.Is(err, journal.ErrDamaged) {
+		r.warn(checkState, fmt.Sprintf("%s: %v", filepath.Join(dir, journal.FileName), err),
+			"nothing to repair by hand: at its next start the service sets the file aside and starts a new journal; jobs it held may be lost, so encode again the cards whose jobs end encoding_interrupted")
+		return
+	} else if err != nil {
+		r.fail(checkState, err.Error(), "the service user must be able to read and write the journal: chown the state directory and its files to that user")
+		return
+	}
+	if old, _ := journal.SetAside(dir); len(old) > 0 {
+		names := make([]string, len(old))
+		for i, p := range old {
+			names[i] = filepath.Base(p)
+		}
+		r.warn(checkState, fmt.Sprintf("%s; %d damaged journal(s) set aside: %s", dir, len(old), strings.Join(names, ", ")),
+			"the service already started a new journal; keep these files for a support ticket, then delete them")
+		return
+	}
+	r.pass(checkState, dir)
 }
 
 // checkReaders covers the smart-card service, the kernel drivers that

@@ -367,3 +367,25 @@ func (j *Journal) repairLocked(tx *bbolt.Tx) error {
 	}
 	return nil
 }
+
+// CheckFile looks at the journal in dir the way Open does before bbolt
+// maps it (size, both meta pages), without opening it with bbolt, locking
+// it or changing anything: a wrapped ErrDamaged means the next Open will
+// set it aside. A missing file is fine (nil).
+func CheckFile(dir string) error {
+	f, err := os.Open(filepath.Join(dir, FileName))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return checkFile(f)
+}
+
+// SetAside lists the damaged journals Open renamed aside in dir, oldest
+// first.
+func SetAside(dir string) ([]string, error) {
+	return filepath.Glob(filepath.Join(dir, FileName+".damaged-*"))
+}
