@@ -723,12 +723,13 @@ func cmpString(a, b string) int {
 }
 
 // Recover is run once at startup, before any job runs. A job found
-// writing, or damaged, is finished as encoding_interrupted; the others not finished
-// are set back to queued and returned, in the order they arrived. (A job
-// found running had not written anything yet, so running it again is
-// safe.) Recover does not expire any: now is the PC's clock, which may be
-// minutes off either way, so whether a deadline passed is for the caller
-// to decide once it knows the cloud's time. now only stamps the changes.
+// writing, or damaged, is finished as encoding_interrupted; the others
+// not finished are set back to queued and returned, in the order they
+// arrived. (A job found running had not written anything yet, so running
+// it again is safe.) Recover does not expire any: now is the PC's clock,
+// which may be minutes off either way, so whether a deadline passed is
+// for the caller to decide once it knows the cloud's time. now only
+// stamps the changes.
 func (j *Journal) Recover(now time.Time) ([]Entry, error) {
 	var again []Entry
 	err := j.db.Update(func(tx *bbolt.Tx) error {
