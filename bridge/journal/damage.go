@@ -123,9 +123,71 @@ func checkFile(f *os.File) error {
 		if need := int64(m.meta.pgid) * pageSize; need > size || m.meta.pgid < 2 {
 			return fmt.Errorf("%w: truncated: meta page %d needs %d pages (%d bytes), the file has %d bytes", ErrDamaged, i, m.meta.pgid, need, size)
 		}
-		if m.meta.root >= m.meta.pgid || (m.meta.freelist >= m.meta.pgid && m.meta.freelist != ^uint64(0)) {
+		if m.meta.root >= m.meta.pgid || (m.meta.freelist >= m.meta.pgid && m.meta.freelist != noFreelist) {
 			return fmt.Errorf("%w: meta page %d points past its last page", ErrDamaged, i)
 		}
+	}
+	// bbolt reads the freelist of the newest meta page at open and panics
+	// ("invalid freelist page") or faults on a bad one: look first.
+	m := m0
+	if err0 != nil || (err1 == nil && m1.txid > m0.txid) {
+		m = m1
+	}
+	return checkPages(f, m, size)
+}
+
+const (
+	noFreelist       = ^uint64(0)
+	branchPageFlag   = 0x01
+	leafPageFlag     = 0x02
+	freelistPageFlag = 0x10
+)
+
+// checkPages checks the headers of the pages meta m names: the root
+// bucket's page is a branch or a leaf, the freelist page is one and its
+// page ids lie inside it.
+func checkPages(f *os.File, m boltMeta, size int64) error {
+	ps := int64(m.pageSize)
+	header := func(pgid uint64) (flags uint16, count uint16, overflow uint32, err error) {
+		var h [pageHeaderSize]byte
+		if _, err := f.ReadAt(h[:], int64(pgid)*ps); err != nil {
+			return 0, 0, 0, err
+		}
+		le := binary.NativeEndian
+		return le.Uint16(h[8:]), le.Uint16(h[10:]), le.Uint32(h[12:]), nil
+	}
+	flags, _, _, err := header(m.root)
+	if err != nil {
+		return fmt.Errorf("%w: root page %d: %v", ErrDamaged, m.root, err)
+	}
+	if flags != branchPageFlag && flags != leafPageFlag {
+		return fmt.Errorf("%w: root page %d has page type %#x", ErrDamaged, m.root, flags)
+	}
+	if m.freelist == noFreelist {
+		return nil
+	}
+	flags, count, overflow, err := header(m.freelist)
+	if err != nil {
+		return fmt.Errorf("%w: freelist page %d: %v", ErrDamaged, m.freelist, err)
+	}
+	if flags != freelistPageFlag {
+		return fmt.Errorf("%w: freelist page %d has page type %#x", ErrDamaged, m.freelist, flags)
+	}
+	end := (int64(m.freelist) + 1 + int64(overflow)) * ps
+	if overflow >= uint32(m.pgid) || end > size {
+		return fmt.Errorf("%w: freelist page %d runs past the end of the file", ErrDamaged, m.freelist)
+	}
+	n := uint64(count)
+	if count == 0xFFFF {
+		// The count did not fit the header: it is the first element.
+		var c [8]byte
+		if _, err := f.ReadAt(c[:], int64(m.freelist)*ps+pageHeaderSize); err != nil {
+			return fmt.Errorf("%w: freelist page %d: %v", ErrDamaged, m.freelist, err)
+		}
+		n = binary.NativeEndian.Uint64(c[:]) + 1
+	}
+	if n > uint64(end-int64(m.freelist)*ps-pageHeaderSize)/8 {
+		return fmt.Errorf("%w: freelist page %d lists more pages than it holds", ErrDamaged, m.freelist)
 	}
 	return nil
 }

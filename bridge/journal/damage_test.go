@@ -113,11 +113,38 @@ func TestDamagedFileSetAside(t *testing.T) {
 			overwrite(t, path, ps, int(ps))
 		}, "both meta pages", no},
 		{"garbage in the freelist page", func(t *testing.T, path string) {
-			overwritePage(t, path, metaOf(t, path).freelist) // bbolt panics: invalid freelist page
-		}, "panicked", yes},
+			overwritePage(t, path, metaOf(t, path).freelist) // unchecked, bbolt panics: invalid freelist page
+		}, "freelist page", yes},
+		{"freelist count past its page", func(t *testing.T, path string) {
+			m := metaOf(t, path)
+			overwrite(t, path, int64(m.freelist)*int64(m.pageSize)+10, 2) // count 0xFFFF: the first element counts
+			overwrite(t, path, int64(m.freelist)*int64(m.pageSize)+pageHeaderSize, 8)
+		}, "freelist page", yes},
 		{"garbage in the root page", func(t *testing.T, path string) {
 			overwritePage(t, path, metaOf(t, path).root)
-		}, "damaged", no},
+		}, "root page", no},
+		{"garbage in a leaf's elements", func(t *testing.T, path string) {
+			// Past the header of the page holding the jobs: bbolt's
+			// consistency check or the reads of the entries trip on it.
+			m := metaOf(t, path)
+			b, err := os.ReadFile(path)
+			must(t, err)
+			// Every page holding the entry, since freed copies of it
+			// remain in the file.
+			needle, n := []byte(`"job_id":"writing"`), 0
+			for off := 0; ; n++ {
+				i := bytes.Index(b[off:], needle)
+				if i < 0 {
+					break
+				}
+				page := int64(off+i) / int64(m.pageSize) * int64(m.pageSize)
+				overwrite(t, path, page+pageHeaderSize, 64)
+				off = int(page) + int(m.pageSize)
+			}
+			if n == 0 {
+				t.Fatal("no job entry in the file")
+			}
+		}, "damaged", either},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -329,4 +356,22 @@ func FuzzCheckFile(f *testing.F) {
 			t.Fatalf("checkFile error %v is not ErrDamaged", err)
 		}
 	})
+}
+
+// TestOpenBoltRecoversPanics: should a damaged page get past checkFile,
+// bbolt's panic at open is an error, and the file is left unlocked so
+// that it can be set aside and salvaged.
+func TestOpenBoltRecoversPanics(t *testing.T) {
+	dir := t.TempDir()
+	written(t, dir)
+	path := filepath.Join(dir, FileName)
+	overwritePage(t, path, metaOf(t, path).freelist)
+	db, err := openBolt(path, bbolt.Options{Timeout: 50 * time.Millisecond})
+	if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "invalid freelist page") {
+		t.Fatalf("openBolt = %v, %v; want ErrDamaged from bbolt's panic", db, err)
+	}
+	s := salvage(path)
+	if len(s.jobs) != 3 || len(s.acked) != 1 {
+		t.Fatalf("salvaged %d jobs, %d records after the panic; want 3, 1", len(s.jobs), len(s.acked))
+	}
 }
