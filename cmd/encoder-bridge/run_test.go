@@ -345,3 +345,48 @@ func TestPCSCRefusalIsAWarning(t *testing.T) {
 		t.Fatalf("refusal logged as %q", line)
 	}
 }
+
+// An empty journal file (a crash while it was made, a restore gone wrong)
+// is set aside with an error in the run's log, and the cloud is told.
+func TestRunDamagedJournal(t *testing.T) {
+	cloud := cloudtest.NewFakeCloud(t, cloudToken)
+	c := newCLI(t)
+	c.sim.Plug("ACS ACR1252 00")
+	cfg := c.bridgeConfig(cloud.URL())
+	state := filepath.Join(c.dir, "state")
+	if err := os.MkdirAll(state, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(state, "journal.db"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan string, 1)
+	go func() {
+		_, _, errs := c.runCtx(ctx, "run", "--config", cfg)
+		done <- errs
+	}()
+	cc := cloud.Next(t)
+	if cc.Hello.JournalReset == nil {
+		t.Fatal("the hello does not tell the cloud the journal was reset")
+	}
+	cancel()
+	var logs string
+	select {
+	case logs = <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("run did not stop")
+	}
+	var found bool
+	for _, l := range strings.Split(logs, "\n") {
+		if strings.Contains(l, "the job journal was damaged") && strings.Contains(l, "ERROR") {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("no error line about the journal in the run's log:\n%s", logs)
+	}
+	if old, _ := filepath.Glob(filepath.Join(state, "journal.db.damaged-*")); len(old) != 1 {
+		t.Fatalf("set aside: %v", old)
+	}
+}
