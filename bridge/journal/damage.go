@@ -368,9 +368,15 @@ type badEntries struct{ jobs, acked []kv }
 
 func (b badEntries) none() bool { return len(b.jobs) == 0 && len(b.acked) == 0 }
 
+// findBad lists the entries that do not decode. It reads every key and
+// value of the jobs and acked buckets, either of which may be missing.
 func findBad(tx *bbolt.Tx) (badEntries, error) {
 	var bad badEntries
-	err := tx.Bucket(bucketJobs).ForEach(func(k, v []byte) error {
+	jobs, acked := tx.Bucket(bucketJobs), tx.Bucket(bucketAcked)
+	if jobs == nil || acked == nil {
+		return bad, nil
+	}
+	err := jobs.ForEach(func(k, v []byte) error {
 		var e Entry
 		if v == nil {
 			return nil
@@ -383,7 +389,7 @@ func findBad(tx *bbolt.Tx) (badEntries, error) {
 	if err != nil {
 		return bad, err
 	}
-	err = tx.Bucket(bucketAcked).ForEach(func(k, v []byte) error {
+	err = acked.ForEach(func(k, v []byte) error {
 		var t tombstone
 		if v != nil && json.Unmarshal(v, &t) != nil {
 			bad.acked = append(bad.acked, kv{bytes.Clone(k), bytes.Clone(v)})

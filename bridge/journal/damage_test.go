@@ -67,12 +67,17 @@ func overwritePage(t *testing.T, path string, pgid uint64) {
 
 func overwrite(t *testing.T, path string, off int64, n int) {
 	t.Helper()
+	overwriteWith(t, path, off, garbage(n))
+}
+
+func overwriteWith(t *testing.T, path string, off int64, b []byte) {
+	t.Helper()
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if _, err := f.WriteAt(garbage(n), off); err != nil {
+	if _, err := f.WriteAt(b, off); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -252,30 +252,19 @@ func (j *Journal) open() (created bool, damaged error, err error) {
 	case err != nil:
 		return false, nil, fmt.Errorf("journal: open %s: %w", j.path, err)
 	}
-	if !created {
-		if err := checkDB(db, size); err != nil {
-			db.Close()
-			return false, err, nil
-		}
-	}
-	j.db = db
-	if err := j.init(); err != nil {
-		db.Close()
-		return false, nil, err
-	}
-	// Read every entry; write only when one needs setting aside, since
-	// a commit costs two fsyncs.
+	// Read every entry first, here, where a wild pointer in a page is a
+	// recovered fault: bbolt's consistency check reads pages from a
+	// goroutine of its own, where it would end the process.
+	var bad badEntries
 	err = guard("reading the entries", func() error {
-		var b badEntries
-		err := j.db.View(func(tx *bbolt.Tx) (err error) {
-			b, err = findBad(tx)
+		return db.View(func(tx *bbolt.Tx) (err error) {
+			bad, err = findBad(tx)
 			return err
 		})
-		if err != nil || b.none() {
-			return err
-		}
-		return j.db.Update(j.repairLocked)
 	})
+	if err == nil && !created {
+		err = checkDB(db, size)
+	}
 	if errors.Is(err, ErrDamaged) {
 		db.Close()
 		return false, err, nil
@@ -283,6 +272,19 @@ func (j *Journal) open() (created bool, damaged error, err error) {
 	if err != nil {
 		db.Close()
 		return false, nil, fmt.Errorf("journal: %s: %w", j.path, err)
+	}
+	j.db = db
+	if err := j.init(); err != nil {
+		db.Close()
+		return false, nil, err
+	}
+	// Write only when an entry needs setting aside: a commit costs two
+	// fsyncs.
+	if !bad.none() {
+		if err := j.db.Update(j.repairLocked); err != nil {
+			db.Close()
+			return false, nil, fmt.Errorf("journal: %s: %w", j.path, err)
+		}
 	}
 	r, err := j.loadReset()
 	if err != nil {
