@@ -380,3 +380,17 @@ func TestOpenBoltRecoversPanics(t *testing.T) {
 		t.Fatalf("salvaged %d jobs, %d records after the panic; want 3, 1", len(s.jobs), len(s.acked))
 	}
 }
+
+// A damaged record of a reset still reports one, with a time (the hello
+// needs one).
+func TestDamagedResetRecord(t *testing.T) {
+	dir := t.TempDir()
+	j := open(t, dir, &clock{now: t0})
+	must(t, j.Close())
+	putRaw(t, dir, bucketMeta, string(keyReset), []byte("{not json"))
+	j = open(t, dir, &clock{now: t0})
+	defer j.Close()
+	if r := j.Reset(); r == nil || r.At.IsZero() || r.Reason == "" {
+		t.Fatalf("Reset = %+v", r)
+	}
+}

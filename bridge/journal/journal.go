@@ -338,7 +338,7 @@ func (j *Journal) loadReset() (*Reset, error) {
 		r = &Reset{}
 		if err := json.Unmarshal(v, r); err != nil {
 			// Still a reset, whatever else was lost.
-			r = &Reset{Reason: "the record of an earlier reset is damaged"}
+			r = &Reset{At: j.opts.Now().UTC(), Reason: "the record of an earlier reset is damaged"}
 		}
 		return nil
 	})
