@@ -46,7 +46,8 @@ type Options struct {
 
 // Config is the kardianos configuration of the service.
 func Config(o Options) (*kservice.Config, error) {
-	args := []string{"run"}
+	// --service: the process must not guess whether the manager started it.
+	args := []string{"run", "--service"}
 	if o.ConfigPath != "" {
 		abs, err := filepath.Abs(o.ConfigPath)
 		if err != nil {
@@ -189,6 +190,13 @@ func (p *Program) Start(kservice.Service) error {
 	return nil
 }
 
+func (p *Program) stopTimeout() time.Duration {
+	if p.StopTimeout <= 0 {
+		return DefaultStopTimeout
+	}
+	return p.StopTimeout
+}
+
 // Stop cancels Run and waits for it, at most StopTimeout.
 func (p *Program) Stop(kservice.Service) error {
 	p.mu.Lock()
@@ -199,10 +207,7 @@ func (p *Program) Stop(kservice.Service) error {
 		return nil
 	}
 	cancel()
-	timeout := p.StopTimeout
-	if timeout <= 0 {
-		timeout = DefaultStopTimeout
-	}
+	timeout := p.stopTimeout()
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {
@@ -237,6 +242,9 @@ func RunService(o Options, run func(ctx context.Context, log *zap.Logger) error,
 	}
 	p.Log = log
 	p.Run = func(ctx context.Context) error { return run(ctx, log) }
+	if handled, err := runManaged(p, log); handled {
+		return err
+	}
 	return s.Run()
 }
 

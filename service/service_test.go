@@ -124,7 +124,7 @@ func TestTeeForwardsWarnAndAbove(t *testing.T) {
 }
 
 func TestConfig(t *testing.T) {
-	if c, err := Config(Options{}); err != nil || strings.Join(c.Arguments, " ") != "run" {
+	if c, err := Config(Options{}); err != nil || strings.Join(c.Arguments, " ") != "run --service" {
 		t.Fatalf("Config for control commands: %v, %v", c, err)
 	}
 	c, err := Config(Options{ConfigPath: "bridge.yaml"})
@@ -132,7 +132,7 @@ func TestConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	abs, _ := filepath.Abs("bridge.yaml")
-	if c.Name != Name || strings.Join(c.Arguments, " ") != "run --config "+abs {
+	if c.Name != Name || strings.Join(c.Arguments, " ") != "run --service --config "+abs {
 		t.Fatalf("config %+v", c)
 	}
 	if c.Option["OnFailure"] != "restart" {

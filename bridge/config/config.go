@@ -19,7 +19,6 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"time"
 
@@ -165,16 +164,7 @@ func Load(path string) (*Config, error) {
 // DefaultStateDir is where the journal lives when state_dir is not set:
 // %ProgramData%\encoder-bridge on Windows, /var/lib/encoder-bridge
 // elsewhere.
-func DefaultStateDir() string {
-	if runtime.GOOS == "windows" {
-		pd := os.Getenv("ProgramData")
-		if pd == "" {
-			pd = `C:\ProgramData`
-		}
-		return filepath.Join(pd, "encoder-bridge")
-	}
-	return "/var/lib/encoder-bridge"
-}
+func DefaultStateDir() string { return defaultStateDir() }
 
 // StatePath is StateDir, or DefaultStateDir when it is empty.
 func (c *Config) StatePath() string {

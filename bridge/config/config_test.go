@@ -100,12 +100,14 @@ func FuzzParse(f *testing.F) {
 }
 
 func TestShippedExample(t *testing.T) {
-	c, err := Load(filepath.Join("..", "..", "configs", "encoder-bridge.yaml"))
-	if err != nil {
-		t.Fatalf("configs/encoder-bridge.yaml: %v", err)
-	}
-	if len(c.Encoders) != 1 || time.Duration(c.Wait) != 30*time.Second {
-		t.Fatalf("example parsed as %+v", c)
+	for _, name := range []string{"encoder-bridge.yaml", "encoder-bridge-windows.yaml"} {
+		c, err := Load(filepath.Join("..", "..", "configs", name))
+		if err != nil {
+			t.Fatalf("configs/%s: %v", name, err)
+		}
+		if len(c.Encoders) != 1 || time.Duration(c.Wait) != 30*time.Second || c.Cloud.URL == "" {
+			t.Fatalf("configs/%s parsed as %+v", name, c)
+		}
 	}
 }
 

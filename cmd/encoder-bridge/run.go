@@ -32,10 +32,12 @@ var underServiceManager = func() bool { return !service.Interactive() }
 func (a *app) cmdRun(ctx context.Context, args []string) error {
 	var configPath, keysPath string
 	var shutdown time.Duration
+	var asService bool
 	fs := newFlags("run", a.stderr)
 	fs.StringVar(&configPath, "config", "", "configuration `file` (YAML) with the cloud section")
 	fs.StringVar(&keysPath, "keys", "", "site key `file`; overrides the configuration's keys")
 	fs.DurationVar(&shutdown, "shutdown-timeout", defaultShutdownTimeout, "how long a stop may take (`duration`) before the process exits anyway")
+	fs.BoolVar(&asService, "service", false, "the service manager started this process (the installed service passes it)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -52,7 +54,7 @@ func (a *app) cmdRun(ctx context.Context, args []string) error {
 	}
 	defer log.Sync()
 
-	if underServiceManager() {
+	if asService || underServiceManager() {
 		return service.RunService(service.Options{ConfigPath: configPath}, func(ctx context.Context, log *zap.Logger) error {
 			return a.runAgent(ctx, cfg, keysPath, log, 0)
 		}, log)
