@@ -5,7 +5,7 @@ BIN     := bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build setup test unit conformance seam-openapi check-fmt vet windows bench demo fuzz clean deb test-deb
+.PHONY: all build setup test unit conformance seam-openapi check-fmt vet windows bench demo fuzz clean deb test-deb msi
 
 all: build
 
@@ -33,6 +33,11 @@ test: setup check-fmt vet windows
 	$(GO) test -race -count=1 ./...
 	$(MAKE) conformance
 	$(MAKE) test-deb
+
+# The Windows installer, built here with wixl:
+# bin/encoder-bridge-VERSION-x64.msi (see docs/operations.md).
+msi:
+	VERSION=$(VERSION) scripts/build-msi.sh
 
 # The Debian package for this machine's architecture, built with dpkg-deb
 # from a staged tree: bin/encoder-bridge_VERSION_ARCH.deb.

@@ -7,7 +7,8 @@
 # what is missing (always, when CI is set) and reuses a running pcscd.
 set -euo pipefail
 
-packages=(pcscd libpcsclite-dev vsmartcard-vpcd pcsc-tools pkg-config adduser systemd strace)
+packages=(pcscd libpcsclite-dev vsmartcard-vpcd pcsc-tools pkg-config adduser systemd strace
+	wixl msitools wine64 gcc-mingw-w64-x86-64-win32)
 
 if [ "$(id -u)" -eq 0 ]; then sudo=(); else sudo=(sudo); fi
 
