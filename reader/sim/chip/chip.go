@@ -1,6 +1,8 @@
 // Package chip models contactless cards as a PC/SC reader's firmware sees
 // them: MIFARE Classic 1K/4K, MIFARE Ultralight EV1 and NTAG213/215/216
-// behind the PC/SC Part 3 storage-card pseudo-APDUs. The in-process
+// behind the PC/SC Part 3 storage-card pseudo-APDUs, and MIFARE DESFire
+// EV2/EV3 behind ISO/IEC 7816-4 wrapped native commands with EV2 secure
+// messaging (internal/ev2). The in-process
 // simulator (reader/sim) and the virtual card on vpcd (hwtest) share these
 // models, so unit tests and hardware tests meet the same chip semantics.
 //
@@ -15,6 +17,13 @@
 //     conditions refusing the command answer 63 00 and halt it.
 //   - The reader itself still answers GET DATA and LOAD KEYS when the
 //     chip is halted; key slots survive Reset.
+//   - DESFire: any error inside an authenticated session ends the session;
+//     a command whose MACt does not check (replayed, modified, another
+//     session's) answers 91 1E and changes nothing; a backup file's write
+//     is invisible until CommitTransaction and dropped by Reset,
+//     SelectApplication and AbortTransaction. Only AES applications and
+//     the EV2 authentications are modelled: the factory 2K3DES PICC key
+//     refuses AuthenticateEV2First (91 AE).
 //
 // It must not import bridge, cardfmt or reader/pcsc.
 package chip

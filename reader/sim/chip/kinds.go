@@ -7,13 +7,15 @@ import (
 
 // Card kinds accepted by New.
 const (
-	KindClassic1K = "mifare_classic_1k"
-	KindClassic4K = "mifare_classic_4k"
-	KindMF0UL11   = "mifare_ultralight_ev1_mf0ul11"
-	KindMF0UL21   = "mifare_ultralight_ev1_mf0ul21"
-	KindNTAG213   = "ntag213"
-	KindNTAG215   = "ntag215"
-	KindNTAG216   = "ntag216"
+	KindClassic1K  = "mifare_classic_1k"
+	KindClassic4K  = "mifare_classic_4k"
+	KindMF0UL11    = "mifare_ultralight_ev1_mf0ul11"
+	KindMF0UL21    = "mifare_ultralight_ev1_mf0ul21"
+	KindNTAG213    = "ntag213"
+	KindNTAG215    = "ntag215"
+	KindNTAG216    = "ntag216"
+	KindDESFireEV2 = "mifare_desfire_ev2"
+	KindDESFireEV3 = "mifare_desfire_ev3"
 )
 
 // Kinds lists the card kinds New understands.
