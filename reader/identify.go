@@ -21,7 +21,11 @@ const (
 	TechNTAG213   Technology = "ntag213"
 	TechNTAG215   Technology = "ntag215"
 	TechNTAG216   Technology = "ntag216"
-	TechDESFire   Technology = "mifare_desfire"
+	// TechDESFire is a DESFire whose generation GetVersion did not name
+	// (EV1, Light, or an answer this package does not know).
+	TechDESFire    Technology = "mifare_desfire"
+	TechDESFireEV2 Technology = "mifare_desfire_ev2"
+	TechDESFireEV3 Technology = "mifare_desfire_ev3"
 )
 
 // Family groups technologies that share a layout.
@@ -41,7 +45,7 @@ func (t Technology) Family() Family {
 		return FamilyClassic
 	case TechUL11, TechUL21, TechNTAG213, TechNTAG215, TechNTAG216:
 		return FamilyUltralight
-	case TechDESFire:
+	case TechDESFire, TechDESFireEV2, TechDESFireEV3:
 		return FamilyDESFire
 	}
 	return FamilyUnknown
@@ -102,6 +106,10 @@ func Identify(ctx context.Context, t *Tag) (Info, error) {
 		return info, err
 	}
 	info.UID = uid
+	if info.Technology.Family() == FamilyDESFire {
+		info.Technology, err = desfireGeneration(ctx, t)
+		return info, err
+	}
 	if info.Technology.Family() != FamilyUltralight {
 		return info, nil
 	}
@@ -136,6 +144,41 @@ func Identify(ctx context.Context, t *Tag) (Info, error) {
 	}
 	info.Technology = tech
 	return info, nil
+}
+
+// DESFire GetVersion: hardware vendor NXP, type DESFire, and the major
+// versions of EV2 and EV3 (MF3D(H)x2 and MF3D(H)x3 datasheets, GetVersion).
+const (
+	versionVendorNXP   = 0x04
+	versionTypeDESFire = 0x01
+	versionMajorEV2    = 0x12
+	versionMajorEV3    = 0x33
+)
+
+// desfireGeneration asks GetVersion, which answers in three frames
+// (hardware, software, production data), and names the generation from
+// the hardware frame.
+func desfireGeneration(ctx context.Context, t *Tag) (Technology, error) {
+	hw, st, err := t.Wrapped(ctx, 0x60, nil)
+	if err != nil {
+		return TechDESFire, err
+	}
+	// Read the other frames so the card is left between commands.
+	for next := st; next == DESFireMoreFrames; {
+		if _, next, err = t.Wrapped(ctx, DESFireMoreFrames, nil); err != nil {
+			return TechDESFire, err
+		}
+	}
+	if st != DESFireMoreFrames || len(hw) != 7 || hw[0] != versionVendorNXP || hw[1] != versionTypeDESFire {
+		return TechDESFire, nil
+	}
+	switch hw[3] {
+	case versionMajorEV2:
+		return TechDESFireEV2, nil
+	case versionMajorEV3:
+		return TechDESFireEV3, nil
+	}
+	return TechDESFire, nil
 }
 
 // String formats the info without the UID: UIDs identify guests' cards and

@@ -191,6 +191,40 @@ func parseTransparent(data []byte) ([]byte, error) {
 	return reply, nil
 }
 
+// DESFireMoreFrames is the status (91 AF) of a DESFire answer that
+// continues in another frame, and the command code that asks for it.
+const DESFireMoreFrames = 0xAF
+
+// Wrapped sends a DESFire native command wrapped in ISO/IEC 7816-4
+// (90 INS 00 00 [Lc data] 00) and returns the answer's data and its
+// native status, the byte after 91. Any other status word is an error.
+func (t *Tag) Wrapped(ctx context.Context, ins byte, data []byte) ([]byte, byte, error) {
+	if len(data) > 255 {
+		return nil, 0, fmt.Errorf("reader: DESFire command of %d bytes", len(data))
+	}
+	apdu := []byte{0x90, ins, 0x00, 0x00}
+	if len(data) > 0 {
+		apdu = append(apdu, byte(len(data)))
+		apdu = append(apdu, data...)
+	}
+	apdu = append(apdu, 0x00)
+	resp, err := t.card.Transmit(ctx, apdu)
+	if err != nil {
+		return nil, 0, fmt.Errorf("reader: DESFire %02X: %w", ins, err)
+	}
+	if len(resp) < 2 {
+		return nil, 0, fmt.Errorf("reader: DESFire %02X: %w", ins, ErrCardRemoved)
+	}
+	sw1, sw2 := resp[len(resp)-2], resp[len(resp)-1]
+	switch {
+	case sw1 == 0x91:
+		return resp[:len(resp)-2], sw2, nil
+	case sw1 == 0x6A && sw2 == 0x81, sw1 == 0x6D, sw1 == 0x6E:
+		return nil, 0, fmt.Errorf("reader: DESFire %02X: status %02X%02X: %w", ins, sw1, sw2, ErrUnsupported)
+	}
+	return nil, 0, fmt.Errorf("reader: DESFire %02X: status %02X%02X: %w", ins, sw1, sw2, ErrRefused)
+}
+
 // Reset re-activates the card, which clears its authentication state and
 // any transparent session. The reader runs anticollision again and may
 // select another card in the field, so once the UID has been read, Reset

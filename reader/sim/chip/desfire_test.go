@@ -506,3 +506,39 @@ func TestDESFireFileErrors(t *testing.T) {
 		t.Errorf("change with key 0 required, not authenticated: %02X", st)
 	}
 }
+
+// Keys, files and committed data survive Marshal; an open transaction
+// does not, as it does not survive leaving the field.
+func TestDESFireMarshalRoundTrip(t *testing.T) {
+	d, p := newDF(t, DESFireOptions{Generation: DESFireEV3, Size: 8192, RandomUID: true})
+	setupApp(t, p)
+	p.must(stOK)(p.sm(0xC4, []byte{1}, ev2.ChangeKeyData(testAESK1, 3, &zeroKey), true, false))
+	p.auth(true, 2, zeroKey)
+	rec := bytes.Repeat([]byte{0x5A}, 64)
+	p.must(stOK)(p.sm(0x8D, []byte{1, 0, 0, 0, 64, 0, 0}, rec, true, false))
+	p.must(stOK)(p.sm(0xC7, nil, nil, false, false))
+	p.must(stOK)(p.sm(0x8D, []byte{1, 0, 0, 0, 64, 0, 0}, make([]byte, 64), true, false)) // open
+
+	d2 := roundTrip(t, WithFaults(d, Faults{})).(*DESFire)
+	if d2.Kind() != KindDESFireEV3 || d2.Options() != d.Options() || !bytes.Equal(d2.RealUID(), testUID7) {
+		t.Fatalf("restored %s %+v", d2.Kind(), d2.Options())
+	}
+	if got := d2.FileData(testAID, 1); !bytes.Equal(got, rec) {
+		t.Fatalf("restored file %X", got)
+	}
+	p2 := &pcd{t: t, c: d2}
+	p2.selectApp(testAID)
+	if st := p2.auth(true, 1, testAESK1); st != stOK {
+		t.Fatalf("restored key 1: %02X", st)
+	}
+	for _, bad := range []string{
+		`{"version":1,"kind":"mifare_desfire_ev2","uid":"04112233445566"}`,
+		`{"version":1,"kind":"mifare_desfire_ev2","uid":"04112233445566","desfire":{"size":4096,"picc":{"key_settings":15,"key_type":0,"keys":["00"],"key_versions":"00"}}}`,
+		`{"version":1,"kind":"mifare_desfire_ev2","uid":"0411","desfire":{"size":4096,"picc":{"key_settings":15,"key_type":0,"keys":["00000000000000000000000000000000"],"key_versions":"00"}}}`,
+		`{"version":1,"kind":"mifare_desfire_ev2","uid":"04112233445566","desfire":{"size":4096,"picc":{"key_settings":15,"key_type":0,"keys":["00000000000000000000000000000000"],"key_versions":"00"},"apps":[{"aid":"000000","key_settings":15,"key_type":128,"keys":["00000000000000000000000000000000"],"key_versions":"00"}]}}`,
+	} {
+		if _, err := Unmarshal([]byte(bad)); err == nil {
+			t.Errorf("accepted %s", bad)
+		}
+	}
+}

@@ -15,6 +15,9 @@ func TestATR(t *testing.T) {
 		KindNTAG213:   "3B8F8001804F0CA0000003060300030000000068",
 		KindNTAG215:   "3B8F8001804F0CA0000003060300030000000068",
 		KindNTAG216:   "3B8F8001804F0CA0000003060300030000000068",
+		// ISO 14443-4 A without historical bytes.
+		KindDESFireEV2: "3B8180018080",
+		KindDESFireEV3: "3B8180018080",
 	}
 	for _, k := range Kinds() {
 		c, err := New(k, nil)
@@ -28,7 +31,7 @@ func TestATR(t *testing.T) {
 }
 
 func TestNewAndKinds(t *testing.T) {
-	if len(Kinds()) != 7 {
+	if len(Kinds()) != 9 {
 		t.Fatalf("Kinds() = %v", Kinds())
 	}
 	for _, k := range Kinds() {
@@ -45,7 +48,7 @@ func TestNewAndKinds(t *testing.T) {
 			if _, err := New(k, hx("04112233445566")); err != nil {
 				t.Errorf("%s with 7-byte UID: %v", k, err)
 			}
-		case *Ultralight:
+		case *Ultralight, *DESFire:
 			if len(uid) != 7 || uid[0] != 0x04 {
 				t.Errorf("%s random UID %X", k, uid)
 			}

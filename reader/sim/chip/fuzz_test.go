@@ -2,6 +2,7 @@ package chip
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 )
 
@@ -106,5 +107,18 @@ func FuzzUnmarshal(f *testing.F) {
 		// A restored card must take commands without panicking.
 		c2.Transmit(hx("FF B0 00 04 10"))
 		c2.Transmit(hx("FF 00 00 00 03 D4 42 60"))
+	})
+}
+
+func FuzzTransmitDESFire(f *testing.F) {
+	f.Add(byte(0), false, seq("90 60 00 00 00", "90 AF 00 00 00", "90 AF 00 00 00"))
+	f.Add(byte(0), true, seq("90 CA 00 00 05 4542F0 0B 83 00", "90 5A 00 00 03 4542F0 00", "90 71 00 00 02 00 00 00", "90 AF 00 00 20 "+strings.Repeat("00", 32)+" 00"))
+	f.Add(byte(4), false, seq("90 CA 00 00 05 010203 0F 83 00", "90 5A 00 00 03 010203 00", "90 CB 00 00 07 01 00 EEEE 200000 00", "90 8D 00 00 09 01 000000 020000 AABB 00", "90 C7 00 00 00", "90 AD 00 00 07 01 000000 000000 00"))
+	f.Fuzz(func(t *testing.T, reset byte, random bool, data []byte) {
+		d, err := NewDESFire(DESFireOptions{Generation: DESFireEV3, Size: 2048, RandomUID: random, AESPICCKey: random}, testUID7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fuzzCard(t, d, data, reset)
 	})
 }

@@ -20,15 +20,23 @@ const (
 
 // Kinds lists the card kinds New understands.
 func Kinds() []string {
-	return []string{KindClassic1K, KindClassic4K, KindMF0UL11, KindMF0UL21, KindNTAG213, KindNTAG215, KindNTAG216}
+	return []string{KindClassic1K, KindClassic4K, KindMF0UL11, KindMF0UL21, KindNTAG213, KindNTAG215, KindNTAG216,
+		KindDESFireEV2, KindDESFireEV3}
 }
 
 // New builds a fresh card of the given kind. A nil uid draws a random one
 // of the kind's natural length (4 bytes for Classic, 7 bytes starting with
-// the NXP manufacturer code 0x04 for Ultralight/NTAG); Classic also accepts
-// a 7-byte UID.
+// the NXP manufacturer code 0x04 for Ultralight/NTAG and DESFire); Classic
+// also accepts a 7-byte UID. DESFire cards come as shipped: 4 KB, fixed
+// UID, the 2K3DES PICC key (NewDESFire makes the other variants).
 func New(kind string, uid []byte) (Card, error) {
 	switch kind {
+	case KindDESFireEV2, KindDESFireEV3:
+		gen := DESFireEV2
+		if kind == KindDESFireEV3 {
+			gen = DESFireEV3
+		}
+		return NewDESFire(DESFireOptions{Generation: gen, Size: 4096}, uid)
 	case KindClassic1K, KindClassic4K:
 		if uid == nil {
 			uid = randomUID(4)

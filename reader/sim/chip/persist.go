@@ -29,6 +29,8 @@ type state struct {
 	AuthFailures int      `json:"auth_failures,omitempty"`
 	PwdBlocked   bool     `json:"pwd_blocked,omitempty"`
 	CfgLocked    bool     `json:"cfg_locked,omitempty"`
+	// DESFire
+	DESFire *dfState `json:"desfire,omitempty"`
 }
 
 type hexstr []byte
@@ -60,6 +62,8 @@ func Marshal(c Card) ([]byte, error) {
 	case *Classic:
 		s = c.state()
 	case *Ultralight:
+		s = c.state()
+	case *DESFire:
 		s = c.state()
 	default:
 		return nil, fmt.Errorf("chip: cannot marshal %T", c)
@@ -111,6 +115,8 @@ func Unmarshal(data []byte) (Card, error) {
 	switch s.Kind {
 	case KindClassic1K, KindClassic4K:
 		return unmarshalClassic(&s)
+	case KindDESFireEV2, KindDESFireEV3:
+		return unmarshalDESFire(&s)
 	}
 	if m, ok := modelByKind(s.Kind); ok {
 		return unmarshalUltralight(m, &s)
