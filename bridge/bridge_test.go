@@ -141,7 +141,8 @@ func TestEncodeScanEveryCard(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, kind := range []string{"mifare_classic_1k", "mifare_classic_4k", "mifare_ultralight_ev1_mf0ul21", "ntag213", "ntag215", "ntag216"} {
+	for _, kind := range []string{"mifare_classic_1k", "mifare_classic_4k", "mifare_ultralight_ev1_mf0ul21", "ntag213", "ntag215", "ntag216",
+		"mifare_desfire_ev2", "mifare_desfire_ev3"} {
 		t.Run(kind, func(t *testing.T) {
 			st, _, c := station(t, kind)
 			ctx := context.Background()
@@ -207,6 +208,13 @@ func TestStationErrors(t *testing.T) {
 	t.Run("removed mid-encode", func(t *testing.T) {
 		st, r, c := station(t, "mifare_classic_1k")
 		r.Insert(chip.WithFaults(c, chip.Faults{RemoveAt: 12}))
+		_, err := st.Encode(ctx, "Sim 00", cred, 0)
+		wantCode(t, err, CodeEncodingInterrupted)
+	})
+	t.Run("DESFire removed mid-write", func(t *testing.T) {
+		st, r, c := station(t, "mifare_desfire_ev2")
+		// Identify sends 4 APDUs; the factory issue writes at its 13th.
+		r.Insert(chip.WithFaults(c, chip.Faults{RemoveAt: 4 + 13}))
 		_, err := st.Encode(ctx, "Sim 00", cred, 0)
 		wantCode(t, err, CodeEncodingInterrupted)
 	})

@@ -20,6 +20,7 @@ import (
 
 	"github.com/encoder-bridge/encoder-bridge/cardfmt"
 	"github.com/encoder-bridge/encoder-bridge/cardfmt/classic"
+	"github.com/encoder-bridge/encoder-bridge/cardfmt/desfire"
 	"github.com/encoder-bridge/encoder-bridge/cardfmt/ultralight"
 	"github.com/encoder-bridge/encoder-bridge/reader"
 )
@@ -81,6 +82,15 @@ func layoutFor(t reader.Technology) (layout, bool) {
 			},
 			scan: func(ctx context.Context, tag *reader.Tag, i reader.Info, ks *cardfmt.KeySet) (cardfmt.Scan, error) {
 				return ultralight.Scan(ctx, tag, i, ks)
+			},
+		}, true
+	case reader.FamilyDESFire:
+		return layout{
+			encode: func(ctx context.Context, tag *reader.Tag, i reader.Info, ks *cardfmt.KeySet, c cardfmt.Credential) error {
+				return desfire.Encode(ctx, tag, i, ks, c)
+			},
+			scan: func(ctx context.Context, tag *reader.Tag, i reader.Info, ks *cardfmt.KeySet) (cardfmt.Scan, error) {
+				return desfire.Scan(ctx, tag, i, ks)
 			},
 		}, true
 	}

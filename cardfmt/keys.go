@@ -47,13 +47,18 @@ const (
 	PurposeClassicKeyB   byte = 'B' // 0x42 MIFARE Classic sector key B
 	PurposeMADKeyB       byte = 'S' // 0x53 MIFARE Classic MAD sector (sector 0) key B
 	PurposeUltralightPWD byte = 'P' // 0x50 MIFARE Ultralight EV1 / NTAG PWD and PACK
+	PurposeDESFireMaster byte = 'K' // 0x4B MIFARE DESFire application master key (key 0)
+	PurposeDESFireRead   byte = 'R' // 0x52 MIFARE DESFire read key (key 1, locks)
+	PurposeDESFireWrite  byte = 'W' // 0x57 MIFARE DESFire write key (key 2, encoders)
+	PurposeDESFireUID    byte = 'U' // 0x55 MIFARE DESFire key 3, site-wide: reads a random-UID card's UID
 
 	purposeRecordMAC byte = 'M' // 0x4D record MAC key, from the MAC master key
 )
 
 func knownCardKeyPurpose(p byte) bool {
 	switch p {
-	case PurposeClassicKeyA, PurposeClassicKeyB, PurposeMADKeyB, PurposeUltralightPWD:
+	case PurposeClassicKeyA, PurposeClassicKeyB, PurposeMADKeyB, PurposeUltralightPWD,
+		PurposeDESFireMaster, PurposeDESFireRead, PurposeDESFireWrite, PurposeDESFireUID:
 		return true
 	}
 	return false
@@ -112,7 +117,7 @@ func (k *SiteKey) CardKey(purpose byte, uid []byte) ([16]byte, error) {
 		return [16]byte{}, errNoKeyMaterial
 	}
 	if !knownCardKeyPurpose(purpose) {
-		return [16]byte{}, fmt.Errorf("cardfmt: unknown card key purpose 0x%02x (want 'A', 'B', 'S' or 'P')", purpose)
+		return [16]byte{}, fmt.Errorf("cardfmt: unknown card key purpose 0x%02x (want 'A', 'B', 'S', 'P', 'K', 'R', 'W' or 'U')", purpose)
 	}
 	if err := checkUID(uid); err != nil {
 		return [16]byte{}, err

@@ -151,6 +151,7 @@ func init() {
 		0xCD: (*DESFire).createDataFile,
 		0xCB: (*DESFire).createDataFile,
 		0xF5: (*DESFire).getFileSettings,
+		0x6F: (*DESFire).getFileIDs,
 		0x5F: (*DESFire).changeFileSettings,
 		0x8D: (*DESFire).writeData,
 		0xAD: (*DESFire).readData,
@@ -512,6 +513,16 @@ func (d *DESFire) getFileSettings(c *smCtx, data []byte) ([]byte, byte) {
 	}
 	n := len(f.data)
 	return c.seal([]byte{f.typ, f.comm, f.access[0], f.access[1], byte(n), byte(n >> 8), byte(n >> 16)}, false)
+}
+
+func (d *DESFire) getFileIDs(c *smCtx, data []byte) ([]byte, byte) {
+	if d.sel == nil {
+		return nil, stPermission
+	}
+	if _, _, st := c.open(data, 0, false, false); st != stOK {
+		return nil, st
+	}
+	return c.seal(slices.Sorted(mapKeys(d.sel.files)), false)
 }
 
 func (d *DESFire) changeFileSettings(c *smCtx, data []byte) ([]byte, byte) {

@@ -298,6 +298,9 @@ func TestDESFireBackupFileTransaction(t *testing.T) {
 	if !bytes.Equal(fs, []byte{fileBackup, commFull, 0x00, 0x12, 64, 0, 0}) {
 		t.Fatalf("file settings %X", fs)
 	}
+	if ids := p.must(stOK)(p.sm(0x6F, nil, nil, false, false)); !bytes.Equal(ids, []byte{1}) {
+		t.Fatalf("file IDs %X", ids)
+	}
 	// Write with key 2, then read with key 1 through NonFirst.
 	if st := p.auth(true, 2, zeroKey); st != stOK {
 		t.Fatal(st)

@@ -1,0 +1,499 @@
+// Package desfire lays the credential record (cardfmt, format version 1)
+// onto MIFARE DESFire EV2 and EV3 cards: one application (AID 5EB001)
+// with four AES-128 keys diversified per card with AN10922 (key 0
+// application master, key 1 read for locks, key 2 write for encoders,
+// key 3 site-wide to read a random-UID card's real UID) and one backup
+// data file (file 1) read and written in CommMode.Full with EV2 secure
+// messaging. A write lands in a transaction the card commits at once or
+// not at all, so a card pulled away holds the old record or the new one.
+// The PICC master key and other applications are never touched and the
+// card is never formatted. docs/card-format.md gives the layout byte by
+// byte and the APDU sequences.
+//
+// It talks to the card through the small Tag interface; it must not import
+// bridge or reader/pcsc.
+package desfire
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/encoder-bridge/encoder-bridge/cardfmt"
+	"github.com/encoder-bridge/encoder-bridge/internal/ev2"
+	"github.com/encoder-bridge/encoder-bridge/reader"
+)
+
+// Tag is what the layout needs from a card connection; *reader.Tag
+// implements it.
+type Tag interface {
+	Wrapped(ctx context.Context, ins byte, data []byte) ([]byte, byte, error)
+}
+
+var _ Tag = (*reader.Tag)(nil)
+
+// AID is the application identifier, 0x5EB001, as sent (least
+// significant byte first). It is a private AID: its first nibble is not
+// F, so it claims no MAD application code.
+var AID = [3]byte{0x01, 0xB0, 0x5E}
+
+// The application and its file (docs/card-format.md).
+const (
+	keyMaster = 0 // application master key: creates files, changes keys
+	keyRead   = 1 // read key: the locks'
+	keyWrite  = 2 // write key: the encoders'; also reads, to verify
+	keyUID    = 3 // site-wide: only authenticates, to read the real UID
+	numKeys   = 4
+
+	// appKeySettings (KeySett1): keys changed with the master key (bits
+	// 7-4 = 0), configuration changeable, file creation with the master
+	// key only, free application directory listing, master key
+	// changeable.
+	appKeySettings = 0x0B
+	// appKeyType (KeySett2 bits 7-6): AES.
+	appKeyType = 0x80
+
+	fileNo = 0x01
+	// fileSize holds the longest record (cardfmt.MaxRecordLen) in whole
+	// 32-byte blocks, the card's allocation unit.
+	fileSize = (cardfmt.MaxRecordLen + 31) / 32 * 32
+	// fileOption: CommMode.Full.
+	fileOption = 0x03
+	// Access rights as sent: (RW << 4 | Change), (Read << 4 | Write).
+	fileAccessRWChange  = keyWrite<<4 | keyMaster
+	fileAccessReadWrite = keyRead<<4 | keyWrite
+	fileTypeBackup      = 0x01
+
+	// firstRead is the first ReadData's length: its encrypted answer
+	// (48 bytes and the 8-byte MACt) fits one 59-byte frame and holds the
+	// record header.
+	firstRead = 47
+	// maxWrite is the most record bytes one WriteData carries: 7 header
+	// bytes, 224 encrypted and an 8-byte MACt stay within a short APDU.
+	maxWrite = 223
+)
+
+// randomUID reports an anticollision UID a random-ID card made up
+// (ISO/IEC 14443-3: a single-size UID starting with 08).
+func randomUID(uid []byte) bool { return len(uid) == 4 && uid[0] == 0x08 }
+
+// siteWideInput stands for the UID in key 3's diversification input: key
+// 3 must be derivable before the card's UID is known.
+var siteWideInput = make([]byte, 7)
+
+// cardKeys are a card's four application keys under one site key version.
+type cardKeys struct {
+	version uint8
+	k       [numKeys][16]byte
+}
+
+func keysFor(sk *cardfmt.SiteKey, uid []byte) (cardKeys, error) {
+	ck := cardKeys{version: sk.Version}
+	var err error
+	for i, p := range []byte{cardfmt.PurposeDESFireMaster, cardfmt.PurposeDESFireRead, cardfmt.PurposeDESFireWrite} {
+		if ck.k[i], err = sk.CardKey(p, uid); err != nil {
+			return cardKeys{}, err
+		}
+	}
+	if ck.k[keyUID], err = sk.CardKey(cardfmt.PurposeDESFireUID, siteWideInput); err != nil {
+		return cardKeys{}, err
+	}
+	return ck, nil
+}
+
+func siteUIDKey(sk *cardfmt.SiteKey) ([16]byte, error) {
+	return sk.CardKey(cardfmt.PurposeDESFireUID, siteWideInput)
+}
+
+// keyOf returns key k of version v: version 0 is the all-zero key a new
+// application starts with.
+func keyOf(ks *cardfmt.KeySet, k int, v uint8, uid []byte) ([16]byte, error) {
+	if v == 0 {
+		return [16]byte{}, nil
+	}
+	sk, ok := ks.Version(v)
+	if !ok {
+		return [16]byte{}, fmt.Errorf("%w: the application's key %d is of key version %d, not in the key file",
+			cardfmt.ErrForeign, k, v)
+	}
+	if k == keyUID {
+		return siteUIDKey(sk)
+	}
+	ck, err := keysFor(sk, uid)
+	return ck.k[k], err
+}
+
+func selectApp(ctx context.Context, c *conn) (found bool, err error) {
+	c.s = nil
+	_, err = c.plain(ctx, "SelectApplication", insSelectApplication, AID[:])
+	switch status(err) {
+	case stOK:
+		return err == nil, err
+	case stAppNotFound:
+		return false, nil
+	}
+	return false, err
+}
+
+func keyVersion(ctx context.Context, c *conn, k byte) (uint8, error) {
+	v, err := c.cmd(ctx, "GetKeyVersion", insGetKeyVersion, []byte{k}, nil, false, false)
+	if err != nil {
+		return 0, err
+	}
+	if len(v) != 1 {
+		return 0, fmt.Errorf("desfire: GetKeyVersion: %d bytes: %w", len(v), reader.ErrRefused)
+	}
+	return v[0], nil
+}
+
+// foreign turns an authentication refused into ErrForeign.
+func foreign(err error) error {
+	if status(err) == stAuthError {
+		return fmt.Errorf("%w: the application refuses this site's keys: %w", cardfmt.ErrForeign, err)
+	}
+	return err
+}
+
+// realUID authenticates with key 3 of version v and reads the card's UID.
+func realUID(ctx context.Context, c *conn, ks *cardfmt.KeySet, v uint8) ([]byte, error) {
+	k3, err := keyOf(ks, keyUID, v, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.auth(ctx, true, keyUID, k3); err != nil {
+		return nil, foreign(err)
+	}
+	return cardUID(ctx, c)
+}
+
+// cardUID reads the real UID in the open session, encrypted.
+func cardUID(ctx context.Context, c *conn) ([]byte, error) {
+	uid, err := c.cmd(ctx, "GetCardUID", insGetCardUID, nil, nil, false, true)
+	if err != nil {
+		return nil, err
+	}
+	if len(uid) != 7 && len(uid) != 10 {
+		return nil, fmt.Errorf("desfire: GetCardUID: %d-byte UID: %w", len(uid), reader.ErrRefused)
+	}
+	return uid, nil
+}
+
+// readRecord reads the record from file 1 in the open session: the
+// header first, then the rest its length names.
+func readRecord(ctx context.Context, c *conn) ([]byte, error) {
+	head, err := c.cmd(ctx, "ReadData", insReadData, rwHeader(0, firstRead), nil, false, true)
+	if err != nil {
+		return nil, err
+	}
+	if len(head) != firstRead {
+		return nil, fmt.Errorf("desfire: ReadData: %d bytes: %w", len(head), reader.ErrRefused)
+	}
+	h, err := cardfmt.ParseHeader(head)
+	if err != nil {
+		return nil, err
+	}
+	if h.Length <= firstRead {
+		return head, nil
+	}
+	rest, err := c.cmd(ctx, "ReadData", insReadData, rwHeader(firstRead, h.Length-firstRead), nil, false, true)
+	if err != nil {
+		return nil, err
+	}
+	return append(head, rest...), nil
+}
+
+// rwHeader is ReadData's and WriteData's header: file, offset, length.
+func rwHeader(off, n int) []byte {
+	return []byte{fileNo, byte(off), byte(off >> 8), byte(off >> 16), byte(n), byte(n >> 8), byte(n >> 16)}
+}
+
+// Scan reads the record with the read key, as a lock does, and checks it.
+// A card without the application is blank; an application that refuses
+// the keys its key version names is foreign.
+func Scan(ctx context.Context, t Tag, info reader.Info, ks *cardfmt.KeySet) (cardfmt.Scan, error) {
+	if info.Technology.Family() != reader.FamilyDESFire {
+		return cardfmt.Scan{}, fmt.Errorf("desfire: %s: %w", info.Technology, cardfmt.ErrIncompatible)
+	}
+	c := &conn{t: t}
+	found, err := selectApp(ctx, c)
+	if err != nil {
+		return cardfmt.Scan{}, err
+	}
+	if !found {
+		return cardfmt.Verdict(cardfmt.Record{}, fmt.Errorf("%w: no application %X", cardfmt.ErrNoRecord, AID))
+	}
+	v1, err := keyVersion(ctx, c, keyRead)
+	if err != nil {
+		return cardfmt.Scan{}, err
+	}
+	if v1 == 0 {
+		// An issue interrupted before the keys were changed.
+		return cardfmt.Verdict(cardfmt.Record{}, fmt.Errorf("%w: the application still has its default keys", cardfmt.ErrNoRecord))
+	}
+	if _, ok := ks.Version(v1); !ok {
+		return cardfmt.Verdict(cardfmt.Record{}, fmt.Errorf("%w: the read key is of key version %d, the key file has %v",
+			cardfmt.ErrUnknownKeyVersion, v1, ks.Versions()))
+	}
+	uid := info.UID
+	first := true
+	if randomUID(uid) {
+		v3, err := keyVersion(ctx, c, keyUID)
+		if err != nil {
+			return cardfmt.Scan{}, err
+		}
+		if uid, err = realUID(ctx, c, ks, v3); err != nil {
+			return cardfmt.Verdict(cardfmt.Record{}, err)
+		}
+		first = false
+	}
+	kr, err := keyOf(ks, keyRead, v1, uid)
+	if err != nil {
+		return cardfmt.Scan{}, err
+	}
+	if err := c.auth(ctx, first, keyRead, kr); err != nil {
+		return cardfmt.Verdict(cardfmt.Record{}, foreign(err))
+	}
+	rec, err := readRecord(ctx, c)
+	if err != nil {
+		return cardfmt.Verdict(cardfmt.Record{}, err)
+	}
+	return cardfmt.Verdict(cardfmt.Open(rec, ks, uid))
+}
+
+// Encode writes the credential. A card without the application gets it
+// (when the PICC lets anyone create one); a card of this site is
+// re-keyed to the current key version if older; the record goes into
+// the backup file in one transaction and is read back.
+func Encode(ctx context.Context, t Tag, info reader.Info, ks *cardfmt.KeySet, cred cardfmt.Credential) error {
+	if info.Technology.Family() != reader.FamilyDESFire {
+		return fmt.Errorf("desfire: %s: %w", info.Technology, cardfmt.ErrIncompatible)
+	}
+	if err := cred.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", cardfmt.ErrInvalidCredential, err)
+	}
+	cur := ks.Current()
+	if cur == nil {
+		return errors.New("desfire: empty key set")
+	}
+	c := &conn{t: t}
+	found, err := selectApp(ctx, c)
+	if err != nil {
+		return err
+	}
+	var versions [numKeys]uint8
+	created := false
+	switch {
+	case !found:
+		if err := createApp(ctx, c); err != nil {
+			return err
+		}
+		created = true
+	default:
+		v0, err := keyVersion(ctx, c, keyMaster)
+		if err != nil {
+			return err
+		}
+		if v0 != cur.Version {
+			versions[keyMaster] = v0
+			for k := byte(1); k < numKeys; k++ {
+				if versions[k], err = keyVersion(ctx, c, k); err != nil {
+					return err
+				}
+			}
+			break
+		}
+		// Key 0 is changed last: when it is current, all are.
+		for k := range versions {
+			versions[k] = cur.Version
+		}
+	}
+	uid := info.UID
+	if versions[keyMaster] == cur.Version {
+		if err := authWrite(ctx, c, ks, cur, &uid); err != nil {
+			return err
+		}
+	} else if uid, err = rekey(ctx, c, ks, cur, versions, created, uid); err != nil {
+		return err
+	}
+	return writeRecord(ctx, c, ks, cred, uid)
+}
+
+// createApp creates the application on a card without it. The PICC's
+// answer decides: a card whose PICC master key guards application
+// creation is left as it was.
+func createApp(ctx context.Context, c *conn) error {
+	data := append(AID[:], appKeySettings, appKeyType|numKeys)
+	_, err := c.plain(ctx, "CreateApplication", insCreateApplication, data)
+	switch status(err) {
+	case stOK:
+		if err != nil {
+			return err
+		}
+	case stPermission, stAuthError:
+		return fmt.Errorf("%w: the PICC refuses application creation without its master key: %w", cardfmt.ErrIncompatible, err)
+	case stOutOfEEPROM, stCountError:
+		return fmt.Errorf("%w: no room for another application: %w", cardfmt.ErrIncompatible, err)
+	default:
+		return err
+	}
+	found, err := selectApp(ctx, c)
+	if err == nil && !found {
+		err = fmt.Errorf("desfire: the application just created is not there: %w", reader.ErrRefused)
+	}
+	return err
+}
+
+// authWrite opens a session with the current write key, reading the
+// real UID first on a random-UID card.
+func authWrite(ctx context.Context, c *conn, ks *cardfmt.KeySet, cur *cardfmt.SiteKey, uid *[]byte) error {
+	first := true
+	if randomUID(*uid) {
+		real, err := realUID(ctx, c, ks, cur.Version)
+		if err != nil {
+			return err
+		}
+		*uid, first = real, false
+	}
+	ck, err := keysFor(cur, *uid)
+	if err != nil {
+		return err
+	}
+	return foreign(c.auth(ctx, first, keyWrite, ck.k[keyWrite]))
+}
+
+// rekey brings an application whose keys are the defaults (a new one, or
+// an issue interrupted before key 0 changed) or of an older key version
+// to the current version: keys 3, 1 and 2 first, key 0 last, each only
+// if not current yet, so an interruption at any point leaves a card the
+// next encode finishes. It ends with a session on the write key and
+// returns the card's real UID.
+func rekey(ctx context.Context, c *conn, ks *cardfmt.KeySet, cur *cardfmt.SiteKey, versions [numKeys]uint8, created bool, uid []byte) ([]byte, error) {
+	random := randomUID(uid)
+	if random && versions[keyMaster] == 0 {
+		// The default key 0 opens the session that reads the UID.
+		if err := c.auth(ctx, true, keyMaster, [16]byte{}); err != nil {
+			return nil, foreign(err)
+		}
+		var err error
+		if uid, err = cardUID(ctx, c); err != nil {
+			return nil, err
+		}
+	} else {
+		if random {
+			var err error
+			if uid, err = realUID(ctx, c, ks, versions[keyUID]); err != nil {
+				return nil, err
+			}
+		}
+		master, err := keyOf(ks, keyMaster, versions[keyMaster], uid)
+		if err != nil {
+			return nil, err
+		}
+		if err := c.auth(ctx, !random, keyMaster, master); err != nil {
+			return nil, foreign(err)
+		}
+	}
+	if err := ensureFile(ctx, c, created); err != nil {
+		return nil, err
+	}
+	want, err := keysFor(cur, uid)
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range []int{keyUID, keyRead, keyWrite} {
+		if versions[k] == cur.Version {
+			continue
+		}
+		old, err := keyOf(ks, k, versions[k], uid)
+		if err != nil {
+			return nil, err
+		}
+		data := ev2.ChangeKeyData(want.k[k], cur.Version, &old)
+		if _, err := c.cmd(ctx, "ChangeKey", insChangeKey, []byte{byte(k)}, data, true, false); err != nil {
+			return nil, err
+		}
+	}
+	// Changing the session's own key ends the session: the card answers
+	// 91 00 without a MAC.
+	data := ev2.ChangeKeyData(want.k[keyMaster], cur.Version, nil)
+	if _, st, err := c.exchange(ctx, "ChangeKey", insChangeKey, c.s.SealCommand(insChangeKey, []byte{keyMaster}, data, true)); err != nil {
+		return nil, err
+	} else if st != stOK {
+		return nil, &statusError{"ChangeKey", st}
+	}
+	c.s = nil
+	if err := c.auth(ctx, true, keyWrite, want.k[keyWrite]); err != nil {
+		return nil, err
+	}
+	return uid, nil
+}
+
+// ensureFile creates the backup file unless the application has it.
+func ensureFile(ctx context.Context, c *conn, created bool) error {
+	if !created {
+		ids, err := c.cmd(ctx, "GetFileIDs", insGetFileIDs, nil, nil, false, false)
+		if err != nil {
+			return err
+		}
+		if bytes.IndexByte(ids, fileNo) >= 0 {
+			return checkFile(ctx, c)
+		}
+	}
+	hdr := []byte{fileNo, fileOption, fileAccessRWChange, fileAccessReadWrite,
+		byte(fileSize & 0xFF), byte(fileSize >> 8), byte(fileSize >> 16)}
+	_, err := c.cmd(ctx, "CreateBackupDataFile", insCreateBackupFile, hdr, nil, false, false)
+	if status(err) == stOutOfEEPROM {
+		return fmt.Errorf("%w: no room for the %d-byte backup file: %w", cardfmt.ErrIncompatible, fileSize, err)
+	}
+	return err
+}
+
+// checkFile refuses a file 1 that is not the layout's.
+func checkFile(ctx context.Context, c *conn) error {
+	fs, err := c.cmd(ctx, "GetFileSettings", insGetFileSettings, []byte{fileNo}, nil, false, false)
+	if err != nil {
+		return err
+	}
+	want := []byte{fileTypeBackup, fileOption, fileAccessRWChange, fileAccessReadWrite,
+		byte(fileSize & 0xFF), byte(fileSize >> 8), byte(fileSize >> 16)}
+	if !bytes.Equal(fs, want) {
+		return fmt.Errorf("%w: file %d of the application has other settings", cardfmt.ErrIncompatible, fileNo)
+	}
+	return nil
+}
+
+// writeRecord writes the sealed record into the backup file, commits
+// and reads it back, all in the write key's session.
+func writeRecord(ctx context.Context, c *conn, ks *cardfmt.KeySet, cred cardfmt.Credential, uid []byte) error {
+	rec, err := cardfmt.Seal(cred, ks, uid)
+	if err != nil {
+		return err
+	}
+	for off := 0; off < len(rec); off += maxWrite {
+		chunk := rec[off:min(off+maxWrite, len(rec))]
+		if _, err := c.cmd(ctx, "WriteData", insWriteData, rwHeader(off, len(chunk)), chunk, true, false); err != nil {
+			return interrupted(err)
+		}
+	}
+	if _, err := c.cmd(ctx, "CommitTransaction", insCommit, nil, nil, false, false); err != nil {
+		return interrupted(err)
+	}
+	back, err := readRecord(ctx, c)
+	if err != nil {
+		return interrupted(err)
+	}
+	if !bytes.Equal(back, rec) {
+		return fmt.Errorf("desfire: the record read back differs: %w", cardfmt.ErrInterrupted)
+	}
+	return nil
+}
+
+// interrupted marks a failure after the write began: the card holds the
+// old record or the new one and stays re-encodable.
+func interrupted(err error) error {
+	if errors.Is(err, cardfmt.ErrInterrupted) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", cardfmt.ErrInterrupted, err)
+}

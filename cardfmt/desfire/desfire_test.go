@@ -1,0 +1,502 @@
+package desfire
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/encoder-bridge/encoder-bridge/cardfmt"
+	"github.com/encoder-bridge/encoder-bridge/reader"
+	"github.com/encoder-bridge/encoder-bridge/reader/sim"
+	"github.com/encoder-bridge/encoder-bridge/reader/sim/chip"
+)
+
+const readerName = "Sim Reader 00"
+
+var uidA = []byte{0x04, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66}
+
+// detRand is a deterministic byte stream, so that a test can build the
+// same key set twice.
+type detRand struct {
+	seed string
+	n    uint64
+	buf  []byte
+}
+
+func (r *detRand) Read(p []byte) (int, error) {
+	for i := range p {
+		if len(r.buf) == 0 {
+			var c [8]byte
+			binary.BigEndian.PutUint64(c[:], r.n)
+			r.n++
+			h := sha256.Sum256(append([]byte(r.seed), c[:]...))
+			r.buf = h[:]
+		}
+		p[i], r.buf = r.buf[0], r.buf[1:]
+	}
+	return len(p), nil
+}
+
+// keySet builds the key set named seed with versions 1..versions, the
+// highest current.
+func keySet(t testing.TB, seed string, versions int) *cardfmt.KeySet {
+	t.Helper()
+	var r io.Reader = &detRand{seed: seed}
+	ks, err := cardfmt.GenerateKeySet(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for v := 2; v <= versions; v++ {
+		if _, err := ks.Rotate(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ks
+}
+
+func credential(number string, entrances int) cardfmt.Credential {
+	c := cardfmt.Credential{
+		ID:            uuid.NewSHA1(uuid.NameSpaceOID, []byte(number)),
+		CardNumber:    number,
+		Function:      cardfmt.FunctionGuest,
+		StartsAt:      time.Date(2026, 11, 23, 15, 0, 0, 0, time.UTC),
+		EndsAt:        time.Date(2026, 11, 26, 11, 0, 0, 0, time.UTC),
+		IssueSequence: 7,
+	}
+	for i := range entrances {
+		c.Entrances = append(c.Entrances, uuid.NewSHA1(uuid.NameSpaceURL, fmt.Appendf(nil, "%s/%d", number, i)))
+	}
+	return c
+}
+
+// rig is a simulated reader with one DESFire card on it.
+type rig struct {
+	t    testing.TB
+	sim  *sim.Context
+	rdr  *sim.Reader
+	chip *chip.DESFire
+}
+
+func newRig(t testing.TB, o chip.DESFireOptions) *rig {
+	t.Helper()
+	if o.Generation == 0 {
+		o.Generation = chip.DESFireEV2
+	}
+	if o.Size == 0 {
+		o.Size = 4096
+	}
+	d, err := chip.NewDESFire(o, uidA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := sim.New()
+	r := &rig{t: t, sim: s, rdr: s.Plug(readerName), chip: d}
+	r.rdr.Insert(d)
+	return r
+}
+
+type link struct {
+	tag  *reader.Tag
+	info reader.Info
+	card *sim.Card
+}
+
+func (r *rig) connect() link {
+	r.t.Helper()
+	c, err := r.sim.Connect(context.Background(), readerName)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	tag := reader.NewTag(c)
+	info, err := reader.Identify(context.Background(), tag)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return link{tag: tag, info: info, card: c.(*sim.Card)}
+}
+
+func (r *rig) encode(ks *cardfmt.KeySet, c cardfmt.Credential) error {
+	r.t.Helper()
+	k := r.connect()
+	defer k.card.Close()
+	return Encode(context.Background(), k.tag, k.info, ks, c)
+}
+
+func (r *rig) mustEncode(ks *cardfmt.KeySet, c cardfmt.Credential) {
+	r.t.Helper()
+	if err := r.encode(ks, c); err != nil {
+		r.t.Fatalf("Encode: %v", err)
+	}
+}
+
+func (r *rig) scan(ks *cardfmt.KeySet) cardfmt.Scan {
+	r.t.Helper()
+	k := r.connect()
+	defer k.card.Close()
+	s, err := Scan(context.Background(), k.tag, k.info, ks)
+	if err != nil {
+		r.t.Fatalf("Scan: %v", err)
+	}
+	return s
+}
+
+// apdus runs f on a fresh connection and counts the APDUs it sends.
+func (r *rig) apdus(f func(k link) error) int {
+	r.t.Helper()
+	k := r.connect()
+	defer k.card.Close()
+	sent := k.card.Transmits
+	if err := f(k); err != nil {
+		r.t.Fatal(err)
+	}
+	return k.card.Transmits - sent
+}
+
+func sameCredential(t testing.TB, s cardfmt.Scan, want cardfmt.Credential) {
+	t.Helper()
+	if !s.Valid() {
+		t.Fatalf("scan not valid: %s: %s", s.Reason, s.Detail)
+	}
+	g := s.Record.Credential
+	if g.ID != want.ID || g.CardNumber != want.CardNumber || g.IssueSequence != want.IssueSequence ||
+		fmt.Sprint(g.Entrances) != fmt.Sprint(want.Entrances) {
+		t.Fatalf("scanned %+v, want %+v", g, want)
+	}
+}
+
+// checkKeys checks that the application holds key version v's keys for
+// the card's real UID.
+func (r *rig) checkKeys(ks *cardfmt.KeySet, v uint8) {
+	r.t.Helper()
+	sk, _ := ks.Version(v)
+	want, err := keysFor(sk, r.chip.RealUID())
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	for k := range numKeys {
+		got, ver, ok := r.chip.AppKey(AID, k)
+		if !ok || got != want.k[k] || ver != v {
+			r.t.Fatalf("key %d: not key version %d's (version byte %d)", k, v, ver)
+		}
+	}
+}
+
+var cardOptions = []struct {
+	name string
+	o    chip.DESFireOptions
+}{
+	{"EV2 4K", chip.DESFireOptions{Generation: chip.DESFireEV2, Size: 4096}},
+	{"EV3 2K random UID", chip.DESFireOptions{Generation: chip.DESFireEV3, Size: 2048, RandomUID: true}},
+	{"EV3 8K AES PICC key", chip.DESFireOptions{Generation: chip.DESFireEV3, Size: 8192, AESPICCKey: true}},
+}
+
+// A factory card takes the application, its keys and the record; it
+// scans valid, re-encodes, and keeps nothing else changed.
+func TestEncodeScan(t *testing.T) {
+	for _, co := range cardOptions {
+		t.Run(co.name, func(t *testing.T) {
+			r := newRig(t, co.o)
+			ks := keySet(t, "site", 1)
+			if s := r.scan(ks); s.Valid() || s.Reason != cardfmt.ReasonBlank {
+				t.Fatalf("factory card: %+v", s)
+			}
+			c1 := credential("1001", 2)
+			r.mustEncode(ks, c1)
+			sameCredential(t, r.scan(ks), c1)
+			r.checkKeys(ks, 1)
+			c2 := credential("2002", 32)
+			r.mustEncode(ks, c2)
+			sameCredential(t, r.scan(ks), c2)
+			if apps := r.chip.Apps(); len(apps) != 1 || apps[0] != AID {
+				t.Fatalf("applications %X", apps)
+			}
+			// Another site reads it as foreign and cannot write it.
+			other := keySet(t, "other", 1)
+			if s := r.scan(other); s.Reason != cardfmt.ReasonForeign {
+				t.Fatalf("scan with another site's keys: %+v", s)
+			}
+			if err := r.encode(other, credential("3003", 0)); !errors.Is(err, cardfmt.ErrForeign) {
+				t.Fatalf("encode with another site's keys: %v", err)
+			}
+			sameCredential(t, r.scan(ks), c2)
+		})
+	}
+}
+
+// A card of an older key version re-encodes under the current one and
+// is re-keyed; a key file without the card's version reads it as
+// unknown_key_version.
+func TestRekeyOnRotation(t *testing.T) {
+	for _, co := range cardOptions {
+		t.Run(co.name, func(t *testing.T) {
+			r := newRig(t, co.o)
+			r.mustEncode(keySet(t, "site", 1), credential("1001", 1))
+			ks2 := keySet(t, "site", 2)
+			sameCredential(t, r.scan(ks2), credential("1001", 1))
+			c := credential("2002", 1)
+			r.mustEncode(ks2, c)
+			r.checkKeys(ks2, 2)
+			sameCredential(t, r.scan(ks2), c)
+			if err := ks2.Retire(1); err != nil {
+				t.Fatal(err)
+			}
+			sameCredential(t, r.scan(ks2), c)
+
+			r3 := newRig(t, co.o)
+			r3.mustEncode(ks2, c)
+			if s := r3.scan(keySet(t, "site", 1)); s.Reason != cardfmt.ReasonUnknownKeyVersion {
+				t.Fatalf("scan with an older key file: %+v", s)
+			}
+		})
+	}
+}
+
+// snapshot is everything a card stores, to check a refused card is left
+// exactly as it was.
+func snapshot(t testing.TB, c chip.Card) []byte {
+	t.Helper()
+	b, err := chip.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// An application of another system under this AID, or a PICC that
+// refuses application creation, gives a clear error and changes nothing.
+func TestForeignAndLockedCardsUntouched(t *testing.T) {
+	ks := keySet(t, "site", 1)
+	r := newRig(t, chip.DESFireOptions{})
+	r.mustEncode(keySet(t, "another system", 3), credential("1001", 0))
+	before := snapshot(t, r.chip)
+	if err := r.encode(ks, credential("2002", 0)); !errors.Is(err, cardfmt.ErrForeign) {
+		t.Fatalf("another system's application: %v", err)
+	}
+	if !bytes.Equal(snapshot(t, r.chip), before) {
+		t.Fatal("another system's card changed")
+	}
+
+	// A transit application beside ours stays as it was.
+	r2 := newRig(t, chip.DESFireOptions{AESPICCKey: true})
+	k := r2.connect()
+	transit := [3]byte{0x11, 0x22, 0x33}
+	if _, st, err := k.tag.Wrapped(context.Background(), 0xCA, append(transit[:], 0x0F, 0x81)); err != nil || st != 0 {
+		t.Fatalf("create transit application: %02X %v", st, err)
+	}
+	k.card.Close()
+	r2.mustEncode(ks, credential("1001", 0))
+	if apps := r2.chip.Apps(); len(apps) != 2 || apps[0] != transit {
+		t.Fatalf("applications %X", apps)
+	}
+	if key, v, _ := r2.chip.AppKey(transit, 0); key != ([16]byte{}) || v != 0 {
+		t.Fatal("transit application's key changed")
+	}
+
+	// A PICC whose key settings need the master key to create one.
+	r3 := newRig(t, chip.DESFireOptions{AESPICCKey: true})
+	lockPICC(t, r3)
+	before = snapshot(t, r3.chip)
+	err := r3.encode(ks, credential("1001", 0))
+	if !errors.Is(err, cardfmt.ErrIncompatible) {
+		t.Fatalf("locked PICC: %v", err)
+	}
+	if !bytes.Equal(snapshot(t, r3.chip), before) {
+		t.Fatal("locked PICC card changed")
+	}
+	if s := r3.scan(ks); s.Reason != cardfmt.ReasonBlank {
+		t.Fatalf("locked PICC scan: %+v", s)
+	}
+}
+
+// lockPICC restores the card with PICC key settings 0x09: no
+// application creation without the PICC master key.
+func lockPICC(t *testing.T, r *rig) {
+	t.Helper()
+	b := bytes.Replace(snapshot(t, r.chip), []byte(`"key_settings": 15`), []byte(`"key_settings": 9`), 1)
+	c, err := chip.Unmarshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.chip = c.(*chip.DESFire)
+	r.rdr.Insert(r.chip)
+}
+
+// recorder notes the INS byte of every APDU.
+type recorder struct {
+	chip.Card
+	ins []byte
+}
+
+func (r *recorder) Transmit(apdu []byte) ([]byte, error) {
+	if len(apdu) > 1 {
+		r.ins = append(r.ins, apdu[1])
+	}
+	return r.Card.Transmit(apdu)
+}
+
+// TestInterrupted pulls the card away at every APDU of an encode. Encode
+// must fail, with ErrInterrupted once it has written; the card must then
+// never scan as a valid record other than the old or the new one, and must
+// take a fresh encode.
+func TestInterrupted(t *testing.T) {
+	type scenario struct {
+		name   string
+		before int // key versions of the first encode; 0: factory card
+		after  int // key versions of the interrupted encode
+	}
+	scenarios := []scenario{
+		{"factory", 0, 1},
+		{"re-encode", 1, 1},
+		{"re-encode after rotation", 1, 2},
+	}
+	for _, co := range cardOptions[:2] {
+		for _, sc := range scenarios {
+			t.Run(co.name+"/"+sc.name, func(t *testing.T) {
+				old := credential("1001", 1)
+				next := credential("2002", 12)
+				ks := keySet(t, "site", sc.after)
+				prepare := func() (*rig, *chip.DESFire) {
+					r := newRig(t, co.o)
+					if sc.before > 0 {
+						r.mustEncode(keySet(t, "site", sc.before), old)
+					}
+					return r, r.chip
+				}
+				r, d := prepare()
+				k := r.connect()
+				skip := k.card.Transmits // what reader.Identify sent
+				k.card.Close()
+				rec := &recorder{Card: d}
+				r.rdr.Insert(rec)
+				r.mustEncode(ks, next)
+				seq := rec.ins[skip:]
+				firstWrite := bytes.IndexByte(seq, insWriteData) + 1
+				if firstWrite == 0 {
+					t.Fatal("no write")
+				}
+				t.Logf("%d APDUs, first write at %d", len(seq), firstWrite)
+				for n := 1; n <= len(seq); n++ {
+					r, d := prepare()
+					r.rdr.Insert(chip.WithFaults(d, chip.Faults{RemoveAt: skip + n}))
+					err := r.encode(ks, next)
+					switch {
+					case err == nil:
+						t.Fatalf("APDU %d: Encode succeeded with the card removed", n)
+					case !errors.Is(err, reader.ErrCardRemoved):
+						t.Fatalf("APDU %d: %v, want card removed", n, err)
+					case errors.Is(err, cardfmt.ErrInterrupted) != (n >= firstWrite):
+						t.Fatalf("APDU %d (first write %d): %v", n, firstWrite, err)
+					}
+					r.rdr.Insert(d)
+					s := r.scan(ks)
+					if s.Valid() {
+						id := s.Record.ID
+						if id != next.ID && (sc.before == 0 || id != old.ID) {
+							t.Fatalf("APDU %d: a valid record that is neither the old nor the new one", n)
+						}
+					} else if s.Reason == cardfmt.ReasonForeign {
+						t.Fatalf("APDU %d: card reads as foreign: %s", n, s.Detail)
+					}
+					again := credential("3003", 0)
+					if err := r.encode(ks, again); err != nil {
+						t.Fatalf("APDU %d: encode after the interruption: %v", n, err)
+					}
+					sameCredential(t, r.scan(ks), again)
+					r.checkKeys(ks, uint8(sc.after))
+				}
+			})
+		}
+	}
+}
+
+// TestAPDUCounts pins the sequences docs/card-format.md gives, after
+// reader.Identify, for a record of up to 90 bytes on a fixed-UID card:
+// factory encode 16, re-encode 8, scan 6.
+func TestAPDUCounts(t *testing.T) {
+	ks := keySet(t, "site", 1)
+	c := credential("100234", 1) // 84-byte record with a 7-byte UID
+	if n := cardfmt.SealedLen(c, 7); n > 90 {
+		t.Fatalf("record of %d bytes", n)
+	}
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name        string
+		o           chip.DESFireOptions
+		factory, re int
+		scan        int
+	}{
+		{"fixed UID", chip.DESFireOptions{}, 16, 8, 6},
+		{"random UID", chip.DESFireOptions{RandomUID: true}, 17, 11, 10},
+	} {
+		r := newRig(t, tc.o)
+		enc := func(k link) error { return Encode(ctx, k.tag, k.info, ks, c) }
+		scan := func(k link) error {
+			s, err := Scan(ctx, k.tag, k.info, ks)
+			if err == nil && !s.Valid() {
+				err = fmt.Errorf("scan %s", s.Reason)
+			}
+			return err
+		}
+		if n := r.apdus(enc); n != tc.factory {
+			t.Errorf("%s: factory encode %d APDUs, want %d", tc.name, n, tc.factory)
+		}
+		if n := r.apdus(enc); n != tc.re {
+			t.Errorf("%s: re-encode %d APDUs, want %d", tc.name, n, tc.re)
+		}
+		if n := r.apdus(scan); n != tc.scan {
+			t.Errorf("%s: scan %d APDUs, want %d", tc.name, n, tc.scan)
+		}
+	}
+}
+
+// The record travels encrypted: what crosses the air holds neither the
+// record nor the card number.
+func TestRecordEncryptedOnTheAir(t *testing.T) {
+	ks := keySet(t, "site", 1)
+	r := newRig(t, chip.DESFireOptions{})
+	c := credential("CARDNUMBER-77", 1)
+	w := &wire{Card: r.chip}
+	r.rdr.Insert(w)
+	r.mustEncode(ks, c)
+	sameCredential(t, r.scan(ks), c)
+	rec, err := cardfmt.Seal(c, ks, uidA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, needle := range [][]byte{[]byte("CARDNUMBER-77"), rec[8:24]} {
+		if bytes.Contains(w.all.Bytes(), needle) {
+			t.Fatalf("%q crossed the air in clear", needle)
+		}
+	}
+}
+
+type wire struct {
+	chip.Card
+	all bytes.Buffer
+}
+
+func (w *wire) Transmit(apdu []byte) ([]byte, error) {
+	w.all.Write(apdu)
+	r, err := w.Card.Transmit(apdu)
+	w.all.Write(r)
+	return r, err
+}
+
+func TestIncompatibleTechnology(t *testing.T) {
+	ks := keySet(t, "site", 1)
+	info := reader.Info{Technology: reader.TechNTAG213, UID: uidA}
+	if err := Encode(context.Background(), nil, info, ks, credential("1", 0)); !errors.Is(err, cardfmt.ErrIncompatible) {
+		t.Fatalf("Encode on NTAG213: %v", err)
+	}
+	if _, err := Scan(context.Background(), nil, info, ks); !errors.Is(err, cardfmt.ErrIncompatible) {
+		t.Fatalf("Scan on NTAG213: %v", err)
+	}
+}
