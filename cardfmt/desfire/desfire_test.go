@@ -418,8 +418,7 @@ func TestInterrupted(t *testing.T) {
 }
 
 // TestAPDUCounts pins the sequences docs/card-format.md gives, after
-// reader.Identify, for a record of up to 90 bytes on a fixed-UID card:
-// factory encode 16, re-encode 8, scan 6.
+// reader.Identify, for a record of up to 90 bytes.
 func TestAPDUCounts(t *testing.T) {
 	ks := keySet(t, "site", 1)
 	c := credential("100234", 1) // 84-byte record with a 7-byte UID
@@ -428,13 +427,13 @@ func TestAPDUCounts(t *testing.T) {
 	}
 	ctx := context.Background()
 	for _, tc := range []struct {
-		name        string
-		o           chip.DESFireOptions
-		factory, re int
-		scan        int
+		name          string
+		o             chip.DESFireOptions
+		factory, re   int
+		scan, rekeyed int
 	}{
-		{"fixed UID", chip.DESFireOptions{}, 16, 8, 6},
-		{"random UID", chip.DESFireOptions{RandomUID: true}, 17, 11, 10},
+		{"fixed UID", chip.DESFireOptions{}, 16, 8, 6, 19},
+		{"random UID", chip.DESFireOptions{RandomUID: true}, 17, 11, 10, 22},
 	} {
 		r := newRig(t, tc.o)
 		enc := func(k link) error { return Encode(ctx, k.tag, k.info, ks, c) }
@@ -453,6 +452,11 @@ func TestAPDUCounts(t *testing.T) {
 		}
 		if n := r.apdus(scan); n != tc.scan {
 			t.Errorf("%s: scan %d APDUs, want %d", tc.name, n, tc.scan)
+		}
+		ks2 := keySet(t, "site", 2)
+		rekey := func(k link) error { return Encode(ctx, k.tag, k.info, ks2, c) }
+		if n := r.apdus(rekey); n != tc.rekeyed {
+			t.Errorf("%s: re-encode from an older key version %d APDUs, want %d", tc.name, n, tc.rekeyed)
 		}
 	}
 }
