@@ -22,6 +22,7 @@ const (
 	insGetCardUID        = 0x51
 	insCreateBackupFile  = 0xCB
 	insGetFileIDs        = 0x6F
+	insGetDFNames        = 0x6D
 	insGetFileSettings   = 0xF5
 	insWriteData         = 0x8D
 	insReadData          = 0xAD

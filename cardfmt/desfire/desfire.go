@@ -51,8 +51,10 @@ const (
 	// key only, free application directory listing, master key
 	// changeable.
 	appKeySettings = 0x0B
-	// appKeyType (KeySett2 bits 7-6): AES.
+	// appKeyType (KeySett2 bits 7-6): AES; bit 5: the application and its
+	// files have ISO/IEC 7816-4 file identifiers and a DF name.
 	appKeyType = 0x80
+	appISO     = 0x20
 
 	fileNo = 0x01
 	// fileSize holds the longest record (cardfmt.MaxRecordLen) in whole
@@ -73,6 +75,21 @@ const (
 	// bytes, 224 encrypted and an 8-byte MACt stay within a short APDU.
 	maxWrite = 223
 )
+
+// ISO/IEC 7816-4 names: the application's and file 1's file identifiers
+// (sent least significant byte first) and the DF name's fixed part, a
+// proprietary (ISO/IEC 7816-5 category F) identifier followed by the
+// site's key id, so a card tells which site created its application.
+var (
+	appFID    = [2]byte{0x01, 0xEB}
+	fileFID   = [2]byte{0x02, 0xEB}
+	dfNameTag = []byte{0xF0, 'E', 'B', 0x01}
+)
+
+func dfName(ks *cardfmt.KeySet) []byte {
+	id := ks.ID()
+	return append(bytes.Clone(dfNameTag), id[:]...)
+}
 
 // randomUID reports an anticollision UID a random-ID card made up
 // (ISO/IEC 14443-3: a single-size UID starting with 08).
@@ -145,6 +162,48 @@ func keyVersion(ctx context.Context, c *conn, k byte) (uint8, error) {
 		return 0, fmt.Errorf("desfire: GetKeyVersion: %d bytes: %w", len(v), reader.ErrRefused)
 	}
 	return v[0], nil
+}
+
+// unknownVersion explains a key version the key file does not have: this
+// site's application (its DF name names the site) keyed under a version
+// the key file lacks, or another system's. It leaves the PICC selected.
+func unknownVersion(ctx context.Context, c *conn, ks *cardfmt.KeySet, v uint8) error {
+	ours, err := createdHere(ctx, c, ks)
+	switch {
+	case err != nil:
+		return err
+	case ours:
+		return fmt.Errorf("%w: the application is keyed under key version %d, the key file has %v",
+			cardfmt.ErrUnknownKeyVersion, v, ks.Versions())
+	}
+	return fmt.Errorf("%w: the application is keyed under key version %d of another system", cardfmt.ErrForeign, v)
+}
+
+// createdHere reads the DF names at the PICC level (one application per
+// frame) and reports whether the application's names this site. A PICC
+// that does not list them tells nothing: false.
+func createdHere(ctx context.Context, c *conn, ks *cardfmt.KeySet) (bool, error) {
+	c.s = nil
+	if _, err := c.plain(ctx, "SelectApplication", insSelectApplication, []byte{0, 0, 0}); err != nil {
+		return false, err
+	}
+	want := append(append(AID[:], appFID[:]...), dfName(ks)...)
+	ours := false
+	ins := byte(insGetDFNames)
+	for {
+		out, st, err := c.t.Wrapped(ctx, ins, nil)
+		if err != nil {
+			return false, fmt.Errorf("desfire: GetDFNames: %w", err)
+		}
+		if st != stOK && st != stMoreFrames {
+			return false, nil
+		}
+		ours = ours || bytes.Equal(out, want)
+		if st == stOK {
+			return ours, nil
+		}
+		ins = insMoreFrames
+	}
 }
 
 // foreign turns an authentication refused into ErrForeign.
@@ -232,8 +291,7 @@ func Scan(ctx context.Context, t Tag, info reader.Info, ks *cardfmt.KeySet) (car
 		return cardfmt.Verdict(cardfmt.Record{}, fmt.Errorf("%w: the application still has its default keys", cardfmt.ErrNoRecord))
 	}
 	if _, ok := ks.Version(v1); !ok {
-		return cardfmt.Verdict(cardfmt.Record{}, fmt.Errorf("%w: the read key is of key version %d, the key file has %v",
-			cardfmt.ErrUnknownKeyVersion, v1, ks.Versions()))
+		return cardfmt.Verdict(cardfmt.Record{}, unknownVersion(ctx, c, ks, v1))
 	}
 	uid := info.UID
 	first := true
@@ -285,7 +343,7 @@ func Encode(ctx context.Context, t Tag, info reader.Info, ks *cardfmt.KeySet, cr
 	created := false
 	switch {
 	case !found:
-		if err := createApp(ctx, c); err != nil {
+		if err := createApp(ctx, c, ks); err != nil {
 			return err
 		}
 		created = true
@@ -308,6 +366,15 @@ func Encode(ctx context.Context, t Tag, info reader.Info, ks *cardfmt.KeySet, cr
 			versions[k] = cur.Version
 		}
 	}
+	for _, v := range versions {
+		if _, ok := ks.Version(v); v != 0 && !ok {
+			err := unknownVersion(ctx, c, ks, v)
+			if errors.Is(err, cardfmt.ErrUnknownKeyVersion) {
+				err = fmt.Errorf("%w: %w", cardfmt.ErrForeign, err)
+			}
+			return err
+		}
+	}
 	uid := info.UID
 	if versions[keyMaster] == cur.Version {
 		if err := authWrite(ctx, c, ks, cur, &uid); err != nil {
@@ -322,8 +389,10 @@ func Encode(ctx context.Context, t Tag, info reader.Info, ks *cardfmt.KeySet, cr
 // createApp creates the application on a card without it. The PICC's
 // answer decides: a card whose PICC master key guards application
 // creation is left as it was.
-func createApp(ctx context.Context, c *conn) error {
-	data := append(AID[:], appKeySettings, appKeyType|numKeys)
+func createApp(ctx context.Context, c *conn, ks *cardfmt.KeySet) error {
+	data := append(AID[:], appKeySettings, appKeyType|appISO|numKeys)
+	data = append(data, appFID[:]...)
+	data = append(data, dfName(ks)...)
 	_, err := c.plain(ctx, "CreateApplication", insCreateApplication, data)
 	switch status(err) {
 	case stOK:
@@ -440,7 +509,7 @@ func ensureFile(ctx context.Context, c *conn, created bool) error {
 			return checkFile(ctx, c)
 		}
 	}
-	hdr := []byte{fileNo, fileOption, fileAccessRWChange, fileAccessReadWrite,
+	hdr := []byte{fileNo, fileFID[0], fileFID[1], fileOption, fileAccessRWChange, fileAccessReadWrite,
 		byte(fileSize & 0xFF), byte(fileSize >> 8), byte(fileSize >> 16)}
 	_, err := c.cmd(ctx, "CreateBackupDataFile", insCreateBackupFile, hdr, nil, false, false)
 	if status(err) == stOutOfEEPROM {

@@ -283,6 +283,18 @@ func TestForeignAndLockedCardsUntouched(t *testing.T) {
 	if !bytes.Equal(snapshot(t, r.chip), before) {
 		t.Fatal("another system's card changed")
 	}
+	// Its key version 3 is one this site's key file lacks, yet its DF name
+	// names the other system: foreign, not unknown_key_version.
+	if s := r.scan(ks); s.Reason != cardfmt.ReasonForeign {
+		t.Fatalf("scan of another system's card: %+v", s)
+	}
+	if s := r.scan(keySet(t, "another system", 2)); s.Reason != cardfmt.ReasonUnknownKeyVersion {
+		t.Fatalf("scan with that system's older key file: %+v", s)
+	}
+	err := r.encode(keySet(t, "another system", 2), credential("2002", 0))
+	if !errors.Is(err, cardfmt.ErrForeign) || !errors.Is(err, cardfmt.ErrUnknownKeyVersion) {
+		t.Fatalf("encode with that system's older key file: %v", err)
+	}
 
 	// A transit application beside ours stays as it was.
 	r2 := newRig(t, chip.DESFireOptions{AESPICCKey: true})
@@ -304,7 +316,7 @@ func TestForeignAndLockedCardsUntouched(t *testing.T) {
 	r3 := newRig(t, chip.DESFireOptions{AESPICCKey: true})
 	lockPICC(t, r3)
 	before = snapshot(t, r3.chip)
-	err := r3.encode(ks, credential("1001", 0))
+	err = r3.encode(ks, credential("1001", 0))
 	if !errors.Is(err, cardfmt.ErrIncompatible) {
 		t.Fatalf("locked PICC: %v", err)
 	}

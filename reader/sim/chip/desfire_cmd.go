@@ -144,6 +144,7 @@ func init() {
 		0x60: (*DESFire).getVersion,
 		0x51: (*DESFire).getCardUID,
 		0x6A: (*DESFire).getApplicationIDs,
+		0x6D: (*DESFire).getDFNames,
 		0xCA: (*DESFire).createApplication,
 		0x45: (*DESFire).getKeySettings,
 		0x64: (*DESFire).getKeyVersion,
@@ -296,6 +297,36 @@ func (d *DESFire) getApplicationIDs(c *smCtx, data []byte) ([]byte, byte) {
 	return c.seal(out, false)
 }
 
+// getDFNames lists AID, ISO FID and DF name of every application that
+// has them, one application per frame.
+func (d *DESFire) getDFNames(c *smCtx, data []byte) ([]byte, byte) {
+	if d.sel != nil {
+		return nil, stPermission
+	}
+	if d.picc.settings&0x02 == 0 && !d.authedWith(0) {
+		return nil, stAuthError
+	}
+	if _, _, st := c.open(data, 0, false, false); st != stOK {
+		return nil, st
+	}
+	var out []byte
+	var split []int
+	for _, a := range d.apps {
+		if a.isoFID == nil {
+			continue
+		}
+		n := len(out)
+		out = append(out, a.aid[:]...)
+		out = append(out, a.isoFID...)
+		out = append(out, a.dfName...)
+		split = append(split, len(out)-n)
+	}
+	if len(split) > 0 {
+		d.split = split[:len(split)-1]
+	}
+	return c.seal(out, false)
+}
+
 func (d *DESFire) createApplication(c *smCtx, data []byte) ([]byte, byte) {
 	if d.sel != nil {
 		return nil, stPermission
@@ -332,7 +363,7 @@ func (d *DESFire) createApplication(c *smCtx, data []byte) ([]byte, byte) {
 	case a.keyType != keyTypeAES:
 		// Only AES applications are modelled.
 		return nil, stParameterError
-	case d.app(aid) != nil:
+	case d.app(aid) != nil, d.isoNameTaken(a):
 		return nil, stDuplicateError
 	case len(d.apps) >= maxApps:
 		return nil, stOutOfEEPROM
@@ -341,6 +372,16 @@ func (d *DESFire) createApplication(c *smCtx, data []byte) ([]byte, byte) {
 	a.versions = make([]byte, n)
 	d.apps = append(d.apps, a)
 	return c.seal(nil, false)
+}
+
+// isoNameTaken reports an ISO FID or DF name another application has.
+func (d *DESFire) isoNameTaken(a *dfApp) bool {
+	for _, o := range d.apps {
+		if a.isoFID != nil && slices.Equal(o.isoFID, a.isoFID) || a.dfName != nil && slices.Equal(o.dfName, a.dfName) {
+			return true
+		}
+	}
+	return false
 }
 
 // macLenIf is the length of the MACt a command carries in this session.

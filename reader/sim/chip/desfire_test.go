@@ -224,6 +224,24 @@ func TestDESFireFactoryPICC(t *testing.T) {
 	if _, st := p.cmd(0xCA, append(testAID[:], 0x0B, 0x83)); st != stDuplicateError {
 		t.Errorf("duplicate application: %02X", st)
 	}
+	// ISO names: GetDFNames answers one application per frame.
+	p.must(stOK)(p.cmd(0xCA, []byte{1, 0, 0, 0x0B, 0xA1, 0x01, 0xE1, 'A'}))
+	p.must(stOK)(p.cmd(0xCA, []byte{2, 0, 0, 0x0B, 0xA1, 0x02, 0xE1, 'B', 'B'}))
+	if out, st := p.raw(0x6D, nil); st != stAdditional || !bytes.Equal(out, []byte{1, 0, 0, 0x01, 0xE1, 'A'}) {
+		t.Fatalf("GetDFNames first frame %X %02X", out, st)
+	}
+	if out, st := p.raw(stAdditional, nil); st != stOK || !bytes.Equal(out, []byte{2, 0, 0, 0x02, 0xE1, 'B', 'B'}) {
+		t.Fatalf("GetDFNames second frame %X %02X", out, st)
+	}
+	if _, st := p.cmd(0xCA, []byte{3, 0, 0, 0x0B, 0xA1, 0x03, 0xE1}); st != stOK {
+		t.Fatalf("ISO FID without a DF name: %02X", st)
+	}
+	if _, st := p.cmd(0xCA, []byte{4, 0, 0, 0x0B, 0xA1, 0x04, 0xE1, 'A'}); st != stDuplicateError {
+		t.Fatalf("repeated DF name: %02X", st)
+	}
+	if _, st := p.cmd(0xCA, []byte{5, 0, 0, 0x0B, 0xA1, 0x03, 0xE1}); st != stDuplicateError {
+		t.Fatalf("repeated ISO FID: %02X", st)
+	}
 	if _, st := p.cmd(0xCA, []byte{1, 2, 3, 0x0B, 0x03}); st != stParameterError {
 		t.Errorf("DES application: %02X, want 9E (only AES modelled)", st)
 	}

@@ -1,0 +1,201 @@
+package hwtest_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"testing"
+	"time"
+
+	"github.com/encoder-bridge/encoder-bridge/bridge"
+	"github.com/encoder-bridge/encoder-bridge/cardfmt"
+	"github.com/encoder-bridge/encoder-bridge/hwtest"
+	"github.com/encoder-bridge/encoder-bridge/hwtest/vpcd"
+	"github.com/encoder-bridge/encoder-bridge/reader"
+	"github.com/encoder-bridge/encoder-bridge/reader/sim/chip"
+)
+
+func newDESFire(t *testing.T, o chip.DESFireOptions) *chip.DESFire {
+	t.Helper()
+	d, err := chip.NewDESFire(o, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// TestDESFire encodes factory DESFire EV2 and EV3 cards through pcscd,
+// fixed and random UID, scans them, re-encodes them, re-keys them after
+// a key rotation, and leaves another system's card as it was.
+func TestDESFire(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		o    chip.DESFireOptions
+		tech reader.Technology
+	}{
+		{"EV2 4K", chip.DESFireOptions{Generation: chip.DESFireEV2, Size: 4096}, reader.TechDESFireEV2},
+		{"EV3 2K random UID", chip.DESFireOptions{Generation: chip.DESFireEV3, Size: 2048, RandomUID: true}, reader.TechDESFireEV3},
+		{"EV3 8K AES PICC key", chip.DESFireOptions{Generation: chip.DESFireEV3, Size: 8192, AESPICCKey: true}, reader.TechDESFireEV3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			slot := hwtest.AcquireSlot(t)
+			d := newDESFire(t, tc.o)
+			hwtest.InsertCard(t, slot, d)
+			ks := keys(t)
+			st := station(t, ks)
+			cred := credential(t)
+
+			got, err := st.Encode(ctx, slot.Reader, cred, 5*time.Second)
+			if err != nil {
+				t.Fatalf("encode: %v", err)
+			}
+			if got.Technology != tc.tech {
+				t.Fatalf("technology %s, want %s", got.Technology, tc.tech)
+			}
+			if tc.o.RandomUID == bytes.Equal(got.UID, d.RealUID()) {
+				t.Fatalf("reported UID % X, real % X, random %v", got.UID, d.RealUID(), tc.o.RandomUID)
+			}
+			res, err := st.Scan(ctx, slot.Reader, 5*time.Second)
+			if err != nil || !res.Valid() || res.Record.ID != cred.ID {
+				t.Fatalf("scan: %+v %v", res, err)
+			}
+			next := cred
+			next.IssueSequence++
+			if _, err := st.Encode(ctx, slot.Reader, next, 5*time.Second); err != nil {
+				t.Fatalf("re-encode: %v", err)
+			}
+			if _, err := ks.Rotate(rand.Reader); err != nil {
+				t.Fatal(err)
+			}
+			next.IssueSequence++
+			if _, err := st.Encode(ctx, slot.Reader, next, 5*time.Second); err != nil {
+				t.Fatalf("re-encode after rotation: %v", err)
+			}
+			res, err = st.Scan(ctx, slot.Reader, 5*time.Second)
+			if err != nil || !res.Valid() || res.Record.IssueSequence != next.IssueSequence || res.Record.KeyVersion != 2 {
+				t.Fatalf("scan after rotation: %+v %v", res, err)
+			}
+
+			// Another site: foreign, and the card is left as it was.
+			before, err := chip.Marshal(d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			theirs := station(t, keys(t))
+			if res, err := theirs.Scan(ctx, slot.Reader, 5*time.Second); err != nil || res.Reason != cardfmt.ReasonForeign {
+				t.Fatalf("scan at another site: %+v %v", res, err)
+			}
+			_, err = theirs.Encode(ctx, slot.Reader, cred, 5*time.Second)
+			wantCode(t, err, bridge.CodeIncompatibleCardFormat)
+			if after, _ := chip.Marshal(d); !bytes.Equal(after, before) {
+				t.Fatal("another site's encode changed the card")
+			}
+		})
+	}
+}
+
+// TestDESFireRemovedAtEveryAPDU pulls the card out of the reader at each
+// APDU of a factory issue, a re-encode and a re-key through pcscd; the
+// card put back scans as the old record, the new one or not valid, and
+// takes a fresh encode.
+func TestDESFireRemovedAtEveryAPDU(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a card insertion per APDU: run without -short")
+	}
+	ctx := context.Background()
+	for _, sc := range []struct {
+		name    string
+		issued  bool // the card holds a record of key version 1
+		rotated bool // the interrupted encode runs after a rotation
+	}{
+		{"factory", false, false},
+		{"re-encode", true, false},
+		{"re-encode after rotation", true, true},
+	} {
+		t.Run(sc.name, func(t *testing.T) {
+			slot := hwtest.AcquireSlot(t)
+			ks := keys(t)
+			st := station(t, ks)
+			old, next := credential(t), credential(t)
+			next.IssueSequence, next.CardNumber = 9, "900900"
+
+			// The card as it was before the encode, saved once.
+			d := newDESFire(t, chip.DESFireOptions{Generation: chip.DESFireEV2, Size: 4096})
+			vs := hwtest.InsertCard(t, slot, d)
+			if sc.issued {
+				if _, err := st.Encode(ctx, slot.Reader, old, 5*time.Second); err != nil {
+					t.Fatal(err)
+				}
+			}
+			removeCard(t, slot, vs)
+			saved, err := chip.Marshal(d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sc.rotated {
+				if _, err := ks.Rotate(rand.Reader); err != nil {
+					t.Fatal(err)
+				}
+			}
+			fresh := func() chip.Card {
+				c, err := chip.Unmarshal(saved)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return c
+			}
+
+			// An uninterrupted encode gives the APDU count.
+			vs = hwtest.InsertCard(t, slot, fresh())
+			if _, err := st.Encode(ctx, slot.Reader, next, 5*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			total := vs.APDUs()
+			removeCard(t, slot, vs)
+			t.Logf("%d APDUs per encode, identification included", total)
+
+			for n := 1; n <= total; n++ {
+				c := fresh()
+				vs := hwtest.InsertCard(t, slot, chip.WithFaults(c, chip.Faults{RemoveAt: n}))
+				if _, err := st.Encode(ctx, slot.Reader, next, 5*time.Second); err == nil {
+					t.Fatalf("APDU %d: encode succeeded with the card removed", n)
+				}
+				<-vs.Done()
+				if err := hwtest.WaitCard(slot.Reader, false, nil, 5*time.Second); err != nil {
+					t.Fatal(err)
+				}
+				vs = hwtest.InsertCard(t, slot, c)
+				res, err := st.Scan(ctx, slot.Reader, 5*time.Second)
+				if err != nil {
+					t.Fatalf("APDU %d: scan: %v", n, err)
+				}
+				switch {
+				case res.Valid() && res.Record.CardNumber != next.CardNumber && (!sc.issued || res.Record.CardNumber != old.CardNumber):
+					t.Fatalf("APDU %d: a valid record that is neither the old nor the new one", n)
+				case res.Reason == cardfmt.ReasonForeign:
+					t.Fatalf("APDU %d: the card reads as foreign: %s", n, res.Detail)
+				}
+				if _, err := st.Encode(ctx, slot.Reader, next, 5*time.Second); err != nil {
+					t.Fatalf("APDU %d: encode after the interruption: %v", n, err)
+				}
+				if res, err := st.Scan(ctx, slot.Reader, 5*time.Second); err != nil || !res.Valid() {
+					t.Fatalf("APDU %d: scan after the re-encode: %+v %v", n, res, err)
+				}
+				removeCard(t, slot, vs)
+			}
+		})
+	}
+}
+
+// removeCard takes the card out and waits until pcscd sees the reader
+// empty.
+func removeCard(t *testing.T, slot hwtest.Slot, vs *vpcd.Slot) {
+	t.Helper()
+	if err := vs.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if err := hwtest.WaitCard(slot.Reader, false, nil, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
