@@ -60,7 +60,7 @@ test('lists the bridge encoder in Seam shape', async () => {
   assert.equal(got.acs_encoder_id, e.acs_encoder_id)
 })
 
-for (const kind of ['mifare_classic_1k', 'ntag213']) {
+for (const kind of ['mifare_classic_1k', 'ntag213', 'mifare_desfire_ev2', 'mifare_desfire_ev3']) {
   test(`encodes a credential onto a ${kind} card and scans it back`, async () => {
     await stack.insertCard(kind)
     const cred = await newCredential()

@@ -54,6 +54,7 @@ var DefaultTechnologies = []string{
 	string(reader.TechClassic1K), string(reader.TechClassic4K),
 	string(reader.TechUL21),
 	string(reader.TechNTAG213), string(reader.TechNTAG215), string(reader.TechNTAG216),
+	string(reader.TechDESFireEV2), string(reader.TechDESFireEV3),
 }
 
 // Link is the transport to the cloud (bridge/link.Link): Run dials,
