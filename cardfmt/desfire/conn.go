@@ -82,11 +82,29 @@ type conn struct {
 	s *ev2.Session
 }
 
-// exchange sends a command and collects an answer sent in several frames.
+// maxCmdFrame is the most command data sent in one frame: a longer
+// command continues in 90 AF frames (a 64-byte frame less the ISO/IEC
+// 7816-4 wrapping and the ISO-DEP overhead).
+const maxCmdFrame = 54
+
+// exchange sends a command, in several frames when it is longer than
+// one, and collects an answer sent in several frames.
 func (c *conn) exchange(ctx context.Context, op string, ins byte, data []byte) ([]byte, byte, error) {
-	out, st, err := c.t.Wrapped(ctx, ins, data)
+	first := data[:min(len(data), maxCmdFrame)]
+	out, st, err := c.t.Wrapped(ctx, ins, first)
 	if err != nil {
 		return nil, 0, fmt.Errorf("desfire: %s: %w", op, err)
+	}
+	for rest := data[len(first):]; len(rest) > 0; {
+		if st != stMoreFrames || len(out) != 0 {
+			// The card answered before it had the whole command.
+			return out, st, nil
+		}
+		chunk := rest[:min(len(rest), maxCmdFrame)]
+		rest = rest[len(chunk):]
+		if out, st, err = c.t.Wrapped(ctx, insMoreFrames, chunk); err != nil {
+			return nil, 0, fmt.Errorf("desfire: %s: %w", op, err)
+		}
 	}
 	for st == stMoreFrames && ins != insAuthEV2First && ins != insAuthEV2NonFirst {
 		var more []byte

@@ -71,8 +71,8 @@ const (
 	// (48 bytes and the 8-byte MACt) fits one 59-byte frame and holds the
 	// record header.
 	firstRead = 47
-	// maxWrite is the most record bytes one WriteData carries: 7 header
-	// bytes, 224 encrypted and an 8-byte MACt stay within a short APDU.
+	// maxWrite bounds one WriteData to 238 bytes of data (7 header bytes,
+	// 224 encrypted, an 8-byte MACt), within one short APDU's Lc.
 	maxWrite = 223
 )
 
@@ -214,14 +214,14 @@ func foreign(err error) error {
 	return err
 }
 
-// realUID authenticates with key 3 of version v and reads the card's UID.
-func realUID(ctx context.Context, c *conn, ks *cardfmt.KeySet, v uint8) ([]byte, error) {
+// readUID authenticates with key 3 of version v and reads the card's UID.
+func readUID(ctx context.Context, c *conn, ks *cardfmt.KeySet, v uint8) ([]byte, error) {
 	k3, err := keyOf(ks, keyUID, v, nil)
 	if err != nil {
 		return nil, err
 	}
 	if err := c.auth(ctx, true, keyUID, k3); err != nil {
-		return nil, foreign(err)
+		return nil, err
 	}
 	return cardUID(ctx, c)
 }
@@ -268,11 +268,16 @@ func rwHeader(off, n int) []byte {
 }
 
 // Scan reads the record with the read key, as a lock does, and checks it.
-// A card without the application is blank; an application that refuses
-// the keys its key version names is foreign.
+// The current key version's keys are tried first; a card they do not open
+// names its keys' versions. A card without the application is blank; an
+// application that refuses the keys its key versions name is foreign.
 func Scan(ctx context.Context, t Tag, info reader.Info, ks *cardfmt.KeySet) (cardfmt.Scan, error) {
 	if info.Technology.Family() != reader.FamilyDESFire {
 		return cardfmt.Scan{}, fmt.Errorf("desfire: %s: %w", info.Technology, cardfmt.ErrIncompatible)
+	}
+	cur := ks.Current()
+	if cur == nil {
+		return cardfmt.Scan{}, errors.New("desfire: empty key set")
 	}
 	c := &conn{t: t}
 	found, err := selectApp(ctx, c)
@@ -282,47 +287,70 @@ func Scan(ctx context.Context, t Tag, info reader.Info, ks *cardfmt.KeySet) (car
 	if !found {
 		return cardfmt.Verdict(cardfmt.Record{}, fmt.Errorf("%w: no application %X", cardfmt.ErrNoRecord, AID))
 	}
-	v1, err := keyVersion(ctx, c, keyRead)
-	if err != nil {
-		return cardfmt.Scan{}, err
+	rec, uid, err := readWith(ctx, c, ks, cur.Version, cur.Version, info.UID)
+	if status(err) == stAuthError {
+		rec, uid, err = readOlder(ctx, c, ks, info.UID)
 	}
-	if v1 == 0 {
-		// An issue interrupted before the keys were changed.
-		return cardfmt.Verdict(cardfmt.Record{}, fmt.Errorf("%w: the application still has its default keys", cardfmt.ErrNoRecord))
-	}
-	if _, ok := ks.Version(v1); !ok {
-		return cardfmt.Verdict(cardfmt.Record{}, unknownVersion(ctx, c, ks, v1))
-	}
-	uid := info.UID
-	first := true
-	if randomUID(uid) {
-		v3, err := keyVersion(ctx, c, keyUID)
-		if err != nil {
-			return cardfmt.Scan{}, err
-		}
-		if uid, err = realUID(ctx, c, ks, v3); err != nil {
-			return cardfmt.Verdict(cardfmt.Record{}, err)
-		}
-		first = false
-	}
-	kr, err := keyOf(ks, keyRead, v1, uid)
-	if err != nil {
-		return cardfmt.Scan{}, err
-	}
-	if err := c.auth(ctx, first, keyRead, kr); err != nil {
-		return cardfmt.Verdict(cardfmt.Record{}, foreign(err))
-	}
-	rec, err := readRecord(ctx, c)
 	if err != nil {
 		return cardfmt.Verdict(cardfmt.Record{}, err)
 	}
 	return cardfmt.Verdict(cardfmt.Open(rec, ks, uid))
 }
 
+// readWith opens a session on the read key of version v1 (after key 3 of
+// version v3 and GetCardUID on a random-UID card) and reads the record.
+func readWith(ctx context.Context, c *conn, ks *cardfmt.KeySet, v3, v1 uint8, uid []byte) (rec, realUID []byte, err error) {
+	first := true
+	if randomUID(uid) {
+		if uid, err = readUID(ctx, c, ks, v3); err != nil {
+			return nil, nil, err
+		}
+		first = false
+	}
+	kr, err := keyOf(ks, keyRead, v1, uid)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := c.auth(ctx, first, keyRead, kr); err != nil {
+		return nil, nil, err
+	}
+	rec, err = readRecord(ctx, c)
+	return rec, uid, err
+}
+
+// readOlder reads a card the current keys did not open: it asks the
+// versions of the read key (and key 3) and reads with those.
+func readOlder(ctx context.Context, c *conn, ks *cardfmt.KeySet, uid []byte) (rec, realUID []byte, err error) {
+	v1, err := keyVersion(ctx, c, keyRead)
+	if err != nil {
+		return nil, nil, err
+	}
+	if v1 == 0 {
+		// An issue interrupted before the keys were changed.
+		return nil, nil, fmt.Errorf("%w: the application still has its default keys", cardfmt.ErrNoRecord)
+	}
+	v3 := v1
+	if randomUID(uid) {
+		if v3, err = keyVersion(ctx, c, keyUID); err != nil {
+			return nil, nil, err
+		}
+	}
+	for _, v := range []uint8{v1, v3} {
+		if _, ok := ks.Version(v); !ok && v != 0 {
+			return nil, nil, unknownVersion(ctx, c, ks, v)
+		}
+	}
+	if cur := ks.Current().Version; v1 == cur && v3 == cur {
+		return nil, nil, fmt.Errorf("%w: the application refuses this site's current keys", cardfmt.ErrForeign)
+	}
+	rec, uid, err = readWith(ctx, c, ks, v3, v1, uid)
+	return rec, uid, foreign(err)
+}
+
 // Encode writes the credential. A card without the application gets it
-// (when the PICC lets anyone create one); a card of this site is
-// re-keyed to the current key version if older; the record goes into
-// the backup file in one transaction and is read back.
+// (when the PICC lets anyone create one); a card of this site whose keys
+// are not all current is re-keyed; the record goes into the backup file
+// in one transaction.
 func Encode(ctx context.Context, t Tag, info reader.Info, ks *cardfmt.KeySet, cred cardfmt.Credential) error {
 	if info.Technology.Family() != reader.FamilyDESFire {
 		return fmt.Errorf("desfire: %s: %w", info.Technology, cardfmt.ErrIncompatible)
@@ -339,31 +367,35 @@ func Encode(ctx context.Context, t Tag, info reader.Info, ks *cardfmt.KeySet, cr
 	if err != nil {
 		return err
 	}
-	var versions [numKeys]uint8
-	created := false
-	switch {
-	case !found:
+	uid := info.UID
+	if !found {
 		if err := createApp(ctx, c, ks); err != nil {
 			return err
 		}
-		created = true
-	default:
-		v0, err := keyVersion(ctx, c, keyMaster)
-		if err != nil {
+		var versions [numKeys]uint8 // a new application's keys: all zero
+		if uid, err = rekey(ctx, c, ks, cur, versions, true, uid); err != nil {
 			return err
 		}
-		if v0 != cur.Version {
-			versions[keyMaster] = v0
-			for k := byte(1); k < numKeys; k++ {
-				if versions[k], err = keyVersion(ctx, c, k); err != nil {
-					return err
-				}
-			}
-			break
+		return writeRecord(ctx, c, ks, cred, uid)
+	}
+	// Key 0 is changed last, after every other key is current: key 0
+	// current means the card is.
+	v0, err := keyVersion(ctx, c, keyMaster)
+	if err != nil {
+		return err
+	}
+	var real []byte
+	if v0 == cur.Version {
+		real, err = authWrite(ctx, c, ks, cur, uid)
+		if err != nil {
+			return foreign(err)
 		}
-		// Key 0 is changed last: when it is current, all are.
-		for k := range versions {
-			versions[k] = cur.Version
+		return writeRecord(ctx, c, ks, cred, real)
+	}
+	versions := [numKeys]uint8{keyMaster: v0}
+	for k := byte(1); k < numKeys; k++ {
+		if versions[k], err = keyVersion(ctx, c, k); err != nil {
+			return err
 		}
 	}
 	for _, v := range versions {
@@ -375,15 +407,10 @@ func Encode(ctx context.Context, t Tag, info reader.Info, ks *cardfmt.KeySet, cr
 			return err
 		}
 	}
-	uid := info.UID
-	if versions[keyMaster] == cur.Version {
-		if err := authWrite(ctx, c, ks, cur, &uid); err != nil {
-			return err
-		}
-	} else if uid, err = rekey(ctx, c, ks, cur, versions, created, uid); err != nil {
+	if real, err = rekey(ctx, c, ks, cur, versions, false, uid); err != nil {
 		return err
 	}
-	return writeRecord(ctx, c, ks, cred, uid)
+	return writeRecord(ctx, c, ks, cred, real)
 }
 
 // createApp creates the application on a card without it. The PICC's
@@ -414,21 +441,21 @@ func createApp(ctx context.Context, c *conn, ks *cardfmt.KeySet) error {
 }
 
 // authWrite opens a session with the current write key, reading the
-// real UID first on a random-UID card.
-func authWrite(ctx context.Context, c *conn, ks *cardfmt.KeySet, cur *cardfmt.SiteKey, uid *[]byte) error {
+// real UID first on a random-UID card, and returns the real UID.
+func authWrite(ctx context.Context, c *conn, ks *cardfmt.KeySet, cur *cardfmt.SiteKey, uid []byte) ([]byte, error) {
 	first := true
-	if randomUID(*uid) {
-		real, err := realUID(ctx, c, ks, cur.Version)
+	if randomUID(uid) {
+		real, err := readUID(ctx, c, ks, cur.Version)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		*uid, first = real, false
+		uid, first = real, false
 	}
-	ck, err := keysFor(cur, *uid)
+	ck, err := keysFor(cur, uid)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return foreign(c.auth(ctx, first, keyWrite, ck.k[keyWrite]))
+	return uid, c.auth(ctx, first, keyWrite, ck.k[keyWrite])
 }
 
 // rekey brings an application whose keys are the defaults (a new one, or
@@ -451,8 +478,8 @@ func rekey(ctx context.Context, c *conn, ks *cardfmt.KeySet, cur *cardfmt.SiteKe
 	} else {
 		if random {
 			var err error
-			if uid, err = realUID(ctx, c, ks, versions[keyUID]); err != nil {
-				return nil, err
+			if uid, err = readUID(ctx, c, ks, versions[keyUID]); err != nil {
+				return nil, foreign(err)
 			}
 		}
 		master, err := keyOf(ks, keyMaster, versions[keyMaster], uid)
@@ -532,12 +559,19 @@ func checkFile(ctx context.Context, c *conn) error {
 	return nil
 }
 
-// writeRecord writes the sealed record into the backup file, commits
-// and reads it back, all in the write key's session.
+// writeRecord writes the sealed record into the backup file and commits
+// it, in the write key's session. There is no read-back: the card's MACt
+// on each WriteData answer and on CommitTransaction's proves, under the
+// session key, that it took exactly the bytes the command's MACt covered
+// and committed them, and the backup file cannot hold half a write. The
+// sealed record is opened here before it is written instead.
 func writeRecord(ctx context.Context, c *conn, ks *cardfmt.KeySet, cred cardfmt.Credential, uid []byte) error {
 	rec, err := cardfmt.Seal(cred, ks, uid)
 	if err != nil {
 		return err
+	}
+	if _, err := cardfmt.Open(rec, ks, uid); err != nil {
+		return fmt.Errorf("desfire: the sealed record does not open: %w", err)
 	}
 	for off := 0; off < len(rec); off += maxWrite {
 		chunk := rec[off:min(off+maxWrite, len(rec))]
@@ -547,13 +581,6 @@ func writeRecord(ctx context.Context, c *conn, ks *cardfmt.KeySet, cred cardfmt.
 	}
 	if _, err := c.cmd(ctx, "CommitTransaction", insCommit, nil, nil, false, false); err != nil {
 		return interrupted(err)
-	}
-	back, err := readRecord(ctx, c)
-	if err != nil {
-		return interrupted(err)
-	}
-	if !bytes.Equal(back, rec) {
-		return fmt.Errorf("desfire: the record read back differs: %w", cardfmt.ErrInterrupted)
 	}
 	return nil
 }

@@ -72,6 +72,12 @@ const (
 	// answers continue with 91 AF (MF3D(H)x3 §10.3: the PICC sends at most
 	// 59 bytes of data per frame).
 	maxFrame = 59
+	// maxCmdFrame is the most command data one frame carries; a longer
+	// WriteData continues in 90 AF frames, each answered 91 AF until the
+	// card has the length its header announces. Readers keep to 54 bytes
+	// (a 64-byte frame with the ISO/IEC 7816-4 wrapping and ISO-DEP
+	// overhead); the model refuses more (91 7E), the strict reading.
+	maxCmdFrame = 54
 )
 
 type dfFile struct {
@@ -112,10 +118,18 @@ type DESFire struct {
 	randomUID []byte // this activation's random anticollision UID
 	sel       *dfApp // nil: the PICC level
 	sess      *ev2.Session
-	authKey   int     // key number of sess
-	pending   *dfPend // a command waiting for its next frame
-	out       []byte  // rest of an answer sent in frames
-	split     []int   // sizes of its next frames, maxFrame after
+	authKey   int      // key number of sess
+	pending   *dfPend  // a command waiting for its next frame
+	out       []byte   // rest of an answer sent in frames
+	split     []int    // sizes of its next frames, maxFrame after
+	chain     *dfChain // a WriteData arriving in several frames
+}
+
+// dfChain is a command whose data arrives in several frames.
+type dfChain struct {
+	ins  byte
+	data []byte
+	want int
 }
 
 // dfPend is the state of an authentication between its two frames.
@@ -209,7 +223,7 @@ func (d *DESFire) Reset() {
 
 func (d *DESFire) activate() {
 	d.abortTransaction()
-	d.sel, d.sess, d.pending, d.out = nil, nil, nil, nil
+	d.sel, d.sess, d.pending, d.out, d.chain = nil, nil, nil, nil, nil
 	if d.opts.RandomUID {
 		// ISO/IEC 14443-3: a random single-size UID starts with 08.
 		d.randomUID = make([]byte, 4)

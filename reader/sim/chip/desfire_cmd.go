@@ -26,7 +26,28 @@ func (d *DESFire) wrapped(raw []byte) []byte {
 		return d.nextFrame()
 	}
 	d.out, d.split = nil, nil
-	data, st := d.command(a.ins, a.data)
+	if len(a.data) > maxCmdFrame {
+		d.chain, d.sess = nil, nil
+		return resp(nil, []byte{0x91, stLengthError})
+	}
+	ins, data := a.ins, a.data
+	switch {
+	case ins == stAdditional && d.chain != nil:
+		d.chain.data = append(d.chain.data, data...)
+		ins, data = d.chain.ins, d.chain.data
+	case ins == 0x8D:
+		d.chain = &dfChain{ins: ins, data: slices.Clone(data), want: d.writeLen(data)}
+	default:
+		// Any other command ends an unfinished chain.
+		d.chain = nil
+	}
+	if c := d.chain; c != nil {
+		if len(c.data) < c.want && len(data) > 0 {
+			return resp(nil, []byte{0x91, stAdditional})
+		}
+		d.chain = nil
+	}
+	data, st := d.command(ins, data)
 	if st != stOK {
 		d.split = nil
 		return resp(data, []byte{0x91, st})
@@ -606,6 +627,30 @@ func (d *DESFire) dataAccess(f *dfFile, keys ...byte) (free bool, st byte) {
 		}
 	}
 	return false, stAuthError
+}
+
+// writeLen is the data length of a WriteData whose first frame is
+// first: header, the data in the file's mode, and the MACt. 0 when the
+// header does not tell (the command then fails on its own).
+func (d *DESFire) writeLen(first []byte) int {
+	if len(first) < 7 || d.sel == nil {
+		return 0
+	}
+	f := d.sel.files[first[0]&0x1F]
+	if f == nil {
+		return 0
+	}
+	_, _, n := offLen(first[:7])
+	free, st := d.dataAccess(f, f.write(), f.rw())
+	switch {
+	case st != stOK:
+		return 0
+	case d.sess == nil || free || f.comm == commPlain:
+		return 7 + n
+	case f.comm == commMAC:
+		return 7 + n + ev2.MACLen
+	}
+	return 7 + (n/16+1)*16 + ev2.MACLen
 }
 
 func offLen(hdr []byte) (no byte, off, n int) {

@@ -11,10 +11,11 @@ import (
 
 // pcd drives a DESFire card as a reader would, through wrapped APDUs.
 type pcd struct {
-	t    *testing.T
-	c    Card
-	s    *ev2.Session
-	last []byte // the last APDU sent
+	t      *testing.T
+	c      Card
+	s      *ev2.Session
+	last   []byte   // the last APDU sent
+	frames [][]byte // the frames of the last command sent with cmd
 }
 
 func wrap(ins byte, data []byte) []byte {
@@ -37,10 +38,20 @@ func (p *pcd) raw(ins byte, data []byte) ([]byte, byte) {
 	return r[:len(r)-2], r[len(r)-1]
 }
 
-// cmd sends a command and collects an answer sent in several frames.
+// cmd sends a command, in several frames when its data is longer than
+// one, and collects an answer sent in several frames.
 func (p *pcd) cmd(ins byte, data []byte) ([]byte, byte) {
 	p.t.Helper()
-	out, st := p.raw(ins, data)
+	p.frames = nil
+	first := data[:min(len(data), maxCmdFrame)]
+	out, st := p.raw(ins, first)
+	p.frames = append(p.frames, p.last)
+	for rest := data[len(first):]; len(rest) > 0 && st == stAdditional && len(out) == 0; {
+		chunk := rest[:min(len(rest), maxCmdFrame)]
+		rest = rest[len(chunk):]
+		out, st = p.raw(stAdditional, chunk)
+		p.frames = append(p.frames, p.last)
+	}
 	for st == stAdditional {
 		var more []byte
 		more, st = p.raw(stAdditional, nil)
@@ -397,11 +408,16 @@ func TestDESFireReplayAndTamper(t *testing.T) {
 	p.auth(true, 2, zeroKey)
 	rec := bytes.Repeat([]byte{0x11}, 64)
 	p.must(stOK)(p.sm(0x8D, []byte{1, 0, 0, 0, 64, 0, 0}, rec, true, false))
-	replay := slices.Clone(p.last)
+	replay := slices.Clone(p.frames)
+	if len(replay) != 2 {
+		t.Fatalf("WriteData of 64 bytes in %d frames, want 2", len(replay))
+	}
 	p.must(stOK)(p.sm(0xC7, nil, nil, false, false))
 
-	r := txb(t, d, replay)
-	if sw(r) != "911E" {
+	if r := txb(t, d, replay[0]); sw(r) != "91AF" {
+		t.Fatalf("replayed WriteData, first frame: %X", r)
+	}
+	if r := txb(t, d, replay[1]); sw(r) != "911E" {
 		t.Fatalf("replayed WriteData: %X", r)
 	}
 	if d.Authenticated() {
@@ -410,7 +426,7 @@ func TestDESFireReplayAndTamper(t *testing.T) {
 	p.auth(true, 2, zeroKey)
 	field := p.s.SealCommand(0x8D, []byte{1, 0, 0, 0, 64, 0, 0}, make([]byte, 64), true)
 	field[10] ^= 0x80
-	if _, st := p.raw(0x8D, field); st != stIntegrityError {
+	if _, st := p.cmd(0x8D, field); st != stIntegrityError {
 		t.Fatalf("modified WriteData: %02X", st)
 	}
 	p.selectApp(testAID)
@@ -466,6 +482,33 @@ func TestDESFireSetConfigurationRandomUID(t *testing.T) {
 	d.Reset()
 	if uid := d.UID(); len(uid) != 4 || uid[0] != 0x08 {
 		t.Fatalf("UID after SetConfiguration %X", uid)
+	}
+}
+
+// Commands longer than a frame are refused unless chained; an
+// unfinished chain is ended by any other command.
+func TestDESFireCommandChaining(t *testing.T) {
+	d, p := newDF(t, DESFireOptions{})
+	p.must(stOK)(p.cmd(0xCA, append(testAID[:], 0x0F, 0x83)))
+	p.selectApp(testAID)
+	p.must(stOK)(p.cmd(0xCD, []byte{0x02, commPlain, 0xEE, 0xEE, 100, 0, 0}))
+	long := append([]byte{2, 0, 0, 0, 100, 0, 0}, bytes.Repeat([]byte{7}, 100)...)
+	if _, st := p.raw(0x8D, long); st != stLengthError {
+		t.Fatalf("107 bytes in one frame: %02X", st)
+	}
+	if out, st := p.raw(0x8D, long[:maxCmdFrame]); st != stAdditional || len(out) != 0 {
+		t.Fatalf("first frame: %X %02X", out, st)
+	}
+	p.must(stOK)(p.cmd(0x6E, nil)) // ends the chain
+	if got := d.FileData(testAID, 2); !bytes.Equal(got, make([]byte, 100)) {
+		t.Fatalf("an unfinished chain wrote %X", got)
+	}
+	p.must(stOK)(p.cmd(0x8D, long))
+	if len(p.frames) != 2 {
+		t.Fatalf("%d frames", len(p.frames))
+	}
+	if got := d.FileData(testAID, 2); !bytes.Equal(got, long[7:]) {
+		t.Fatalf("chained write %X", got)
 	}
 }
 
