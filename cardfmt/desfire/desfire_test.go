@@ -430,11 +430,11 @@ func TestInterrupted(t *testing.T) {
 }
 
 // TestAPDUCounts pins the sequences docs/card-format.md gives, after
-// reader.Identify, for a record of up to 90 bytes.
+// reader.Identify, for an 84-byte record.
 func TestAPDUCounts(t *testing.T) {
 	ks := keySet(t, "site", 1)
-	c := credential("100234", 1) // 84-byte record with a 7-byte UID
-	if n := cardfmt.SealedLen(c, 7); n > 90 {
+	c := credential("100234", 1)
+	if n := cardfmt.SealedLen(c, 7); n != 84 {
 		t.Fatalf("record of %d bytes", n)
 	}
 	ctx := context.Background()
