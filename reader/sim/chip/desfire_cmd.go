@@ -405,21 +405,13 @@ func (d *DESFire) isoNameTaken(a *dfApp) bool {
 	return false
 }
 
-// macLenIf is the length of the MACt a command carries in this session.
-func macLenIf(d *DESFire, _ *smCtx) int {
-	if d.sess == nil {
-		return 0
-	}
-	return ev2.MACLen
-}
-
-// wholeHeader is the header length of a command whose whole data is header.
+// wholeHeader is the header length of a command whose whole data is
+// header: all of it but the MACt a session adds.
 func (c *smCtx) wholeHeader(data []byte) int {
-	n := len(data) - macLenIf(c.d, c)
-	if n < 0 {
-		return 0
+	if c.d.sess == nil {
+		return len(data)
 	}
-	return n
+	return max(len(data)-ev2.MACLen, 0)
 }
 
 func (d *DESFire) getKeySettings(c *smCtx, data []byte) ([]byte, byte) {
