@@ -39,6 +39,11 @@ Flags:
   --card KIND           card to emulate (default mifare_classic_1k):
 %s
   --uid HEX             the card's UID, e.g. 04A1B2C3 (default: random)
+  --desfire-size BYTES  DESFire: user memory, 2048, 4096 (default) or 8192
+  --random-uid          DESFire: a fresh random UID at every activation; the
+                        real one only through GetCardUID after authentication
+  --aes-picc-key        DESFire: an all-zero AES PICC master key instead of
+                        the factory all-zero 2K3DES key
   --vpcd ADDR           vpcd slot to plug into (default 127.0.0.1:35963 is
                         "Virtual PCD 00 00"; 127.0.0.1:35964 is "... 00 01")
   --state FILE          load the card from FILE if it exists; save it there
@@ -69,6 +74,7 @@ type options struct {
 	kind, uidHex, addr, state string
 	removeAfter               int
 	delay                     time.Duration
+	desfire                   chip.DESFireOptions
 	set                       map[string]bool
 }
 
@@ -94,10 +100,19 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.state, "state", "", "")
 	fs.IntVar(&o.removeAfter, "remove-after", 0, "")
 	fs.DurationVar(&o.delay, "delay", 0, "")
+	fs.IntVar(&o.desfire.Size, "desfire-size", 4096, "")
+	fs.BoolVar(&o.desfire.RandomUID, "random-uid", false, "")
+	fs.BoolVar(&o.desfire.AESPICCKey, "aes-picc-key", false, "")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	fs.Visit(func(f *flag.Flag) { o.set[f.Name] = true })
+	isDESFire := o.kind == chip.KindDESFireEV2 || o.kind == chip.KindDESFireEV3
+	for _, f := range []string{"desfire-size", "random-uid", "aes-picc-key"} {
+		if o.set[f] && !isDESFire {
+			return nil, fmt.Errorf("--%s: only for --card %s or %s", f, chip.KindDESFireEV2, chip.KindDESFireEV3)
+		}
+	}
 	switch {
 	case fs.NArg() > 0:
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
@@ -283,8 +298,8 @@ func loadCard(o *options) (card chip.Card, loaded bool, err error) {
 		data, err := os.ReadFile(o.state)
 		switch {
 		case err == nil:
-			if o.set["card"] || o.set["uid"] {
-				return nil, false, fmt.Errorf("%s already holds a card; --card and --uid only describe a new one (delete the file to start over)", o.state)
+			if o.set["card"] || o.set["uid"] || o.set["desfire-size"] || o.set["random-uid"] || o.set["aes-picc-key"] {
+				return nil, false, fmt.Errorf("%s already holds a card; --card, --uid and the DESFire flags only describe a new one (delete the file to start over)", o.state)
 			}
 			card, err := chip.Unmarshal(data)
 			if err != nil {
@@ -303,7 +318,17 @@ func loadCard(o *options) (card chip.Card, loaded bool, err error) {
 			return nil, false, fmt.Errorf("--uid %q: want hex bytes, e.g. 04A1B2C3", o.uidHex)
 		}
 	}
-	card, err = chip.New(o.kind, uid)
+	switch o.kind {
+	case chip.KindDESFireEV2, chip.KindDESFireEV3:
+		opts := o.desfire
+		opts.Generation = chip.DESFireEV2
+		if o.kind == chip.KindDESFireEV3 {
+			opts.Generation = chip.DESFireEV3
+		}
+		card, err = chip.NewDESFire(opts, uid)
+	default:
+		card, err = chip.New(o.kind, uid)
+	}
 	if err != nil {
 		return nil, false, fmt.Errorf("--card %s --uid %s: %w", o.kind, o.uidHex, err)
 	}

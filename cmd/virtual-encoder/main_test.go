@@ -28,6 +28,10 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"--vpcd", "localhost"}, "want host:port"},
 		{[]string{"--bogus"}, "flag provided but not defined: -bogus (see --help)"},
 		{[]string{"stray"}, `unexpected argument "stray"`},
+		{[]string{"--random-uid"}, "--random-uid: only for --card mifare_desfire_ev2 or mifare_desfire_ev3"},
+		{[]string{"--card", "ntag213", "--desfire-size", "2048"}, "--desfire-size: only for --card"},
+		{[]string{"--card", "mifare_desfire_ev3", "--desfire-size", "1024"}, "DESFire size 1024"},
+		{[]string{"--card", "mifare_desfire_ev2", "--uid", "04112233"}, "DESFire needs a 7-byte UID"},
 	} {
 		var out, errOut bytes.Buffer
 		code := run(context.Background(), tc.args, &out, &errOut)
@@ -43,7 +47,7 @@ func TestHelp(t *testing.T) {
 	if code := run(context.Background(), []string{"--help"}, &out, &errOut); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	for _, want := range []string{"--card KIND", "ntag216", "--uid HEX", "--vpcd ADDR", "--state FILE", "--remove-after N", "--delay DURATION", "Ctrl-C"} {
+	for _, want := range []string{"--card KIND", "ntag216", "mifare_desfire_ev3", "--random-uid", "--desfire-size", "--aes-picc-key", "--uid HEX", "--vpcd ADDR", "--state FILE", "--remove-after N", "--delay DURATION", "Ctrl-C"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("help lacks %q", want)
 		}
@@ -57,6 +61,11 @@ func TestStateFileExistsRejectsNewCardFlags(t *testing.T) {
 	if code := run(context.Background(), []string{"--state", state, "--uid", "01020304"}, &out, &errOut); code != 1 ||
 		!strings.Contains(errOut.String(), "already holds a card") {
 		t.Fatalf("exit %d, stderr %q", code, errOut.String())
+	}
+	errOut.Reset()
+	if code := run(context.Background(), []string{"--state", state, "--card", "mifare_desfire_ev2", "--random-uid"}, &out, &errOut); code != 1 ||
+		!strings.Contains(errOut.String(), "already holds a card") {
+		t.Fatalf("DESFire flags: exit %d, stderr %q", code, errOut.String())
 	}
 }
 
@@ -201,5 +210,20 @@ func TestRemoveAfter(t *testing.T) {
 	log := cmd.errOut.String()
 	if !strings.Contains(log, "left the field during APDU 2") || strings.Count(log, "card inserted") != 2 {
 		t.Fatalf("log:\n%s", log)
+	}
+}
+
+// A random-UID DESFire EV3 2K through pcscd: anticollision gives a random
+// 08xxxxxx UID, GetVersion names EV3 and 2 KB.
+func TestDESFireFlags(t *testing.T) {
+	slot := hwtest.AcquireSlot(t)
+	start(t, slot, "--card", "mifare_desfire_ev3", "--random-uid", "--desfire-size", "2048")
+	c := connect(t, slot.Reader)
+	if uid := transmit(t, c, 0xFF, 0xCA, 0x00, 0x00, 0x00); len(uid) != 4 || uid[0] != 0x08 {
+		t.Fatalf("UID % X, want a random 08xxxxxx", uid)
+	}
+	resp, err := c.Transmit([]byte{0x90, 0x60, 0x00, 0x00, 0x00})
+	if err != nil || len(resp) != 9 || !bytes.HasSuffix(resp, []byte{0x91, 0xAF}) || resp[3] != 0x33 || resp[5] != 0x16 {
+		t.Fatalf("GetVersion: % X, %v", resp, err)
 	}
 }
