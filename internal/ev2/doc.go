@@ -7,8 +7,11 @@
 // CommMode.Full with ISO/IEC 9797-1 padding method 2, and ChangeKey's
 // key data with the CRC32 DESFire appends.
 //
-// Every construction is pinned by a test to a worked example NXP
-// published (AN12343, AN12196) or to the standard that defines it.
+// The tests pin each construction to a worked example NXP published
+// (AN12343, AN12196: EV2First, session keys, IVs, MACt, CommMode.Full,
+// ChangeKey) or to the standard that defines it (RFC 4493, the CRC
+// catalogue); AuthenticateEV2NonFirst, which no example shows, is tested
+// against the reader and card sides agreeing.
 //
 // It is pure computation: it must not import bridge, cardfmt or reader.
 package ev2
