@@ -5,14 +5,22 @@
 //	GET /readyz   200 when the bridge can take jobs: linked to the cloud
 //	              (its hello welcomed) and at least one encoder attached;
 //	              503 otherwise
+//	GET /metrics  Prometheus metrics (bridge/status names them)
+//	GET /         the status page for the front-desk PC (page.go)
 //
-// Both answer a small JSON object and carry no card data, token or key.
-// It must not import the agent: it sees the bridge through a function.
+// The first two answer a small JSON object. None carries card data, a
+// token or a key. It must not import the agent: it sees the bridge
+// through functions and the status.Recorder.
 package health
 
 import (
 	"encoding/json"
 	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/encoder-bridge/encoder-bridge/bridge/status"
 )
 
 // Report is what /readyz judges.
@@ -33,9 +41,32 @@ func (r Report) Ready() (bool, string) {
 	return true, ""
 }
 
-// Handler serves the endpoints from report.
+// Handler serves /healthz and /readyz from report.
 func Handler(report func() Report) http.Handler {
+	return Endpoints{Report: report}.Handler()
+}
+
+// Endpoints are what the listener serves; a nil field leaves its
+// endpoint out.
+type Endpoints struct {
+	// Report feeds /readyz and the page's verdict; required.
+	Report func() Report
+	// Status feeds the status page at /.
+	Status func() status.Snapshot
+	// Metrics is served at /metrics.
+	Metrics prometheus.Gatherer
+}
+
+// Handler serves the endpoints.
+func (e Endpoints) Handler() http.Handler {
 	mux := http.NewServeMux()
+	if e.Metrics != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(e.Metrics, promhttp.HandlerOpts{}))
+	}
+	if e.Status != nil {
+		mux.Handle("GET /{$}", pageHandler(e.Status, e.Report))
+	}
+	report := e.Report
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		write(w, http.StatusOK, map[string]any{"status": "ok"})
 	})
