@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -136,6 +137,8 @@ type JobOptions struct {
 	// at, instead of Station.Now: the agent's view of the cloud's clock,
 	// which a PC's wrong clock does not move.
 	Now func() time.Time
+	// APDUs, when set, counts the APDUs sent to the card, for metrics.
+	APDUs *atomic.Int64
 }
 
 func (o JobOptions) progress(st Stage) error {
@@ -244,6 +247,9 @@ func (s *Station) withCard(ctx context.Context, op Op, readerName string, o JobO
 		return err
 	}
 	defer c.Close()
+	if o.APDUs != nil {
+		c = countingCard{c, o.APDUs}
+	}
 	tag := reader.NewTag(c)
 	info, err := reader.Identify(ctx, tag)
 	if err != nil {
@@ -258,6 +264,17 @@ func (s *Station) withCard(ctx context.Context, op Op, readerName string, o JobO
 			info.Technology, hex.EncodeToString(info.ATR), cardfmt.ErrIncompatible)
 	}
 	return fn(tag, info, l)
+}
+
+// countingCard counts the APDUs sent through it.
+type countingCard struct {
+	reader.Card
+	n *atomic.Int64
+}
+
+func (c countingCard) Transmit(ctx context.Context, apdu []byte) ([]byte, error) {
+	c.n.Add(1)
+	return c.Card.Transmit(ctx, apdu)
 }
 
 // ResolveReader picks the reader a user meant: an exact name, else the one

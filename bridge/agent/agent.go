@@ -110,6 +110,9 @@ type Options struct {
 	Store   Store
 	Station *bridge.Station
 	Log     *zap.Logger
+	// Observer, when set, hears the link, encoders, cards and jobs for
+	// the status page and metrics.
+	Observer Observer
 	// Clock is the time source; nil means the system clock. Deadlines
 	// are measured on its monotonic clock from the cloud's time at the
 	// welcome, never on the PC's wall clock.
@@ -162,6 +165,9 @@ type Agent struct {
 	// the cloud's time: only then can the bridge know which expired.
 	held     []journal.Entry
 	stopping bool
+
+	cardWatch map[string]*cardWatch // by encoder id, with an Observer
+	watchWG   sync.WaitGroup
 }
 
 // anchor ties the cloud's clock to the monotonic one: at mono, the cloud
@@ -230,6 +236,8 @@ func New(opts Options) (*Agent, error) {
 		queues:   map[string]*queue{},
 		running:  map[string]*jobRun{},
 
+		cardWatch: map[string]*cardWatch{},
+
 		helloResults: maxHelloResults,
 	}
 	if a.log == nil {
@@ -297,6 +305,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	names, err := a.readers.Readers(ctx)
 	if err != nil {
 		a.log.Warn("cannot list readers", zap.Error(err))
+		if a.opts.Observer != nil {
+			a.opts.Observer.ReadersFailed(err)
+		}
 	}
 	a.setReaders(ctx, names)
 	// The PC's clock cannot say which of these expired while the bridge
@@ -311,6 +322,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	lerr := a.opts.Link.Run(ctx, a.serve)
 	cancel(context.Canceled)
 	wg.Wait()
+	a.stopCardWatchers()
 	a.stopJobs()
 
 	if fe := a.fatalErr.Load(); fe != nil {

@@ -122,6 +122,7 @@ type harness struct {
 	clock        clock.Clock // nil: the system clock
 	writeGrace   time.Duration
 	helloResults int
+	observer     Observer
 
 	j      *journal.Journal
 	agent  *Agent
@@ -175,6 +176,7 @@ func (h *harness) start() {
 		BridgeID: testBridge, SoftwareVersion: "test", Encoders: h.encoders,
 		Link: l, Store: j, Station: &bridge.Station{Readers: h.sim, Keys: h.keys, Now: stationNow, Log: h.log.Named("station")},
 		Log: h.log, Clock: h.clock, WriteGrace: h.writeGrace, ReaderRetry: 10 * time.Millisecond,
+		Observer: h.observer,
 	})
 	if err != nil {
 		h.t.Fatal(err)

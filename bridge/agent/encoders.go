@@ -209,6 +209,7 @@ func (a *Agent) setReaders(ctx context.Context, names []string) {
 	defer a.mu.Unlock()
 	prev := a.encoders
 	a.encoders = next
+	a.observeEncodersLocked(ctx)
 	var added, removed []protocol.Encoder
 	for id, e := range next {
 		a.seen[id] = e.ReaderName
@@ -270,6 +271,9 @@ func (a *Agent) watchReaders(ctx context.Context, known []string) {
 		if !failing {
 			a.log.Warn("cannot follow readers; retrying", zap.Error(err))
 			failing = true
+			if a.opts.Observer != nil {
+				a.opts.Observer.ReadersFailed(err)
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -109,9 +110,15 @@ func (a *Agent) stopJobs() {
 func (a *Agent) runJob(e journal.Entry) {
 	id, job := e.Job.JobID, e.Job
 	log := a.log.With(zap.String(FieldJobID, id), zap.String(FieldEncoder, job.EncoderID))
+	start := a.clk.Mono()
+	var apdus atomic.Int64
+	finish := func(r protocol.Result) {
+		a.finish(id, r)
+		a.observeJob(job, r, a.clk.Mono()-start, int(apdus.Load()))
+	}
 	now := a.cloudNow()
 	if !now.Before(job.Deadline) {
-		a.finish(id, errorResult(CodeActionAttemptExpired, "the job's deadline passed while it waited for its encoder"))
+		finish(errorResult(CodeActionAttemptExpired, "the job's deadline passed while it waited for its encoder"))
 		return
 	}
 	// An encode must begin writing WriteMargin before the deadline, so
@@ -121,12 +128,12 @@ func (a *Agent) runJob(e journal.Entry) {
 	if job.Kind == protocol.JobEncode {
 		end = end.Add(-a.opts.WriteMargin)
 		if !now.Before(end) {
-			a.finish(id, errorResult(CodeActionAttemptExpired, fmt.Sprintf("too little of the job's time was left to write a card (%s before its deadline)", job.Deadline.Sub(now).Round(time.Millisecond))))
+			finish(errorResult(CodeActionAttemptExpired, fmt.Sprintf("too little of the job's time was left to write a card (%s before its deadline)", job.Deadline.Sub(now).Round(time.Millisecond))))
 			return
 		}
 	}
 	if e.Reader == "" {
-		a.finish(id, errorResult(bridge.CodeUncategorized, fmt.Sprintf("encoder %s is not an encoder of bridge %s", job.EncoderID, a.opts.BridgeID)))
+		finish(errorResult(bridge.CodeUncategorized, fmt.Sprintf("encoder %s is not an encoder of bridge %s", job.EncoderID, a.opts.BridgeID)))
 		return
 	}
 	ctx, cancel := context.WithCancel(a.jobBase)
@@ -153,6 +160,7 @@ func (a *Agent) runJob(e journal.Entry) {
 		Wait:     end.Sub(now),
 		Progress: a.progressHook(id, end, run),
 		Now:      a.cloudNow,
+		APDUs:    &apdus,
 	}
 
 	var res protocol.Result
@@ -182,7 +190,7 @@ func (a *Agent) runJob(e journal.Entry) {
 		}
 		res = errorResult(bridge.CodeEncodingInterrupted, "the bridge stopped while writing the card, which may hold part of a record; encode the card again")
 	}
-	a.finish(id, res)
+	finish(res)
 }
 
 // progressHook records that writing begins, durably, before any write,

@@ -263,6 +263,9 @@ func (a *Agent) welcomed(w *protocol.Welcome) {
 		}
 	}
 	a.log.Info("connected to the cloud")
+	if a.opts.Observer != nil {
+		a.opts.Observer.LinkUp()
+	}
 }
 
 // releaseHeld decides, now that the cloud's time is known, what the jobs
@@ -335,6 +338,9 @@ func decodeError(err error, frame []byte) *protocol.Message {
 
 // handle acts on one frame from the cloud after the welcome.
 func (a *Agent) handle(s *session, frame []byte) {
+	if a.opts.Observer != nil {
+		a.opts.Observer.Contact()
+	}
 	m, err := protocol.Decode(frame)
 	if err != nil {
 		a.log.Warn("refused a malformed message from the cloud", zap.Error(err))

@@ -237,7 +237,11 @@ func (r *Recorder) JobDone(j JobReport) {
 	r.metrics.job(kind, outcome, j.Duration, j.APDUs)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.lastJob[j.EncoderID] = Job{Kind: kind, Outcome: outcome, Message: j.Message, At: now, Duration: j.Duration}
+	_, attached := r.encoders[j.EncoderID]
+	if _, had := r.lastJob[j.EncoderID]; attached || had {
+		// Only encoders seen here: a job naming another is no row.
+		r.lastJob[j.EncoderID] = Job{Kind: kind, Outcome: outcome, Message: j.Message, At: now, Duration: j.Duration}
+	}
 	if outcome == OutcomeOK {
 		return
 	}
