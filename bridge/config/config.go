@@ -46,15 +46,36 @@ type Config struct {
 	Cloud Cloud `yaml:"cloud"`
 	// StateDir holds the job journal. Empty: DefaultStateDir().
 	StateDir string `yaml:"state_dir"`
-	// Health, when set, serves /healthz and /readyz for local monitoring.
+	// Health is the local monitoring listener: /healthz, /readyz,
+	// /metrics and the status page; on by default.
 	Health Health `yaml:"health"`
 }
 
-// Health configures the optional local health endpoints of "run".
+// Health configures the local monitoring listener of "run".
 type Health struct {
-	// Listen is a loopback host:port, e.g. 127.0.0.1:9477. Empty: off. The
-	// bridge never listens beyond this machine.
+	// Listen is a loopback host:port; empty is DefaultHealthListen, and
+	// HealthOff turns the listener off. The bridge never listens beyond
+	// this machine.
 	Listen string `yaml:"listen"`
+}
+
+const (
+	// DefaultHealthListen is where the status page and metrics are
+	// served unless health.listen says otherwise.
+	DefaultHealthListen = "127.0.0.1:9477"
+	// HealthOff as health.listen turns the listener off.
+	HealthOff = "off"
+)
+
+// Address is the address to listen on, "" when off.
+func (h Health) Address() string {
+	switch h.Listen {
+	case "":
+		return DefaultHealthListen
+	case HealthOff:
+		return ""
+	}
+	return h.Listen
 }
 
 // Cloud configures the bridge's one outbound connection.
@@ -267,11 +288,11 @@ func (c *Config) Validate() error {
 		}
 	}
 	c.Cloud.validate(bad)
-	if l := c.Health.Listen; l != "" {
+	if l := c.Health.Listen; l != "" && l != HealthOff {
 		host, port, err := net.SplitHostPort(l)
 		switch {
 		case err != nil || port == "":
-			bad("health.listen", "must be host:port, e.g. 127.0.0.1:9477")
+			bad("health.listen", "must be host:port, e.g. 127.0.0.1:9477, or off")
 		case !isLoopback(host):
 			bad("health.listen", "must be a loopback address (127.0.0.1, ::1 or localhost): the bridge never listens on the network")
 		}

@@ -31,6 +31,7 @@ func TestParse(t *testing.T) {
 		{name: "health on loopback", yaml: "version: 1\nhealth:\n  listen: 127.0.0.1:9477\n"},
 		{name: "health beyond loopback", yaml: "version: 1\nhealth:\n  listen: 0.0.0.0:9477\n", wantErr: []string{"health.listen: must be a loopback address"}},
 		{name: "health without port", yaml: "version: 1\nhealth:\n  listen: localhost\n", wantErr: []string{"health.listen: must be host:port"}},
+		{name: "health off", yaml: "version: 1\nhealth:\n  listen: \"off\"\n"},
 		{name: "not yaml", yaml: "version: [1\n", wantErr: []string{"invalid configuration"}},
 	}
 	for _, tt := range tests {
@@ -67,6 +68,25 @@ func TestDefaults(t *testing.T) {
 	}
 	if c.Wait != 0 || c.Log.Level != "info" || c.Log.Format != "console" {
 		t.Errorf("defaults not applied: %+v", c)
+	}
+}
+
+// TestHealthAddress: the monitoring listener is on by default, on
+// loopback, and "off" turns it off.
+func TestHealthAddress(t *testing.T) {
+	tests := []struct{ yaml, want string }{
+		{"version: 1\n", DefaultHealthListen},
+		{"version: 1\nhealth:\n  listen: \"[::1]:9000\"\n", "[::1]:9000"},
+		{"version: 1\nhealth:\n  listen: \"off\"\n", ""},
+	}
+	for _, tt := range tests {
+		c, err := Parse([]byte(tt.yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.Health.Address(); got != tt.want {
+			t.Errorf("%q: Address() = %q, want %q", tt.yaml, got, tt.want)
+		}
 	}
 }
 

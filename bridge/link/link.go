@@ -128,6 +128,9 @@ type Options struct {
 	Backoff      Backoff
 
 	Log *zap.Logger
+	// Down, when set, hears every failed dial and every connection that
+	// ended, with the reason, as it is logged (for the status page).
+	Down func(err error)
 	// Clock drives the backoff; nil is the real clock.
 	Clock Clock
 	// Jitter returns a random duration in [0, n); nil uses math/rand/v2.
@@ -369,6 +372,9 @@ func (l *Link) Run(ctx context.Context, serve func(context.Context, Session) err
 		}
 		if ctx.Err() != nil {
 			return nil
+		}
+		if l.opts.Down != nil {
+			l.opts.Down(err)
 		}
 		if pe := (*PermanentError)(nil); errors.As(err, &pe) {
 			l.log.Error("link stopped", zap.Error(err))

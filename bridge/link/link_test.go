@@ -3,9 +3,11 @@ package link
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"net"
@@ -291,7 +293,8 @@ func TestAuthRefusalIsPermanent(t *testing.T) {
 			http.Error(w, "no", code)
 		}))
 		fc := newFakeClock()
-		l, err := New(Options{URL: wsURL(srv), Token: "t0k3n", Clock: fc})
+		var downs []error
+		l, err := New(Options{URL: wsURL(srv), Token: "t0k3n", Clock: fc, Down: func(err error) { downs = append(downs, err) }})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -299,6 +302,9 @@ func TestAuthRefusalIsPermanent(t *testing.T) {
 		srv.Close()
 		if !errors.Is(err, ErrAuthRevoked) || !strings.Contains(err.Error(), "auth revoked") {
 			t.Fatalf("HTTP %d: Run = %v, want ErrAuthRevoked", code, err)
+		}
+		if len(downs) != 1 || !errors.Is(downs[0], ErrAuthRevoked) {
+			t.Fatalf("HTTP %d: Down heard %v, want the refusal once", code, downs)
 		}
 		if strings.Contains(err.Error(), "t0k3n") {
 			t.Fatalf("error shows the token: %v", err)
@@ -568,5 +574,25 @@ func TestReadTokenFile(t *testing.T) {
 	}
 	if _, err := ReadTokenFile(filepath.Join(dir, "missing")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("missing token file: %v", err)
+	}
+}
+
+func TestRemedy(t *testing.T) {
+	tests := []struct {
+		err  error
+		want string
+	}{
+		{nil, ""},
+		{Permanent(fmt.Errorf("dial: %w", ErrAuthRevoked)), "bridge-token create"},
+		{fmt.Errorf("tls: %w", ErrPinMismatch), "spki_pin"},
+		{fmt.Errorf("tls: %w", x509.UnknownAuthorityError{}), "cloud.ca_file"},
+		{&net.OpError{Op: "dial", Err: &net.DNSError{Err: "no such host", Name: "cloud.example"}}, "DNS"},
+		{errors.New("connection refused"), "doctor"},
+	}
+	for _, tt := range tests {
+		got := Remedy(tt.err)
+		if (tt.want == "" && got != "") || !strings.Contains(got, tt.want) {
+			t.Errorf("Remedy(%v) = %q, want it to mention %q", tt.err, got, tt.want)
+		}
 	}
 }

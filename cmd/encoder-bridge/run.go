@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -17,6 +19,7 @@ import (
 	"github.com/encoder-bridge/encoder-bridge/bridge/health"
 	"github.com/encoder-bridge/encoder-bridge/bridge/journal"
 	"github.com/encoder-bridge/encoder-bridge/bridge/link"
+	"github.com/encoder-bridge/encoder-bridge/bridge/status"
 	"github.com/encoder-bridge/encoder-bridge/cardfmt"
 	"github.com/encoder-bridge/encoder-bridge/service"
 )
@@ -95,12 +98,18 @@ func newLogger(c config.Log, w zapcore.WriteSyncer) (*zap.Logger, error) {
 // newLink builds the link the configuration describes; its errors name
 // the configuration key at fault.
 func newLink(cfg *config.Config, token string, log *zap.Logger) (*link.Link, error) {
+	return newLinkDown(cfg, token, log, nil)
+}
+
+// newLinkDown is newLink telling down why the link went down.
+func newLinkDown(cfg *config.Config, token string, log *zap.Logger, down func(error)) (*link.Link, error) {
 	opts := link.Options{
 		URL:       cfg.Cloud.URL,
 		Token:     token,
 		SPKIPin:   cfg.Cloud.SPKIPin,
 		UserAgent: "encoder-bridge/" + version,
 		Log:       log.Named("link"),
+		Down:      down,
 	}
 	if cfg.Cloud.CAFile != "" {
 		pool, err := link.LoadCAFile(cfg.Cloud.CAFile)
@@ -135,7 +144,12 @@ func (a *app) runAgent(ctx context.Context, cfg *config.Config, keysPath string,
 	if err != nil {
 		return fmt.Errorf("cloud.token_file: %w", err)
 	}
-	l, err := newLink(cfg, token, log)
+	keyID := ks.ID()
+	rec := status.New(status.Options{
+		Version: version, BridgeID: cfg.Cloud.BridgeID,
+		KeyID: fmt.Sprintf("%s v%d", hex.EncodeToString(keyID[:]), ks.Current().Version),
+	})
+	l, err := newLinkDown(cfg, token, log, func(err error) { rec.LinkDown(err, link.Remedy(err)) })
 	if err != nil {
 		return err
 	}
@@ -157,6 +171,7 @@ func (a *app) runAgent(ctx context.Context, cfg *config.Config, keysPath string,
 		Store:           j,
 		Station:         &bridge.Station{Readers: rc, Keys: ks, Log: log.Named("station")},
 		Log:             log,
+		Observer:        rec,
 	})
 	if err != nil {
 		rc.Close()
@@ -166,14 +181,20 @@ func (a *app) runAgent(ctx context.Context, cfg *config.Config, keysPath string,
 	log.Info("encoder-bridge starting", zap.String("version", version), zap.String("bridge_id", cfg.Cloud.BridgeID),
 		zap.String("url", l.URL()), zap.String("journal", j.Path()))
 
-	if cfg.Health.Listen != "" {
-		stop, err := serveHealth(cfg.Health.Listen, ag, log)
-		if err != nil {
+	if addr := cfg.Health.Address(); addr != "" {
+		stop, err := serveHealth(addr, ag, rec, log)
+		switch {
+		case err == nil:
+			defer stop()
+		case cfg.Health.Listen == "":
+			// The default address: another program (or bridge) may hold
+			// it, and jobs matter more than the status page.
+			log.Warn("status page and metrics off: cannot listen on the default address; set health.listen", zap.Error(err))
+		default:
 			rc.Close()
 			j.Close()
 			return err
 		}
-		defer stop()
 	}
 
 	done := make(chan error, 1)
@@ -210,18 +231,24 @@ func (a *app) runAgent(ctx context.Context, cfg *config.Config, keysPath string,
 	return nil
 }
 
-// serveHealth serves /healthz and /readyz on the loopback address addr
-// (the configuration refuses any other) until stop is called.
-func serveHealth(addr string, ag *agent.Agent, log *zap.Logger) (stop func(), err error) {
+// serveHealth serves /healthz, /readyz, /metrics and the status page on
+// the loopback address addr (the configuration refuses any other) until
+// stop is called.
+func serveHealth(addr string, ag *agent.Agent, rec *status.Recorder, log *zap.Logger) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("health.listen: %w", err)
 	}
+	rec.Registerer().MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv := &http.Server{
-		Handler: health.Handler(func() health.Report {
-			s := ag.Status()
-			return health.Report{Connected: s.Connected, Encoders: s.Encoders, Jobs: s.Jobs}
-		}),
+		Handler: health.Endpoints{
+			Report: func() health.Report {
+				s := ag.Status()
+				return health.Report{Connected: s.Connected, Encoders: s.Encoders, Jobs: s.Jobs}
+			},
+			Status:  rec.Snapshot,
+			Metrics: rec.Gatherer(),
+		}.Handler(),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
 	go srv.Serve(ln)

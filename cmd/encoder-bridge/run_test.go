@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -93,6 +94,29 @@ func TestRunEndToEnd(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || ready["connected"] != true || ready["encoders"] != float64(1) {
 		t.Fatalf("readyz: %d %v", resp.StatusCode, ready)
+	}
+	// The metrics and the status page count the job, and show neither
+	// the card's UID nor the credential.
+	for path, wants := range map[string][]string{
+		"/metrics": {`encoder_bridge_jobs_total{outcome="ok",type="encode"} 1`, "encoder_bridge_link_up 1", `encoder_bridge_build_info{goversion=`},
+		"/":        {"ACS ACR1252 00", `data-state="up"`, `data-outcome="ok"`},
+	} {
+		resp, err := http.Get("http://" + healthAddr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, w := range wants {
+			if !strings.Contains(string(b), w) {
+				t.Errorf("%s lacks %q:\n%s", path, w, b)
+			}
+		}
+		for _, secret := range []string{uidOf(card), "6f1c2d8e", cloudToken} {
+			if strings.Contains(strings.ToUpper(string(b)), strings.ToUpper(secret)) {
+				t.Errorf("%s shows %q", path, secret)
+			}
+		}
 	}
 	cancel()
 	var r res
