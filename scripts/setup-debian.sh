@@ -9,6 +9,8 @@ set -euo pipefail
 
 packages=(pcscd libpcsclite-dev vsmartcard-vpcd pcsc-tools pkg-config adduser systemd strace
 	wixl msitools wine64 gcc-mingw-w64-x86-64-win32)
+# Headless Chromium renders the bridge's status page in hwtest.
+packages+=(chromium)
 
 if [ "$(id -u)" -eq 0 ]; then sudo=(); else sudo=(sudo); fi
 

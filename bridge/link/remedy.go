@@ -18,7 +18,7 @@ func Remedy(err error) string {
 	case err == nil:
 		return ""
 	case errors.Is(err, ErrAuthRevoked):
-		return "The cloud refused the bridge's token: create a new one with `encoder-cloud bridge-token create`, " +
+		return "The cloud refused the bridge's token: create a new one with 'encoder-cloud bridge-token create', " +
 			"replace the token file (cloud.token_file) and restart the bridge."
 	case errors.Is(err, ErrPinMismatch):
 		return "The cloud's certificate does not carry the pinned key (cloud.spki_pin): a proxy that inspects TLS " +
@@ -29,5 +29,5 @@ func Remedy(err error) string {
 	case errors.As(err, &dns):
 		return "The cloud's host name does not resolve: check this PC's network and DNS."
 	}
-	return "Check that this PC reaches the internet and the cloud (cloud.url); `encoder-bridge doctor` tests each step."
+	return "Check that this PC reaches the internet and the cloud (cloud.url); 'encoder-bridge doctor' tests each step."
 }

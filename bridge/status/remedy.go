@@ -3,8 +3,8 @@ package status
 // Remedies, in the words the front desk or the person on the phone needs.
 const (
 	RemedyReaders = "Check that the smart-card service runs (pcscd on Linux, Smart Card on Windows) " +
-		"and that the encoder's USB cable is in; `encoder-bridge doctor` tells which."
-	RemedyUnknown = "Run `encoder-bridge doctor` and read the bridge's log around this time."
+		"and that the encoder's USB cable is in; 'encoder-bridge doctor' tells which."
+	RemedyUnknown = "Run 'encoder-bridge doctor' and read the bridge's log around this time."
 )
 
 // jobRemedies maps a job's error code (bridge.Code, or the Seam
@@ -19,10 +19,10 @@ var jobRemedies = map[string]string{
 	"encoder_communication_timeout": "The encoder stopped answering: unplug it, plug it back in and run the job again.",
 	"encoder_not_online":            "The encoder is not reachable: check its USB cable and that the smart-card service runs.",
 	"action_attempt_expired": "The job waited too long for its encoder or a card: start it again with the card on the encoder. " +
-		"If it happens to every job, check the PC's network and `encoder-bridge doctor`.",
+		"If it happens to every job, check the PC's network and 'encoder-bridge doctor'.",
 	"invalid_credential": "The cloud sent a credential this bridge refuses: check the reservation in the property system.",
-	"invalid_config":     "The bridge's configuration is wrong: run `encoder-bridge validate --config FILE`.",
-	"key_file_error":     "The site key file cannot be used: run `encoder-bridge keys validate`.",
+	"invalid_config":     "The bridge's configuration is wrong: run 'encoder-bridge validate --config FILE'.",
+	"key_file_error":     "The site key file cannot be used: run 'encoder-bridge keys validate'.",
 }
 
 // JobRemedy is what to do about a job that failed with code.
