@@ -4,6 +4,8 @@ GO      ?= go
 BIN     := bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
+# The status page test keeps its Chromium screenshots here.
+export STATUS_PAGE_OUT ?= $(CURDIR)/test-output/status-page
 
 .PHONY: all build setup test unit conformance seam-openapi check-fmt vet windows bench demo fuzz clean deb test-deb msi
 
