@@ -32,6 +32,7 @@ import (
 	"github.com/encoder-bridge/encoder-bridge/cloud/clock"
 	"github.com/encoder-bridge/encoder-bridge/cloud/hub"
 	"github.com/encoder-bridge/encoder-bridge/cloud/jobs"
+	"github.com/encoder-bridge/encoder-bridge/cloud/metrics"
 	"github.com/encoder-bridge/encoder-bridge/cloud/store"
 	"github.com/encoder-bridge/encoder-bridge/protocol"
 )
@@ -102,6 +103,7 @@ type Server struct {
 	auth    *auth.Auth
 	jobs    *jobs.Service
 	hub     *hub.Hub
+	metrics *metrics.Metrics
 	api     *api.API
 	handler http.Handler
 
@@ -134,9 +136,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, store: st}
 	s.auth = auth.New(st, cfg.Clock)
+	// The hub is made after the jobs; the gauge reads it only when scraped.
+	s.metrics = metrics.New(func() int { return s.hub.Links() })
 	s.jobs = jobs.New(jobs.Config{
 		Store: st, Clock: cfg.Clock, Log: cfg.Logger.Named("jobs"),
 		Timeout: cfg.JobTimeout, SweepInterval: cfg.SweepInterval, MaxEncoderRecords: cfg.MaxEncoderRecords,
+		Observer: s.metrics,
 	})
 	s.hub = hub.New(hub.Config{
 		Handler: s.jobs, Auth: s.auth, Log: cfg.Logger.Named("hub"),
@@ -173,6 +178,11 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 // Handler serves the API, the bridge websocket (protocol.Path) and
 // /healthz.
 func (s *Server) Handler() http.Handler { return s.handler }
+
+// MetricsHandler serves the Prometheus metrics (package cloud/metrics).
+// It is not part of Handler: the API faces the internet, the metrics
+// only the operator's monitoring.
+func (s *Server) MetricsHandler() http.Handler { return s.metrics.Handler() }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)

@@ -184,7 +184,13 @@ func (s *Service) Message(ctx context.Context, b store.Bridge, m *protocol.Messa
 		if err != nil || !ok {
 			return unknownJob(m.Ack.JobID, err)
 		}
-		return nil, s.st.Q().MarkJobAcked(ctx, j.ID, now)
+		if err := s.st.Q().MarkJobAcked(ctx, j.ID, now); err != nil {
+			return nil, err
+		}
+		if j.AckedAt == nil {
+			s.obs.JobAcked(j.Kind, now.Sub(j.CreatedAt))
+		}
+		return nil, nil
 	case protocol.TypeProgress:
 		j, ok, err := s.bridgeJob(ctx, b.ID, m.Progress.JobID)
 		if err != nil || !ok {
@@ -291,6 +297,7 @@ func (s *Service) result(ctx context.Context, bridgeID string, r *protocol.Resul
 	}
 	now := s.now()
 	var finished, first bool
+	var status, errType string
 	err = s.st.Update(ctx, func(tx *store.Tx) error {
 		if first, err = tx.SetJobResult(ctx, j.ID, raw, now); err != nil || !first {
 			return err
@@ -303,7 +310,9 @@ func (s *Service) result(ctx context.Context, bridgeID string, r *protocol.Resul
 		if err != nil {
 			return err
 		}
-		status, result, errType, errMsg, err := s.outcome(ctx, tx, ws, j, att, r, now)
+		var result json.RawMessage
+		var errMsg string
+		status, result, errType, errMsg, err = s.outcome(ctx, tx, ws, j, att, r, now)
 		if err != nil {
 			return err
 		}
@@ -330,6 +339,11 @@ func (s *Service) result(ctx context.Context, bridgeID string, r *protocol.Resul
 			outcome = r.Error.Type
 		}
 		log.Info("job finished", zap.String("outcome", outcome))
+		if status == store.StatusError {
+			s.obs.JobFinished(j.Kind, errType)
+		} else {
+			s.obs.JobFinished(j.Kind, store.StatusSuccess)
+		}
 	}
 	return nil
 }

@@ -65,7 +65,31 @@ type Config struct {
 	ReofferAfter time.Duration
 	// MaxEncoderRecords: see DefaultMaxEncoderRecords.
 	MaxEncoderRecords int
+	// Observer, when set, hears jobs finish and reach their bridge (for
+	// metrics).
+	Observer Observer
 }
+
+// Observer hears what happens to jobs. Labels it may make of kind,
+// outcome and reason are bounded: a protocol.JobKind and Seam error
+// types the cloud normalised.
+type Observer interface {
+	// JobFinished: a bridge's result finished the job's action attempt,
+	// with outcome "success" or the attempt's error type.
+	JobFinished(kind, outcome string)
+	// JobAcked: the bridge stored the job, sinceCreated after the API
+	// made it.
+	JobAcked(kind string, sinceCreated time.Duration)
+	// AttemptExpired: the sweeper finished the attempt at its deadline;
+	// reason is the error type it set.
+	AttemptExpired(kind, reason string)
+}
+
+type noObserver struct{}
+
+func (noObserver) JobFinished(string, string)     {}
+func (noObserver) JobAcked(string, time.Duration) {}
+func (noObserver) AttemptExpired(string, string)  {}
 
 // Service runs jobs.
 type Service struct {
@@ -77,6 +101,7 @@ type Service struct {
 	sweepEvery time.Duration
 	reoffer    time.Duration
 	maxEncRecs int
+	obs        Observer
 	// started is when this process started: a job whose deadline passed
 	// before it was down, not disconnected.
 	started time.Time
@@ -85,7 +110,10 @@ type Service struct {
 
 // New makes a Service.
 func New(cfg Config) *Service {
-	s := &Service{st: cfg.Store, clk: cfg.Clock, log: cfg.Log, links: cfg.Links, timeout: cfg.Timeout, sweepEvery: cfg.SweepInterval, reoffer: cfg.ReofferAfter}
+	s := &Service{st: cfg.Store, clk: cfg.Clock, log: cfg.Log, links: cfg.Links, timeout: cfg.Timeout, sweepEvery: cfg.SweepInterval, reoffer: cfg.ReofferAfter, obs: cfg.Observer}
+	if s.obs == nil {
+		s.obs = noObserver{}
+	}
 	if s.clk == nil {
 		s.clk = clock.Real{}
 	}
@@ -450,6 +478,7 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 		if done {
 			n++
 			s.settled(j.ActionAttemptID)
+			s.obs.AttemptExpired(j.Kind, typ)
 			s.log.Info("job expired", zap.String(FieldJobID, j.ID), zap.String(FieldBridgeID, j.BridgeID), zap.String("type", typ))
 		}
 	}

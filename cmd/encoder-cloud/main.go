@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -358,6 +359,7 @@ func (a *app) cmdServe(ctx context.Context, args []string) error {
 	maxConns := f.Int("max-conns", cloud.DefaultMaxConns, "open connections at most, bridge links included; more are closed as they arrive")
 	maxPerSource := f.Int("max-conns-per-source", cloud.DefaultMaxConnsPerSource, "open connections at most from one remote address; 0: no limit (behind a proxy)")
 	readTimeout := f.Duration("read-timeout", cloud.DefaultReadTimeout, "time a client has to send a whole request, body included")
+	metricsListen := f.String("metrics-listen", defaultMetricsListen, "`ADDRESS` of Prometheus' /metrics, apart from the API; off: none")
 	if err := f.parse(args, "db"); err != nil {
 		return err
 	}
@@ -403,11 +405,45 @@ func (a *app) cmdServe(ctx context.Context, args []string) error {
 			return err
 		}
 	}
+	if *metricsListen != "off" {
+		stop, err := serveMetrics(*metricsListen, srv.MetricsHandler(), log)
+		switch {
+		case err == nil:
+			defer stop()
+		case *metricsListen == defaultMetricsListen:
+			log.Warn("metrics off: cannot listen on the default address; set --metrics-listen", zap.Error(err))
+		default:
+			ln.Close()
+			return err
+		}
+	}
 	log.Info("serving", zap.String("endpoint", endpoint), zap.String("version", version), zap.Duration("job_timeout", *jobTimeout), zap.Duration("settle_wait", max(*settleWait, 0)))
 	if a.listening != nil {
 		a.listening(ln.Addr())
 	}
 	return srv.Serve(ctx, ln)
+}
+
+// defaultMetricsListen is where the cloud serves /metrics by default:
+// loopback, for a Prometheus on the same host or a tunnel.
+const defaultMetricsListen = "127.0.0.1:9478"
+
+// serveMetrics serves h at /metrics on addr until stop is called.
+func serveMetrics(addr string, h http.Handler, log *zap.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics-listen: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", h)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	log.Info("metrics", zap.String("address", "http://"+ln.Addr().String()+"/metrics"))
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}, nil
 }
 
 func isLoopback(host string) bool {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -145,13 +146,21 @@ func TestServe(t *testing.T) {
 	dir := t.TempDir()
 	db, boot := filepath.Join(dir, "c.db"), filepath.Join(dir, "boot.json")
 	logs := &syncbuf.Buffer{}
+	metricsAddr := func() string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		return ln.Addr().String()
+	}()
 	serve := func() (stop func() int, addr string) {
 		ctx, cancel := context.WithCancel(context.Background())
 		addrc := make(chan net.Addr, 1)
 		a := &app{stdout: logs, stderr: logs, listening: func(a net.Addr) { addrc <- a }}
 		done := make(chan int, 1)
 		go func() {
-			done <- a.run(ctx, []string{"serve", "--db", db, "--listen", "127.0.0.1:0", "--bootstrap", boot, "--job-timeout", "5s"})
+			done <- a.run(ctx, []string{"serve", "--db", db, "--listen", "127.0.0.1:0", "--bootstrap", boot, "--job-timeout", "5s", "--metrics-listen", metricsAddr})
 		}()
 		select {
 		case ad := <-addrc:
@@ -202,6 +211,21 @@ func TestServe(t *testing.T) {
 	resp.Body.Close()
 	if len(list.Encoders) != 1 {
 		t.Errorf("encoders %v", list)
+	}
+	// Metrics on their own listener, not beside the API.
+	if resp, err := http.Get("http://" + metricsAddr + "/metrics"); err != nil || resp.StatusCode != 200 {
+		t.Errorf("metrics: %v %v", err, resp)
+	} else {
+		m, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(m), "encoder_cloud_bridges_connected 1") {
+			t.Errorf("metrics:\n%s", m)
+		}
+	}
+	if resp, err := http.Get(b.Endpoint + "/metrics"); err != nil || resp.StatusCode == 200 {
+		t.Errorf("the API serves /metrics: %v %v", err, resp)
+	} else {
+		resp.Body.Close()
 	}
 	if code := stop(); code != 0 {
 		t.Fatalf("serve exit %d: %s", code, logs.String())
