@@ -41,6 +41,9 @@ func newConn(ws *websocket.Conn, l *Link) *Conn {
 	}
 	ws.SetPongHandler(func(string) error {
 		c.extendRead()
+		if h := l.opts.Heard; h != nil {
+			h()
+		}
 		return nil
 	})
 	go c.readLoop()

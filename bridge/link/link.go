@@ -131,6 +131,9 @@ type Options struct {
 	// Down, when set, hears every failed dial and every connection that
 	// ended, with the reason, as it is logged (for the status page).
 	Down func(err error)
+	// Heard, when set, is called on every pong from the cloud, so that
+	// an idle link still shows when the cloud last answered.
+	Heard func()
 	// Clock drives the backoff; nil is the real clock.
 	Clock Clock
 	// Jitter returns a random duration in [0, n); nil uses math/rand/v2.

@@ -596,3 +596,32 @@ func TestRemedy(t *testing.T) {
 		}
 	}
 }
+
+// TestHeardOnPong: a pong tells Options.Heard that the cloud answered,
+// so an idle link still shows its last contact.
+func TestHeardOnPong(t *testing.T) {
+	srv := wsServer(t, false, func(ws *websocket.Conn, r *http.Request) {
+		for {
+			if _, _, err := ws.ReadMessage(); err != nil {
+				return
+			}
+		}
+	})
+	heard := make(chan struct{}, 1)
+	l, _ := New(Options{URL: wsURL(srv), PingInterval: 20 * time.Millisecond, PongTimeout: time.Second, Heard: func() {
+		select {
+		case heard <- struct{}{}:
+		default:
+		}
+	}})
+	c, err := l.Dial(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	select {
+	case <-heard:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no pong heard")
+	}
+}

@@ -98,18 +98,20 @@ func newLogger(c config.Log, w zapcore.WriteSyncer) (*zap.Logger, error) {
 // newLink builds the link the configuration describes; its errors name
 // the configuration key at fault.
 func newLink(cfg *config.Config, token string, log *zap.Logger) (*link.Link, error) {
-	return newLinkDown(cfg, token, log, nil)
+	return newLinkWith(cfg, token, log, nil)
 }
 
-// newLinkDown is newLink telling down why the link went down.
-func newLinkDown(cfg *config.Config, token string, log *zap.Logger, down func(error)) (*link.Link, error) {
+// newLinkWith is newLink with the options tune sets besides.
+func newLinkWith(cfg *config.Config, token string, log *zap.Logger, tune func(*link.Options)) (*link.Link, error) {
 	opts := link.Options{
 		URL:       cfg.Cloud.URL,
 		Token:     token,
 		SPKIPin:   cfg.Cloud.SPKIPin,
 		UserAgent: "encoder-bridge/" + version,
 		Log:       log.Named("link"),
-		Down:      down,
+	}
+	if tune != nil {
+		tune(&opts)
 	}
 	if cfg.Cloud.CAFile != "" {
 		pool, err := link.LoadCAFile(cfg.Cloud.CAFile)
@@ -149,7 +151,10 @@ func (a *app) runAgent(ctx context.Context, cfg *config.Config, keysPath string,
 		Version: version, BridgeID: cfg.Cloud.BridgeID,
 		KeyID: fmt.Sprintf("%s v%d", hex.EncodeToString(keyID[:]), ks.Current().Version),
 	})
-	l, err := newLinkDown(cfg, token, log, func(err error) { rec.LinkDown(err, link.Remedy(err)) })
+	l, err := newLinkWith(cfg, token, log, func(o *link.Options) {
+		o.Down = func(err error) { rec.LinkDown(err, link.Remedy(err)) }
+		o.Heard = rec.Contact
+	})
 	if err != nil {
 		return err
 	}
