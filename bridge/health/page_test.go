@@ -112,3 +112,32 @@ func TestAgo(t *testing.T) {
 		t.Error("zero time")
 	}
 }
+
+// BenchmarkPage renders the status page of a bridge with four encoders
+// and a full list of problems: what each 5-second refresh costs.
+func BenchmarkPage(b *testing.B) {
+	rec := status.New(status.Options{Version: "1.2.3", BridgeID: "desk-1", KeyID: "0102030405060708 v2"})
+	var encs []status.EncoderInfo
+	for i := range 4 {
+		id := string(rune('a' + i))
+		encs = append(encs, status.EncoderInfo{ID: id, Name: "Desk " + id, Reader: "ACS ACR1252 0" + id})
+	}
+	rec.SetEncoders(encs)
+	for i := range status.DefaultMaxProblems {
+		rec.JobDone(status.JobReport{EncoderID: "a", Kind: "encode", Outcome: "no_credential_on_encoder", Message: strings.Repeat("x", i+1)})
+	}
+	h := Endpoints{Report: func() Report { return Report{Connected: true, Encoders: 4} }, Status: rec.Snapshot, Metrics: rec.Gatherer()}.Handler()
+	for _, path := range []string{"/", "/metrics"} {
+		b.Run(path, func(b *testing.B) {
+			req := httptest.NewRequest("GET", path, nil)
+			for b.Loop() {
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, req)
+				if w.Code != 200 {
+					b.Fatal(w.Code)
+				}
+				b.SetBytes(int64(w.Body.Len()))
+			}
+		})
+	}
+}
