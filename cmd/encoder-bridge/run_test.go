@@ -414,3 +414,53 @@ func TestRunDamagedJournal(t *testing.T) {
 		t.Fatalf("set aside: %v", old)
 	}
 }
+
+// TestRunHealthAddressBusy: the default monitoring address taken by
+// another program costs the page, not the service; an address the
+// configuration sets that cannot be used stops run.
+func TestRunHealthAddressBusy(t *testing.T) {
+	// Hold the default address; if another program holds it already,
+	// it is just as busy.
+	if ln, err := net.Listen("tcp", config.DefaultHealthListen); err == nil {
+		defer ln.Close()
+	}
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+
+	tests := []struct {
+		name   string
+		health string // appended to the configuration
+		want   []string
+		// dialled: run went on to the cloud
+		dialled bool
+	}{
+		{"default busy", "", []string{"status page and metrics off"}, true},
+		{"configured busy", "health:\n  listen: " + held.Addr().String() + "\n", []string{"health.listen:"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cloud := cloudtest.NewFakeCloud(t, cloudToken)
+			cloud.Refuse.Store(401) // run ends at its first dial
+			c := newCLI(t)
+			cfg := c.bridgeConfig(cloud.URL())
+			appendFile(t, cfg, tt.health)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			code, _, stderr := c.runCtx(ctx, "run", "--config", cfg)
+			if code != 1 {
+				t.Fatalf("exit %d, stderr:\n%s", code, stderr)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, stderr)
+				}
+			}
+			if dialled := strings.Contains(stderr, "auth revoked"); dialled != tt.dialled {
+				t.Errorf("dialled the cloud: %v, want %v:\n%s", dialled, tt.dialled, stderr)
+			}
+		})
+	}
+}
