@@ -41,6 +41,12 @@ func TestMetrics(t *testing.T) {
 	sj := b.Expect(protocol.TypeJob).Job
 	b.Result(cloudtest.Failure(sj, seam.ErrNoCredentialOnEncoder))
 
+	// A job the bridge refuses is finished too.
+	scan(t, env, encID)
+	rj := b.Expect(protocol.TypeJob).Job
+	b.Send(&protocol.Message{V: 1, Type: protocol.TypeError, Error: &protocol.Error{Code: protocol.CodeUnknownEncoder, Message: "no", JobID: rj.JobID}})
+	b.Sync()
+
 	scan(t, env, encID)
 	b.Expect(protocol.TypeJob)
 	env.Clock.Advance(31 * time.Second)
@@ -54,6 +60,7 @@ func TestMetrics(t *testing.T) {
 		`encoder_cloud_jobs_total{outcome="success",type="encode"} 1`,
 		`encoder_cloud_jobs_total{outcome="no_credential_on_encoder",type="scan"} 1`,
 		`encoder_cloud_jobs_total{outcome="action_attempt_expired",type="scan"} 1`,
+		`encoder_cloud_jobs_total{outcome="encoder_not_online",type="scan"} 1`,
 		`encoder_cloud_action_attempts_expired_total{reason="action_attempt_expired"} 1`,
 		`encoder_cloud_job_dispatch_seconds_count{type="encode"} 1`,
 		`encoder_cloud_job_dispatch_seconds_bucket{type="encode",le="0.25"} 1`,

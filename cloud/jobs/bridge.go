@@ -252,12 +252,14 @@ func (s *Service) bridgeError(ctx context.Context, b store.Bridge, e *protocol.E
 	}
 	now := s.now()
 	var finished bool
+	var errType string
 	err = s.st.Update(ctx, func(tx *store.Tx) error {
 		att, err := tx.ActionAttempt(ctx, j.WorkspaceID, j.ActionAttemptID)
 		if err != nil {
 			return err
 		}
-		if finished, err = tx.FinishActionAttempt(ctx, att.ID, store.StatusError, nil, seam.NormalizeErrorType(att.ActionType, typ),
+		errType = seam.NormalizeErrorType(att.ActionType, typ)
+		if finished, err = tx.FinishActionAttempt(ctx, att.ID, store.StatusError, nil, errType,
 			"The bridge refused the job: "+e.Message, now); err != nil {
 			return err
 		}
@@ -265,6 +267,7 @@ func (s *Service) bridgeError(ctx context.Context, b store.Bridge, e *protocol.E
 	})
 	if err == nil && finished {
 		s.settled(j.ActionAttemptID)
+		s.obs.JobFinished(j.Kind, errType)
 	}
 	return err
 }
