@@ -184,8 +184,11 @@ encoders:
 	})
 	page := "http://" + addr + "/"
 
-	// Linked, a card on the encoder, and one encode done.
+	// Linked, a card on the encoder, and one encode done. The card shows
+	// as soon as the reader is seen, which may be before the cloud
+	// welcomed the hello that lists the encoder: wait for both.
 	waitPage(t, page, `data-card="present"`, &log)
+	waitPage(t, page, `id="link" data-state="up"`, &log)
 	encoderID := ""
 	for _, e := range env.MustCall("/acs/encoders/list", map[string]any{})["acs_encoders"].([]any) {
 		if m := e.(map[string]any); m["display_name"] == "Front desk" {
