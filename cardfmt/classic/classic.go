@@ -179,7 +179,8 @@ func (s *session) read(ctx context.Context, block int) ([]byte, error) {
 type directory struct {
 	mad        *mad // nil: no valid MAD
 	madKey     candidate
-	foreignMAD bool // readable with the MAD key but not a valid directory
+	raw        []byte // blocks 1 and 2 as read
+	foreignMAD bool   // readable with the MAD key but not a valid directory
 }
 
 // readDirectory opens sector 0 with the public MAD key or, on a new card,
@@ -204,8 +205,8 @@ func readDirectory(ctx context.Context, s *session) (directory, error) {
 	if err != nil {
 		return directory{}, err
 	}
-	d := directory{madKey: c}
-	m, err := parseMAD(append(b1, b2...))
+	d := directory{madKey: c, raw: append(b1, b2...)}
+	m, err := parseMAD(d.raw)
 	switch {
 	case err == nil:
 		d.mad = m
@@ -340,28 +341,35 @@ func Encode(ctx context.Context, t Tag, info reader.Info, ks *cardfmt.KeySet, c 
 	// Sector 0 is rewritten when the directory changes, when it still has
 	// transport keys, or when the card was keyed under an older version.
 	// The first record sector tells the version; that authentication is
-	// the one its write needs anyway.
+	// the one its write needs anyway. Its version is tried first on the
+	// other sectors and on sector 0: an older card's sectors all carry the
+	// same version, and each refused key costs a card reset.
 	needMAD := plan.madChanged || bytes.Equal(dir.madKey.key, transportKey)
+	var known uint8
 	if !needMAD {
-		c, err := s.authAny(ctx, plan.sectors[0], sectorCandidates(true, keys))
+		c, err := s.authAny(ctx, plan.sectors[0], sectorCandidates(true, keys, 0))
 		if errors.Is(err, reader.ErrAuthFailed) {
 			return fmt.Errorf("classic: sector %d refuses the transport key and this system's keys: %w", plan.sectors[0], cardfmt.ErrForeign)
 		}
 		if err != nil {
 			return err
 		}
+		known = c.version
 		needMAD = c.version != cur.version
 	}
 	// Make sure the directory can be written before any sector is, so a
 	// card with another system's directory is refused untouched.
 	var madWith candidate
 	if needMAD {
-		madWith, err = s.authAny(ctx, 0, madCandidates(dir, keys))
+		madWith, err = s.authAny(ctx, 0, madCandidates(dir, keys, known))
 		if errors.Is(err, reader.ErrAuthFailed) {
 			return fmt.Errorf("classic: sector 0 refuses this system's keys: %w", cardfmt.ErrForeign)
 		}
 		if err != nil {
 			return err
+		}
+		if known == 0 {
+			known = madWith.version
 		}
 	}
 	if plan, err = probeClaimed(ctx, s, dir, plan, need, keys); err != nil {
@@ -369,18 +377,24 @@ func Encode(ctx context.Context, t Tag, info reader.Info, ks *cardfmt.KeySet, c 
 	}
 
 	w := &writer{s: s}
+	var rekeyed []int
 	for i, sec := range plan.sectors {
 		chunk := record[i*sectorData : min((i+1)*sectorData, len(record))]
-		if err := w.writeSector(ctx, sec, chunk, sectorCandidates(slices.Contains(plan.ours, sec), keys), cur); err != nil {
+		rk, err := w.writeSector(ctx, sec, chunk, sectorCandidates(slices.Contains(plan.ours, sec), keys, known), cur)
+		if err != nil {
 			return err
 		}
+		if rk {
+			rekeyed = append(rekeyed, sec)
+		}
 	}
+	madKeyed := false
 	if needMAD {
-		if err := w.writeMAD(ctx, plan.mad, madWith, cur); err != nil {
+		if madKeyed, err = w.writeMAD(ctx, plan.mad, dir.raw, madWith, cur); err != nil {
 			return err
 		}
 	}
-	return w.verify(ctx, plan, record, cur, needMAD)
+	return w.verify(ctx, plan, record, cur, madKeyed, dir.madKey.key, rekeyed)
 }
 
 // sectorPlan says where the record goes.
@@ -412,7 +426,7 @@ func probeClaimed(ctx context.Context, s *session, dir directory, plan sectorPla
 			if slices.Contains(plan.ours, sec) || usable[sec] {
 				continue
 			}
-			_, err := s.authAny(ctx, sec, sectorCandidates(false, keys))
+			_, err := s.authAny(ctx, sec, sectorCandidates(false, keys, 0))
 			if errors.Is(err, reader.ErrAuthFailed) {
 				bad = sec
 				break
@@ -472,12 +486,13 @@ func planSectors(m *mad, n int, refused map[int]bool) (sectorPlan, error) {
 }
 
 // sectorCandidates orders the keys a record sector may have: this system's
-// key B (newest version first) where the directory says the sector is
-// ours, the transport key first where it is free. Both lists hold both
-// kinds, because an interrupted encode can leave either.
-func sectorCandidates(ours bool, keys []cardKeys) []candidate {
+// key B where the directory says the sector is ours, the transport key
+// first where it is free. Both lists hold both kinds, because an
+// interrupted encode can leave either. Key B goes newest version first,
+// or known first when the job has learnt the card's version (0: none).
+func sectorCandidates(ours bool, keys []cardKeys, known uint8) []candidate {
 	var own []candidate
-	for _, k := range keys {
+	for _, k := range byVersion(keys, known) {
 		own = append(own, candidate{kt: reader.KeyB, key: k.b, version: k.version})
 	}
 	transport := candidate{kt: reader.KeyA, key: transportKey}
@@ -487,15 +502,25 @@ func sectorCandidates(ours bool, keys []cardKeys) []candidate {
 	return append([]candidate{transport}, own...)
 }
 
-func madCandidates(dir directory, keys []cardKeys) []candidate {
+func madCandidates(dir directory, keys []cardKeys, known uint8) []candidate {
 	if bytes.Equal(dir.madKey.key, transportKey) {
 		return []candidate{dir.madKey}
 	}
 	var c []candidate
-	for _, k := range keys {
+	for _, k := range byVersion(keys, known) {
 		c = append(c, candidate{kt: reader.KeyB, key: k.madB, version: k.version})
 	}
 	return c
+}
+
+// byVersion returns keys with version known moved to the front.
+func byVersion(keys []cardKeys, known uint8) []cardKeys {
+	i := slices.IndexFunc(keys, func(k cardKeys) bool { return k.version == known })
+	if i <= 0 {
+		return keys
+	}
+	out := append([]cardKeys{keys[i]}, keys[:i]...)
+	return append(out, keys[i+1:]...)
 }
 
 // writer tracks whether the card has been written, which decides between
@@ -503,6 +528,9 @@ func madCandidates(dir directory, keys []cardKeys) []candidate {
 type writer struct {
 	s       *session
 	written bool
+	// madBlocks are the directory blocks written: one that already held
+	// its new content is neither written nor read back.
+	madBlocks []int
 }
 
 func (w *writer) fail(err error) error {
@@ -520,71 +548,132 @@ func (w *writer) write(ctx context.Context, block int, data []byte) error {
 	return nil
 }
 
-// writeSector writes chunk into sec's data blocks and then, if the sector
-// is not yet keyed with the current version, its trailer.
-func (w *writer) writeSector(ctx context.Context, sec int, chunk []byte, cands []candidate, cur cardKeys) error {
-	c, err := w.s.authAny(ctx, sec, cands)
-	if errors.Is(err, reader.ErrAuthFailed) {
-		return w.fail(fmt.Errorf("classic: sector %d refuses the transport key and this system's keys: %w", sec, cardfmt.ErrForeign))
-	}
+// readBack reads block in the current session and compares it with want.
+func (w *writer) readBack(ctx context.Context, block int, want []byte) error {
+	b, err := w.s.read(ctx, block)
 	if err != nil {
 		return w.fail(err)
 	}
-	for i, blk := range dataBlocks(sec) {
+	if !bytes.Equal(b, want) {
+		return w.fail(fmt.Errorf("classic: block %d reads back differently", block))
+	}
+	return nil
+}
+
+// writeSector writes chunk into sec's data blocks and then, if the sector
+// is not yet keyed with the current version, its trailer; rekeyed says it
+// was. A sector already keyed under the current version is read back at
+// once, in the session that wrote it: key B may read its data blocks, and
+// its key A was proved when its trailer was written. A re-keyed sector is
+// read back by verify, through its new key A, as a lock reads it.
+func (w *writer) writeSector(ctx context.Context, sec int, chunk []byte, cands []candidate, cur cardKeys) (rekeyed bool, err error) {
+	c, err := w.s.authAny(ctx, sec, cands)
+	if errors.Is(err, reader.ErrAuthFailed) {
+		return false, w.fail(fmt.Errorf("classic: sector %d refuses the transport key and this system's keys: %w", sec, cardfmt.ErrForeign))
+	}
+	if err != nil {
+		return false, w.fail(err)
+	}
+	blocks := sectorBlocks(sec, chunk)
+	for i, data := range blocks {
+		if err := w.write(ctx, dataBlocks(sec)[i], data); err != nil {
+			return false, err
+		}
+	}
+	if c.kt == reader.KeyB && c.version == cur.version {
+		for i, data := range blocks {
+			if err := w.readBack(ctx, dataBlocks(sec)[i], data); err != nil {
+				return false, err
+			}
+		}
+		return false, nil
+	}
+	return true, w.write(ctx, trailerBlock(sec), trailer(cur.a, appAccess, cur.b))
+}
+
+// sectorBlocks splits chunk into the 16-byte blocks it fills, the last
+// one padded with zeros.
+func sectorBlocks(sec int, chunk []byte) [][]byte {
+	var out [][]byte
+	for i := range dataBlocks(sec) {
 		if i*blockSize >= len(chunk) {
 			break
 		}
 		data := make([]byte, blockSize)
 		copy(data, chunk[i*blockSize:])
-		if err := w.write(ctx, blk, data); err != nil {
-			return err
-		}
+		out = append(out, data)
 	}
-	if c.kt == reader.KeyB && c.version == cur.version {
-		return nil
-	}
-	return w.write(ctx, trailerBlock(sec), trailer(cur.a, appAccess, cur.b))
+	return out
 }
 
-func (w *writer) writeMAD(ctx context.Context, m *mad, with candidate, cur cardKeys) error {
+// writeMAD writes the directory blocks that differ from have (blocks 1
+// and 2 as read), and sector 0's trailer unless the sector is keyed under
+// the current version already (keyed says it was written). Without a
+// trailer write the blocks written are read back in the session that
+// wrote them; with one, verify reads them through the public MAD key A.
+func (w *writer) writeMAD(ctx context.Context, m *mad, have []byte, with candidate, cur cardKeys) (keyed bool, err error) {
 	if err := w.s.auth(ctx, 0, with.kt, with.key); err != nil {
-		return w.fail(err)
+		return false, w.fail(err)
 	}
 	b := m.bytes()
-	if err := w.write(ctx, 1, b[:16]); err != nil {
-		return err
+	for i, blk := range []int{1, 2} {
+		if want := b[i*16 : (i+1)*16]; !bytes.Equal(have[i*16:(i+1)*16], want) {
+			if err := w.write(ctx, blk, want); err != nil {
+				return false, err
+			}
+			w.madBlocks = append(w.madBlocks, blk)
+		}
 	}
-	if err := w.write(ctx, 2, b[16:]); err != nil {
-		return err
+	if with.kt == reader.KeyB && with.version == cur.version {
+		for _, blk := range w.madBlocks {
+			if err := w.readBack(ctx, blk, b[(blk-1)*16:blk*16]); err != nil {
+				return false, err
+			}
+		}
+		return false, nil
 	}
-	return w.write(ctx, trailerBlock(0), trailer(madKeyA, madAccess, cur.madB))
+	return true, w.write(ctx, trailerBlock(0), trailer(madKeyA, madAccess, cur.madB))
 }
 
-// verify reads back what was written, with the keys a lock uses, and checks
-// the record still verifies.
-func (w *writer) verify(ctx context.Context, plan sectorPlan, record []byte, cur cardKeys, madWritten bool) error {
+// verify reads back what writeSector and writeMAD could not read back in
+// the session that wrote it: sector 0 when its trailer was written
+// (through the public MAD key A, or the new MAD key B when key A did not
+// change) and each re-keyed sector (through the new key A, as a lock
+// reads it). Key bytes never read back; the authentication with a key the
+// trailer write changed proves that write.
+func (w *writer) verify(ctx context.Context, plan sectorPlan, record []byte, cur cardKeys, madKeyed bool, madKeyBefore []byte, rekeyed []int) error {
 	cardfmt.TraceVerifying(ctx)
-	if madWritten {
-		if err := w.s.auth(ctx, 0, reader.KeyA, madKeyA); err != nil {
+	if madKeyed {
+		// The trailer write is atomic: a key it changed that now opens
+		// the sector proves it landed. Key A is the public MAD key
+		// unless sector 0 had the transport key; then only key B changed.
+		proof := candidate{kt: reader.KeyA, key: madKeyA}
+		if bytes.Equal(madKeyBefore, madKeyA) {
+			proof = candidate{kt: reader.KeyB, key: cur.madB}
+		}
+		if err := w.s.auth(ctx, 0, proof.kt, proof.key); err != nil {
 			return w.fail(fmt.Errorf("classic: verify directory: %w", err))
 		}
 		want := plan.mad.bytes()
-		for i, blk := range []int{1, 2} {
-			b, err := w.s.read(ctx, blk)
-			if err != nil {
-				return w.fail(err)
-			}
-			if !bytes.Equal(b, want[i*16:(i+1)*16]) {
-				return w.fail(fmt.Errorf("classic: directory block %d reads back differently", blk))
+		for _, blk := range w.madBlocks {
+			if err := w.readBack(ctx, blk, want[(blk-1)*16:blk*16]); err != nil {
+				return err
 			}
 		}
 	}
-	got, err := readRecord(ctx, w.s, plan.sectors, candidate{kt: reader.KeyA, key: cur.a, version: cur.version})
-	if err != nil {
-		return w.fail(fmt.Errorf("classic: verify: %w", err))
-	}
-	if !bytes.Equal(got[:min(len(got), len(record))], record) {
-		return w.fail(errors.New("classic: the record reads back differently"))
+	for i, sec := range plan.sectors {
+		if !slices.Contains(rekeyed, sec) {
+			continue
+		}
+		if err := w.s.auth(ctx, sec, reader.KeyA, cur.a); err != nil {
+			return w.fail(fmt.Errorf("classic: verify sector %d: %w", sec, err))
+		}
+		chunk := record[i*sectorData : min((i+1)*sectorData, len(record))]
+		for j, data := range sectorBlocks(sec, chunk) {
+			if err := w.readBack(ctx, dataBlocks(sec)[j], data); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

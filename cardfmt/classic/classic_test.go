@@ -688,3 +688,150 @@ func TestForeignSectorBeyondTheFirst(t *testing.T) {
 		t.Fatal("a refused encode changed the card")
 	}
 }
+
+// TestAPDUCounts pins the sequences docs/card-format.md gives, after
+// reader.Identify on the same connection (its GET DATA not counted), for a
+// record of D data blocks in S sectors:
+//
+//	blank scan      7             MAD key refused, reset, GET DATA, transport key, MAD
+//	scan            5 + S + D     MAD (4), LOAD key A, AUTHENTICATE each sector, READ each block
+//	scan, older     8 + S + D     the newest key A refused first: AUTHENTICATE, GET DATA, LOAD KEYS
+//	blank encode    13 + 4S + 2D  directory 7, probe S, write S-1 + D + S, MAD 3, verify 3 + 1 + S + D
+//	re-encode       5 + S + 2D    directory 4, LOAD key B, each sector AUTHENTICATE + WRITE + READ
+//	re-key          18 + 3S + 2D  the old key B found after one refusal (5), MAD key B (2),
+//	                              write with the old keys, sector 0's trailer (3), verify
+//	                              through the MAD key (2) and the new key A (1 + S + D)
+//
+// A directory block that keeps its content is neither written nor read
+// back: block 2 (sectors 8-15) on every card here, block 1 on a re-key. A
+// longer re-encode that claims N more sectors pins its own sum below.
+func TestAPDUCounts(t *testing.T) {
+	ctx := context.Background()
+	for _, kind := range []string{"mifare_classic_1k", "mifare_classic_4k"} {
+		t.Run(kind, func(t *testing.T) {
+			r := newRig(t, kind)
+			ks := keySet(t)
+			c := credential("100234", 2)
+			longer := credential("100234", 5)
+			size := func(c cardfmt.Credential) (sectors, blocks int) {
+				n := len(mustSeal(t, c, ks, r.chip.UID()))
+				return (n + sectorData - 1) / sectorData, (n + blockSize - 1) / blockSize
+			}
+			S, D := size(c)
+			S2, D2 := size(longer)
+			N := S2 - S
+			// Blocks of the longer record in the sectors c already has,
+			// and in the N new ones.
+			kept := min(D2, S*3)
+			added := D2 - kept
+			if N != 1 || added < 1 {
+				t.Fatalf("fixture: the longer record must claim one more sector (%d sectors, %d blocks)", S2, D2)
+			}
+			scan := func(ks *cardfmt.KeySet, want cardfmt.Reason) func(tag *reader.Tag, info reader.Info) error {
+				return func(tag *reader.Tag, info reader.Info) error {
+					s, err := Scan(ctx, tag, info, ks)
+					if err == nil && s.Reason != want {
+						err = fmt.Errorf("scan: %s, want %q", s.Reason, want)
+					}
+					return err
+				}
+			}
+			encode := func(ks *cardfmt.KeySet, c cardfmt.Credential) func(tag *reader.Tag, info reader.Info) error {
+				return func(tag *reader.Tag, info reader.Info) error { return Encode(ctx, tag, info, ks, c) }
+			}
+			rotated := cloneKeys(t, ks)
+			if _, err := rotated.Rotate(rand.Reader); err != nil {
+				t.Fatal(err)
+			}
+			for _, step := range []struct {
+				name string
+				f    func(tag *reader.Tag, info reader.Info) error
+				want int
+			}{
+				{"blank scan", scan(ks, cardfmt.ReasonBlank), 7},
+				{"blank encode", encode(ks, c), 13 + 4*S + 2*D},
+				{"scan", scan(ks, cardfmt.ReasonNone), 5 + S + D},
+				{"re-encode", encode(ks, c), 5 + S + 2*D},
+				// Directory 4; sector 0 must take MAD key B (2); probe
+				// the new sector (LOAD transport + N); the kept sectors
+				// with key B (1 + S, a WRITE and a READ per block); the
+				// new ones with the transport key (1 + N, WRITE, trailer);
+				// directory block 1 (LOAD, AUTHENTICATE, WRITE, READ: the
+				// trailer is current); the new sectors through key A.
+				{"re-encode, one sector more", encode(ks, longer),
+					4 + 2 + (1 + N) + (1 + S + 2*kept) + (1 + N + added + N) + 4 + (1 + N + added)},
+				{"re-encode, one sector fewer", encode(ks, c), 5 + S + 2*D},
+				{"scan under the previous version", scan(rotated, cardfmt.ReasonNone), 8 + S + D},
+				{"re-key", encode(rotated, c), 18 + 3*S + 2*D},
+				{"scan after the re-key", scan(rotated, cardfmt.ReasonNone), 5 + S + D},
+			} {
+				tag, info, card := r.connect()
+				sent := card.Transmits
+				err := step.f(tag, info)
+				n := card.Transmits - sent
+				card.Close()
+				if err != nil {
+					t.Fatalf("%s: %v", step.name, err)
+				}
+				if n != step.want {
+					t.Errorf("%s: %d APDUs, want %d", step.name, n, step.want)
+				}
+			}
+		})
+	}
+}
+
+// lostWrite acknowledges its drop-th UPDATE BINARY without passing it to
+// the card: a write the card never stored. noop says the block already
+// held the data, so losing the write changed nothing.
+type lostWrite struct {
+	*chip.Classic
+	drop, writes int
+	noop         bool
+}
+
+func (l *lostWrite) Transmit(apdu []byte) ([]byte, error) {
+	if len(apdu) == 5+blockSize && apdu[0] == 0xFF && apdu[1] == 0xD6 {
+		l.writes++
+		if l.writes == l.drop {
+			l.noop = bytes.Equal(l.Block(int(apdu[3])), apdu[5:])
+			return []byte{0x90, 0x00}, nil
+		}
+	}
+	return l.Classic.Transmit(apdu)
+}
+
+// TestReadBackCatchesLostWrite drops each write of an encode in turn:
+// whether the block is read back in the session that wrote it, through
+// the new key A or through the MAD key, the encode must not report
+// success.
+func TestReadBackCatchesLostWrite(t *testing.T) {
+	for _, scenario := range []string{"blank", "reencode", "rotate"} {
+		t.Run(scenario, func(t *testing.T) {
+			ks := keySet(t)
+			old := credential("7000", 3)
+			next := credential("7001", 12) // claims another sector
+			run := func(drop int) (*lostWrite, error) {
+				ks := cloneKeys(t, ks)
+				r := newRig(t, "mifare_classic_1k")
+				prepare(t, r, ks, old, scenario)
+				l := &lostWrite{Classic: r.chip, drop: drop}
+				r.rdr.Insert(l)
+				return l, r.encode(ks, next)
+			}
+			all, err := run(0)
+			if err != nil || all.writes == 0 {
+				t.Fatalf("undisturbed: %v after %d writes", err, all.writes)
+			}
+			for n := 1; n <= all.writes; n++ {
+				l, err := run(n)
+				if l.noop {
+					t.Fatalf("write %d rewrites a block with its own content", n)
+				}
+				if !errors.Is(err, cardfmt.ErrInterrupted) {
+					t.Fatalf("write %d of %d lost: encode returned %v, want ErrInterrupted", n, all.writes, err)
+				}
+			}
+		})
+	}
+}
