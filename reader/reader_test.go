@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/encoder-bridge/encoder-bridge/reader"
@@ -162,6 +164,10 @@ func TestTransparentReplies(t *testing.T) {
 		{"card NAK", "C003016401" + "9000", "", reader.ErrRefused},
 		{"no data object", "C0030090009000", "", reader.ErrRefused},
 		{"truncated TLV", "C00300909700" + "9000", "", reader.ErrRefused},
+		{"long reply, 81 nn", "C003009000" + "978180" + strings.Repeat("AB", 128) + "9000", strings.Repeat("AB", 128), nil},
+		{"long reply, 82 nn nn", "C003009000" + "97820100" + strings.Repeat("CD", 256) + "9000", strings.Repeat("CD", 256), nil},
+		{"long reply, truncated", "C003009000" + "978180" + strings.Repeat("AB", 127) + "9000", "", reader.ErrRefused},
+		{"length of 83 bytes", "C003009000" + "9783000001" + "AB" + "9000", "", reader.ErrRefused},
 		{"error status word", "6A81", "", reader.ErrUnsupported},
 	}
 	for _, tt := range tests {
@@ -269,4 +275,42 @@ func TestResetNoticesAnotherCard(t *testing.T) {
 			t.Fatalf("Identify: %v, want ErrCardChanged", err)
 		}
 	})
+}
+
+// FastRead answers exactly the pages asked, in commands of at most
+// FastReadPages pages, through both native paths.
+func TestFastRead(t *testing.T) {
+	ctx := context.Background()
+	for _, name := range []string{"HID Global OMNIKEY 5022 Smart Card Reader 00 00", "ACS ACR122U PICC Interface 00 00"} {
+		for _, r := range []struct{ first, last int }{{4, 4}, {4, 35}, {4, 36}, {0, 0xE6}} {
+			t.Run(fmt.Sprintf("%s/%d-%d", name, r.first, r.last), func(t *testing.T) {
+				tag, c := connect(t, name, "ntag216")
+				u := c.(*chip.Ultralight)
+				got, err := tag.FastRead(ctx, r.first, r.last)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var want []byte
+				for p := r.first; p <= r.last; p++ {
+					want = append(want, u.Page(p)...)
+				}
+				if p := u.ConfigPage() + 2; r.last >= p {
+					// PWD and PACK read as zeros.
+					clear(want[(p-r.first)*4 : (p-r.first+2)*4])
+				}
+				if !bytes.Equal(got, want) {
+					t.Fatalf("got % X\nwant % X", got, want)
+				}
+			})
+		}
+	}
+	tag, _ := connect(t, "Sim 00", "ntag213")
+	if _, err := tag.FastRead(ctx, 5, 4); err == nil {
+		t.Fatal("range with first > last accepted")
+	}
+	// A reply of another length than asked (a reader repeating bytes).
+	short := reader.NewTag(replyCard{resp: unhex(t, "C003009000"+"9705"+"0102030405"+"9000")})
+	if _, err := short.FastRead(ctx, 4, 4); !errors.Is(err, reader.ErrRefused) {
+		t.Fatalf("5-byte reply to a 1-page read: %v", err)
+	}
 }

@@ -1026,20 +1026,23 @@ func (r *rig) apdus(f func(k conn) error) int {
 // TestAPDUCounts pins the sequences docs/card-format.md gives, after
 // reader.Identify on the same connection, for a record of P pages: Q =
 // P+3 pages from page 4 (marker, binding page, record), read back in R4 =
-// ceil(Q/4) READs; a scan reads P+1 pages from page 6 in R6 =
-// ceil((P+1)/4). blank scan 2; blank encode P+R4+11; re-encode of the
-// same credential P+R4+1 (pages 6-9 unchanged, not written), of another
-// one of another length P+R4+3 (pages 8-9 change); re-encode after a
-// rotation P+R4+6; scan 2+R6, under any version the key set holds. A
-// counted chip (Ultralight EV1) adds READ_CNT to every encode and issued
-// scan, and INCR_CNT and the binding page's write to every encode.
+// ceil(Q/32) FAST_READs; a scan reads pages 6-9 (binding page, header)
+// with one READ and the rest of the record's P+1 pages from page 6 with
+// FAST_READ: R6 = 1 + ceil((P-3)/32). blank scan 2; blank encode
+// P+R4+11; re-encode of the same credential P+R4+1 (pages 6-9 unchanged,
+// not written), of another one of another length P+R4+3 (pages 8-9
+// change); re-encode after a rotation P+R4+6; scan 2+R6, under any
+// version the key set holds. A counted chip (Ultralight EV1) adds
+// READ_CNT to every encode and issued scan, and INCR_CNT and the binding
+// page's write to every encode.
 func TestAPDUCounts(t *testing.T) {
 	ks := keySet(t, "site", 1)
 	c := credential("1001", 1)        // 82 bytes: 21 pages
 	longer := credential("100101", 1) // 84 bytes: 21 pages, another length
 	pages := (cardfmt.SealedLen(c, 7) + 3) / 4
-	r4 := (pages + 3 + 3) / 4
-	r6 := (pages + 1 + 3) / 4
+	fast := func(n int) int { return (n + reader.FastReadPages - 1) / reader.FastReadPages }
+	r4 := fast(pages + 3)
+	r6 := 1 + fast(pages+1-readSize/pageSize)
 	ctx := context.Background()
 	scan := func(ks *cardfmt.KeySet) func(k conn) error {
 		return func(k conn) error {
