@@ -610,7 +610,8 @@ func sectorBlocks(sec int, chunk []byte) [][]byte {
 // and 2 as read), and sector 0's trailer unless the sector is keyed under
 // the current version already (keyed says it was written). Without a
 // trailer write the blocks written are read back in the session that
-// wrote them; with one, verify reads them through the public MAD key A.
+// wrote them; with one, verify reads them through a key the trailer write
+// changed.
 func (w *writer) writeMAD(ctx context.Context, m *mad, have []byte, with candidate, cur cardKeys) (keyed bool, err error) {
 	if err := w.s.auth(ctx, 0, with.kt, with.key); err != nil {
 		return false, w.fail(err)
