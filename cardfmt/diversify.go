@@ -1,13 +1,10 @@
 package cardfmt
 
 import (
-	"crypto/aes"
 	"fmt"
-)
 
-// an10922AES128 is the diversification constant AN10922 §2.2 puts before
-// the input when the diversified key is an AES-128 key.
-const an10922AES128 = 0x01
+	"github.com/encoder-bridge/encoder-bridge/internal/aescmac"
+)
 
 // Limits of the diversification input M (AN10922 §2.2).
 const (
@@ -32,24 +29,5 @@ func DiversifyAES128(master [16]byte, m []byte) ([16]byte, error) {
 		return [16]byte{}, fmt.Errorf("diversification input must be %d to %d bytes, got %d",
 			minDiversifyInput, maxDiversifyInput, len(m))
 	}
-	return newCMAC(master).diversify(m), nil
-}
-
-// diversify is DiversifyAES128 for an m already known to be 1 to 31 bytes.
-func (c *cmacKey) diversify(m []byte) [16]byte {
-	var d [2 * aes.BlockSize]byte
-	d[0] = an10922AES128
-	n := 1 + copy(d[1:], m)
-	if n == len(d) {
-		subtleXOR(d[aes.BlockSize:], c.k1[:])
-	} else {
-		d[n] = 0x80
-		subtleXOR(d[aes.BlockSize:], c.k2[:])
-	}
-	var x [aes.BlockSize]byte
-	c.block.Encrypt(x[:], d[:aes.BlockSize])
-	subtleXOR(x[:], d[aes.BlockSize:])
-	c.block.Encrypt(x[:], x[:])
-	clear(d[:])
-	return x
+	return aescmac.New(master).Diversify(m), nil
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.uber.org/zap/zapcore"
+
+	"github.com/encoder-bridge/encoder-bridge/internal/aescmac"
 )
 
 // AESKey is a secret AES-128 key. It prints as "[redacted]" with every fmt
@@ -88,8 +90,8 @@ type SiteKey struct {
 type siteSecret struct {
 	keyID    [KeyIDLen]byte
 	mac, div AESKey
-	macCMAC  *cmacKey
-	divCMAC  *cmacKey
+	macCMAC  *aescmac.Key
+	divCMAC  *aescmac.Key
 }
 
 func newSiteKey(keyID [KeyIDLen]byte, version uint8, createdAt time.Time, mac, div AESKey) *SiteKey {
@@ -100,8 +102,8 @@ func newSiteKey(keyID [KeyIDLen]byte, version uint8, createdAt time.Time, mac, d
 			keyID:   keyID,
 			mac:     mac,
 			div:     div,
-			macCMAC: newCMAC(mac),
-			divCMAC: newCMAC(div),
+			macCMAC: aescmac.New(mac),
+			divCMAC: aescmac.New(div),
 		},
 	}
 }
@@ -122,14 +124,14 @@ func (k *SiteKey) CardKey(purpose byte, uid []byte) ([16]byte, error) {
 	if err := checkUID(uid); err != nil {
 		return [16]byte{}, err
 	}
-	return k.secret.divCMAC.diversify(diversificationInput(uid, purpose, k.secret.keyID)), nil
+	return k.secret.divCMAC.Diversify(diversificationInput(uid, purpose, k.secret.keyID)), nil
 }
 
 // recordMACKey derives K_mac for the card: AN10922 AES-128 diversification
 // of the MAC master key with M = UID || 'M' || key id. uid has been
 // checked.
 func (k *SiteKey) recordMACKey(uid []byte) [16]byte {
-	return k.secret.macCMAC.diversify(diversificationInput(uid, purposeRecordMAC, k.secret.keyID))
+	return k.secret.macCMAC.Diversify(diversificationInput(uid, purposeRecordMAC, k.secret.keyID))
 }
 
 // recordMAC is AES-CMAC(K_mac, body || len(UID) || UID || bound); bound

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/encoder-bridge/encoder-bridge/internal/aescmac"
 )
 
 // Errors of a secure-messaging exchange.
@@ -53,10 +55,10 @@ func sessionVector(label [2]byte, rndA, rndB [16]byte) [32]byte {
 // SessionKeys derives SesAuthENCKey = CMAC(key, SV1) and SesAuthMACKey =
 // CMAC(key, SV2) from the authentication key and both random numbers.
 func SessionKeys(key, rndA, rndB [16]byte) (enc, mac [16]byte) {
-	c := newCMAC(newBlock(key))
+	c := aescmac.FromBlock(newBlock(key))
 	sv1 := sessionVector(labelSV1, rndA, rndB)
 	sv2 := sessionVector(labelSV2, rndA, rndB)
-	return c.sum(sv1[:]), c.sum(sv2[:])
+	return c.Sum(sv1[:]), c.Sum(sv2[:])
 }
 
 // Truncate keeps the odd-indexed bytes of a CMAC, S1 S3 … S15: the
@@ -78,19 +80,19 @@ type Session struct {
 	Ctr uint16 // CmdCtr of the next command
 
 	enc, mac [16]byte
-	macer    *cmac
+	macer    *aescmac.Key
 }
 
 // NewSession starts secure messaging with the session keys of a first
 // authentication; the counter starts at 0.
 func NewSession(enc, mac [16]byte, ti [4]byte) *Session {
-	return &Session{TI: ti, enc: enc, mac: mac, macer: newCMAC(newBlock(mac))}
+	return &Session{TI: ti, enc: enc, mac: mac, macer: aescmac.FromBlock(newBlock(mac))}
 }
 
 // Rekey installs the session keys of an AuthenticateEV2NonFirst, which
 // keeps TI and the counter.
 func (s *Session) Rekey(enc, mac [16]byte) {
-	s.enc, s.mac, s.macer = enc, mac, newCMAC(newBlock(mac))
+	s.enc, s.mac, s.macer = enc, mac, aescmac.FromBlock(newBlock(mac))
 }
 
 // Format keeps the session keys out of logs and errors.
@@ -143,7 +145,7 @@ func (s *Session) macOf(code byte, ctr uint16, header, data []byte) [MACLen]byte
 	in = append(in, s.TI[:]...)
 	in = append(in, header...)
 	in = append(in, data...)
-	return Truncate(s.macer.sum(in))
+	return Truncate(s.macer.Sum(in))
 }
 
 // SealCommand builds the data field of a command after its code: header
