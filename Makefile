@@ -67,11 +67,16 @@ bench: setup
 	cd conformance && npm ci --no-audit --no-fund
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./cardfmt/... ./hwtest/... ./cloud/
 
-# Runs every fuzz target for FUZZTIME each.
+# Runs every fuzz target for FUZZTIME each, and stops at the first that
+# finds a failure (the input lands in that package's testdata/fuzz) or
+# does not build. Seeds and earlier findings in testdata/fuzz run in
+# every "go test".
 FUZZTIME ?= 20s
 fuzz:
 	@set -e; for pkg in $$($(GO) list ./...); do \
-		for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+		ts=$$($(GO) test -list '^Fuzz' $$pkg) || { echo "$$ts"; exit 1; }; \
+		for t in $$(echo "$$ts" | grep '^Fuzz' || true); do \
+			echo "fuzz: $$pkg $$t for $(FUZZTIME)"; \
 			$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg; \
 		done; \
 	done
