@@ -2,13 +2,12 @@ package main
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,102 +17,20 @@ import (
 	"github.com/encoder-bridge/encoder-bridge/cloud"
 	"github.com/encoder-bridge/encoder-bridge/cloud/clock"
 	"github.com/encoder-bridge/encoder-bridge/cloud/cloudtest"
+	"github.com/encoder-bridge/encoder-bridge/internal/leakcheck"
 	"github.com/encoder-bridge/encoder-bridge/internal/syncbuf"
 	"github.com/encoder-bridge/encoder-bridge/reader/sim/chip"
 )
 
-// tappedCard records every byte that crosses the card's interface: the
-// command data the bridge sends (record blocks, sector trailers with the
-// diversified keys, PWDs, session keys' cryptograms) and the card's
-// answers. Each is a card payload no log may show.
-type tappedCard struct {
-	chip.Card
-	mu     sync.Mutex
-	frames [][]byte
-}
-
-func (c *tappedCard) Transmit(apdu []byte) ([]byte, error) {
-	resp, err := c.Card.Transmit(apdu)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	// A command APDU's header is CLA INS P1 P2 Lc; its data follows.
-	if len(apdu) > 5 {
-		c.frames = append(c.frames, append([]byte(nil), apdu[5:]...))
-	}
-	if len(resp) > 2 {
-		c.frames = append(c.frames, append([]byte(nil), resp[:len(resp)-2]...))
-	}
-	return resp, err
-}
-
-func (c *tappedCard) payloads() [][]byte {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([][]byte(nil), c.frames...)
-}
-
-// secretSet maps each spelling of a secret to what it is, for the
-// failure message.
-type secretSet map[string]string
-
-func (s secretSet) text(what, v string) {
-	if v != "" {
-		s[v] = what
-	}
-}
-
-// bytes adds b in upper and lower hex and in standard and URL base64.
-// Short or uniform values (a default key FFFFFFFFFFFF, a zero block) are
-// left out: they are public and would match by chance.
-func (s secretSet) bytes(what string, b []byte) {
-	if len(b) < 4 || distinct(b) < 3 {
-		return
-	}
-	h := hex.EncodeToString(b)
-	s[h] = what
-	s[strings.ToUpper(h)] = what
-	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
-		// A base64 spelling of at least 8 characters is specific enough.
-		if e := enc.EncodeToString(b); len(e) >= 8 {
-			s[strings.TrimRight(e, "=")] = what
-		}
-	}
-}
-
-func distinct(b []byte) int {
-	var seen [256]bool
-	n := 0
-	for _, x := range b {
-		if !seen[x] {
-			seen[x] = true
-			n++
-		}
-	}
-	return n
-}
-
-// leaks returns a line for each secret found in out.
-func (s secretSet) leaks(name, out string) []string {
-	var found []string
-	for v, what := range s {
-		if i := strings.Index(out, v); i >= 0 {
-			// The message shows where, not the secret itself.
-			lo, hi := max(0, i-120), min(len(out), i+len(v)+40)
-			found = append(found, name+" shows "+what+" in: "+strings.ReplaceAll(out[lo:hi], v, "<"+what+">"))
-		}
-	}
-	return found
-}
-
-// keyFileSecrets adds every key of the key file at path, as written and
-// as bytes.
-func keyFileSecrets(t *testing.T, s secretSet, path string) {
+// keyFileSecrets adds every key of the key file at path.
+func keyFileSecrets(t *testing.T, s *leakcheck.Set, path string) {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var f struct {
+		KeyID    string `json:"key_id"`
 		Versions []struct {
 			MACKey string `json:"mac_key"`
 			DivKey string `json:"div_key"`
@@ -122,23 +39,27 @@ func keyFileSecrets(t *testing.T, s secretSet, path string) {
 	if err := json.Unmarshal(b, &f); err != nil || len(f.Versions) == 0 {
 		t.Fatalf("key file: %v %s", err, b)
 	}
+	// The key's ID is on every card in clear, and the status page shows it.
+	s.Public(strings.ToLower(f.KeyID))
+	s.Public(strings.ToUpper(f.KeyID))
 	for _, v := range f.Versions {
 		for what, k := range map[string]string{"a MAC key": v.MACKey, "a diversification key": v.DivKey} {
 			kb, err := hex.DecodeString(k)
 			if err != nil {
 				t.Fatal(err)
 			}
-			s.bytes(what, kb)
+			s.Bytes(what, kb)
 		}
 	}
 }
 
 // TestNoSecretInLogs runs encodes and scans through the bridge's run
 // command at debug level against a real cloud, whose own log is at debug
-// level too, and greps both logs for every secret the test handed out or
-// that crossed the card: the bridge token, the API key, the site keys,
-// the card's UID, and every byte sent to or read from the card (record
-// blocks, sector trailers, PWDs, authentication cryptograms).
+// level too, and greps both logs, the status page and the metrics for
+// every secret the test handed out or that crossed the card: the bridge
+// token, the API key, the site keys, the card's UID, and every byte sent
+// to or read from the card (record blocks, sector trailers, PWDs,
+// authentication cryptograms), in text, hex and base64.
 func TestNoSecretInLogs(t *testing.T) {
 	for _, kind := range []string{chip.KindClassic1K, chip.KindNTAG215, chip.KindDESFireEV2} {
 		t.Run(kind, func(t *testing.T) {
@@ -163,12 +84,13 @@ func runAndCollectSecrets(t *testing.T, kind string) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	card := &tappedCard{Card: raw}
+	card := &leakcheck.Tap{Card: raw}
 	c.sim.Plug("ACS ACR1252 00").Insert(card)
 	keys := c.keys()
 	token := c.file("token", env.BridgeToken+"\n")
+	healthAddr := freeLoopbackAddr(t)
 	cfg := c.file("bridge.yaml", "version: 1\nkeys: "+keys+"\nlog:\n  level: debug\ncloud:\n  url: "+env.WebsocketURL()+
-		"\n  bridge_id: "+env.BridgeID+"\n  token_file: "+token+"\nstate_dir: "+c.dir+"/state\nhealth:\n  listen: "+freeLoopbackAddr(t)+"\n")
+		"\n  bridge_id: "+env.BridgeID+"\n  token_file: "+token+"\nstate_dir: "+c.dir+"/state\nhealth:\n  listen: "+healthAddr+"\n")
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -197,6 +119,18 @@ func runAndCollectSecrets(t *testing.T, kind string) []string {
 	att = env.MustCall("/acs/encoders/scan_credential", map[string]any{"acs_encoder_id": encID})
 	waitAttempt(t, env, att)
 
+	// The status page and the metrics, as they stand after the jobs.
+	pages := map[string]string{}
+	for _, path := range []string{"/", "/metrics", "/readyz", "/healthz"} {
+		resp, err := http.Get("http://" + healthAddr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		pages[path] = string(b)
+	}
+
 	cancel()
 	var r res
 	select {
@@ -216,22 +150,22 @@ func runAndCollectSecrets(t *testing.T, kind string) []string {
 		t.Fatalf("the cloud's log lacks the jobs:\n%s", cloudLog.String())
 	}
 
-	s := secretSet{}
-	s.text("the bridge token", env.BridgeToken)
-	s.text("the API key", env.APIKey)
+	s := leakcheck.New()
+	s.Text("the bridge token", env.BridgeToken)
+	s.Text("the API key", env.APIKey)
 	keyFileSecrets(t, s, keys)
-	s.bytes("the card's UID", raw.UID())
+	s.Bytes("the card's UID", raw.UID())
 	if df, ok := raw.(*chip.DESFire); ok {
-		s.bytes("the card's real UID", df.RealUID())
+		s.Bytes("the card's real UID", df.RealUID())
 	}
-	payloads := card.payloads()
-	if len(payloads) == 0 {
+	if card.AddTo(s) == 0 {
 		t.Fatal("no APDU data crossed the card")
 	}
-	for _, p := range payloads {
-		s.bytes("card data", p)
+	leaks := append(s.Find("the bridge's log", r.stderr), s.Find("the cloud's log", cloudLog.String())...)
+	for path, page := range pages {
+		leaks = append(leaks, s.Find("the bridge's "+path, page)...)
 	}
-	return append(s.leaks("the bridge's log", r.stderr), s.leaks("the cloud's log", cloudLog.String())...)
+	return leaks
 }
 
 func waitEncoder(t *testing.T, env *cloudtest.Env) string {
