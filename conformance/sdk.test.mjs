@@ -233,3 +233,26 @@ test('scan warnings: an older card of a reissued credential, and a card the clou
   assert.equal(s.result.acs_credential_on_seam, null)
   assert.deepEqual(s.result.warnings.map((w) => w.warning_code), ['acs_credential_on_seam_not_found'])
 })
+
+// Last, over the output of every process the tests above ran (cloud,
+// bridges at debug level, virtual cards): no API key, bridge token or site
+// key, as text, hex or base64.
+test('secrets: no key, token or API key in any process output', async () => {
+  const { readFileSync } = await import('node:fs')
+  const { join } = await import('node:path')
+  const keys = JSON.parse(readFileSync(join(stack.dir, 'keys.json'), 'utf8'))
+  const secrets = new Map([[stack.boot.api_key, 'the API key'], [stack.boot.bridge_token, 'the bridge token']])
+  for (const v of keys.versions) {
+    for (const [what, k] of [['a MAC key', v.mac_key], ['a diversification key', v.div_key]]) {
+      const b = Buffer.from(k, 'hex')
+      for (const s of [k.toLowerCase(), k.toUpperCase(), b.toString('base64').replace(/=+$/, ''), b.toString('base64url')]) secrets.set(s, what)
+    }
+  }
+  const bridges = stack.procs.filter((p) => p.name === 'bridge')
+  assert.ok(bridges.some((p) => /\tDEBUG\t/.test(p.output)), 'the bridge logged nothing at debug level')
+  const leaks = []
+  for (const p of stack.procs) {
+    for (const [s, what] of secrets) if (p.output.includes(s)) leaks.push(`${p.log} shows ${what}`)
+  }
+  assert.deepEqual(leaks, [])
+})

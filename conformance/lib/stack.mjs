@@ -111,6 +111,9 @@ export class Stack {
       'version: 1',
       `keys: ${keys}`,
       `state_dir: ${join(this.dir, 'state')}`,
+      // Debug, so the secrets test checks the most the bridge ever logs.
+      'log:',
+      '  level: debug',
       'cloud:',
       `  url: ${this.boot.websocket_url ?? this.endpoint.replace('http', 'ws')}`,
       `  bridge_id: ${this.boot.bridge_id}`,
