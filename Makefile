@@ -72,12 +72,15 @@ bench: setup
 # does not build. Seeds and earlier findings in testdata/fuzz run in
 # every "go test".
 FUZZTIME ?= 20s
+# Minimizing a new input counts no execs and, at go's default of 60s,
+# took a whole short run of FuzzCheckFile (inputs of about 100 KB).
+FUZZMINIMIZETIME ?= 5s
 fuzz:
 	@set -e; for pkg in $$($(GO) list ./...); do \
 		ts=$$($(GO) test -list '^Fuzz' $$pkg) || { echo "$$ts"; exit 1; }; \
 		for t in $$(echo "$$ts" | grep '^Fuzz' || true); do \
 			echo "fuzz: $$pkg $$t for $(FUZZTIME)"; \
-			$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg; \
+			$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZETIME) $$pkg; \
 		done; \
 	done
 
