@@ -38,7 +38,7 @@ func (s *Set) Public(v string) {
 // Text adds a secret that appears as text, such as a token.
 func (s *Set) Text(what, v string) {
 	if v != "" {
-		s.m[v] = what
+		s.add(v, what)
 	}
 }
 
@@ -51,10 +51,18 @@ func (s *Set) Bytes(what string, b []byte) {
 		return
 	}
 	h := hex.EncodeToString(b)
-	s.m[h] = what
-	s.m[strings.ToUpper(h)] = what
+	s.add(h, what)
+	s.add(strings.ToUpper(h), what)
 	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
-		s.m[strings.TrimRight(enc.EncodeToString(b), "=")] = what
+		s.add(strings.TrimRight(enc.EncodeToString(b), "="), what)
+	}
+}
+
+// add keeps the first name given to a spelling: the UID the test names
+// also crosses the card, as "card data".
+func (s *Set) add(v, what string) {
+	if _, ok := s.m[v]; !ok {
+		s.m[v] = what
 	}
 }
 
