@@ -108,8 +108,8 @@ func (c *Conn) readLoop() {
 		select {
 		case c.frames <- b:
 		case <-c.closing:
-			c.fail(ErrClosed)
-			return
+			// Closing: frames are dropped while the cloud answers the
+			// close frame, which ends the read.
 		}
 	}
 }
@@ -199,12 +199,34 @@ func (c *Conn) Recv(ctx context.Context) ([]byte, error) {
 	}
 }
 
-// Close says goodbye with a normal close frame and closes the connection.
-func (c *Conn) Close() error {
+// closeWait bounds the wait for the cloud's answer to a close frame.
+const closeWait = time.Second
+
+// Close says goodbye with a normal close frame (1000) and closes the
+// connection.
+func (c *Conn) Close() error { return c.closeWith(websocket.CloseNormalClosure, "") }
+
+// GoAway closes the connection with a going-away frame (1001): the bridge
+// is stopping, and what it holds resumes at the next connection.
+func (c *Conn) GoAway() error { return c.closeWith(websocket.CloseGoingAway, "bridge stopping") }
+
+// closeWith sends a close frame with code and waits, within closeWait,
+// for the cloud's close frame before closing the socket: closing at once
+// can reset a connection the cloud has not finished reading, and the
+// close frame would be lost with it.
+func (c *Conn) closeWith(code int, reason string) error {
 	c.closeOnce.Do(func() {
+		c.fail(ErrClosed)
 		close(c.closing)
-		msg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")
-		_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+		msg := websocket.FormatCloseMessage(code, reason)
+		if err := c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(closeWait)); err == nil {
+			t := time.NewTimer(closeWait)
+			select {
+			case <-c.done:
+			case <-t.C:
+			}
+			t.Stop()
+		}
 		c.ws.Close()
 	})
 	<-c.done

@@ -361,7 +361,9 @@ var _ Session = (*Conn)(nil)
 // Run dials, calls serve with each connection until it ends, and redials
 // with backoff, until ctx ends (nil) or an error is permanent: an auth
 // refusal, or a serve error marked with Permanent. serve's context ends
-// when the connection dies.
+// when the connection dies. When ctx ends, the connection closes with a
+// going-away frame (1001); any other end of a connection sends a normal
+// close (1000) if it can.
 func (l *Link) Run(ctx context.Context, serve func(context.Context, Session) error) error {
 	attempt := 0
 	for {
@@ -417,7 +419,12 @@ func (l *Link) serve(ctx context.Context, c *Conn, serve func(context.Context, S
 		}
 	}()
 	err := serve(sctx, c)
-	c.Close()
+	if ctx.Err() != nil {
+		// Run's context ended: the bridge is stopping, not failing.
+		c.GoAway()
+	} else {
+		c.Close()
+	}
 	if err == nil || errors.Is(err, context.Canceled) {
 		if rerr := c.Err(); rerr != nil {
 			err = rerr

@@ -625,3 +625,60 @@ func TestHeardOnPong(t *testing.T) {
 		t.Fatal("no pong heard")
 	}
 }
+
+// Run's context ending closes the connection with a going-away frame
+// (1001), and the link waits for the cloud's answer; a connection the
+// serve function ends closes normally (1000).
+func TestCloseCodes(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		stop bool // end Run's context rather than return from serve
+		want int
+	}{
+		{"stopping", true, websocket.CloseGoingAway},
+		{"serve returns", false, websocket.CloseNormalClosure},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			codes := make(chan int, 4)
+			srv := wsServer(t, false, func(ws *websocket.Conn, r *http.Request) {
+				for {
+					if _, _, err := ws.ReadMessage(); err != nil {
+						var ce *websocket.CloseError
+						if errors.As(err, &ce) {
+							codes <- ce.Code
+						} else {
+							codes <- -1
+						}
+						return
+					}
+				}
+			})
+			l, _ := New(Options{URL: wsURL(srv), Clock: newFakeClock(), Jitter: maxJitter})
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			served := make(chan struct{}, 4)
+			done := make(chan error, 1)
+			go func() {
+				done <- l.Run(ctx, func(sctx context.Context, s Session) error {
+					served <- struct{}{}
+					if tc.stop {
+						<-sctx.Done()
+						return sctx.Err()
+					}
+					return errors.New("serve gave up")
+				})
+			}()
+			<-served
+			if tc.stop {
+				cancel()
+			}
+			if got := <-codes; got != tc.want {
+				t.Fatalf("the cloud saw close code %d, want %d", got, tc.want)
+			}
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatalf("Run = %v", err)
+			}
+		})
+	}
+}
