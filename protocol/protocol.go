@@ -229,6 +229,9 @@ const (
 	CodeTooLarge        ErrorCode = "message_too_large"
 	CodeInternal        ErrorCode = "internal_error"
 	CodeUnauthenticated ErrorCode = "unauthenticated"
+	// CodeStopping: the bridge is stopping and took no new job; the
+	// cloud offers it again at the next hello.
+	CodeStopping ErrorCode = "bridge_stopping"
 )
 
 // Sentinel errors of Decode, matched with errors.Is.

@@ -125,6 +125,10 @@ type Options struct {
 	// complete before interrupting it (default 10s). Jobs not writing stop
 	// at once and resume at the next start.
 	WriteGrace time.Duration
+	// AckGrace is how long a stop then waits for the cloud to acknowledge
+	// the results sent on the connection (default 2s), so that the next
+	// start does not carry them again.
+	AckGrace time.Duration
 	// ReaderRetry is the pause after the reader service failed to list
 	// readers (default 2s).
 	ReaderRetry time.Duration
@@ -165,6 +169,9 @@ type Agent struct {
 	// the cloud's time: only then can the bridge know which expired.
 	held     []journal.Entry
 	stopping bool
+	// acked hears of every result_ack and every connection that ends,
+	// for a stop waiting on the cloud.
+	acked chan struct{}
 
 	cardWatch map[string]*cardWatch // by encoder id, with an Observer
 	watchWG   sync.WaitGroup
@@ -218,6 +225,9 @@ func New(opts Options) (*Agent, error) {
 	if opts.WriteGrace <= 0 {
 		opts.WriteGrace = 10 * time.Second
 	}
+	if opts.AckGrace <= 0 {
+		opts.AckGrace = 2 * time.Second
+	}
 	if opts.ReaderRetry <= 0 {
 		opts.ReaderRetry = 2 * time.Second
 	}
@@ -235,6 +245,7 @@ func New(opts Options) (*Agent, error) {
 		serials:  map[string]string{},
 		queues:   map[string]*queue{},
 		running:  map[string]*jobRun{},
+		acked:    make(chan struct{}, 1),
 
 		cardWatch: map[string]*cardWatch{},
 
@@ -285,15 +296,22 @@ func (a *Agent) cloudNow() time.Time {
 
 // Run recovers the journal, announces the encoders and serves the cloud
 // until ctx ends (nil) or a fatal error: the link's auth was revoked, or
-// the journal failed. On the way out, jobs waiting for a card are left in
-// the journal to resume at the next start; a card being written gets
-// WriteGrace to complete. Run returns once every job goroutine is done;
-// the caller then closes the Store. Run may be called once.
+// the journal failed. When ctx ends, the bridge stops gracefully with the
+// link still up: it takes no new job (an offer is refused with
+// bridge_stopping and not acked, so the cloud offers it again at the next
+// hello), jobs waiting for a card are left in the journal to resume at
+// the next start, a card being written gets WriteGrace to complete, the
+// results go out and the cloud gets AckGrace to acknowledge them; then
+// the link closes with a going-away frame. Run returns once every job
+// goroutine is done; the caller then closes the Store. Run may be called
+// once.
 func (a *Agent) Run(ctx context.Context) error {
 	if !a.started.CompareAndSwap(false, true) {
 		return errors.New("agent: Run called twice")
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
+	// The link and the reader watch outlive ctx by the stop, so that the
+	// result of a card being written still reaches the cloud.
+	runCtx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer cancel(nil)
 	a.fatalRun = cancel
 	a.jobBase = context.WithoutCancel(ctx)
@@ -302,14 +320,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("agent: recover the journal: %w", err)
 	}
-	names, err := a.readers.Readers(ctx)
+	names, err := a.readers.Readers(runCtx)
 	if err != nil {
 		a.log.Warn("cannot list readers", zap.Error(err))
 		if a.opts.Observer != nil {
 			a.opts.Observer.ReadersFailed(err)
 		}
 	}
-	a.setReaders(ctx, names)
+	a.setReaders(runCtx, names)
 	// The PC's clock cannot say which of these expired while the bridge
 	// was down (it may be minutes off either way): they wait for the
 	// welcome, and are listed as active in the hello meanwhile.
@@ -318,12 +336,26 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.mu.Unlock()
 
 	var wg sync.WaitGroup
-	wg.Go(func() { a.watchReaders(ctx, names) })
-	lerr := a.opts.Link.Run(ctx, a.serve)
-	cancel(context.Canceled)
+	wg.Go(func() { a.watchReaders(runCtx, names) })
+	linkDone := make(chan error, 1)
+	go func() { linkDone <- a.opts.Link.Run(runCtx, a.serve) }()
+	var lerr error
+	select {
+	case lerr = <-linkDone:
+		cancel(context.Canceled)
+		a.stopJobs()
+	case <-ctx.Done():
+		a.mu.Lock()
+		a.stopping = true
+		a.mu.Unlock()
+		a.log.Info("stopping: no new jobs; a card being written may complete", zap.Duration("write_grace", a.opts.WriteGrace))
+		a.stopJobs()
+		a.awaitAcks(runCtx)
+		cancel(context.Canceled)
+		lerr = <-linkDone
+	}
 	wg.Wait()
 	a.stopCardWatchers()
-	a.stopJobs()
 
 	if fe := a.fatalErr.Load(); fe != nil {
 		return fe.err
@@ -332,4 +364,44 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("agent: %w", lerr)
 	}
 	return nil
+}
+
+// awaitAcks waits, within AckGrace, until the cloud has acknowledged every
+// result sent on the current connection, or the connection is gone.
+func (a *Agent) awaitAcks(ctx context.Context) {
+	t := time.NewTimer(a.opts.AckGrace)
+	defer t.Stop()
+	for {
+		pending, _, err := a.opts.Store.Snapshot()
+		if err != nil {
+			return
+		}
+		a.mu.Lock()
+		s, waiting := a.sess, 0
+		for _, r := range pending {
+			if s != nil && s.welcomed && s.sent[r.JobID] {
+				waiting++
+			}
+		}
+		a.mu.Unlock()
+		if waiting == 0 {
+			return
+		}
+		select {
+		case <-a.acked:
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			a.log.Info("stopping without the cloud's acknowledgement of some results; the next start sends them again", zap.Int("results", waiting))
+			return
+		}
+	}
+}
+
+// signalAcked wakes awaitAcks.
+func (a *Agent) signalAcked() {
+	select {
+	case a.acked <- struct{}{}:
+	default:
+	}
 }

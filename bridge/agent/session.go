@@ -192,6 +192,7 @@ func (a *Agent) detach(s *session) {
 		a.sess = nil
 	}
 	a.mu.Unlock()
+	a.signalAcked()
 }
 
 // awaitWelcome waits for the cloud to accept the hello. Anything else
@@ -374,6 +375,14 @@ func (a *Agent) onJob(s *session, job *protocol.Job) {
 	log := a.log.With(zap.String(FieldJobID, job.JobID), zap.String(FieldEncoder, job.EncoderID))
 	now := a.cloudNow()
 	a.mu.Lock()
+	if a.stopping {
+		a.mu.Unlock()
+		// Not stored, not acked: the hello of the next start does not
+		// list it, so the cloud offers it again then.
+		log.Info("job refused: the bridge is stopping")
+		s.reply(protoError(protocol.CodeStopping, job.JobID, "the bridge is stopping; offer the job again when it reconnects"))
+		return
+	}
 	enc, online := a.encoders[job.EncoderID]
 	readerName, seen := a.seen[job.EncoderID]
 	if online {
@@ -446,6 +455,7 @@ func (a *Agent) onRedelivery(s *session, e journal.Entry) {
 
 func (a *Agent) onResultAck(s *session, id string) {
 	err := a.opts.Store.Acknowledge(id, a.cloudNow())
+	defer a.signalAcked()
 	switch {
 	case err == nil:
 		a.log.Debug("result acknowledged", zap.String(FieldJobID, id))

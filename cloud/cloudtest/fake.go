@@ -1,6 +1,7 @@
 package cloudtest
 
 import (
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -51,6 +52,9 @@ type FakeConn struct {
 	// message can arrive.
 	DropOn func(*protocol.Message) bool
 	Closed chan struct{} // closed when the connection has ended
+	// CloseCode is the code of the bridge's close frame, 0 if the
+	// connection ended without one; read it after Closed.
+	CloseCode int
 
 	wmu sync.Mutex
 }
@@ -114,6 +118,10 @@ func (c *FakeCloud) serve(ws *websocket.Conn) {
 	for {
 		_, b, err := ws.ReadMessage()
 		if err != nil {
+			var ce *websocket.CloseError
+			if errors.As(err, &ce) {
+				cc.CloseCode = ce.Code
+			}
 			return
 		}
 		m, err := protocol.Decode(b)
