@@ -35,10 +35,11 @@ import (
 var version = "dev"
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, now, stop := notifyStop()
 	a := &app{
-		stdout: os.Stdout,
-		stderr: os.Stderr,
+		stdout:  os.Stdout,
+		stderr:  os.Stderr,
+		stopNow: now,
 		openReaders: func(log *zap.Logger) (reader.Context, error) {
 			return pcsc.Open(pcscOptions(log))
 		},
@@ -55,6 +56,27 @@ type app struct {
 	// openReaders opens the reader layer; it logs its own transitions
 	// (service down or back, context replaced) to log.
 	openReaders func(log *zap.Logger) (reader.Context, error)
+	// stopNow is closed by a second stop signal: run then returns without
+	// waiting for the graceful stop the first one began.
+	stopNow <-chan struct{}
+}
+
+// notifyStop returns a context that SIGINT or SIGTERM ends, and a channel
+// that a second one closes. Under systemd the service manager's signal
+// reaches both this and kardianos' handler, so the second signal works
+// there too.
+func notifyStop() (ctx context.Context, now <-chan struct{}, stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	c := make(chan struct{})
+	go func() {
+		<-sigs
+		cancel()
+		<-sigs
+		close(c)
+	}()
+	return ctx, c, func() { signal.Stop(sigs); cancel() }
 }
 
 // pcscOptions sends the PC/SC layer's log lines (service down or back, a

@@ -28,6 +28,9 @@ import (
 // being written gets agent.Options.WriteGrace (10s) of it.
 const defaultShutdownTimeout = 15 * time.Second
 
+// errStoppedNow: a second stop signal cut the graceful stop short.
+var errStoppedNow = errors.New("stopped at once by a second signal")
+
 // underServiceManager reports whether the service manager started this
 // process; run then hands control to it.
 var underServiceManager = func() bool { return !service.Interactive() }
@@ -215,17 +218,24 @@ func (a *app) runAgent(ctx context.Context, cfg *config.Config, keysPath string,
 	select {
 	case runErr = <-done:
 	case <-ctx.Done():
-		log.Info("stopping")
-		if shutdown <= 0 {
-			runErr = <-done
-			break
+		log.Info("stopping; a second signal stops at once")
+		var timeout <-chan time.Time
+		if shutdown > 0 {
+			t := time.NewTimer(shutdown)
+			defer t.Stop()
+			timeout = t.C
 		}
-		t := time.NewTimer(shutdown)
-		defer t.Stop()
 		select {
 		case runErr = <-done:
-		case <-t.C:
+		case <-timeout:
 			return fmt.Errorf("did not stop within %s; exiting anyway (unfinished jobs resume at the next start)", shutdown)
+		case <-a.stopNow:
+			// The journal commits every change with fsync before it
+			// counts, so exiting mid-job leaves it as a power cut would:
+			// a card being written is reported encoding_interrupted at
+			// the next start.
+			log.Warn("stopped at once by a second signal; a card being written is reported encoding_interrupted at the next start")
+			return errStoppedNow
 		}
 	}
 	if runErr != nil {
