@@ -51,7 +51,9 @@ type bridgeProc struct {
 func startBridge(t *testing.T, eb, cfg string) *bridgeProc {
 	t.Helper()
 	p := &bridgeProc{log: &syncbuf.Buffer{}, exited: make(chan error, 1)}
-	p.cmd = exec.Command(eb, "run", "--config", cfg)
+	// No shutdown timeout to end a stop: only the stop itself or a
+	// second signal may.
+	p.cmd = exec.Command(eb, "run", "--config", cfg, "--shutdown-timeout", "1h")
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
