@@ -699,3 +699,24 @@ func encodeJob(t *testing.T, env *cloudtest.Env, b *cloudtest.Bridge, encID stri
 	b.Ack(j.JobID)
 	return j
 }
+
+// A job the bridge refuses because it is stopping (bridge_stopping, no
+// ack) stays pending, and the cloud offers it to the bridge's next
+// connection, which did not list it (docs/protocol.md, "Stopping").
+func TestStoppingBridgeJobOfferedAgain(t *testing.T) {
+	env := cloudtest.New(t, cloudtest.Options{})
+	b, encID := connect(t, env)
+	att := scan(t, env, encID)
+	j := b.Expect(protocol.TypeJob).Job
+	b.Send(&protocol.Message{V: 1, Type: protocol.TypeError, Error: &protocol.Error{Code: protocol.CodeStopping, Message: "the bridge is stopping", JobID: j.JobID}})
+	b.Sync()
+	if a := getAttempt(t, env, att["action_attempt_id"]); a["status"] != "pending" {
+		t.Fatalf("attempt after bridge_stopping: %v", a)
+	}
+	b.Conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "bridge stopping"), time.Now().Add(time.Second))
+	b.WaitClosed()
+	b = env.Connect(cloudtest.Encoder("e1"))
+	if again := b.Expect(protocol.TypeJob).Job; again.JobID != j.JobID {
+		t.Fatalf("offered %s, want %s", again.JobID, j.JobID)
+	}
+}
