@@ -178,10 +178,12 @@ func TestStopMidEncode(t *testing.T) {
 			if twice {
 				// The write is still held: only the second signal can end
 				// the process now.
+				second := time.Now()
 				p.cmd.Process.Signal(syscall.SIGTERM)
 				if code := p.wait(t); code == 0 {
 					t.Fatalf("a forced stop exited 0:\n%s", p.log)
 				}
+				t.Logf("second SIGTERM to exit: %v", time.Since(second))
 				release()
 				<-cc.Closed
 				first = cc.Collect(0)
@@ -200,6 +202,7 @@ func TestStopMidEncode(t *testing.T) {
 				}
 				j.Close()
 			} else {
+				released := time.Now()
 				release()
 				r := cc.ExpectResult(t, "job-1")
 				if r.Error != nil || r.Card == nil || !r.Card.Valid {
@@ -208,6 +211,7 @@ func TestStopMidEncode(t *testing.T) {
 				if code := p.wait(t); code != 0 {
 					t.Fatalf("exit %d after a graceful stop:\n%s", code, p.log)
 				}
+				t.Logf("write released to exit: %v", time.Since(released))
 				<-cc.Closed
 				if cc.CloseCode != websocket.CloseGoingAway {
 					t.Fatalf("the cloud saw close code %d, want %d:\n%s", cc.CloseCode, websocket.CloseGoingAway, p.log)
