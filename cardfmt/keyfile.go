@@ -9,11 +9,12 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/encoder-bridge/encoder-bridge/internal/durable"
 )
 
 // KeyFileFormat is the value of the key file's "format" field.
@@ -448,14 +449,13 @@ func encodeKeySet(ks *KeySet) []byte {
 	return append(data, '\n')
 }
 
-// WriteKeySet writes ks to the key file at path atomically: it writes a
-// temporary file in the same directory with mode 0600 (on Windows a
-// protected ACL: SYSTEM, Administrators and the owner), syncs it, renames
-// it over path and syncs the directory (not on Windows, which has no
-// directory sync), so that a crash leaves either the old file or the new
-// one. Unless overwrite is set it refuses a path that exists, with an
-// error wrapping fs.ErrExist; losing a key file loses every card sealed
-// under it.
+// WriteKeySet writes ks to the key file at path through package durable:
+// owner-only (mode 0600; on Windows a protected ACL: SYSTEM,
+// Administrators and the owner) before any key byte is written, and
+// atomic, so that a crash leaves either the old file or the new one.
+// Unless overwrite is set it refuses a path that exists, with an error
+// wrapping fs.ErrExist; losing a key file loses every card sealed under
+// it.
 func WriteKeySet(path string, ks *KeySet, overwrite bool) error {
 	if ks == nil {
 		return errors.New("cardfmt: write key file: nil key set")
@@ -463,102 +463,22 @@ func WriteKeySet(path string, ks *KeySet, overwrite bool) error {
 	if ks.Current() == nil {
 		return errEmptyKeySet
 	}
-	exists := func() error {
-		return &keyFileError{
-			msg: fmt.Sprintf("key file %s already exists; refusing to overwrite it", path),
-			err: fs.ErrExist,
-		}
-	}
-	if !overwrite {
-		if _, err := os.Lstat(path); err == nil {
-			return exists()
-		} else if !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("write key file: %w", err)
-		}
-	}
 	data := encodeKeySet(ks)
 	defer clear(data)
-
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write key file: %w", err)
-	}
-	tmp := f.Name()
-	placed := false
-	defer func() {
-		if !placed {
-			_ = os.Remove(tmp)
-		}
-	}()
-	if err := writeSynced(f, data); err != nil {
-		return fmt.Errorf("write key file: %w", err)
-	}
-
+	write := durable.CreateSecret
 	if overwrite {
-		if err := os.Rename(tmp, path); err != nil {
-			return fmt.Errorf("write key file: %w", err)
-		}
-		placed = true
-	} else {
-		// A hard link fails if path has appeared since the check above,
-		// where a rename would replace it.
-		switch err := os.Link(tmp, path); {
-		case err == nil:
-			placed = true
-			_ = os.Remove(tmp)
-		case errors.Is(err, fs.ErrExist):
-			return exists()
-		default:
-			// The file system has no hard links: fall back to rename.
-			if _, err := os.Lstat(path); err == nil {
-				return exists()
-			}
-			if err := os.Rename(tmp, path); err != nil {
-				return fmt.Errorf("write key file: %w", err)
-			}
-			placed = true
-		}
+		write = durable.WriteSecret
 	}
-	if err := syncDir(dir); err != nil {
-		return fmt.Errorf("write key file: %s written, but syncing its directory failed: %w", path, err)
+	if err := write(path, data); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return &keyFileError{
+				msg: fmt.Sprintf("key file %s already exists; refusing to overwrite it", path),
+				err: fs.ErrExist,
+			}
+		}
+		return fmt.Errorf("write key file: %w", err)
 	}
 	return nil
-}
-
-// writeSynced restricts f to its owner (mode 0600; on Windows a protected
-// ACL), writes data, syncs and closes it.
-func writeSynced(f *os.File, data []byte) error {
-	if err := restrictKeyFile(f); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-// syncDir makes a rename in dir durable. Windows cannot open a directory
-// for syncing; NTFS journals the rename.
-func syncDir(dir string) error {
-	if runtime.GOOS == "windows" {
-		return nil
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // shellQuote quotes a path for a POSIX shell command in a message, only

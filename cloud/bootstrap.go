@@ -3,13 +3,12 @@ package cloud
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/encoder-bridge/encoder-bridge/cloud/store"
+	"github.com/encoder-bridge/encoder-bridge/internal/durable"
 	"github.com/encoder-bridge/encoder-bridge/protocol"
 )
 
@@ -114,38 +113,13 @@ func ReadBootstrap(path string) (Bootstrap, error) {
 	return b, nil
 }
 
-// WriteBootstrap writes b to path atomically (a temporary file in the same
-// directory, synced, then renamed) with mode 0600.
+// WriteBootstrap writes b to path atomically, owner-only (mode 0600; a
+// protected ACL on Windows).
 func WriteBootstrap(path string, b Bootstrap) error {
 	data, err := json.MarshalIndent(b, "", "  ")
 	if err != nil {
 		return err
 	}
 	data = append(data, '\n')
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".bootstrap-*.tmp")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // after a successful rename there is nothing to remove
-	if err := f.Chmod(0o600); err != nil && !errors.Is(err, errors.ErrUnsupported) {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(dir)
+	return durable.WriteSecret(path, data)
 }

@@ -19,7 +19,7 @@ func TestImportRules(t *testing.T) {
 	// from the module is refused. Standard and third-party imports are
 	// not restricted.
 	allowed := map[string][]string{
-		"cloud":           {"cloud/api", "cloud/auth", "cloud/clock", "cloud/hub", "cloud/jobs", "cloud/metrics", "cloud/store", "protocol"},
+		"cloud":           {"cloud/api", "cloud/auth", "cloud/clock", "cloud/hub", "cloud/jobs", "cloud/metrics", "cloud/store", "internal/durable", "protocol"},
 		"cloud/api":       {"cloud/clock", "cloud/jobs", "cloud/seam", "cloud/secret", "cloud/store"},
 		"cloud/auth":      {"cloud/clock", "cloud/secret", "cloud/store"},
 		"cloud/clock":     {},

@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	kservice "github.com/kardianos/service"
+
+	"github.com/encoder-bridge/encoder-bridge/internal/durable"
 )
 
 // UnitFile is where install writes the unit. /etc/systemd/system takes
@@ -144,7 +146,7 @@ func (i *unitInstaller) install() error {
 	if err := os.MkdirAll(filepath.Dir(unitFile), 0o755); err != nil {
 		return fmt.Errorf("service: %w", err)
 	}
-	if err := writeFileAtomic(unitFile, unit, 0o644); err != nil {
+	if err := durable.WriteFile(unitFile, unit, 0o644); err != nil {
 		return fmt.Errorf("service: %w", err)
 	}
 	if i.systemdRunning() {
@@ -200,31 +202,4 @@ func (i *unitInstaller) uninstall() error {
 		}
 	}
 	return nil
-}
-
-// writeFileAtomic writes data to a temporary file beside path and
-// renames it over path, so a crash leaves the old unit or the new one.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }

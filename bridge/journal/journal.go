@@ -43,6 +43,7 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 	"go.uber.org/zap"
 
+	"github.com/encoder-bridge/encoder-bridge/internal/durable"
 	"github.com/encoder-bridge/encoder-bridge/protocol"
 )
 
@@ -173,7 +174,7 @@ func Open(dir string, opts Options) (*Journal, error) {
 	if opts.MaxAcked <= 0 {
 		opts.MaxAcked = 10000
 	}
-	if err := prepareDir(dir); err != nil {
+	if err := durable.MkdirSecret(dir); err != nil {
 		return nil, fmt.Errorf("journal: state directory %s: %w", dir, err)
 	}
 	path := filepath.Join(dir, FileName)
@@ -201,7 +202,7 @@ func Open(dir string, opts Options) (*Journal, error) {
 		}
 		if created {
 			// The file's directory entry must survive a power cut too.
-			if err := syncDir(dir); err != nil {
+			if err := durable.SyncDir(dir); err != nil {
 				db.Close()
 				return nil, fmt.Errorf("journal: sync %s: %w", dir, err)
 			}
@@ -397,15 +398,6 @@ func (j *Journal) init() error {
 		}
 		return nil
 	})
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // Path is the journal file.
