@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/encoder-bridge/encoder-bridge/cardfmt"
+	"github.com/encoder-bridge/encoder-bridge/protocol"
 	"github.com/encoder-bridge/encoder-bridge/reader"
 	"github.com/encoder-bridge/encoder-bridge/reader/sim"
 	"github.com/encoder-bridge/encoder-bridge/reader/sim/chip"
@@ -86,23 +87,23 @@ func TestClassify(t *testing.T) {
 	tests := []struct {
 		op   Op
 		err  error
-		want Code
+		want protocol.ErrorType
 	}{
-		{OpEncode, fmt.Errorf("x: %w", reader.ErrNoCard), CodeNoCredentialOnEncoder},
-		{OpScan, context.DeadlineExceeded, CodeNoCredentialOnEncoder},
-		{OpEncode, reader.ErrCardRemoved, CodeEncodingInterrupted},
-		{OpScan, reader.ErrCardRemoved, CodeNoCredentialOnEncoder},
-		{OpEncode, fmt.Errorf("x: %w", reader.ErrCardChanged), CodeEncodingInterrupted},
-		{OpScan, fmt.Errorf("x: %w", reader.ErrCardChanged), CodeNoCredentialOnEncoder},
-		{OpEncode, fmt.Errorf("%w: %w", cardfmt.ErrInterrupted, reader.ErrTimeout), CodeEncodingInterrupted},
-		{OpEncode, cardfmt.ErrIncompatible, CodeIncompatibleCardFormat},
-		{OpEncode, cardfmt.ErrForeign, CodeIncompatibleCardFormat},
-		{OpScan, reader.ErrTimeout, CodeEncoderCommunicationTimeout},
-		{OpScan, reader.ErrReaderGone, CodeEncoderNotOnline},
-		{OpScan, reader.ErrNoService, CodeEncoderNotOnline},
-		{OpEncode, fmt.Errorf("%w: card_number", ErrInvalidCredential), CodeInvalidCredential},
-		{OpEncode, errors.New("boom"), CodeUncategorized},
-		{OpEncode, &JobError{Code: CodeKeyFile, Err: errors.New("k")}, CodeKeyFile},
+		{OpEncode, fmt.Errorf("x: %w", reader.ErrNoCard), protocol.ErrorNoCredentialOnEncoder},
+		{OpScan, context.DeadlineExceeded, protocol.ErrorNoCredentialOnEncoder},
+		{OpEncode, reader.ErrCardRemoved, protocol.ErrorEncodingInterrupted},
+		{OpScan, reader.ErrCardRemoved, protocol.ErrorNoCredentialOnEncoder},
+		{OpEncode, fmt.Errorf("x: %w", reader.ErrCardChanged), protocol.ErrorEncodingInterrupted},
+		{OpScan, fmt.Errorf("x: %w", reader.ErrCardChanged), protocol.ErrorNoCredentialOnEncoder},
+		{OpEncode, fmt.Errorf("%w: %w", cardfmt.ErrInterrupted, reader.ErrTimeout), protocol.ErrorEncodingInterrupted},
+		{OpEncode, cardfmt.ErrIncompatible, protocol.ErrorIncompatibleCardFormat},
+		{OpEncode, cardfmt.ErrForeign, protocol.ErrorIncompatibleCardFormat},
+		{OpScan, reader.ErrTimeout, protocol.ErrorEncoderCommunicationTimeout},
+		{OpScan, reader.ErrReaderGone, protocol.ErrorEncoderNotOnline},
+		{OpScan, reader.ErrNoService, protocol.ErrorEncoderNotOnline},
+		{OpEncode, fmt.Errorf("%w: card_number", ErrInvalidCredential), protocol.ErrorInvalidCredential},
+		{OpEncode, errors.New("boom"), protocol.ErrorUncategorized},
+		{OpEncode, &JobError{Code: protocol.ErrorKeyFile, Err: errors.New("k")}, protocol.ErrorKeyFile},
 	}
 	for _, tt := range tests {
 		je := Classify(tt.op, tt.err)
@@ -180,9 +181,9 @@ func TestStationErrors(t *testing.T) {
 		st, r, _ := station(t, "ntag213")
 		r.Remove()
 		_, err := st.Encode(ctx, "Sim 00", cred, 0)
-		wantCode(t, err, CodeNoCredentialOnEncoder)
+		wantCode(t, err, protocol.ErrorNoCredentialOnEncoder)
 		_, err = st.Scan(ctx, "Sim 00", 20*time.Millisecond)
-		wantCode(t, err, CodeNoCredentialOnEncoder)
+		wantCode(t, err, protocol.ErrorNoCredentialOnEncoder)
 	})
 	t.Run("card presented while waiting", func(t *testing.T) {
 		st, r, c := station(t, "ntag213")
@@ -198,42 +199,42 @@ func TestStationErrors(t *testing.T) {
 	t.Run("unknown reader", func(t *testing.T) {
 		st, _, _ := station(t, "ntag213")
 		_, err := st.Scan(ctx, "nope", 0)
-		wantCode(t, err, CodeEncoderNotOnline)
+		wantCode(t, err, protocol.ErrorEncoderNotOnline)
 	})
 	t.Run("wrong card type", func(t *testing.T) {
 		st, _, _ := station(t, "mifare_ultralight_ev1_mf0ul11")
 		_, err := st.Encode(ctx, "Sim 00", cred, 0)
-		wantCode(t, err, CodeIncompatibleCardFormat)
+		wantCode(t, err, protocol.ErrorIncompatibleCardFormat)
 	})
 	t.Run("removed mid-encode", func(t *testing.T) {
 		st, r, c := station(t, "mifare_classic_1k")
 		r.Insert(chip.WithFaults(c, chip.Faults{RemoveAt: 12}))
 		_, err := st.Encode(ctx, "Sim 00", cred, 0)
-		wantCode(t, err, CodeEncodingInterrupted)
+		wantCode(t, err, protocol.ErrorEncodingInterrupted)
 	})
 	t.Run("DESFire removed mid-write", func(t *testing.T) {
 		st, r, c := station(t, "mifare_desfire_ev2")
 		// Identify sends 4 APDUs; the factory issue writes at its 13th.
 		r.Insert(chip.WithFaults(c, chip.Faults{RemoveAt: 4 + 13}))
 		_, err := st.Encode(ctx, "Sim 00", cred, 0)
-		wantCode(t, err, CodeEncodingInterrupted)
+		wantCode(t, err, protocol.ErrorEncodingInterrupted)
 	})
 	t.Run("communication timeout", func(t *testing.T) {
 		st, r, c := station(t, "mifare_classic_1k")
 		r.Insert(chip.WithFaults(c, chip.Faults{FailAt: 4}))
 		_, err := st.Scan(ctx, "Sim 00", 0)
-		wantCode(t, err, CodeEncoderCommunicationTimeout)
+		wantCode(t, err, protocol.ErrorEncoderCommunicationTimeout)
 	})
 	t.Run("invalid credential", func(t *testing.T) {
 		st, _, _ := station(t, "ntag213")
 		bad := cred
 		bad.CardNumber = ""
 		_, err := st.Encode(ctx, "Sim 00", bad, 0)
-		wantCode(t, err, CodeInvalidCredential)
+		wantCode(t, err, protocol.ErrorInvalidCredential)
 	})
 }
 
-func wantCode(t *testing.T, err error, want Code) {
+func wantCode(t *testing.T, err error, want protocol.ErrorType) {
 	t.Helper()
 	var je *JobError
 	if !errors.As(err, &je) {
@@ -296,10 +297,10 @@ func TestReaderUnplugged(t *testing.T) {
 	cred, _ := ParseCredential([]byte(credJSON))
 	tests := []struct {
 		at   int
-		want Code
+		want protocol.ErrorType
 	}{
-		{2, CodeEncoderNotOnline},     // while identifying the card
-		{14, CodeEncodingInterrupted}, // while writing
+		{2, protocol.ErrorEncoderNotOnline},     // while identifying the card
+		{14, protocol.ErrorEncodingInterrupted}, // while writing
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprint(tt.at), func(t *testing.T) {

@@ -6,33 +6,15 @@ import (
 	"fmt"
 
 	"github.com/encoder-bridge/encoder-bridge/cardfmt"
+	"github.com/encoder-bridge/encoder-bridge/protocol"
 	"github.com/encoder-bridge/encoder-bridge/reader"
 )
 
-// Code is a job error type. Card and encoder outcomes use the names of
-// Seam's ENCODE_CREDENTIAL and SCAN_CREDENTIAL action attempts, so the
-// cloud passes them through unchanged; the rest are this system's own.
-type Code string
-
-const (
-	CodeNoCredentialOnEncoder       Code = "no_credential_on_encoder"
-	CodeIncompatibleCardFormat      Code = "incompatible_card_format"
-	CodeEncodingInterrupted         Code = "encoding_interrupted"
-	CodeEncoderCommunicationTimeout Code = "encoder_communication_timeout"
-	CodeEncoderNotOnline            Code = "encoder_not_online"
-	CodeUncategorized               Code = "uncategorized_error"
-
-	// Not Seam's: input the bridge refused before touching a card.
-	CodeInvalidCredential Code = "invalid_credential"
-	CodeInvalidConfig     Code = "invalid_config"
-	CodeKeyFile           Code = "key_file_error"
-)
-
-// JobError is a failed encode or scan: a Code for machines, a message for
-// people. The message names the cause and never holds key material or card
-// data.
+// JobError is a failed encode or scan: an error type for machines, a
+// message for people. The message names the cause and never holds key
+// material or card data.
 type JobError struct {
-	Code Code
+	Code protocol.ErrorType
 	Err  error
 }
 
@@ -57,30 +39,30 @@ func Classify(op Op, err error) *JobError {
 	if errors.As(err, &je) {
 		return je
 	}
-	code := CodeUncategorized
+	code := protocol.ErrorUncategorized
 	switch {
 	case errors.Is(err, cardfmt.ErrInterrupted):
-		code = CodeEncodingInterrupted
+		code = protocol.ErrorEncodingInterrupted
 	case errors.Is(err, reader.ErrCardRemoved), errors.Is(err, reader.ErrCardChanged):
 		// Seam: encoding_interrupted is "card removed before writing was
 		// complete"; a scan that loses its card simply has none. Another
 		// card answering after a reset means the job's card is no longer
 		// the one selected: for the job, it left.
-		code = CodeNoCredentialOnEncoder
+		code = protocol.ErrorNoCredentialOnEncoder
 		if op == OpEncode {
-			code = CodeEncodingInterrupted
+			code = protocol.ErrorEncodingInterrupted
 		}
 	case errors.Is(err, reader.ErrNoCard), errors.Is(err, context.DeadlineExceeded):
-		code = CodeNoCredentialOnEncoder
+		code = protocol.ErrorNoCredentialOnEncoder
 	case errors.Is(err, cardfmt.ErrIncompatible), errors.Is(err, cardfmt.ErrForeign):
-		code = CodeIncompatibleCardFormat
+		code = protocol.ErrorIncompatibleCardFormat
 	case errors.Is(err, reader.ErrTimeout):
-		code = CodeEncoderCommunicationTimeout
+		code = protocol.ErrorEncoderCommunicationTimeout
 	case errors.Is(err, reader.ErrNoService), errors.Is(err, reader.ErrNoReaders),
 		errors.Is(err, reader.ErrUnknownReader), errors.Is(err, reader.ErrReaderGone):
-		code = CodeEncoderNotOnline
+		code = protocol.ErrorEncoderNotOnline
 	case errors.Is(err, cardfmt.ErrInvalidCredential), errors.Is(err, ErrInvalidCredential):
-		code = CodeInvalidCredential
+		code = protocol.ErrorInvalidCredential
 	}
 	return &JobError{Code: code, Err: err}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/encoder-bridge/encoder-bridge/cardfmt/classic"
 	"github.com/encoder-bridge/encoder-bridge/cardfmt/desfire"
 	"github.com/encoder-bridge/encoder-bridge/cardfmt/ultralight"
+	"github.com/encoder-bridge/encoder-bridge/protocol"
 	"github.com/encoder-bridge/encoder-bridge/reader"
 )
 
@@ -112,17 +113,6 @@ func (s *Station) now() time.Time {
 	return s.Now()
 }
 
-// Stage is a step of a running job, reported to JobOptions.Progress. The
-// names are those of the job protocol's progress stages.
-type Stage string
-
-const (
-	StageWaitingForCard Stage = "waiting_for_card" // waiting for a card to be presented
-	StageCardDetected   Stage = "card_detected"    // a card is connected and identified
-	StageWriting        Stage = "writing"          // about to write (encode only): nothing is written before this returns
-	StageVerifying      Stage = "verifying"        // the layout reads the card back (encode only)
-)
-
 // JobOptions tune one EncodeWith or ScanWith call.
 type JobOptions struct {
 	// Wait is how long to wait for a card to be presented (0: the card
@@ -130,9 +120,9 @@ type JobOptions struct {
 	Wait time.Duration
 	// Progress, when set, is called synchronously as the job reaches
 	// each stage, before the stage starts. An error aborts the job there:
-	// a job refused at StageWriting has not touched the card. That is what
+	// a job refused at protocol.StageWriting has not touched the card. That is what
 	// lets a caller record durably that writing began before it does.
-	Progress func(Stage) error
+	Progress func(protocol.Stage) error
 	// Now, when set, is the time a scan's validity warnings are judged
 	// at, instead of Station.Now: the agent's view of the cloud's clock,
 	// which a PC's wrong clock does not move.
@@ -141,7 +131,7 @@ type JobOptions struct {
 	APDUs *atomic.Int64
 }
 
-func (o JobOptions) progress(st Stage) error {
+func (o JobOptions) progress(st protocol.Stage) error {
 	if o.Progress == nil {
 		return nil
 	}
@@ -155,19 +145,19 @@ func (s *Station) Encode(ctx context.Context, readerName string, c cardfmt.Crede
 }
 
 // EncodeWith is Encode with progress reports. Every layout reads back and
-// verifies what it wrote; StageVerifying is reported when it starts to.
+// verifies what it wrote; protocol.StageVerifying is reported when it starts to.
 func (s *Station) EncodeWith(ctx context.Context, readerName string, c cardfmt.Credential, o JobOptions) (Card, error) {
 	if err := c.Validate(); err != nil {
 		return Card{}, Classify(OpEncode, fmt.Errorf("%w: %w", ErrInvalidCredential, err))
 	}
 	if o.Progress != nil {
-		// Only StageWriting may stop a job; a refusal here changes nothing.
-		ctx = cardfmt.WithTrace(ctx, &cardfmt.Trace{Verifying: func() { _ = o.progress(StageVerifying) }})
+		// Only protocol.StageWriting may stop a job; a refusal here changes nothing.
+		ctx = cardfmt.WithTrace(ctx, &cardfmt.Trace{Verifying: func() { _ = o.progress(protocol.StageVerifying) }})
 	}
 	var card Card
 	err := s.withCard(ctx, OpEncode, readerName, o, func(tag *reader.Tag, info reader.Info, l layout) error {
 		card = cardOf(readerName, info)
-		if err := o.progress(StageWriting); err != nil {
+		if err := o.progress(protocol.StageWriting); err != nil {
 			return err
 		}
 		return l.encode(ctx, tag, info, s.Keys, c)
@@ -224,7 +214,7 @@ func (s *Station) withCard(ctx context.Context, op Op, readerName string, o JobO
 	if s.Keys == nil {
 		return errors.New("bridge: no key set loaded")
 	}
-	if err := o.progress(StageWaitingForCard); err != nil {
+	if err := o.progress(protocol.StageWaitingForCard); err != nil {
 		return err
 	}
 	// Most cards are on the encoder before the job arrives: try to connect
@@ -255,7 +245,7 @@ func (s *Station) withCard(ctx context.Context, op Op, readerName string, o JobO
 	if err != nil {
 		return err
 	}
-	if err := o.progress(StageCardDetected); err != nil {
+	if err := o.progress(protocol.StageCardDetected); err != nil {
 		return err
 	}
 	l, ok := layoutFor(info.Technology)

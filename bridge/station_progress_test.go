@@ -6,6 +6,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/encoder-bridge/encoder-bridge/protocol"
 	"github.com/encoder-bridge/encoder-bridge/reader/sim/chip"
 )
 
@@ -28,15 +29,15 @@ func TestProgressStages(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	var got []Stage
-	record := func(s Stage) error { got = append(got, s); return nil }
+	var got []protocol.Stage
+	record := func(s protocol.Stage) error { got = append(got, s); return nil }
 
 	st, _, _ := station(t, "mifare_classic_1k")
 	card, err := st.EncodeWith(ctx, "Sim 00", cred, JobOptions{Progress: record})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []Stage{StageWaitingForCard, StageCardDetected, StageWriting, StageVerifying}
+	want := []protocol.Stage{protocol.StageWaitingForCard, protocol.StageCardDetected, protocol.StageWriting, protocol.StageVerifying}
 	if !slices.Equal(got, want) {
 		t.Fatalf("encode stages %v, want %v", got, want)
 	}
@@ -48,12 +49,12 @@ func TestProgressStages(t *testing.T) {
 	if _, err := st.ScanWith(ctx, "Sim 00", JobOptions{Progress: record}); err != nil {
 		t.Fatal(err)
 	}
-	if want := []Stage{StageWaitingForCard, StageCardDetected}; !slices.Equal(got, want) {
+	if want := []protocol.Stage{protocol.StageWaitingForCard, protocol.StageCardDetected}; !slices.Equal(got, want) {
 		t.Fatalf("scan stages %v, want %v", got, want)
 	}
 }
 
-// A hook that refuses StageWriting stops the job before the card is
+// A hook that refuses protocol.StageWriting stops the job before the card is
 // touched.
 func TestProgressRefusalWritesNothing(t *testing.T) {
 	cred, _ := ParseCredential([]byte(credJSON))
@@ -61,8 +62,8 @@ func TestProgressRefusalWritesNothing(t *testing.T) {
 	wc := &writeCounter{Card: c}
 	r.Insert(wc)
 	stop := errors.New("stop")
-	_, err := st.EncodeWith(context.Background(), "Sim 00", cred, JobOptions{Progress: func(s Stage) error {
-		if s == StageWriting {
+	_, err := st.EncodeWith(context.Background(), "Sim 00", cred, JobOptions{Progress: func(s protocol.Stage) error {
+		if s == protocol.StageWriting {
 			return stop
 		}
 		return nil

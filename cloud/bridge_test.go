@@ -42,9 +42,9 @@ func scan(t *testing.T, env *cloudtest.Env, encID string) map[string]any {
 	return attemptOf(t, env, env.MustCall("/acs/encoders/scan_credential", map[string]any{"acs_encoder_id": encID}))
 }
 
-func wantError(t *testing.T, a map[string]any, typ string) {
+func wantError(t *testing.T, a map[string]any, typ protocol.ErrorType) {
 	t.Helper()
-	if a["status"] != "error" || obj(a["error"])["type"] != typ {
+	if a["status"] != "error" || obj(a["error"])["type"] != string(typ) {
 		t.Fatalf("attempt %v, want error %s", a, typ)
 	}
 	if msg, _ := obj(a["error"])["message"].(string); msg == "" {
@@ -113,17 +113,17 @@ func TestErrorTypesPassThrough(t *testing.T) {
 		b.Result(cloudtest.Failure(j, typ))
 		want := typ
 		if typ == "paper_jam" {
-			want = seam.ErrUncategorized
+			want = protocol.ErrorUncategorized
 		}
 		wantError(t, getAttempt(t, env, att["action_attempt_id"]), want)
 	}
-	for _, typ := range []string{seam.ErrIncompatibleCardFormat, seam.ErrEncoderCommunicationTimeout, seam.ErrNoCredentialOnEncoder} {
+	for _, typ := range []protocol.ErrorType{protocol.ErrorIncompatibleCardFormat, protocol.ErrorEncoderCommunicationTimeout, protocol.ErrorNoCredentialOnEncoder} {
 		att := scan(t, env, encID)
 		j := b.Expect(protocol.TypeJob).Job
 		b.Result(cloudtest.Failure(j, typ))
 		want := typ
-		if typ == seam.ErrIncompatibleCardFormat { // not a SCAN_CREDENTIAL error type
-			want = seam.ErrUncategorized
+		if typ == protocol.ErrorIncompatibleCardFormat { // not a SCAN_CREDENTIAL error type
+			want = protocol.ErrorUncategorized
 		}
 		wantError(t, getAttempt(t, env, att["action_attempt_id"]), want)
 	}
@@ -135,8 +135,8 @@ func TestEncoderNotOnline(t *testing.T) {
 	credID := env.CreateCredential(nil)["acs_credential_id"].(string)
 	b.Conn.Close()
 	waitOffline(t, env)
-	wantError(t, encode(t, env, encID, credID), seam.ErrEncoderNotOnline)
-	wantError(t, scan(t, env, encID), seam.ErrEncoderNotOnline)
+	wantError(t, encode(t, env, encID, credID), protocol.ErrorEncoderNotOnline)
+	wantError(t, scan(t, env, encID), protocol.ErrorEncoderNotOnline)
 	enc := obj(env.MustCall("/acs/encoders/get", map[string]any{"acs_encoder_id": encID})["acs_encoder"])
 	if obj(enc["encoder_bridge_metadata"])["is_online"] != false {
 		t.Errorf("encoder of an offline bridge: %v", enc)
@@ -176,7 +176,7 @@ func TestBridgeDisconnectedAtDeadline(t *testing.T) {
 	if n, err := env.Server.Sweep(t.Context()); err != nil || n != 1 {
 		t.Fatalf("sweep at the deadline: %d %v", n, err)
 	}
-	wantError(t, getAttempt(t, env, att["action_attempt_id"]), seam.ErrBridgeDisconnected)
+	wantError(t, getAttempt(t, env, att["action_attempt_id"]), protocol.ErrorBridgeDisconnected)
 	// A reconnect after the deadline is not offered the job.
 	b = env.Connect(cloudtest.Encoder("e1"))
 	b.ExpectNone(100 * time.Millisecond)
@@ -194,10 +194,10 @@ func TestActionAttemptExpired(t *testing.T) {
 	if _, err := env.Server.Sweep(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	wantError(t, getAttempt(t, env, att["action_attempt_id"]), seam.ErrActionAttemptExpired)
+	wantError(t, getAttempt(t, env, att["action_attempt_id"]), protocol.ErrorActionAttemptExpired)
 	// A result after expiry is acknowledged but changes nothing.
-	b.Result(cloudtest.Failure(j, seam.ErrNoCredentialOnEncoder))
-	wantError(t, getAttempt(t, env, att["action_attempt_id"]), seam.ErrActionAttemptExpired)
+	b.Result(cloudtest.Failure(j, protocol.ErrorNoCredentialOnEncoder))
+	wantError(t, getAttempt(t, env, att["action_attempt_id"]), protocol.ErrorActionAttemptExpired)
 }
 
 // The sweeper runs by itself on the injected clock.
@@ -213,7 +213,7 @@ func TestSweeperRunsOnClock(t *testing.T) {
 	env.Clock.Advance(61 * time.Second)
 	// Both park again only after the work the advance woke them for.
 	<-env.Clock.Waiting(2)
-	wantError(t, getAttempt(t, env, att["action_attempt_id"]), seam.ErrActionAttemptExpired)
+	wantError(t, getAttempt(t, env, att["action_attempt_id"]), protocol.ErrorActionAttemptExpired)
 }
 
 // A late encode success still records the card on the credential: the card
@@ -229,7 +229,7 @@ func TestLateEncodeResultRecordsCard(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.Result(cloudtest.Success(j, nil, env.Clock.Now()))
-	wantError(t, getAttempt(t, env, att["action_attempt_id"]), seam.ErrActionAttemptExpired)
+	wantError(t, getAttempt(t, env, att["action_attempt_id"]), protocol.ErrorActionAttemptExpired)
 	cred := obj(env.MustCall("/acs/credentials/get", map[string]any{"acs_credential_id": credID})["acs_credential"])
 	if cred["is_issued"] != true {
 		t.Errorf("credential after a late success: %v", cred)
@@ -312,7 +312,7 @@ func TestDuplicateResults(t *testing.T) {
 	first := getAttempt(t, env, att["action_attempt_id"])
 	env.Clock.Advance(time.Minute)
 	b.Result(cloudtest.Success(j, nil, env.Clock.Now()))
-	b.Result(cloudtest.Failure(j, seam.ErrEncodingInterrupted))
+	b.Result(cloudtest.Failure(j, protocol.ErrorEncodingInterrupted))
 	again := getAttempt(t, env, att["action_attempt_id"])
 	fj, _ := json.Marshal(first)
 	aj, _ := json.Marshal(again)
@@ -362,8 +362,8 @@ func TestRestartExpiry(t *testing.T) {
 	if _, err := env.Server.Sweep(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	wantError(t, getAttempt(t, env, early["action_attempt_id"]), seam.ErrActionAttemptExpired)
-	wantError(t, getAttempt(t, env, late["action_attempt_id"]), seam.ErrBridgeDisconnected)
+	wantError(t, getAttempt(t, env, early["action_attempt_id"]), protocol.ErrorActionAttemptExpired)
+	wantError(t, getAttempt(t, env, late["action_attempt_id"]), protocol.ErrorBridgeDisconnected)
 }
 
 // Malformed, oversized and unknown messages are answered with an error
@@ -536,7 +536,7 @@ func TestEncoderLifecycle(t *testing.T) {
 	if errs := arr(enc["errors"]); obj(errs[0])["error_code"] != "acs_encoder_removed" {
 		t.Fatalf("removed encoder %v", enc)
 	}
-	wantError(t, scan(t, env, e2), seam.ErrEncoderNotOnline)
+	wantError(t, scan(t, env, e2), protocol.ErrorEncoderNotOnline)
 
 	e3 := cloudtest.Encoder("e2")
 	e3.DisplayName = "Back desk"
@@ -590,9 +590,9 @@ func waitEncoder(t *testing.T, env *cloudtest.Env, id string, ok func(map[string
 func TestBridgeRefusesJob(t *testing.T) {
 	env := cloudtest.New(t, cloudtest.Options{})
 	b, encID := connect(t, env)
-	for code, want := range map[protocol.ErrorCode]string{
-		protocol.CodeUnknownEncoder: seam.ErrEncoderNotOnline,
-		protocol.CodeDeadlinePassed: seam.ErrActionAttemptExpired,
+	for code, want := range map[protocol.ErrorCode]protocol.ErrorType{
+		protocol.CodeUnknownEncoder: protocol.ErrorEncoderNotOnline,
+		protocol.CodeDeadlinePassed: protocol.ErrorActionAttemptExpired,
 	} {
 		att := scan(t, env, encID)
 		j := b.Expect(protocol.TypeJob).Job
@@ -617,7 +617,7 @@ func TestResultOfAnotherBridgesJob(t *testing.T) {
 		t.Fatal(err)
 	}
 	ob.Hello(nil, nil)
-	ob.Result(cloudtest.Failure(j, seam.ErrNoCredentialOnEncoder)) // acknowledged, dropped
+	ob.Result(cloudtest.Failure(j, protocol.ErrorNoCredentialOnEncoder)) // acknowledged, dropped
 	if a := getAttempt(t, env, att["action_attempt_id"]); a["status"] != "pending" {
 		t.Fatalf("another bridge finished the job: %v", a)
 	}

@@ -78,8 +78,8 @@ func TestReissue(t *testing.T) {
 	// A failed attempt also moves later attempts to a new sequence.
 	att := encode(t, env, encID, credID)
 	j := b.Expect(protocol.TypeJob).Job
-	b.Result(cloudtest.Failure(j, seam.ErrEncodingInterrupted))
-	wantError(t, getAttempt(t, env, att["action_attempt_id"]), seam.ErrEncodingInterrupted)
+	b.Result(cloudtest.Failure(j, protocol.ErrorEncodingInterrupted))
+	wantError(t, getAttempt(t, env, att["action_attempt_id"]), protocol.ErrorEncodingInterrupted)
 	third := encodeCard(t, env, b, encID, credID)
 	if *third.Credential.IssueSequence <= *j.Credential.IssueSequence {
 		t.Errorf("retry after an interrupted encode reused sequence %d", *j.Credential.IssueSequence)
@@ -96,8 +96,8 @@ func TestReissueAfterEnd(t *testing.T) {
 	env.Clock.Advance(49 * time.Hour)
 	b.Send(&protocol.Message{V: 1, Type: protocol.TypeProgress, Progress: &protocol.Progress{JobID: "x", Stage: protocol.StageWriting}})
 	b.Expect(protocol.TypeError) // keeps the link busy; unrelated
-	wantError(t, encode(t, env, encID, credID), seam.ErrCredentialCannotBeReissued)
-	wantError(t, encode(t, env, encID, never), seam.ErrUncategorized)
+	wantError(t, encode(t, env, encID, credID), protocol.ErrorCredentialCannotBeReissued)
+	wantError(t, encode(t, env, encID, never), protocol.ErrorUncategorized)
 	b.ExpectNone(50 * time.Millisecond)
 }
 
@@ -200,7 +200,7 @@ func TestScanToAssign(t *testing.T) {
 	att = attemptOf(t, env, env.MustCall("/acs/encoders/scan_to_assign_credential", map[string]any{"acs_encoder_id": encID, "acs_user_id": identity}))
 	sj = b.Expect(protocol.TypeJob).Job
 	b.Result(cloudtest.Success(sj, &protocol.Card{UID: "04", Technology: "ntag213", Reason: "blank"}, env.Clock.Now()))
-	wantError(t, getAttempt(t, env, att["action_attempt_id"]), seam.ErrNoCredentialOnEncoder)
+	wantError(t, getAttempt(t, env, att["action_attempt_id"]), protocol.ErrorNoCredentialOnEncoder)
 	// Exactly one of the user fields.
 	status, out := env.Call(http.MethodPost, "/acs/encoders/scan_to_assign_credential", map[string]any{"acs_encoder_id": encID})
 	if status != 400 || obj(obj(out["error"])["validation_errors"])["acs_user_id"] == nil {
@@ -223,16 +223,16 @@ func TestSimulations(t *testing.T) {
 	}
 
 	sim("next_credential_encode_will_fail", map[string]any{})
-	wantError(t, encode(t, env, encID, credID), seam.ErrNoCredentialOnEncoder)
-	wantError(t, encode(t, env, encID, credID), seam.ErrEncoderNotOnline) // only the next one
+	wantError(t, encode(t, env, encID, credID), protocol.ErrorNoCredentialOnEncoder)
+	wantError(t, encode(t, env, encID, credID), protocol.ErrorEncoderNotOnline) // only the next one
 
 	sim("next_credential_encode_will_fail", map[string]any{"error_code": "encoding_interrupted"})
-	wantError(t, encode(t, env, encID, credID), seam.ErrEncodingInterrupted)
+	wantError(t, encode(t, env, encID, credID), protocol.ErrorEncodingInterrupted)
 
 	other := env.CreateCredential(nil)["acs_credential_id"].(string)
 	sim("next_credential_encode_will_fail", map[string]any{"error_code": "action_attempt_expired", "acs_credential_id": other})
-	wantError(t, encode(t, env, encID, credID), seam.ErrEncoderNotOnline) // not that credential
-	wantError(t, encode(t, env, encID, other), seam.ErrActionAttemptExpired)
+	wantError(t, encode(t, env, encID, credID), protocol.ErrorEncoderNotOnline) // not that credential
+	wantError(t, encode(t, env, encID, other), protocol.ErrorActionAttemptExpired)
 
 	sim("next_credential_encode_will_succeed", map[string]any{"scenario": "credential_is_issued"})
 	a := encode(t, env, encID, credID)
@@ -241,9 +241,9 @@ func TestSimulations(t *testing.T) {
 	}
 
 	sim("next_credential_scan_will_fail", map[string]any{})
-	wantError(t, scan(t, env, encID), seam.ErrNoCredentialOnEncoder)
+	wantError(t, scan(t, env, encID), protocol.ErrorNoCredentialOnEncoder)
 	sim("next_credential_scan_will_fail", map[string]any{"error_code": "uncategorized_error", "acs_credential_id_on_seam": credID})
-	wantError(t, scan(t, env, encID), seam.ErrUncategorized)
+	wantError(t, scan(t, env, encID), protocol.ErrorUncategorized)
 
 	for scenario, want := range map[string]struct {
 		onEncoder, onSeam bool

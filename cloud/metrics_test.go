@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/encoder-bridge/encoder-bridge/cloud/cloudtest"
-	"github.com/encoder-bridge/encoder-bridge/cloud/seam"
 	"github.com/encoder-bridge/encoder-bridge/protocol"
 )
 
@@ -39,7 +38,7 @@ func TestMetrics(t *testing.T) {
 
 	scan(t, env, encID)
 	sj := b.Expect(protocol.TypeJob).Job
-	b.Result(cloudtest.Failure(sj, seam.ErrNoCredentialOnEncoder))
+	b.Result(cloudtest.Failure(sj, protocol.ErrorNoCredentialOnEncoder))
 
 	// A job the bridge refuses is finished too.
 	scan(t, env, encID)

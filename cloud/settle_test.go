@@ -15,7 +15,6 @@ import (
 
 	"github.com/encoder-bridge/encoder-bridge/cloud"
 	"github.com/encoder-bridge/encoder-bridge/cloud/cloudtest"
-	"github.com/encoder-bridge/encoder-bridge/cloud/seam"
 	"github.com/encoder-bridge/encoder-bridge/protocol"
 )
 
@@ -114,9 +113,9 @@ func TestSettledAnswer(t *testing.T) {
 				return map[string]any{"acs_encoder_id": encID, "acs_credential_id": credID}
 			},
 			func(_ *cloudtest.Env, b *cloudtest.Bridge, j *protocol.Job) {
-				b.Result(cloudtest.Failure(j, seam.ErrEncodingInterrupted))
+				b.Result(cloudtest.Failure(j, protocol.ErrorEncodingInterrupted))
 			},
-			func(t *testing.T, att map[string]any, _ string) { wantError(t, att, seam.ErrEncodingInterrupted) }},
+			func(t *testing.T, att map[string]any, _ string) { wantError(t, att, protocol.ErrorEncodingInterrupted) }},
 		{"scan succeeds", "/acs/encoders/scan_credential",
 			func(encID, _ string) map[string]any { return map[string]any{"acs_encoder_id": encID} },
 			func(env *cloudtest.Env, b *cloudtest.Bridge, j *protocol.Job) {
@@ -135,13 +134,15 @@ func TestSettledAnswer(t *testing.T) {
 			func(env *cloudtest.Env, b *cloudtest.Bridge, j *protocol.Job) {
 				b.Result(cloudtest.Success(j, &protocol.Card{UID: "04A1B2C3D4E5F6", Technology: "ntag213", Reason: "blank"}, env.Clock.Now()))
 			},
-			func(t *testing.T, att map[string]any, _ string) { wantError(t, att, seam.ErrNoCredentialOnEncoder) }},
+			func(t *testing.T, att map[string]any, _ string) {
+				wantError(t, att, protocol.ErrorNoCredentialOnEncoder)
+			}},
 		{"the bridge refuses the job", "/acs/encoders/scan_credential",
 			func(encID, _ string) map[string]any { return map[string]any{"acs_encoder_id": encID} },
 			func(_ *cloudtest.Env, b *cloudtest.Bridge, j *protocol.Job) {
 				b.Send(&protocol.Message{V: 1, Type: protocol.TypeError, Error: &protocol.Error{Code: protocol.CodeUnknownEncoder, Message: "no", JobID: j.JobID}})
 			},
-			func(t *testing.T, att map[string]any, _ string) { wantError(t, att, seam.ErrEncoderNotOnline) }},
+			func(t *testing.T, att map[string]any, _ string) { wantError(t, att, protocol.ErrorEncoderNotOnline) }},
 		{"the job expires within the hold", "/acs/encoders/scan_credential",
 			func(encID, _ string) map[string]any { return map[string]any{"acs_encoder_id": encID} },
 			func(env *cloudtest.Env, _ *cloudtest.Bridge, _ *protocol.Job) {
@@ -150,7 +151,9 @@ func TestSettledAnswer(t *testing.T) {
 					env.T.Fatalf("sweep: %d %v", n, err)
 				}
 			},
-			func(t *testing.T, att map[string]any, _ string) { wantError(t, att, seam.ErrActionAttemptExpired) }},
+			func(t *testing.T, att map[string]any, _ string) {
+				wantError(t, att, protocol.ErrorActionAttemptExpired)
+			}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

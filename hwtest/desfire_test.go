@@ -7,10 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/encoder-bridge/encoder-bridge/bridge"
 	"github.com/encoder-bridge/encoder-bridge/cardfmt"
 	"github.com/encoder-bridge/encoder-bridge/hwtest"
 	"github.com/encoder-bridge/encoder-bridge/hwtest/vpcd"
+	"github.com/encoder-bridge/encoder-bridge/protocol"
 	"github.com/encoder-bridge/encoder-bridge/reader"
 	"github.com/encoder-bridge/encoder-bridge/reader/sim/chip"
 )
@@ -87,7 +87,7 @@ func TestDESFire(t *testing.T) {
 				t.Fatalf("scan at another site: %+v %v", res, err)
 			}
 			_, err = theirs.Encode(ctx, slot.Reader, cred, 5*time.Second)
-			wantCode(t, err, bridge.CodeIncompatibleCardFormat)
+			wantCode(t, err, protocol.ErrorIncompatibleCardFormat)
 			if after, _ := chip.Marshal(d); !bytes.Equal(after, before) {
 				t.Fatal("another site's encode changed the card")
 			}

@@ -10,6 +10,7 @@ import (
 	"github.com/encoder-bridge/encoder-bridge/bridge"
 	"github.com/encoder-bridge/encoder-bridge/cardfmt"
 	"github.com/encoder-bridge/encoder-bridge/hwtest"
+	"github.com/encoder-bridge/encoder-bridge/protocol"
 	"github.com/encoder-bridge/encoder-bridge/reader/pcsc"
 	"github.com/encoder-bridge/encoder-bridge/reader/sim/chip"
 )
@@ -114,7 +115,7 @@ func TestRemovedMidEncode(t *testing.T) {
 			ctx := context.Background()
 			_, err = st.Encode(ctx, slot.Reader, cred, 5*time.Second)
 			var je *bridge.JobError
-			if !errors.As(err, &je) || je.Code != bridge.CodeEncodingInterrupted {
+			if !errors.As(err, &je) || je.Code != protocol.ErrorEncodingInterrupted {
 				t.Fatalf("encode with the card pulled: %v", err)
 			}
 			<-vs.Done()
@@ -141,16 +142,16 @@ func TestCardErrors(t *testing.T) {
 		slot := hwtest.AcquireSlot(t)
 		st := station(t, ks)
 		_, err := st.Scan(ctx, slot.Reader, 300*time.Millisecond)
-		wantCode(t, err, bridge.CodeNoCredentialOnEncoder)
+		wantCode(t, err, protocol.ErrorNoCredentialOnEncoder)
 		_, err = st.Encode(ctx, slot.Reader, cred, 0)
-		wantCode(t, err, bridge.CodeNoCredentialOnEncoder)
+		wantCode(t, err, protocol.ErrorNoCredentialOnEncoder)
 	})
 	t.Run("card too small", func(t *testing.T) {
 		slot := hwtest.AcquireSlot(t)
 		card, _ := chip.New("mifare_ultralight_ev1_mf0ul11", nil)
 		hwtest.InsertCard(t, slot, card)
 		_, err := station(t, ks).Encode(ctx, slot.Reader, cred, 5*time.Second)
-		wantCode(t, err, bridge.CodeIncompatibleCardFormat)
+		wantCode(t, err, protocol.ErrorIncompatibleCardFormat)
 	})
 	t.Run("keyed by another system", func(t *testing.T) {
 		slot := hwtest.AcquireSlot(t)
@@ -163,7 +164,7 @@ func TestCardErrors(t *testing.T) {
 		hwtest.InsertCard(t, slot, card)
 		st := station(t, ks)
 		_, err := st.Encode(ctx, slot.Reader, cred, 5*time.Second)
-		wantCode(t, err, bridge.CodeIncompatibleCardFormat)
+		wantCode(t, err, protocol.ErrorIncompatibleCardFormat)
 		res, err := st.Scan(ctx, slot.Reader, 5*time.Second)
 		if err != nil || res.Reason != cardfmt.ReasonForeign {
 			t.Fatalf("scan: %+v %v", res, err)
@@ -172,11 +173,11 @@ func TestCardErrors(t *testing.T) {
 	t.Run("unknown reader", func(t *testing.T) {
 		hwtest.Require(t)
 		_, err := station(t, ks).Scan(ctx, "No Such Reader 00 00", 0)
-		wantCode(t, err, bridge.CodeEncoderNotOnline)
+		wantCode(t, err, protocol.ErrorEncoderNotOnline)
 	})
 }
 
-func wantCode(t *testing.T, err error, want bridge.Code) {
+func wantCode(t *testing.T, err error, want protocol.ErrorType) {
 	t.Helper()
 	var je *bridge.JobError
 	if !errors.As(err, &je) || je.Code != want {

@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/encoder-bridge/encoder-bridge/bridge"
 	"github.com/encoder-bridge/encoder-bridge/cardfmt"
 	"github.com/encoder-bridge/encoder-bridge/hwtest"
+	"github.com/encoder-bridge/encoder-bridge/protocol"
 	"github.com/encoder-bridge/encoder-bridge/reader/sim/chip"
 )
 
@@ -40,7 +40,7 @@ func TestUltralightOtherSite(t *testing.T) {
 				}
 			}
 			_, err = ours.Encode(ctx, slot.Reader, cred, 5*time.Second)
-			wantCode(t, err, bridge.CodeIncompatibleCardFormat)
+			wantCode(t, err, protocol.ErrorIncompatibleCardFormat)
 			if n := u.AuthFailures(); n != 0 || u.PasswordBlocked() {
 				t.Fatalf("the card lost %d password attempts (blocked %v)", n, u.PasswordBlocked())
 			}

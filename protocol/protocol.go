@@ -157,14 +157,15 @@ type Ack struct {
 	JobID string `json:"job_id"`
 }
 
-// Stage is a step of a running job.
+// Stage is a step of a running job. The bridge's Station reports each
+// one before it starts.
 type Stage string
 
 const (
-	StageWaitingForCard Stage = "waiting_for_card"
-	StageCardDetected   Stage = "card_detected"
-	StageWriting        Stage = "writing"
-	StageVerifying      Stage = "verifying"
+	StageWaitingForCard Stage = "waiting_for_card" // waiting for a card to be presented
+	StageCardDetected   Stage = "card_detected"    // a card is connected and identified
+	StageWriting        Stage = "writing"          // about to write (encode only): nothing is written before it is reported
+	StageVerifying      Stage = "verifying"        // the layout reads the card back (encode only)
 )
 
 // Progress reports a stage.
@@ -199,8 +200,8 @@ type Card struct {
 
 // JobError is a failed job, typed with Seam's action attempt error types.
 type JobError struct {
-	Type    string `json:"type"`
-	Message string `json:"message"`
+	Type    ErrorType `json:"type"`
+	Message string    `json:"message"`
 }
 
 // ResultAck lets the bridge forget a result.

@@ -190,3 +190,27 @@ func TestJobID(t *testing.T) {
 		}
 	}
 }
+
+// CodeOf names the refusal for each way Decode fails, the one mapping both
+// ends answer a bad frame with.
+func TestCodeOf(t *testing.T) {
+	big := make([]byte, MaxMessageSize+1)
+	tests := []struct {
+		frame string
+		want  ErrorCode
+	}{
+		{`{"v":1,"type":"ack"`, CodeMalformed},
+		{`{"v":2,"type":"ack","ack":{"job_id":"j"}}`, CodeUnsupported},
+		{`{"v":1,"type":"fax"}`, CodeUnknownType},
+		{string(big), CodeTooLarge},
+	}
+	for _, tt := range tests {
+		_, err := Decode([]byte(tt.frame))
+		if err == nil {
+			t.Fatalf("Decode(%.40q) accepted", tt.frame)
+		}
+		if got := CodeOf(err); got != tt.want {
+			t.Errorf("CodeOf(%v) = %s, want %s", err, got, tt.want)
+		}
+	}
+}

@@ -42,12 +42,6 @@ const (
 	fieldStage   = "stage"
 )
 
-// CodeActionAttemptExpired is Seam's error type for an action attempt
-// whose time ran out before it could start; the bridge uses it for a job
-// whose deadline had passed when it arrived, while it waited for its
-// encoder or for a card, or while the bridge was not running.
-const CodeActionAttemptExpired bridge.Code = journal.TypeActionAttemptExpired
-
 // DefaultTechnologies are the card technologies this build writes, as
 // announced for every encoder unless Options.Technologies says otherwise.
 var DefaultTechnologies = []string{

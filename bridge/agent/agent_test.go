@@ -22,13 +22,13 @@ import (
 )
 
 func TestCodesAgreeWithBridge(t *testing.T) {
-	if journal.TypeEncodingInterrupted != string(bridge.CodeEncodingInterrupted) {
+	if protocol.ErrorEncodingInterrupted != protocol.ErrorEncodingInterrupted {
 		t.Fatal("journal and bridge spell encoding_interrupted differently")
 	}
-	if CodeActionAttemptExpired != "action_attempt_expired" {
+	if protocol.ErrorActionAttemptExpired != "action_attempt_expired" {
 		t.Fatal("action_attempt_expired misspelt")
 	}
-	for _, st := range []bridge.Stage{bridge.StageWaitingForCard, bridge.StageCardDetected, bridge.StageWriting, bridge.StageVerifying} {
+	for _, st := range []protocol.Stage{protocol.StageWaitingForCard, protocol.StageCardDetected, protocol.StageWriting, protocol.StageVerifying} {
 		m := protocol.New(protocol.TypeProgress)
 		m.Progress = &protocol.Progress{JobID: "j", Stage: protocol.Stage(st)}
 		if err := m.Validate(); err != nil {
@@ -246,7 +246,7 @@ func TestKilledMidWrite(t *testing.T) {
 			got = &r
 		}
 	}
-	if got == nil || got.Error == nil || got.Error.Type != string(bridge.CodeEncodingInterrupted) {
+	if got == nil || got.Error == nil || got.Error.Type != protocol.ErrorEncodingInterrupted {
 		t.Fatalf("hello results after the restart: %+v", c2.Hello.Results)
 	}
 	if slices.Contains(c2.Hello.ActiveJobs, "j1") {
@@ -272,7 +272,7 @@ func TestDeadlinePassedOnReceipt(t *testing.T) {
 	cc := h.cloud.Next(t)
 	cc.Job(encodeJob("late", h.encoderID("Sim 00"), time.Now().Add(-time.Second)))
 	r := cc.ExpectResult(t, "late")
-	if r.Error == nil || r.Error.Type != string(CodeActionAttemptExpired) {
+	if r.Error == nil || r.Error.Type != protocol.ErrorActionAttemptExpired {
 		t.Fatalf("result %+v", r)
 	}
 	if card.writes.Load() != 0 {
@@ -289,7 +289,7 @@ func TestNoCardUntilDeadline(t *testing.T) {
 	cc.Job(scanJob("s1", h.encoderID("Sim 00"), in(300*time.Millisecond)))
 	cc.Expect(t, "waiting", isStage("s1", protocol.StageWaitingForCard))
 	r := cc.ExpectResult(t, "s1")
-	if r.Error == nil || r.Error.Type != string(bridge.CodeNoCredentialOnEncoder) {
+	if r.Error == nil || r.Error.Type != protocol.ErrorNoCredentialOnEncoder {
 		t.Fatalf("result %+v", r)
 	}
 	if el := time.Since(start); el < 250*time.Millisecond {
@@ -364,7 +364,7 @@ func TestReadersPluggedAndUnplugged(t *testing.T) {
 	// A job for the unplugged encoder: not online, no protocol error.
 	cc.Job(scanJob("gone", id, in(waitLong)))
 	r := cc.ExpectResult(t, "gone")
-	if r.Error == nil || r.Error.Type != string(bridge.CodeEncoderNotOnline) {
+	if r.Error == nil || r.Error.Type != protocol.ErrorEncoderNotOnline {
 		t.Fatalf("job for an unplugged encoder: %+v", r)
 	}
 	// A job for an encoder this bridge never had: an error message and a
@@ -375,7 +375,7 @@ func TestReadersPluggedAndUnplugged(t *testing.T) {
 		t.Fatalf("error %+v", e.Error)
 	}
 	r = cc.ExpectResult(t, "alien")
-	if r.Error == nil || r.Error.Type != string(bridge.CodeUncategorized) || !strings.Contains(r.Error.Message, "enc-of-another-bridge") {
+	if r.Error == nil || r.Error.Type != protocol.ErrorUncategorized || !strings.Contains(r.Error.Message, "enc-of-another-bridge") {
 		t.Fatalf("result %+v", r)
 	}
 }
@@ -449,7 +449,7 @@ func TestJobsResumeAfterRestart(t *testing.T) {
 	if !slices.Contains(cc.Hello.ActiveJobs, "fresh") || !slices.Contains(cc.Hello.ActiveJobs, "stale") || len(cc.Hello.Results) != 0 {
 		t.Fatalf("hello before the cloud's time is known: %+v", cc.Hello)
 	}
-	if r := cc.ExpectResult(t, "stale"); r.Error == nil || r.Error.Type != string(CodeActionAttemptExpired) {
+	if r := cc.ExpectResult(t, "stale"); r.Error == nil || r.Error.Type != protocol.ErrorActionAttemptExpired {
 		t.Fatalf("stale: %+v", r)
 	}
 	if r := cc.ExpectResult(t, "fresh"); r.Error != nil {
@@ -642,7 +642,7 @@ func TestManyPendingResults(t *testing.T) {
 	for i := range n {
 		id := fmt.Sprintf("r%03d", i)
 		j.Receive(journal.Entry{Job: *scanJob(id, "e", in(time.Hour)), Reader: "x"})
-		if _, err := j.Finish(id, errorResult(bridge.CodeNoCredentialOnEncoder, "no card")); err != nil {
+		if _, err := j.Finish(id, errorResult(protocol.ErrorNoCredentialOnEncoder, "no card")); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -723,7 +723,7 @@ func TestJournalLostMidWrite(t *testing.T) {
 	again.Acked = true
 	c2.Job(&again)
 	r := c2.ExpectResult(t, "j1")
-	if r.Error == nil || r.Error.Type != string(bridge.CodeEncodingInterrupted) {
+	if r.Error == nil || r.Error.Type != protocol.ErrorEncodingInterrupted {
 		t.Fatalf("j1 offered again: %+v", r)
 	}
 	if w := card.writes.Load(); w != 1 {

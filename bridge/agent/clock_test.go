@@ -57,7 +57,7 @@ func TestRestartWithSkewedPCClock(t *testing.T) {
 			}
 			r := cc.ExpectResult(t, "j1")
 			if tc.expired {
-				if r.Error == nil || r.Error.Type != string(CodeActionAttemptExpired) {
+				if r.Error == nil || r.Error.Type != protocol.ErrorActionAttemptExpired {
 					t.Fatalf("result %+v / %+v, want action_attempt_expired", r.Card, r.Error)
 				}
 				if n := card.writes.Load(); n != 0 {
@@ -105,7 +105,7 @@ func TestPCClockJumpsMidSession(t *testing.T) {
 			late := newCard(t)
 			r0.Insert(late)
 			r := cc.ExpectResult(t, "late")
-			if r.Error == nil || r.Error.Type != string(CodeActionAttemptExpired) {
+			if r.Error == nil || r.Error.Type != protocol.ErrorActionAttemptExpired {
 				t.Fatalf("late: %+v / %+v, want action_attempt_expired", r.Card, r.Error)
 			}
 			if n := late.writes.Load(); n != 0 {
@@ -146,7 +146,7 @@ func TestEveryWelcomeSetsTheCloudTime(t *testing.T) {
 	c2 := h.cloud.Next(t)
 	c2.Job(encodeJob("j1", h.encoderID("Sim 00"), cloudT0.Add(time.Minute)))
 	r := c2.ExpectResult(t, "j1")
-	if r.Error == nil || r.Error.Type != string(CodeActionAttemptExpired) {
+	if r.Error == nil || r.Error.Type != protocol.ErrorActionAttemptExpired {
 		t.Fatalf("result %+v / %+v, want action_attempt_expired", r.Card, r.Error)
 	}
 	if n := card.writes.Load(); n != 0 {
@@ -172,7 +172,7 @@ func TestNoWriteWithinWriteMargin(t *testing.T) {
 	card := newCard(t)
 	r0.Insert(card)
 	r := cc.ExpectResult(t, "j1")
-	if r.Error == nil || r.Error.Type != string(CodeActionAttemptExpired) {
+	if r.Error == nil || r.Error.Type != protocol.ErrorActionAttemptExpired {
 		t.Fatalf("result %+v / %+v, want action_attempt_expired", r.Card, r.Error)
 	}
 	if n := card.writes.Load(); n != 0 {

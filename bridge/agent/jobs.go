@@ -118,7 +118,7 @@ func (a *Agent) runJob(e journal.Entry) {
 	}
 	now := a.cloudNow()
 	if !now.Before(job.Deadline) {
-		finish(errorResult(CodeActionAttemptExpired, "the job's deadline passed while it waited for its encoder"))
+		finish(errorResult(protocol.ErrorActionAttemptExpired, "the job's deadline passed while it waited for its encoder"))
 		return
 	}
 	// An encode must begin writing WriteMargin before the deadline, so
@@ -128,12 +128,12 @@ func (a *Agent) runJob(e journal.Entry) {
 	if job.Kind == protocol.JobEncode {
 		end = end.Add(-a.opts.WriteMargin)
 		if !now.Before(end) {
-			finish(errorResult(CodeActionAttemptExpired, fmt.Sprintf("too little of the job's time was left to write a card (%s before its deadline)", job.Deadline.Sub(now).Round(time.Millisecond))))
+			finish(errorResult(protocol.ErrorActionAttemptExpired, fmt.Sprintf("too little of the job's time was left to write a card (%s before its deadline)", job.Deadline.Sub(now).Round(time.Millisecond))))
 			return
 		}
 	}
 	if e.Reader == "" {
-		finish(errorResult(bridge.CodeUncategorized, fmt.Sprintf("encoder %s is not an encoder of bridge %s", job.EncoderID, a.opts.BridgeID)))
+		finish(errorResult(protocol.ErrorUncategorized, fmt.Sprintf("encoder %s is not an encoder of bridge %s", job.EncoderID, a.opts.BridgeID)))
 		return
 	}
 	ctx, cancel := context.WithCancel(a.jobBase)
@@ -172,11 +172,11 @@ func (a *Agent) runJob(e journal.Entry) {
 		res, err = a.scan(ctx, e, opts)
 	default:
 		err = fmt.Errorf("job kind %q unknown", job.Kind)
-		res = errorResult(bridge.CodeUncategorized, err.Error())
+		res = errorResult(protocol.ErrorUncategorized, err.Error())
 	}
 	if errors.Is(err, errTimeUp) {
 		log.Warn("card not written: the job's time ran out before writing began")
-		res = errorResult(CodeActionAttemptExpired, "the job's time ran out before the card could be written; the card was not touched")
+		res = errorResult(protocol.ErrorActionAttemptExpired, "the job's time ran out before the card could be written; the card was not touched")
 	} else if err != nil && (ctx.Err() != nil || errors.Is(err, errStopping)) {
 		run.mu.Lock()
 		writing := run.writing
@@ -188,7 +188,7 @@ func (a *Agent) runJob(e journal.Entry) {
 			log.Info("job left for the next start")
 			return
 		}
-		res = errorResult(bridge.CodeEncodingInterrupted, "the bridge stopped while writing the card, which may hold part of a record; encode the card again")
+		res = errorResult(protocol.ErrorEncodingInterrupted, "the bridge stopped while writing the card, which may hold part of a record; encode the card again")
 	}
 	finish(res)
 }
@@ -196,9 +196,9 @@ func (a *Agent) runJob(e journal.Entry) {
 // progressHook records that writing begins, durably, before any write,
 // and reports every stage to the cloud. It refuses to let writing begin
 // at or after writeBy on the cloud's clock.
-func (a *Agent) progressHook(id string, writeBy time.Time, run *jobRun) func(bridge.Stage) error {
-	return func(st bridge.Stage) error {
-		if st == bridge.StageWriting {
+func (a *Agent) progressHook(id string, writeBy time.Time, run *jobRun) func(protocol.Stage) error {
+	return func(st protocol.Stage) error {
+		if st == protocol.StageWriting {
 			if !a.cloudNow().Before(writeBy) {
 				return errTimeUp
 			}
@@ -236,7 +236,7 @@ func (a *Agent) progress(id string, st protocol.Stage) {
 
 func (a *Agent) encode(ctx context.Context, e journal.Entry, opts bridge.JobOptions) (protocol.Result, error) {
 	if e.Job.Credential == nil {
-		return errorResult(bridge.CodeInvalidCredential, "encode job without a credential"), nil
+		return errorResult(protocol.ErrorInvalidCredential, "encode job without a credential"), nil
 	}
 	cred, err := bridge.CredentialOf(*e.Job.Credential)
 	if err != nil {
@@ -283,8 +283,8 @@ func (a *Agent) scan(ctx context.Context, e journal.Entry, opts bridge.JobOption
 
 func uidHex(uid []byte) string { return strings.ToUpper(hex.EncodeToString(uid)) }
 
-func errorResult(code bridge.Code, msg string) protocol.Result {
-	return protocol.Result{Error: &protocol.JobError{Type: string(code), Message: msg}}
+func errorResult(code protocol.ErrorType, msg string) protocol.Result {
+	return protocol.Result{Error: &protocol.JobError{Type: code, Message: msg}}
 }
 
 // jobErrorResult types a failed job with bridge.Classify. The message is
@@ -312,7 +312,7 @@ func (a *Agent) finish(id string, r protocol.Result) {
 	}
 	fields := []zap.Field{zap.String(FieldJobID, id)}
 	if stored.Error != nil {
-		fields = append(fields, zap.String(FieldCode, stored.Error.Type))
+		fields = append(fields, zap.String(FieldCode, string(stored.Error.Type)))
 		a.log.Info("job failed", fields...)
 	} else {
 		a.log.Info("job done", fields...)

@@ -142,7 +142,7 @@ func (a *Agent) observeJob(job protocol.Job, r protocol.Result, took time.Durati
 	}
 	rep := status.JobReport{EncoderID: job.EncoderID, Kind: string(job.Kind), Outcome: status.OutcomeOK, Duration: took, APDUs: apdus}
 	if r.Error != nil {
-		rep.Outcome, rep.Message = r.Error.Type, r.Error.Message
+		rep.Outcome, rep.Message = string(r.Error.Type), r.Error.Message
 	}
 	o.JobDone(rep)
 }

@@ -11,7 +11,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/encoder-bridge/encoder-bridge/bridge"
 	"github.com/encoder-bridge/encoder-bridge/bridge/journal"
 	"github.com/encoder-bridge/encoder-bridge/bridge/link"
 	"github.com/encoder-bridge/encoder-bridge/protocol"
@@ -285,7 +284,7 @@ func (a *Agent) releaseHeld() {
 			continue
 		}
 		a.log.Info("job expired while the bridge was not running", zap.String(FieldJobID, e.Job.JobID), zap.String(FieldEncoder, e.Job.EncoderID))
-		a.finish(e.Job.JobID, errorResult(CodeActionAttemptExpired,
+		a.finish(e.Job.JobID, errorResult(protocol.ErrorActionAttemptExpired,
 			fmt.Sprintf("the job's deadline (%s) passed while the bridge was not running", e.Job.Deadline.UTC().Format(time.RFC3339))))
 	}
 	for _, e := range again {
@@ -301,15 +300,7 @@ func (a *Agent) logCloudError(e *protocol.Error) {
 // decodeError answers a frame protocol.Decode refused. It names the job
 // when a lenient parse finds one, so the cloud can tie it to an attempt.
 func decodeError(err error, frame []byte) *protocol.Message {
-	code := protocol.CodeMalformed
-	switch {
-	case errors.Is(err, protocol.ErrTooLarge):
-		code = protocol.CodeTooLarge
-	case errors.Is(err, protocol.ErrVersion):
-		code = protocol.CodeUnsupported
-	case errors.Is(err, protocol.ErrUnknownType):
-		code = protocol.CodeUnknownType
-	}
+	code := protocol.CodeOf(err)
 	var probe struct {
 		Job *struct {
 			JobID string `json:"job_id"`
@@ -410,20 +401,20 @@ func (a *Agent) onJob(s *session, job *protocol.Job) {
 		// maybe while writing the card. Writing again could put a second
 		// card in play for one job; a scan writes nothing and runs.
 		log.Error("the cloud offered again an encode job the journal lost; not run, reported encoding_interrupted")
-		a.finish(job.JobID, errorResult(bridge.CodeEncodingInterrupted,
+		a.finish(job.JobID, errorResult(protocol.ErrorEncodingInterrupted,
 			"the bridge had stored this job but lost it with a damaged journal, so whether the card was written is unknown; encode the card again"))
 	case !now.Before(job.Deadline):
-		a.finish(job.JobID, errorResult(CodeActionAttemptExpired,
+		a.finish(job.JobID, errorResult(protocol.ErrorActionAttemptExpired,
 			fmt.Sprintf("the job's deadline %s had passed when it reached the bridge", job.Deadline.UTC().Format(time.RFC3339))))
 	case !online && !seen:
 		// Not an encoder of this bridge at all: the cloud's bookkeeping is
 		// wrong, which the error message says; the result ends the action
 		// attempt so that it does not hang.
 		s.reply(protoError(protocol.CodeUnknownEncoder, job.JobID, "bridge %s has no encoder %s", a.opts.BridgeID, job.EncoderID))
-		a.finish(job.JobID, errorResult(bridge.CodeUncategorized,
+		a.finish(job.JobID, errorResult(protocol.ErrorUncategorized,
 			fmt.Sprintf("encoder %s is not an encoder of bridge %s", job.EncoderID, a.opts.BridgeID)))
 	case !online:
-		a.finish(job.JobID, errorResult(bridge.CodeEncoderNotOnline,
+		a.finish(job.JobID, errorResult(protocol.ErrorEncoderNotOnline,
 			fmt.Sprintf("encoder %s (reader %q) is not attached", job.EncoderID, readerName)))
 	default:
 		a.schedule(e)

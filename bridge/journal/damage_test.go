@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.etcd.io/bbolt"
+
+	"github.com/encoder-bridge/encoder-bridge/protocol"
 )
 
 // written makes a journal in dir with a job being written, a job queued,
@@ -187,7 +189,7 @@ func TestDamagedFileSetAside(t *testing.T) {
 			must(t, err)
 			var interrupted bool
 			for _, p := range pending {
-				if p.JobID == "writing" && p.Error != nil && p.Error.Type == TypeEncodingInterrupted {
+				if p.JobID == "writing" && p.Error != nil && p.Error.Type == protocol.ErrorEncodingInterrupted {
 					interrupted = true
 				}
 			}
@@ -279,7 +281,7 @@ func TestBadJobEntrySetAside(t *testing.T) {
 		t.Fatalf("to run again: %+v", again)
 	}
 	e, err := j.Get("bad")
-	if err != nil || e.State != StateFinished || e.Result == nil || e.Result.Error == nil || e.Result.Error.Type != TypeEncodingInterrupted {
+	if err != nil || e.State != StateFinished || e.Result == nil || e.Result.Error == nil || e.Result.Error.Type != protocol.ErrorEncodingInterrupted {
 		t.Fatalf("bad entry: %+v, %v", e, err)
 	}
 	if e, isNew, err := j.Receive(job("bad", t0.Add(time.Hour))); err != nil || isNew || e.State != StateFinished {

@@ -79,14 +79,6 @@ const (
 	StateDamaged State = "damaged"
 )
 
-// Seam's action attempt error types, spelled as bridge.Code spells them:
-// Recover writes the first; the agent uses the second for a job whose
-// deadline passed.
-const (
-	TypeEncodingInterrupted  = "encoding_interrupted"
-	TypeActionAttemptExpired = "action_attempt_expired"
-)
-
 // Sentinel errors, matched with errors.Is.
 var (
 	ErrNotFound    = errors.New("journal: no such job")
@@ -750,12 +742,12 @@ func (j *Journal) Recover(now time.Time) ([]Entry, error) {
 				continue
 			case e.State == StateWriting:
 				r = &protocol.Result{JobID: e.Job.JobID, FinishedAt: now.UTC(), Error: &protocol.JobError{
-					Type:    TypeEncodingInterrupted,
+					Type:    protocol.ErrorEncodingInterrupted,
 					Message: "the bridge stopped while writing the card, which may hold part of a record; encode the card again",
 				}}
 			case e.State == StateDamaged:
 				r = &protocol.Result{JobID: e.Job.JobID, FinishedAt: now.UTC(), Error: &protocol.JobError{
-					Type:    TypeEncodingInterrupted,
+					Type:    protocol.ErrorEncodingInterrupted,
 					Message: "the bridge's journal entry for this job was damaged, so whether the card was written is unknown; encode the card again",
 				}}
 			}

@@ -58,8 +58,8 @@ func okResult() protocol.Result {
 	return protocol.Result{Card: &protocol.Card{UID: "04A1B2C3", Technology: "ntag213", Valid: true}}
 }
 
-func errResult(typ string) protocol.Result {
-	return protocol.Result{Error: &protocol.JobError{Type: typ, Message: typ}}
+func errResult(typ protocol.ErrorType) protocol.Result {
+	return protocol.Result{Error: &protocol.JobError{Type: typ, Message: string(typ)}}
 }
 
 func TestReceiveIsDurableAndDeduplicates(t *testing.T) {
@@ -298,8 +298,8 @@ func TestRecoverAfterCrash(t *testing.T) {
 	if !slices.Equal(ids, wantAgain) {
 		t.Fatalf("to run again: %v, want %v", ids, wantAgain)
 	}
-	want := map[string]string{
-		"writing":  TypeEncodingInterrupted,
+	want := map[string]protocol.ErrorType{
+		"writing":  protocol.ErrorEncodingInterrupted,
 		"finished": "",
 	}
 	pending, _ := j.Pending()

@@ -7,7 +7,7 @@ const (
 	RemedyUnknown = "Run 'encoder-bridge doctor' and read the bridge's log around this time."
 )
 
-// jobRemedies maps a job's error code (bridge.Code, or the Seam
+// jobRemedies maps a job's error code (protocol.ErrorType, or the Seam
 // action_attempt_expired) to what to do about it.
 var jobRemedies = map[string]string{
 	"no_credential_on_encoder": "No card was on the encoder in time, or it left too early: " +

@@ -18,6 +18,7 @@ import (
 	"github.com/encoder-bridge/encoder-bridge/cloud/jobs"
 	"github.com/encoder-bridge/encoder-bridge/cloud/seam"
 	"github.com/encoder-bridge/encoder-bridge/cloud/store"
+	"github.com/encoder-bridge/encoder-bridge/protocol"
 )
 
 // ok wraps a response as Seam does: the resource under its key, and
@@ -228,14 +229,13 @@ func (a *API) simulate(ctx context.Context, r *request, encoderID string, sim jo
 func (a *API) simulateEncodeFail(ctx context.Context, r *request) (any, error) {
 	id := r.in.uuid("acs_encoder_id", true)
 	credID := r.in.uuid("acs_credential_id", false)
-	code, given := r.in.enum("error_code", seam.ErrNoCredentialOnEncoder, seam.ErrEncodingInterrupted,
-		seam.ErrUncategorized, seam.ErrActionAttemptExpired)
+	code, given := r.in.enum("error_code", string(protocol.ErrorNoCredentialOnEncoder), string(protocol.ErrorEncodingInterrupted), string(protocol.ErrorUncategorized), string(protocol.ErrorActionAttemptExpired))
 	if !given && !r.in.errs.has("error_code") {
-		code = seam.ErrNoCredentialOnEncoder
+		code = string(protocol.ErrorNoCredentialOnEncoder)
 	}
 	// Seam's two request shapes: a credential may be named only with
 	// uncategorized_error or action_attempt_expired.
-	if credID != "" && (code == seam.ErrNoCredentialOnEncoder || code == seam.ErrEncodingInterrupted) {
+	if credID != "" && (code == string(protocol.ErrorNoCredentialOnEncoder) || code == string(protocol.ErrorEncodingInterrupted)) {
 		r.in.bad("acs_credential_id", "may be given only with error_code uncategorized_error or action_attempt_expired")
 	}
 	return a.simulate(ctx, r, id, jobs.Simulation{Encode: true, ErrorCode: code, CredentialID: credID})
@@ -250,11 +250,11 @@ func (a *API) simulateEncodeSucceed(ctx context.Context, r *request) (any, error
 func (a *API) simulateScanFail(ctx context.Context, r *request) (any, error) {
 	id := r.in.uuid("acs_encoder_id", true)
 	credID := r.in.uuid("acs_credential_id_on_seam", false)
-	code, given := r.in.enum("error_code", seam.ErrNoCredentialOnEncoder, seam.ErrUncategorized, seam.ErrActionAttemptExpired)
+	code, given := r.in.enum("error_code", string(protocol.ErrorNoCredentialOnEncoder), string(protocol.ErrorUncategorized), string(protocol.ErrorActionAttemptExpired))
 	if !given && !r.in.errs.has("error_code") {
-		code = seam.ErrNoCredentialOnEncoder
+		code = string(protocol.ErrorNoCredentialOnEncoder)
 	}
-	if credID != "" && code == seam.ErrNoCredentialOnEncoder {
+	if credID != "" && code == string(protocol.ErrorNoCredentialOnEncoder) {
 		r.in.bad("acs_credential_id_on_seam", "may be given only with error_code uncategorized_error or action_attempt_expired")
 	}
 	return a.simulate(ctx, r, id, jobs.Simulation{ErrorCode: code})

@@ -421,6 +421,6 @@ func Success(j *protocol.Job, card *protocol.Card, at time.Time) protocol.Result
 }
 
 // Failure is a failed result of job j.
-func Failure(j *protocol.Job, typ string) protocol.Result {
-	return protocol.Result{JobID: j.JobID, Error: &protocol.JobError{Type: typ, Message: "test: " + typ}}
+func Failure(j *protocol.Job, typ protocol.ErrorType) protocol.Result {
+	return protocol.Result{JobID: j.JobID, Error: &protocol.JobError{Type: typ, Message: "test: " + string(typ)}}
 }

@@ -652,15 +652,7 @@ func (l *link) handleFrame(data []byte) {
 	h := l.hub
 	m, err := protocol.Decode(data)
 	if err != nil {
-		code := protocol.CodeMalformed
-		switch {
-		case errors.Is(err, protocol.ErrTooLarge):
-			code = protocol.CodeTooLarge
-		case errors.Is(err, protocol.ErrVersion):
-			code = protocol.CodeUnsupported
-		case errors.Is(err, protocol.ErrUnknownType):
-			code = protocol.CodeUnknownType
-		}
+		code := protocol.CodeOf(err)
 		l.reply(code, "", clip(err.Error()))
 		if code == protocol.CodeUnsupported && !l.helloDone {
 			l.closeWith(websocket.CloseProtocolError, "unsupported protocol version")

@@ -240,12 +240,12 @@ func (s *Service) bridgeError(ctx context.Context, b store.Bridge, e *protocol.E
 		log.Warn("bridge error about an unknown job", zap.String("message", e.Message))
 		return err
 	}
-	var typ string
+	var typ protocol.ErrorType
 	switch e.Code {
 	case protocol.CodeUnknownEncoder:
-		typ = seam.ErrEncoderNotOnline
+		typ = protocol.ErrorEncoderNotOnline
 	case protocol.CodeDeadlinePassed:
-		typ = seam.ErrActionAttemptExpired
+		typ = protocol.ErrorActionAttemptExpired
 	default:
 		log.Warn("bridge refused a job", zap.String("message", e.Message))
 		return nil
@@ -258,7 +258,7 @@ func (s *Service) bridgeError(ctx context.Context, b store.Bridge, e *protocol.E
 		if err != nil {
 			return err
 		}
-		errType = seam.NormalizeErrorType(att.ActionType, typ)
+		errType = string(seam.NormalizeErrorType(att.ActionType, typ))
 		if finished, err = tx.FinishActionAttempt(ctx, att.ID, store.StatusError, nil, errType,
 			"The bridge refused the job: "+e.Message, now); err != nil {
 			return err
@@ -315,10 +315,12 @@ func (s *Service) result(ctx context.Context, bridgeID string, r *protocol.Resul
 		}
 		var result json.RawMessage
 		var errMsg string
-		status, result, errType, errMsg, err = s.outcome(ctx, tx, ws, j, att, r, now)
+		var typ protocol.ErrorType
+		status, result, typ, errMsg, err = s.outcome(ctx, tx, ws, j, att, r, now)
 		if err != nil {
 			return err
 		}
+		errType = string(typ)
 		if finished, err = tx.FinishActionAttempt(ctx, att.ID, status, result, errType, errMsg, now); err != nil {
 			return err
 		}
@@ -339,7 +341,7 @@ func (s *Service) result(ctx context.Context, bridgeID string, r *protocol.Resul
 	default:
 		outcome := "success"
 		if r.Error != nil {
-			outcome = r.Error.Type
+			outcome = string(r.Error.Type)
 		}
 		log.Info("job finished", zap.String("outcome", outcome))
 		if status == store.StatusError {
@@ -354,11 +356,11 @@ func (s *Service) result(ctx context.Context, bridgeID string, r *protocol.Resul
 // outcome turns a result into the action attempt's final state, updating
 // the credential for a successful encode or assignment.
 func (s *Service) outcome(ctx context.Context, tx *store.Tx, ws store.Workspace, j store.Job, att store.ActionAttempt,
-	r *protocol.Result, now time.Time) (status string, result json.RawMessage, errType, errMsg string, err error) {
+	r *protocol.Result, now time.Time) (status string, result json.RawMessage, errType protocol.ErrorType, errMsg string, err error) {
 	if r.Error != nil {
 		msg := r.Error.Message
 		if msg == "" {
-			msg = r.Error.Type
+			msg = string(r.Error.Type)
 		}
 		return store.StatusError, nil, seam.NormalizeErrorType(att.ActionType, r.Error.Type), msg, nil
 	}
@@ -367,7 +369,7 @@ func (s *Service) outcome(ctx context.Context, tx *store.Tx, ws store.Workspace,
 	case seam.ActionEncodeCredential:
 		if problem := untrustedEncode(j, card); problem != "" {
 			s.log.Warn("encode result refused", zap.String(FieldJobID, j.ID), zap.String("reason", problem))
-			return store.StatusError, nil, seam.ErrUncategorized, "The bridge reported an encode the cloud cannot accept: " + problem + ".", nil
+			return store.StatusError, nil, protocol.ErrorUncategorized, "The bridge reported an encode the cloud cannot accept: " + problem + ".", nil
 		}
 		// The bridge's clock may be off: a time outside the job's life
 		// would date the card before its credential existed, or in the
@@ -401,7 +403,7 @@ func (s *Service) outcome(ctx context.Context, tx *store.Tx, ws store.Workspace,
 			return "", nil, "", "", err
 		}
 		if onSeam == nil {
-			return store.StatusError, nil, seam.ErrNoCredentialOnEncoder, "The card holds no credential of this workspace.", nil
+			return store.StatusError, nil, protocol.ErrorNoCredentialOnEncoder, "The card holds no credential of this workspace.", nil
 		}
 		var to assignTo
 		_ = json.Unmarshal([]byte(j.AssignTo), &to)
@@ -415,7 +417,7 @@ func (s *Service) outcome(ctx context.Context, tx *store.Tx, ws store.Workspace,
 		b, err := json.Marshal(seam.Credential(cred, ws))
 		return store.StatusSuccess, b, "", "", err
 	}
-	return store.StatusError, nil, seam.ErrUncategorized, "unknown action type " + att.ActionType, nil
+	return store.StatusError, nil, protocol.ErrorUncategorized, "unknown action type " + att.ActionType, nil
 }
 
 // untrustedEncode says why a successful encode result cannot be taken as

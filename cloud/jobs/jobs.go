@@ -209,8 +209,8 @@ func (s *Service) Encode(ctx context.Context, workspaceID string, req EncodeRequ
 			return err
 		}
 		att = newAttempt(workspaceID, seam.ActionEncodeCredential, now)
-		fail := func(typ, msg string) error {
-			att.Status, att.ErrorType, att.ErrorMessage = store.StatusError, typ, msg
+		fail := func(typ protocol.ErrorType, msg string) error {
+			att.Status, att.ErrorType, att.ErrorMessage = store.StatusError, string(typ), msg
 			return tx.CreateActionAttempt(ctx, att)
 		}
 		if sim, ok, err := s.takeSimulation(ctx, tx, enc.ID, simEncode, cred.ID); err != nil {
@@ -220,17 +220,17 @@ func (s *Service) Encode(ctx context.Context, workspaceID string, req EncodeRequ
 		}
 		if !cred.EndsAt.After(now) {
 			if cred.IsIssued {
-				return fail(seam.ErrCredentialCannotBeReissued, fmt.Sprintf(
+				return fail(protocol.ErrorCredentialCannotBeReissued, fmt.Sprintf(
 					"The credential's validity ended at %s, so it cannot be reissued; create a new credential.", seam.Time(cred.EndsAt)))
 			}
-			return fail(seam.ErrUncategorized, fmt.Sprintf(
+			return fail(protocol.ErrorUncategorized, fmt.Sprintf(
 				"The credential's validity ended at %s before it was encoded; create a new credential.", seam.Time(cred.EndsAt)))
 		}
 		if enc.RemovedAt != nil {
-			return fail(seam.ErrEncoderNotOnline, "The encoder was removed from its bridge (reader "+enc.ReaderName+").")
+			return fail(protocol.ErrorEncoderNotOnline, "The encoder was removed from its bridge (reader "+enc.ReaderName+").")
 		}
 		if !online {
-			return fail(seam.ErrEncoderNotOnline, "The encoder's bridge is not connected.")
+			return fail(protocol.ErrorEncoderNotOnline, "The encoder's bridge is not connected.")
 		}
 		// The first encode job of a credential writes the sequence it was
 		// created with; every later one (a retry or a replacement card)
@@ -297,8 +297,8 @@ func (s *Service) Scan(ctx context.Context, workspaceID string, req ScanRequest)
 		if err != nil {
 			return err
 		}
-		fail := func(typ, msg string) error {
-			att.Status, att.ErrorType, att.ErrorMessage = store.StatusError, seam.NormalizeErrorType(actionType, typ), msg
+		fail := func(typ protocol.ErrorType, msg string) error {
+			att.Status, att.ErrorType, att.ErrorMessage = store.StatusError, string(seam.NormalizeErrorType(actionType, typ)), msg
 			return tx.CreateActionAttempt(ctx, att)
 		}
 		if !req.Assign {
@@ -309,10 +309,10 @@ func (s *Service) Scan(ctx context.Context, workspaceID string, req ScanRequest)
 			}
 		}
 		if enc.RemovedAt != nil {
-			return fail(seam.ErrEncoderNotOnline, "The encoder was removed from its bridge (reader "+enc.ReaderName+").")
+			return fail(protocol.ErrorEncoderNotOnline, "The encoder was removed from its bridge (reader "+enc.ReaderName+").")
 		}
 		if !online {
-			return fail(seam.ErrEncoderNotOnline, "The encoder's bridge is not connected.")
+			return fail(protocol.ErrorEncoderNotOnline, "The encoder's bridge is not connected.")
 		}
 		j, err := s.newJob(att, enc, protocol.JobScan, nil, now)
 		if err != nil {
@@ -453,10 +453,10 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 	}
 	n := 0
 	for _, j := range due {
-		typ, msg := seam.ErrActionAttemptExpired,
+		typ, msg := protocol.ErrorActionAttemptExpired,
 			fmt.Sprintf("The encoder did not finish the job before its deadline (%s).", seam.Time(j.Deadline))
 		if !s.online(j.BridgeID) && !j.Deadline.Before(s.started) {
-			typ, msg = seam.ErrBridgeDisconnected,
+			typ, msg = protocol.ErrorBridgeDisconnected,
 				"The bridge disconnected while the job was running and did not reconnect before the deadline ("+seam.Time(j.Deadline)+")."
 		}
 		var done bool
@@ -466,7 +466,7 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 				return err
 			}
 			done, err = tx.FinishActionAttempt(ctx, j.ActionAttemptID, store.StatusError, nil,
-				seam.NormalizeErrorType(att.ActionType, typ), msg, now)
+				string(seam.NormalizeErrorType(att.ActionType, typ)), msg, now)
 			if err != nil {
 				return err
 			}
@@ -478,8 +478,8 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 		if done {
 			n++
 			s.settled(j.ActionAttemptID)
-			s.obs.AttemptExpired(j.Kind, typ)
-			s.log.Info("job expired", zap.String(FieldJobID, j.ID), zap.String(FieldBridgeID, j.BridgeID), zap.String("type", typ))
+			s.obs.AttemptExpired(j.Kind, string(typ))
+			s.log.Info("job expired", zap.String(FieldJobID, j.ID), zap.String(FieldBridgeID, j.BridgeID), zap.String("type", string(typ)))
 		}
 	}
 	return n, reofferErr

@@ -114,7 +114,7 @@ func (s *Service) takeSimulation(ctx context.Context, tx *store.Tx, encoderID, k
 func (s *Service) simulateEncode(ctx context.Context, tx *store.Tx, ws store.Workspace, att *store.ActionAttempt,
 	cred store.Credential, sim Simulation, now time.Time) error {
 	if sim.ErrorCode != "" {
-		att.Status, att.ErrorType = store.StatusError, seam.NormalizeErrorType(seam.ActionEncodeCredential, sim.ErrorCode)
+		att.Status, att.ErrorType = store.StatusError, string(seam.NormalizeErrorType(seam.ActionEncodeCredential, protocol.ErrorType(sim.ErrorCode)))
 		att.ErrorMessage = "Simulated failure: " + sim.ErrorCode
 		return tx.CreateActionAttempt(ctx, *att)
 	}
@@ -144,7 +144,7 @@ func (s *Service) simulateEncode(ctx context.Context, tx *store.Tx, ws store.Wor
 
 func (s *Service) simulateScan(ctx context.Context, tx *store.Tx, ws store.Workspace, att *store.ActionAttempt, sim Simulation) error {
 	if sim.ErrorCode != "" {
-		att.Status, att.ErrorType = store.StatusError, seam.NormalizeErrorType(seam.ActionScanCredential, sim.ErrorCode)
+		att.Status, att.ErrorType = store.StatusError, string(seam.NormalizeErrorType(seam.ActionScanCredential, protocol.ErrorType(sim.ErrorCode)))
 		att.ErrorMessage = "Simulated failure: " + sim.ErrorCode
 		return tx.CreateActionAttempt(ctx, *att)
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/encoder-bridge/encoder-bridge/cloud/store"
+	"github.com/encoder-bridge/encoder-bridge/protocol"
 )
 
 // Action types.
@@ -25,41 +26,29 @@ const (
 	ActionScanToAssignCredential = "SCAN_TO_ASSIGN_CREDENTIAL"
 )
 
-// Action attempt error types. The bridge reports card and encoder outcomes
-// with these same strings.
-const (
-	ErrUncategorized               = "uncategorized_error"
-	ErrActionAttemptExpired        = "action_attempt_expired"
-	ErrNoCredentialOnEncoder       = "no_credential_on_encoder"
-	ErrIncompatibleCardFormat      = "incompatible_card_format"
-	ErrCredentialCannotBeReissued  = "credential_cannot_be_reissued"
-	ErrEncoderNotOnline            = "encoder_not_online"
-	ErrEncoderCommunicationTimeout = "encoder_communication_timeout"
-	ErrBridgeDisconnected          = "bridge_disconnected"
-	ErrEncodingInterrupted         = "encoding_interrupted"
-	ErrCredentialDeleted           = "credential_deleted"
-)
-
-var errorTypes = map[string][]string{
-	ActionEncodeCredential: {ErrUncategorized, ErrActionAttemptExpired, ErrNoCredentialOnEncoder, ErrIncompatibleCardFormat,
-		ErrCredentialCannotBeReissued, ErrEncoderNotOnline, ErrEncoderCommunicationTimeout, ErrBridgeDisconnected,
-		ErrEncodingInterrupted, ErrCredentialDeleted},
-	ActionScanCredential: {ErrUncategorized, ErrActionAttemptExpired, ErrNoCredentialOnEncoder, ErrEncoderNotOnline,
-		ErrEncoderCommunicationTimeout, ErrBridgeDisconnected},
-	ActionScanToAssignCredential: {ErrUncategorized, ErrActionAttemptExpired, ErrNoCredentialOnEncoder},
+// The action attempt error types (protocol.ErrorType) Seam defines for
+// each action type. The bridge reports card and encoder outcomes with the
+// same values.
+var errorTypes = map[string][]protocol.ErrorType{
+	ActionEncodeCredential: {protocol.ErrorUncategorized, protocol.ErrorActionAttemptExpired, protocol.ErrorNoCredentialOnEncoder, protocol.ErrorIncompatibleCardFormat,
+		protocol.ErrorCredentialCannotBeReissued, protocol.ErrorEncoderNotOnline, protocol.ErrorEncoderCommunicationTimeout, protocol.ErrorBridgeDisconnected,
+		protocol.ErrorEncodingInterrupted, protocol.ErrorCredentialDeleted},
+	ActionScanCredential: {protocol.ErrorUncategorized, protocol.ErrorActionAttemptExpired, protocol.ErrorNoCredentialOnEncoder, protocol.ErrorEncoderNotOnline,
+		protocol.ErrorEncoderCommunicationTimeout, protocol.ErrorBridgeDisconnected},
+	ActionScanToAssignCredential: {protocol.ErrorUncategorized, protocol.ErrorActionAttemptExpired, protocol.ErrorNoCredentialOnEncoder},
 }
 
 // ErrorTypes lists the error types Seam defines for an action type.
-func ErrorTypes(actionType string) []string { return slices.Clone(errorTypes[actionType]) }
+func ErrorTypes(actionType string) []protocol.ErrorType { return slices.Clone(errorTypes[actionType]) }
 
 // NormalizeErrorType returns t if Seam defines it for actionType, else
 // uncategorized_error: a client switching on Seam's enum never sees a type
 // it does not know.
-func NormalizeErrorType(actionType, t string) string {
+func NormalizeErrorType(actionType string, t protocol.ErrorType) protocol.ErrorType {
 	if slices.Contains(errorTypes[actionType], t) {
 		return t
 	}
-	return ErrUncategorized
+	return protocol.ErrorUncategorized
 }
 
 // TimeFormat is how times are rendered: RFC 3339, UTC, milliseconds.

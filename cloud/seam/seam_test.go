@@ -10,13 +10,16 @@ import (
 )
 
 func TestNormalizeErrorType(t *testing.T) {
-	cases := []struct{ action, in, want string }{
-		{ActionEncodeCredential, ErrEncodingInterrupted, ErrEncodingInterrupted},
-		{ActionEncodeCredential, "invalid_credential", ErrUncategorized},
-		{ActionScanCredential, ErrIncompatibleCardFormat, ErrUncategorized},
-		{ActionScanCredential, ErrBridgeDisconnected, ErrBridgeDisconnected},
-		{ActionScanToAssignCredential, ErrEncoderNotOnline, ErrUncategorized},
-		{"OTHER", ErrEncodingInterrupted, ErrUncategorized},
+	cases := []struct {
+		action   string
+		in, want protocol.ErrorType
+	}{
+		{ActionEncodeCredential, protocol.ErrorEncodingInterrupted, protocol.ErrorEncodingInterrupted},
+		{ActionEncodeCredential, "invalid_credential", protocol.ErrorUncategorized},
+		{ActionScanCredential, protocol.ErrorIncompatibleCardFormat, protocol.ErrorUncategorized},
+		{ActionScanCredential, protocol.ErrorBridgeDisconnected, protocol.ErrorBridgeDisconnected},
+		{ActionScanToAssignCredential, protocol.ErrorEncoderNotOnline, protocol.ErrorUncategorized},
+		{"OTHER", protocol.ErrorEncodingInterrupted, protocol.ErrorUncategorized},
 	}
 	for _, c := range cases {
 		if got := NormalizeErrorType(c.action, c.in); got != c.want {

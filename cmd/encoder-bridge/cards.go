@@ -13,6 +13,7 @@ import (
 	"github.com/encoder-bridge/encoder-bridge/bridge"
 	"github.com/encoder-bridge/encoder-bridge/bridge/agent"
 	"github.com/encoder-bridge/encoder-bridge/bridge/config"
+	"github.com/encoder-bridge/encoder-bridge/protocol"
 )
 
 // fail prints err as one line on stderr (and as JSON with --json) and
@@ -130,7 +131,7 @@ func (a *app) cmdEncode(ctx context.Context, args []string) error {
 	}
 	data, err := os.ReadFile(credPath)
 	if err != nil {
-		return a.fail("encode", c.json, bridge.OpEncode, &bridge.JobError{Code: bridge.CodeInvalidCredential, Err: err})
+		return a.fail("encode", c.json, bridge.OpEncode, &bridge.JobError{Code: protocol.ErrorInvalidCredential, Err: err})
 	}
 	cred, err := bridge.ParseCredential(data)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/encoder-bridge/encoder-bridge/bridge"
 	"github.com/encoder-bridge/encoder-bridge/bridge/config"
 	"github.com/encoder-bridge/encoder-bridge/cardfmt"
+	"github.com/encoder-bridge/encoder-bridge/protocol"
 )
 
 var errHelp = errors.New("help shown")
@@ -54,7 +55,7 @@ func (c *common) loadConfig() (*config.Config, error) {
 	}
 	cfg, err := config.Load(c.config)
 	if err != nil {
-		return nil, &bridge.JobError{Code: bridge.CodeInvalidConfig, Err: err}
+		return nil, &bridge.JobError{Code: protocol.ErrorInvalidConfig, Err: err}
 	}
 	return cfg, nil
 }
@@ -66,11 +67,11 @@ func (c *common) loadKeys(cfg *config.Config) (*cardfmt.KeySet, error) {
 		path = cfg.Keys
 	}
 	if path == "" {
-		return nil, &bridge.JobError{Code: bridge.CodeKeyFile, Err: errors.New("no key file: pass --keys PATH or set keys: in the configuration (create one with: encoder-bridge keys init --out PATH)")}
+		return nil, &bridge.JobError{Code: protocol.ErrorKeyFile, Err: errors.New("no key file: pass --keys PATH or set keys: in the configuration (create one with: encoder-bridge keys init --out PATH)")}
 	}
 	ks, err := cardfmt.LoadKeySet(path)
 	if err != nil {
-		return nil, &bridge.JobError{Code: bridge.CodeKeyFile, Err: err}
+		return nil, &bridge.JobError{Code: protocol.ErrorKeyFile, Err: err}
 	}
 	return ks, nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/encoder-bridge/encoder-bridge/bridge"
 	"github.com/encoder-bridge/encoder-bridge/bridge/config"
 	"github.com/encoder-bridge/encoder-bridge/cardfmt"
+	"github.com/encoder-bridge/encoder-bridge/protocol"
 )
 
 const keysUsage = `Usage:
@@ -61,7 +62,7 @@ func (a *app) keysInit(args []string) error {
 		return err
 	}
 	if err := cardfmt.WriteKeySet(out, ks, force); err != nil {
-		return &bridge.JobError{Code: bridge.CodeKeyFile, Err: err}
+		return &bridge.JobError{Code: protocol.ErrorKeyFile, Err: err}
 	}
 	id := ks.ID()
 	fmt.Fprintf(a.stdout, "wrote key file %s (key id %s, version %d); keep a backup in a safe place: cards cannot be read or re-encoded without it\n",
@@ -81,14 +82,14 @@ func (a *app) keysRotate(args []string) error {
 	}
 	ks, err := cardfmt.LoadKeySet(path)
 	if err != nil {
-		return &bridge.JobError{Code: bridge.CodeKeyFile, Err: err}
+		return &bridge.JobError{Code: protocol.ErrorKeyFile, Err: err}
 	}
 	k, err := ks.Rotate(rand.Reader)
 	if err != nil {
-		return &bridge.JobError{Code: bridge.CodeKeyFile, Err: err}
+		return &bridge.JobError{Code: protocol.ErrorKeyFile, Err: err}
 	}
 	if err := cardfmt.WriteKeySet(path, ks, true); err != nil {
-		return &bridge.JobError{Code: bridge.CodeKeyFile, Err: err}
+		return &bridge.JobError{Code: protocol.ErrorKeyFile, Err: err}
 	}
 	fmt.Fprintf(a.stdout, "key file %s: new version %d is current; cards written under versions %v still scan and are re-keyed when re-encoded\n"+
 		"after a leak, stop accepting the old version: encoder-bridge keys retire --keys PATH --version N --verify-until now\n",
@@ -126,7 +127,7 @@ func (a *app) keysRetire(args []string) error {
 	}
 	ks, err := cardfmt.LoadKeySet(path)
 	if err != nil {
-		return &bridge.JobError{Code: bridge.CodeKeyFile, Err: err}
+		return &bridge.JobError{Code: protocol.ErrorKeyFile, Err: err}
 	}
 	v := uint8(version)
 	if at.IsZero() {
@@ -135,10 +136,10 @@ func (a *app) keysRetire(args []string) error {
 		err = ks.RetireAt(v, at)
 	}
 	if err != nil {
-		return &bridge.JobError{Code: bridge.CodeKeyFile, Err: err}
+		return &bridge.JobError{Code: protocol.ErrorKeyFile, Err: err}
 	}
 	if err := cardfmt.WriteKeySet(path, ks, true); err != nil {
-		return &bridge.JobError{Code: bridge.CodeKeyFile, Err: err}
+		return &bridge.JobError{Code: protocol.ErrorKeyFile, Err: err}
 	}
 	if at.IsZero() {
 		fmt.Fprintf(a.stdout, "key file %s: version %d removed; cards written under it no longer scan as valid and cannot be re-encoded (versions left %v)\n",
@@ -164,7 +165,7 @@ func (a *app) keysShow(args []string) error {
 	}
 	ks, err := cardfmt.LoadKeySet(path)
 	if err != nil {
-		return &bridge.JobError{Code: bridge.CodeKeyFile, Err: err}
+		return &bridge.JobError{Code: protocol.ErrorKeyFile, Err: err}
 	}
 	id := ks.ID()
 	until := map[string]string{}
