@@ -63,10 +63,10 @@ var _ Link = (*link.Link)(nil)
 // Store is the durable job journal (bridge/journal.Journal). Every method
 // that changes a job returns only once the change is on disk.
 type Store interface {
-	// Recover runs once at startup: it finishes the jobs that were
-	// writing and returns the others, for the agent to run again or
-	// expire once the cloud's clock is known.
-	Recover(now time.Time) ([]journal.Entry, error)
+	// Recover runs once at startup: it returns the jobs not finished,
+	// each in the state it was found in; the agent decides what each
+	// means (see recoverJobs).
+	Recover() ([]journal.Entry, error)
 	// Receive stores a new job (isNew) or returns the one stored.
 	Receive(e journal.Entry) (stored journal.Entry, isNew bool, err error)
 	SetState(jobID string, s journal.State) error
@@ -288,6 +288,39 @@ func (a *Agent) cloudNow() time.Time {
 	return a.clk.Now()
 }
 
+// recoverJobs finishes the jobs a stop or crash cut short while they
+// wrote a card, or whose journal entry was damaged: the card may hold part
+// of a record, so they end as encoding_interrupted and never run again.
+// The others (queued, or running, which had written nothing) are returned
+// to wait for the cloud's time (see releaseHeld).
+func (a *Agent) recoverJobs() ([]journal.Entry, error) {
+	found, err := a.opts.Store.Recover()
+	if err != nil {
+		return nil, err
+	}
+	var again []journal.Entry
+	for _, e := range found {
+		var msg string
+		switch e.State {
+		case journal.StateWriting:
+			msg = msgStoppedWriting
+		case journal.StateDamaged:
+			msg = "the bridge's journal entry for this job was damaged, so whether the card was written is unknown; encode the card again"
+		default:
+			again = append(again, e)
+			continue
+		}
+		r := errorResult(protocol.ErrorEncodingInterrupted, msg)
+		// No cloud time before the welcome: the PC's clock stamps it.
+		r.FinishedAt = a.clk.Now().UTC()
+		if _, err := a.opts.Store.Finish(e.Job.JobID, r); err != nil {
+			return nil, fmt.Errorf("finish job %s: %w", e.Job.JobID, err)
+		}
+		a.log.Warn("job cut short while writing its card", zap.String(FieldJobID, e.Job.JobID), zap.String("state", string(e.State)))
+	}
+	return again, nil
+}
+
 // Run recovers the journal, announces the encoders and serves the cloud
 // until ctx ends (nil) or a fatal error: the link's auth was revoked, or
 // the journal failed. When ctx ends, the bridge stops gracefully with the
@@ -310,7 +343,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.fatalRun = cancel
 	a.jobBase = context.WithoutCancel(ctx)
 
-	again, err := a.opts.Store.Recover(a.clk.Now())
+	again, err := a.recoverJobs()
 	if err != nil {
 		return fmt.Errorf("agent: recover the journal: %w", err)
 	}

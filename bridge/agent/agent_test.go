@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"go.etcd.io/bbolt"
 
 	"github.com/encoder-bridge/encoder-bridge/bridge"
 	"github.com/encoder-bridge/encoder-bridge/bridge/config"
@@ -20,22 +21,6 @@ import (
 	"github.com/encoder-bridge/encoder-bridge/cloud/cloudtest"
 	"github.com/encoder-bridge/encoder-bridge/protocol"
 )
-
-func TestCodesAgreeWithBridge(t *testing.T) {
-	if protocol.ErrorEncodingInterrupted != protocol.ErrorEncodingInterrupted {
-		t.Fatal("journal and bridge spell encoding_interrupted differently")
-	}
-	if protocol.ErrorActionAttemptExpired != "action_attempt_expired" {
-		t.Fatal("action_attempt_expired misspelt")
-	}
-	for _, st := range []protocol.Stage{protocol.StageWaitingForCard, protocol.StageCardDetected, protocol.StageWriting, protocol.StageVerifying} {
-		m := protocol.New(protocol.TypeProgress)
-		m.Progress = &protocol.Progress{JobID: "j", Stage: protocol.Stage(st)}
-		if err := m.Validate(); err != nil {
-			t.Fatalf("stage %s is not a protocol stage: %v", st, err)
-		}
-	}
-}
 
 func TestEncodeAndScanEndToEnd(t *testing.T) {
 	h := newHarness(t)
@@ -211,6 +196,53 @@ func TestLinkDropsDuringAJob(t *testing.T) {
 				t.Fatalf("%d card writes, want %d (one encode)", w, writesPerEncode())
 			}
 		})
+	}
+}
+
+// A job whose journal entry no longer decodes may have been writing a
+// card: the journal hands it back as damaged and the agent, not the
+// journal, finishes it as encoding_interrupted; the job beside it runs.
+func TestDamagedEntryFinishedAsInterrupted(t *testing.T) {
+	h := newHarness(t)
+	j, err := journal.Open(h.dir, journal.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc := h.encoderID("Sim 00")
+	for _, id := range []string{"bad", "good"} {
+		if _, _, err := j.Receive(journal.Entry{Job: *scanJob(id, enc, in(waitLong)), Reader: "Sim 00", State: journal.StateQueued}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	j.Close()
+	db, err := bbolt.Open(filepath.Join(h.dir, journal.FileName), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		return tx.Bucket([]byte("jobs")).Put([]byte("bad"), []byte(`{"job": {"job_id": "bad", "deadl`))
+	})
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	h.sim.Plug("Sim 00")
+	h.start()
+	cc := h.cloud.Next(t)
+	var got *protocol.Result
+	for _, r := range cc.Hello.Results {
+		if r.JobID == "bad" {
+			got = &r
+		}
+	}
+	if got == nil || got.Error == nil || got.Error.Type != protocol.ErrorEncodingInterrupted {
+		t.Fatalf("hello results: %+v, want bad finished as encoding_interrupted", cc.Hello.Results)
+	}
+	if slices.Contains(cc.Hello.ActiveJobs, "bad") || !slices.Contains(cc.Hello.ActiveJobs, "good") {
+		t.Fatalf("hello active jobs %v, want good and not bad", cc.Hello.ActiveJobs)
 	}
 }
 

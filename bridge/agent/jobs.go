@@ -188,10 +188,14 @@ func (a *Agent) runJob(e journal.Entry) {
 			log.Info("job left for the next start")
 			return
 		}
-		res = errorResult(protocol.ErrorEncodingInterrupted, "the bridge stopped while writing the card, which may hold part of a record; encode the card again")
+		res = errorResult(protocol.ErrorEncodingInterrupted, msgStoppedWriting)
 	}
 	finish(res)
 }
+
+// msgStoppedWriting ends a job the bridge stopped, or crashed, while it
+// wrote the card.
+const msgStoppedWriting = "the bridge stopped while writing the card, which may hold part of a record; encode the card again"
 
 // progressHook records that writing begins, durably, before any write,
 // and reports every stage to the cloud. It refuses to let writing begin

@@ -402,8 +402,8 @@ func findBad(tx *bbolt.Tx) (badEntries, error) {
 // repairLocked sets aside, in the quarantine bucket, every job entry and
 // dedup record that does not decode, so that one bad entry is not fatal:
 //   - a job entry becomes a placeholder in StateDamaged (what the job had
-//     done is unknown; Recover finishes it as encoding_interrupted, so it
-//     never runs again);
+//     done is unknown; Recover returns it so, and the agent finishes it as
+//     encoding_interrupted: it never runs again);
 //   - a dedup record is replaced by one kept Retention from now (its
 //     deadline is unknown), so the job id is still known as acknowledged.
 func (j *Journal) repairLocked(tx *bbolt.Tx) error {

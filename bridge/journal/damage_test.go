@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -176,25 +177,23 @@ func TestDamagedFileSetAside(t *testing.T) {
 				t.Fatalf("the damaged file was not kept as it was: %v", err)
 			}
 
-			again, err := j.Recover(now)
+			again, err := j.Recover()
 			if err != nil {
 				t.Fatal(err)
 			}
+			// Salvaged, the job that was writing a card comes back as
+			// writing, for the agent to finish: never as one to run.
+			var writing bool
 			for _, e := range again {
 				if e.Job.JobID == "writing" {
-					t.Fatal("the job that was writing a card is handed back to run again")
+					if e.State != StateWriting {
+						t.Fatalf("the job that was writing a card comes back %s", e.State)
+					}
+					writing = true
 				}
 			}
-			pending, err := j.Pending()
-			must(t, err)
-			var interrupted bool
-			for _, p := range pending {
-				if p.JobID == "writing" && p.Error != nil && p.Error.Type == protocol.ErrorEncodingInterrupted {
-					interrupted = true
-				}
-			}
-			if tc.salvage != either && interrupted != (tc.salvage == yes) {
-				t.Errorf("writing job finished as encoding_interrupted: %v, want %v (pending %+v)", interrupted, tc.salvage == yes, pending)
+			if tc.salvage != either && writing != (tc.salvage == yes) {
+				t.Errorf("writing job salvaged: %v, want %v (recovered %+v)", writing, tc.salvage == yes, again)
 			}
 			if tc.salvage == yes {
 				if e, _, err := j.Receive(job("acked", t0.Add(time.Hour))); err != nil || e.State != StateAcknowledged {
@@ -260,8 +259,8 @@ func putRaw(t *testing.T, dir string, bucket []byte, key string, v []byte) {
 }
 
 // TestBadJobEntrySetAside: one job entry that does not decode is set
-// aside, its job finished as encoding_interrupted; the others recover and
-// the bridge starts.
+// aside and its job handed back as damaged; the others recover and the
+// bridge starts.
 func TestBadJobEntrySetAside(t *testing.T) {
 	dir := t.TempDir()
 	written(t, dir)
@@ -273,16 +272,26 @@ func TestBadJobEntrySetAside(t *testing.T) {
 	if j.Reset() != nil {
 		t.Fatal("one bad entry reset the whole journal")
 	}
-	again, err := j.Recover(t0)
+	again, err := j.Recover()
 	if err != nil {
 		t.Fatalf("Recover failed on one bad entry: %v", err)
 	}
-	if len(again) != 1 || again[0].Job.JobID != "queued" {
-		t.Fatalf("to run again: %+v", again)
+	var got []string
+	for _, e := range again {
+		got = append(got, e.Job.JobID+"="+string(e.State))
+	}
+	slices.Sort(got)
+	if want := []string{"bad=damaged", "queued=queued", "writing=writing"}; !slices.Equal(got, want) {
+		t.Fatalf("recovered %v, want %v", got, want)
 	}
 	e, err := j.Get("bad")
-	if err != nil || e.State != StateFinished || e.Result == nil || e.Result.Error == nil || e.Result.Error.Type != protocol.ErrorEncodingInterrupted {
+	if err != nil || e.State != StateDamaged || e.Result != nil {
 		t.Fatalf("bad entry: %+v, %v", e, err)
+	}
+	// The agent finishes it; a delivery of it again is then answered with
+	// that result.
+	if _, err := j.Finish("bad", protocol.Result{Error: &protocol.JobError{Type: protocol.ErrorEncodingInterrupted, Message: "x"}}); err != nil {
+		t.Fatal(err)
 	}
 	if e, isNew, err := j.Receive(job("bad", t0.Add(time.Hour))); err != nil || isNew || e.State != StateFinished {
 		t.Fatalf("a delivery of the bad job again: %+v new=%v %v", e, isNew, err)

@@ -12,10 +12,9 @@
 //     job's deadline, measured on the cloud's clock (the PC's may be
 //     hours off), and at most MaxAcked of them;
 //   - a result is kept until the cloud acknowledges it;
-//   - after a crash, Recover finishes a job that was writing a card as
-//     encoding_interrupted (the card may hold part of a record) and hands
-//     back the others; whether their deadline passed is for the caller to
-//     decide on the cloud's clock;
+//   - after a crash, Recover hands back every job not finished with the
+//     state it was in, a job that was writing a card included, for the
+//     caller to finish or run again;
 //   - a damaged file is never taken for a new one: Open checks it before
 //     bbolt maps it, sets a damaged file aside (renamed, never deleted),
 //     salvages what it can and starts again, saying so in Reset; one entry
@@ -75,7 +74,7 @@ const (
 	// result the cloud acknowledged: only its id is left.
 	StateAcknowledged State = "acknowledged"
 	// StateDamaged is a job whose entry did not decode: only its id is
-	// known, and whether its card was written is not. Recover finishes it.
+	// known, and whether its card was written is not.
 	StateDamaged State = "damaged"
 )
 
@@ -708,59 +707,30 @@ func cmpString(a, b string) int {
 	return 0
 }
 
-// Recover is run once at startup, before any job runs. A job found
-// writing, or damaged, is finished as encoding_interrupted; the others
-// not finished are set back to queued and returned, in the order they
-// arrived. (A job found running had not written anything yet, so running
-// it again is safe.) Recover does not expire any: now is the PC's clock,
-// which may be minutes off either way, so whether a deadline passed is
-// for the caller to decide once it knows the cloud's time. now only
-// stamps the changes.
-func (j *Journal) Recover(now time.Time) ([]Entry, error) {
+// Recover is run once at startup, before any job runs: it repairs what
+// Open set aside and returns every job not finished, as found (queued,
+// running, writing or damaged), in the order they arrived. It changes no
+// job: what a job found writing or damaged means, and whether one found
+// running may run again, is for the caller to decide, as is whether a
+// deadline passed, once it knows the cloud's time.
+func (j *Journal) Recover() ([]Entry, error) {
 	var again []Entry
 	err := j.db.Update(func(tx *bbolt.Tx) error {
 		if err := j.repairLocked(tx); err != nil {
 			return err
 		}
-		jobs := tx.Bucket(bucketJobs)
-		var es []Entry
-		err := jobs.ForEach(func(k, v []byte) error {
+		err := tx.Bucket(bucketJobs).ForEach(func(k, v []byte) error {
 			var e Entry
 			if err := json.Unmarshal(v, &e); err != nil {
 				return fmt.Errorf("journal: job %q: corrupt entry: %w", k, err)
 			}
-			es = append(es, e)
+			if e.State != StateFinished {
+				again = append(again, e)
+			}
 			return nil
 		})
 		if err != nil {
 			return err
-		}
-		for _, e := range es {
-			var r *protocol.Result
-			switch {
-			case e.State == StateFinished:
-				continue
-			case e.State == StateWriting:
-				r = &protocol.Result{JobID: e.Job.JobID, FinishedAt: now.UTC(), Error: &protocol.JobError{
-					Type:    protocol.ErrorEncodingInterrupted,
-					Message: "the bridge stopped while writing the card, which may hold part of a record; encode the card again",
-				}}
-			case e.State == StateDamaged:
-				r = &protocol.Result{JobID: e.Job.JobID, FinishedAt: now.UTC(), Error: &protocol.JobError{
-					Type:    protocol.ErrorEncodingInterrupted,
-					Message: "the bridge's journal entry for this job was damaged, so whether the card was written is unknown; encode the card again",
-				}}
-			}
-			if r != nil {
-				e.State, e.Result = StateFinished, r
-			} else {
-				e.State = StateQueued
-				again = append(again, e)
-			}
-			e.UpdatedAt = now
-			if err := putEntry(jobs, e); err != nil {
-				return err
-			}
 		}
 		// Before any welcome there is no cloud time to age tombstones by.
 		return j.pruneLocked(tx.Bucket(bucketAcked), time.Time{}, nil)
