@@ -407,7 +407,7 @@ func TestEncodersPerBridge(t *testing.T) {
 	}
 	encoders := make([]protocol.Encoder, hub.DefaultMaxEncoders+10)
 	for i := range encoders {
-		encoders[i] = cloudtest.Encoder(fmt.Sprintf("e%03d", i))
+		encoders[i] = cloudtest.Encoder(protocol.EncoderID(fmt.Sprintf("e%03d", i)))
 	}
 	b.Hello(encoders, nil)
 	if e := b.Expect(protocol.TypeError).Error; e.Code != protocol.CodeMalformed || !strings.Contains(e.Message, "at most") {
@@ -504,7 +504,7 @@ func TestEncoderRecordsBounded(t *testing.T) {
 	}
 	b.Hello([]protocol.Encoder{cloudtest.Encoder("e0"), cloudtest.Encoder("e1")}, nil)
 	for i := 2; i < max+3; i++ {
-		e := cloudtest.Encoder(fmt.Sprintf("e%d", i))
+		e := cloudtest.Encoder(protocol.EncoderID(fmt.Sprintf("e%d", i)))
 		b.Send(&protocol.Message{V: 1, Type: protocol.TypeEncoderAdded, Encoder: &e})
 		b.Send(&protocol.Message{V: 1, Type: protocol.TypeEncoderRemoved, EncoderID: e.ID})
 		if i >= max {

@@ -91,7 +91,7 @@ func (p *bridgeProc) wait(t *testing.T) int {
 	return p.cmd.ProcessState.ExitCode()
 }
 
-func encodeJobFor(id, encoder string) *protocol.Job {
+func encodeJobFor(id string, encoder protocol.EncoderID) *protocol.Job {
 	seq := uint32(4)
 	return &protocol.Job{JobID: id, ActionAttemptID: "aa-" + id, Kind: protocol.JobEncode, EncoderID: encoder,
 		Deadline: time.Now().Add(time.Minute), Credential: &protocol.Credential{

@@ -57,7 +57,7 @@ type Message struct {
 	Hello     *Hello     `json:"hello,omitempty"`
 	Welcome   *Welcome   `json:"welcome,omitempty"`
 	Encoder   *Encoder   `json:"encoder,omitempty"`
-	EncoderID string     `json:"encoder_id,omitempty"`
+	EncoderID EncoderID  `json:"encoder_id,omitempty"`
 	Job       *Job       `json:"job,omitempty"`
 	Ack       *Ack       `json:"ack,omitempty"`
 	Progress  *Progress  `json:"progress,omitempty"`
@@ -97,13 +97,17 @@ type JournalReset struct {
 	Reason string `json:"reason"`
 }
 
+// EncoderID is a bridge's id for one of its encoders, stable across
+// reconnects and restarts: derived from the bridge id and the reader's
+// identity. It is not the cloud's acs_encoder_id, which the cloud derives
+// from it.
+type EncoderID string
+
 // Encoder is a card encoder (a reader) attached to a bridge.
 type Encoder struct {
-	// ID is stable across reconnects and restarts: derived from the bridge
-	// id and the reader name.
-	ID          string `json:"id"`
-	DisplayName string `json:"display_name"`
-	ReaderName  string `json:"reader_name"`
+	ID          EncoderID `json:"id"`
+	DisplayName string    `json:"display_name"`
+	ReaderName  string    `json:"reader_name"`
 	// Technologies the encoder can write (card technology names).
 	Technologies []string `json:"technologies"`
 }
@@ -127,7 +131,7 @@ type Job struct {
 	JobID           string    `json:"job_id"`
 	ActionAttemptID string    `json:"action_attempt_id"`
 	Kind            JobKind   `json:"kind"`
-	EncoderID       string    `json:"encoder_id"`
+	EncoderID       EncoderID `json:"encoder_id"`
 	Deadline        time.Time `json:"deadline"`
 	// Credential is set for encode jobs.
 	Credential *Credential `json:"credential,omitempty"`

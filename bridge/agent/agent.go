@@ -153,12 +153,12 @@ type Agent struct {
 	jobsWG   sync.WaitGroup
 
 	mu       sync.Mutex
-	sess     *session                    // the connection, once the hello is built; nil offline
-	encoders map[string]protocol.Encoder // online, by id
-	seen     map[string]string           // every encoder id seen by this process → reader name
-	serials  map[string]string           // attached reader name → serial number ("" none), once known
-	queues   map[string]*queue           // by encoder id
-	running  map[string]*jobRun          // by job id
+	sess     *session                                // the connection, once the hello is built; nil offline
+	encoders map[protocol.EncoderID]protocol.Encoder // online, by id
+	seen     map[protocol.EncoderID]string           // every encoder id seen by this process → reader name
+	serials  map[string]string                       // attached reader name → serial number ("" none), once known
+	queues   map[protocol.EncoderID]*queue           // by encoder id
+	running  map[string]*jobRun                      // by job id
 	// held is the jobs Recover returned, until the first welcome tells
 	// the cloud's time: only then can the bridge know which expired.
 	held     []journal.Entry
@@ -167,7 +167,7 @@ type Agent struct {
 	// for a stop waiting on the cloud.
 	acked chan struct{}
 
-	cardWatch map[string]*cardWatch // by encoder id, with an Observer
+	cardWatch map[protocol.EncoderID]*cardWatch // by encoder id, with an Observer
 	watchWG   sync.WaitGroup
 }
 
@@ -234,14 +234,14 @@ func New(opts Options) (*Agent, error) {
 		clk:      opts.Clock,
 		readers:  opts.Station.Readers,
 		station:  opts.Station,
-		encoders: map[string]protocol.Encoder{},
-		seen:     map[string]string{},
+		encoders: map[protocol.EncoderID]protocol.Encoder{},
+		seen:     map[protocol.EncoderID]string{},
 		serials:  map[string]string{},
-		queues:   map[string]*queue{},
+		queues:   map[protocol.EncoderID]*queue{},
 		running:  map[string]*jobRun{},
 		acked:    make(chan struct{}, 1),
 
-		cardWatch: map[string]*cardWatch{},
+		cardWatch: map[protocol.EncoderID]*cardWatch{},
 
 		helloResults: maxHelloResults,
 	}

@@ -559,7 +559,7 @@ func TestOffered(t *testing.T) {
 	var shown []string
 	for _, e := range got {
 		shown = append(shown, e.ReaderName+"="+e.DisplayName)
-		if e.ID != EncoderID("b", ids[e.ReaderName]) || len(e.ID) != 32 {
+		if e.ID != NewEncoderID("b", ids[e.ReaderName]) || len(e.ID) != 32 {
 			t.Errorf("id %q for %q", e.ID, e.ReaderName)
 		}
 	}
@@ -572,7 +572,7 @@ func TestOffered(t *testing.T) {
 	if !slices.Equal(shown, want) {
 		t.Fatalf("offered %q\nwant %q", shown, want)
 	}
-	if EncoderID("b", "x") == EncoderID("c", "x") || EncoderID("b", "x") != EncoderID("b", "x") {
+	if NewEncoderID("b", "x") == NewEncoderID("c", "x") || NewEncoderID("b", "x") != NewEncoderID("b", "x") {
 		t.Fatal("encoder ids not stable per bridge")
 	}
 	if all := Offered("b", nil, nil, nil, readers); len(all) != 6 || all[0].DisplayName != readers[0].Name {

@@ -52,11 +52,11 @@ func testCredential() *protocol.Credential {
 	}
 }
 
-func encodeJob(id, encoder string, deadline time.Time) *protocol.Job {
+func encodeJob(id string, encoder protocol.EncoderID, deadline time.Time) *protocol.Job {
 	return &protocol.Job{JobID: id, ActionAttemptID: "aa-" + id, Kind: protocol.JobEncode, EncoderID: encoder, Deadline: deadline, Credential: testCredential()}
 }
 
-func scanJob(id, encoder string, deadline time.Time) *protocol.Job {
+func scanJob(id string, encoder protocol.EncoderID, deadline time.Time) *protocol.Job {
 	return &protocol.Job{JobID: id, ActionAttemptID: "aa-" + id, Kind: protocol.JobScan, EncoderID: encoder, Deadline: deadline}
 }
 
@@ -141,7 +141,7 @@ func newHarness(t *testing.T) *harness {
 
 // encoderID is the id the agent announces for the reader readerName among
 // the simulator's readers now.
-func (h *harness) encoderID(readerName string) string {
+func (h *harness) encoderID(readerName string) protocol.EncoderID {
 	names, err := h.sim.Readers(context.Background())
 	if err != nil {
 		panic(err)
@@ -149,7 +149,7 @@ func (h *harness) encoderID(readerName string) string {
 	if !slices.Contains(names, readerName) {
 		names = append(names, readerName)
 	}
-	return EncoderID(testBridge, Identities(Attach(context.Background(), h.sim, names))[readerName])
+	return NewEncoderID(testBridge, Identities(Attach(context.Background(), h.sim, names))[readerName])
 }
 
 // start opens the journal and runs an agent until the test ends.

@@ -17,12 +17,12 @@ import (
 	"github.com/encoder-bridge/encoder-bridge/reader"
 )
 
-// EncoderID is the id of the encoder with the given identity (see
+// NewEncoderID is the id of the encoder with the given identity (see
 // Identities) at bridgeID: the same across reconnects, restarts and
 // re-plugging, and different on every bridge.
-func EncoderID(bridgeID, identity string) string {
+func NewEncoderID(bridgeID, identity string) protocol.EncoderID {
 	sum := sha256.Sum256([]byte(bridgeID + "\x00" + identity))
-	return hex.EncodeToString(sum[:16])
+	return protocol.EncoderID(hex.EncodeToString(sum[:16]))
 }
 
 // Attached is a reader as the bridge finds it: its name now, and its
@@ -84,7 +84,7 @@ func Offered(bridgeID string, picks []config.Encoder, exclude []string, technolo
 	out := []protocol.Encoder{}
 	add := func(r Attached, display string) {
 		out = append(out, protocol.Encoder{
-			ID: EncoderID(bridgeID, ids[r.Name]), DisplayName: display, ReaderName: r.Name,
+			ID: NewEncoderID(bridgeID, ids[r.Name]), DisplayName: display, ReaderName: r.Name,
 			Technologies: slices.Clone(technologies),
 		})
 	}
@@ -201,7 +201,7 @@ func Attach(ctx context.Context, rc reader.Context, names []string) []Attached {
 // setReaders makes the attached readers names the online encoders and
 // tells the cloud what changed.
 func (a *Agent) setReaders(ctx context.Context, names []string) {
-	next := map[string]protocol.Encoder{}
+	next := map[protocol.EncoderID]protocol.Encoder{}
 	for _, e := range Offered(a.opts.BridgeID, a.opts.Encoders, a.opts.ExcludeReaders, a.opts.Technologies, a.attached(ctx, names)) {
 		next[e.ID] = e
 	}
@@ -227,7 +227,7 @@ func (a *Agent) setReaders(ctx context.Context, names []string) {
 	slices.SortFunc(added, func(x, y protocol.Encoder) int { return strings.Compare(x.ReaderName, y.ReaderName) })
 	slices.SortFunc(removed, func(x, y protocol.Encoder) int { return strings.Compare(x.ReaderName, y.ReaderName) })
 	for _, e := range removed {
-		a.log.Info("encoder removed", zap.String(FieldEncoder, e.ID), zap.String(FieldReader, e.ReaderName))
+		a.log.Info("encoder removed", zap.String(FieldEncoder, string(e.ID)), zap.String(FieldReader, e.ReaderName))
 		if a.sess != nil {
 			m := protocol.New(protocol.TypeEncoderRemoved)
 			m.EncoderID = e.ID
@@ -235,7 +235,7 @@ func (a *Agent) setReaders(ctx context.Context, names []string) {
 		}
 	}
 	for _, e := range added {
-		a.log.Info("encoder added", zap.String(FieldEncoder, e.ID), zap.String(FieldReader, e.ReaderName), zap.String("name", e.DisplayName))
+		a.log.Info("encoder added", zap.String(FieldEncoder, string(e.ID)), zap.String(FieldReader, e.ReaderName), zap.String("name", e.DisplayName))
 		if a.sess != nil {
 			m := protocol.New(protocol.TypeEncoderAdded)
 			m.Encoder = &e

@@ -63,7 +63,7 @@ func (a *Agent) schedule(e journal.Entry) {
 	}
 }
 
-func (a *Agent) work(enc string, q *queue) {
+func (a *Agent) work(enc protocol.EncoderID, q *queue) {
 	defer a.jobsWG.Done()
 	for {
 		a.mu.Lock()
@@ -109,7 +109,7 @@ func (a *Agent) stopJobs() {
 // runJob runs one job on its encoder and finishes it.
 func (a *Agent) runJob(e journal.Entry) {
 	id, job := e.Job.JobID, e.Job
-	log := a.log.With(zap.String(FieldJobID, id), zap.String(FieldEncoder, job.EncoderID))
+	log := a.log.With(zap.String(FieldJobID, id), zap.String(FieldEncoder, string(job.EncoderID)))
 	start := a.clk.Mono()
 	var apdus atomic.Int64
 	finish := func(r protocol.Result) {

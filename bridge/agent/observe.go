@@ -47,7 +47,7 @@ func (a *Agent) observeEncodersLocked(ctx context.Context) {
 	list := a.encoderListLocked()
 	infos := make([]status.EncoderInfo, 0, len(list))
 	for _, e := range list {
-		infos = append(infos, status.EncoderInfo{ID: e.ID, Name: e.DisplayName, Reader: e.ReaderName})
+		infos = append(infos, status.EncoderInfo{ID: string(e.ID), Name: e.DisplayName, Reader: e.ReaderName})
 	}
 	o.SetEncoders(infos)
 	for id, w := range a.cardWatch {
@@ -86,8 +86,8 @@ type cardWatch struct {
 // watchCard reports a card put on or taken off the encoder id until ctx
 // ends or the reader goes. It only waits on the reader's state, which
 // needs no connection, so a job on the same encoder is not disturbed.
-func (a *Agent) watchCard(ctx context.Context, id, name string) {
-	log := a.log.With(zap.String(FieldEncoder, id), zap.String(FieldReader, name))
+func (a *Agent) watchCard(ctx context.Context, id protocol.EncoderID, name string) {
+	log := a.log.With(zap.String(FieldEncoder, string(id)), zap.String(FieldReader, name))
 	present, known := false, false
 	for ctx.Err() == nil {
 		var err error
@@ -106,7 +106,7 @@ func (a *Agent) watchCard(ctx context.Context, id, name string) {
 		switch {
 		case err == nil:
 			known = true
-			a.opts.Observer.CardPresent(id, present)
+			a.opts.Observer.CardPresent(string(id), present)
 		case ctx.Err() != nil, errors.Is(err, reader.ErrReaderGone), errors.Is(err, reader.ErrClosed), errors.Is(err, reader.ErrUnknownReader):
 			return
 		default:
@@ -140,7 +140,7 @@ func (a *Agent) observeJob(job protocol.Job, r protocol.Result, took time.Durati
 	if o == nil {
 		return
 	}
-	rep := status.JobReport{EncoderID: job.EncoderID, Kind: string(job.Kind), Outcome: status.OutcomeOK, Duration: took, APDUs: apdus}
+	rep := status.JobReport{EncoderID: string(job.EncoderID), Kind: string(job.Kind), Outcome: status.OutcomeOK, Duration: took, APDUs: apdus}
 	if r.Error != nil {
 		rep.Outcome, rep.Message = string(r.Error.Type), r.Error.Message
 	}

@@ -71,7 +71,7 @@ func TestObserver(t *testing.T) {
 	enc := h.encoderID("Sim 00")
 
 	s := obs.await(t, "link up, encoder without a card", func(s status.Snapshot) bool { return s.Link.Up && cardIs(false)(s) })
-	if e := s.Encoders[0]; e.ID != enc || e.Name != "Front desk" || e.Reader != "Sim 00" || e.LastJob != nil {
+	if e := s.Encoders[0]; e.ID != string(enc) || e.Name != "Front desk" || e.Reader != "Sim 00" || e.LastJob != nil {
 		t.Fatalf("encoder %+v", e)
 	}
 	r.Insert(card)

@@ -283,12 +283,12 @@ func (a *Agent) releaseHeld() {
 			again = append(again, e)
 			continue
 		}
-		a.log.Info("job expired while the bridge was not running", zap.String(FieldJobID, e.Job.JobID), zap.String(FieldEncoder, e.Job.EncoderID))
+		a.log.Info("job expired while the bridge was not running", zap.String(FieldJobID, e.Job.JobID), zap.String(FieldEncoder, string(e.Job.EncoderID)))
 		a.finish(e.Job.JobID, errorResult(protocol.ErrorActionAttemptExpired,
 			fmt.Sprintf("the job's deadline (%s) passed while the bridge was not running", e.Job.Deadline.UTC().Format(time.RFC3339))))
 	}
 	for _, e := range again {
-		a.log.Info("job resumed after restart", zap.String(FieldJobID, e.Job.JobID), zap.String(FieldEncoder, e.Job.EncoderID))
+		a.log.Info("job resumed after restart", zap.String(FieldJobID, e.Job.JobID), zap.String(FieldEncoder, string(e.Job.EncoderID)))
 		a.schedule(e)
 	}
 }
@@ -363,7 +363,7 @@ func ackFor(jobID string) *protocol.Message {
 
 // onJob stores a job, acks it, and runs it or finishes it at once.
 func (a *Agent) onJob(s *session, job *protocol.Job) {
-	log := a.log.With(zap.String(FieldJobID, job.JobID), zap.String(FieldEncoder, job.EncoderID))
+	log := a.log.With(zap.String(FieldJobID, job.JobID), zap.String(FieldEncoder, string(job.EncoderID)))
 	now := a.cloudNow()
 	a.mu.Lock()
 	if a.stopping {

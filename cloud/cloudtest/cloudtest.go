@@ -402,8 +402,8 @@ func (b *Bridge) Result(r protocol.Result) {
 }
 
 // Encoder is a protocol encoder for tests.
-func Encoder(id string) protocol.Encoder {
-	return protocol.Encoder{ID: id, DisplayName: "Encoder " + id, ReaderName: "ACS ACR1252 " + id, Technologies: []string{"mifare_classic_1k", "ntag213"}}
+func Encoder(id protocol.EncoderID) protocol.Encoder {
+	return protocol.Encoder{ID: id, DisplayName: "Encoder " + string(id), ReaderName: "ACS ACR1252 " + string(id), Technologies: []string{"mifare_classic_1k", "ntag213"}}
 }
 
 // EncodedCard is the card a bridge reports after encoding job j.

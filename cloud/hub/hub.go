@@ -489,7 +489,7 @@ type link struct {
 	// helloDone and encoders (the protocol ids registered on this link)
 	// are touched only by the read loop.
 	helloDone bool
-	encoders  map[string]bool
+	encoders  map[protocol.EncoderID]bool
 }
 
 // push queues an item; false if the link is closing or too slow.
@@ -686,7 +686,7 @@ func (l *link) handleFrame(data []byte) {
 			return
 		}
 		l.helloDone = true
-		l.encoders = make(map[string]bool, len(m.Hello.Encoders))
+		l.encoders = make(map[protocol.EncoderID]bool, len(m.Hello.Encoders))
 		for _, e := range m.Hello.Encoders {
 			l.encoders[e.ID] = true
 		}
@@ -702,7 +702,7 @@ func (l *link) handleFrame(data []byte) {
 	switch m.Type {
 	case protocol.TypeEncoderAdded:
 		if !l.encoders[m.Encoder.ID] && len(l.encoders) >= h.cfg.MaxEncoders {
-			l.reply(protocol.CodeMalformed, "", fmt.Sprintf("a bridge may have at most %d encoders: %q is not registered", h.cfg.MaxEncoders, clip(m.Encoder.ID)))
+			l.reply(protocol.CodeMalformed, "", fmt.Sprintf("a bridge may have at most %d encoders: %q is not registered", h.cfg.MaxEncoders, clip(string(m.Encoder.ID))))
 			return
 		}
 	case protocol.TypeEncoderRemoved:

@@ -24,7 +24,7 @@ import (
 func (s *Service) Hello(ctx context.Context, b store.Bridge, h *protocol.Hello) ([]*protocol.Message, error) {
 	now := s.now()
 	keep := make([]string, 0, len(h.Encoders))
-	var refused []string
+	var refused []protocol.EncoderID
 	err := s.st.Update(ctx, func(tx *store.Tx) error {
 		keep, refused = keep[:0], refused[:0] // Update may run this again
 		if err := tx.TouchBridge(ctx, b.ID, now, h.SoftwareVersion); err != nil {
@@ -50,7 +50,7 @@ func (s *Service) Hello(ctx context.Context, b store.Bridge, h *protocol.Hello) 
 			if _, err := tx.UpsertEncoder(ctx, storeEncoder(b, e, now)); err != nil {
 				return err
 			}
-			keep = append(keep, e.ID)
+			keep = append(keep, string(e.ID))
 		}
 		return tx.RemoveEncodersExcept(ctx, b.ID, keep, now)
 	})
@@ -118,10 +118,10 @@ func storeEncoder(b store.Bridge, e protocol.Encoder, now time.Time) store.Encod
 		name = e.ReaderName
 	}
 	return store.Encoder{
-		ID:           EncoderID(b.ID, e.ID),
+		ID:           AcsEncoderID(b.ID, e.ID),
 		WorkspaceID:  b.WorkspaceID,
 		BridgeID:     b.ID,
-		ProtocolID:   e.ID,
+		ProtocolID:   string(e.ID),
 		DisplayName:  name,
 		ReaderName:   e.ReaderName,
 		Technologies: e.Technologies,
@@ -136,12 +136,12 @@ const DefaultMaxEncoderRecords = 1024
 
 // encoderRoom reports whether encoder id of bridge b may be registered:
 // it is on record already, or the bridge has room for another.
-func (s *Service) encoderRoom(ctx context.Context, tx *store.Tx, b store.Bridge, id string) (bool, error) {
-	n, known, err := tx.EncoderRecords(ctx, b.ID, EncoderID(b.ID, id))
+func (s *Service) encoderRoom(ctx context.Context, tx *store.Tx, b store.Bridge, id protocol.EncoderID) (bool, error) {
+	n, known, err := tx.EncoderRecords(ctx, b.ID, AcsEncoderID(b.ID, id))
 	return known || n < s.maxEncRecs, err
 }
 
-func (s *Service) noEncoderRoom(b store.Bridge, id string) *protocol.Message {
+func (s *Service) noEncoderRoom(b store.Bridge, id protocol.EncoderID) *protocol.Message {
 	s.log.Warn("encoder refused: the bridge has registered the most encoders it may", zap.String(FieldBridgeID, b.ID), zap.Int("max", s.maxEncRecs))
 	return refuse(protocol.CodeMalformed, "", "this bridge has registered %d encoders, the most it may: encoder %.64q is not registered", s.maxEncRecs, id)
 }
@@ -174,7 +174,7 @@ func (s *Service) Message(ctx context.Context, b store.Bridge, m *protocol.Messa
 		_, err := s.st.Q().UpsertEncoder(ctx, storeEncoder(b, *m.Encoder, now))
 		return nil, err
 	case protocol.TypeEncoderRemoved:
-		err := s.st.Q().RemoveEncoder(ctx, b.ID, m.EncoderID, now)
+		err := s.st.Q().RemoveEncoder(ctx, b.ID, string(m.EncoderID), now)
 		if errors.Is(err, store.ErrNotFound) {
 			return []*protocol.Message{refuse(protocol.CodeUnknownEncoder, "", "no encoder %q on this bridge", m.EncoderID)}, nil
 		}

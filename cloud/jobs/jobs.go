@@ -158,10 +158,12 @@ var ErrNotSandbox = errors.New("simulations are only allowed in a sandbox worksp
 // encoderNamespace derives acs_encoder_ids (UUIDv5).
 var encoderNamespace = uuid.MustParse("4654bf5f-6aad-41bc-8d49-b9e0a9f9db55")
 
-// EncoderID is the acs_encoder_id of a bridge's encoder: the same on
-// every reconnect, and different for every bridge.
-func EncoderID(bridgeID, protocolEncoderID string) string {
-	return uuid.NewSHA1(encoderNamespace, []byte(bridgeID+"\x00"+protocolEncoderID)).String()
+// AcsEncoderID is the acs_encoder_id, the cloud's UUID, of the encoder a
+// bridge calls id: the same on every reconnect, and different for every
+// bridge. The two id spaces never mix: protocol.EncoderID only on the
+// websocket, the acs_encoder_id only in the store and the API.
+func AcsEncoderID(bridgeID string, id protocol.EncoderID) string {
+	return uuid.NewSHA1(encoderNamespace, []byte(bridgeID+"\x00"+string(id))).String()
 }
 
 func (s *Service) now() time.Time { return s.clk.Now().UTC().Truncate(time.Millisecond) }
@@ -364,7 +366,7 @@ func (s *Service) newJob(att store.ActionAttempt, enc store.Encoder, kind protoc
 		JobID:           uuid.NewString(),
 		ActionAttemptID: att.ID,
 		Kind:            kind,
-		EncoderID:       enc.ProtocolID,
+		EncoderID:       protocol.EncoderID(enc.ProtocolID),
 		Deadline:        now.Add(s.timeout),
 		Credential:      pc,
 	}

@@ -29,7 +29,7 @@ import (
 const cloudToken = "cmd-test-token-42"
 
 // job1 is the encode job the tests offer the bridge's first encoder.
-func job1(encoderID string) *protocol.Job {
+func job1(encoderID protocol.EncoderID) *protocol.Job {
 	seq := uint32(2)
 	return &protocol.Job{JobID: "job-1", ActionAttemptID: "aa-1", Kind: protocol.JobEncode, EncoderID: encoderID,
 		Deadline: time.Now().Add(30 * time.Second), Credential: &protocol.Credential{
