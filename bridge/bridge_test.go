@@ -161,6 +161,12 @@ func TestEncodeScanEveryCard(t *testing.T) {
 			if !res.Valid() || res.Record.ID != cred.ID || len(res.Warnings) != 0 {
 				t.Fatalf("scan: valid=%v reason=%s warnings=%v", res.Valid(), res.Reason, res.Warnings)
 			}
+			// Encode reports the versions the card now holds, as a scan reads them.
+			if got, want := card.Record, res.Record; got.ID != want.ID || got.FormatVersion != want.FormatVersion || got.KeyVersion != want.KeyVersion ||
+				got.KeyVersion != st.Keys.Current().Version {
+				t.Fatalf("encode reported record v%d key %d (%s), scan reads v%d key %d (%s)",
+					got.FormatVersion, got.KeyVersion, got.ID, want.FormatVersion, want.KeyVersion, want.ID)
+			}
 			st.Now = func() time.Time { return cred.EndsAt.Add(time.Minute) }
 			if res, _ := st.Scan(ctx, "Sim 00", 0); strings.Join(res.Warnings, ",") != "expired" {
 				t.Fatalf("warnings after ends_at: %v", res.Warnings)

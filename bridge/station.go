@@ -52,6 +52,13 @@ type Card struct {
 	Technology reader.Technology
 }
 
+// Encoded is a successful encode: the card and the record written and
+// verified on it, with the key and format versions it was sealed under.
+type Encoded struct {
+	Card
+	Record cardfmt.Record
+}
+
 // ScanResult is a successful scan: the card and the verdict on it. A card
 // without a valid record is still a successful scan.
 type ScanResult struct {
@@ -62,7 +69,7 @@ type ScanResult struct {
 
 // layout is one card format's entry points.
 type layout struct {
-	encode func(context.Context, *reader.Tag, reader.Info, *cardfmt.KeySet, cardfmt.Credential) error
+	encode func(context.Context, *reader.Tag, reader.Info, *cardfmt.KeySet, cardfmt.Credential) (cardfmt.Record, error)
 	scan   func(context.Context, *reader.Tag, reader.Info, *cardfmt.KeySet) (cardfmt.Scan, error)
 }
 
@@ -70,7 +77,7 @@ func layoutFor(t reader.Technology) (layout, bool) {
 	switch t.Family() {
 	case reader.FamilyClassic:
 		return layout{
-			encode: func(ctx context.Context, tag *reader.Tag, i reader.Info, ks *cardfmt.KeySet, c cardfmt.Credential) error {
+			encode: func(ctx context.Context, tag *reader.Tag, i reader.Info, ks *cardfmt.KeySet, c cardfmt.Credential) (cardfmt.Record, error) {
 				return classic.Encode(ctx, tag, i, ks, c)
 			},
 			scan: func(ctx context.Context, tag *reader.Tag, i reader.Info, ks *cardfmt.KeySet) (cardfmt.Scan, error) {
@@ -79,7 +86,7 @@ func layoutFor(t reader.Technology) (layout, bool) {
 		}, true
 	case reader.FamilyUltralight:
 		return layout{
-			encode: func(ctx context.Context, tag *reader.Tag, i reader.Info, ks *cardfmt.KeySet, c cardfmt.Credential) error {
+			encode: func(ctx context.Context, tag *reader.Tag, i reader.Info, ks *cardfmt.KeySet, c cardfmt.Credential) (cardfmt.Record, error) {
 				return ultralight.Encode(ctx, tag, i, ks, c)
 			},
 			scan: func(ctx context.Context, tag *reader.Tag, i reader.Info, ks *cardfmt.KeySet) (cardfmt.Scan, error) {
@@ -88,7 +95,7 @@ func layoutFor(t reader.Technology) (layout, bool) {
 		}, true
 	case reader.FamilyDESFire:
 		return layout{
-			encode: func(ctx context.Context, tag *reader.Tag, i reader.Info, ks *cardfmt.KeySet, c cardfmt.Credential) error {
+			encode: func(ctx context.Context, tag *reader.Tag, i reader.Info, ks *cardfmt.KeySet, c cardfmt.Credential) (cardfmt.Record, error) {
 				return desfire.Encode(ctx, tag, i, ks, c)
 			},
 			scan: func(ctx context.Context, tag *reader.Tag, i reader.Info, ks *cardfmt.KeySet) (cardfmt.Scan, error) {
@@ -140,29 +147,33 @@ func (o JobOptions) progress(st protocol.Stage) error {
 
 // Encode writes c onto the card on readerName, waiting up to wait for one
 // to be presented (0: the card must already be there).
-func (s *Station) Encode(ctx context.Context, readerName string, c cardfmt.Credential, wait time.Duration) (Card, error) {
+func (s *Station) Encode(ctx context.Context, readerName string, c cardfmt.Credential, wait time.Duration) (Encoded, error) {
 	return s.EncodeWith(ctx, readerName, c, JobOptions{Wait: wait})
 }
 
 // EncodeWith is Encode with progress reports. Every layout reads back and
-// verifies what it wrote; protocol.StageVerifying is reported when it starts to.
-func (s *Station) EncodeWith(ctx context.Context, readerName string, c cardfmt.Credential, o JobOptions) (Card, error) {
+// verifies what it wrote; protocol.StageVerifying is reported when it
+// starts to. It returns the record as verified, so that the caller does
+// not read the key set again (which may have changed meanwhile).
+func (s *Station) EncodeWith(ctx context.Context, readerName string, c cardfmt.Credential, o JobOptions) (Encoded, error) {
 	if err := c.Validate(); err != nil {
-		return Card{}, Classify(OpEncode, fmt.Errorf("%w: %w", ErrInvalidCredential, err))
+		return Encoded{}, Classify(OpEncode, fmt.Errorf("%w: %w", ErrInvalidCredential, err))
 	}
 	if o.Progress != nil {
 		// Only protocol.StageWriting may stop a job; a refusal here changes nothing.
 		ctx = cardfmt.WithTrace(ctx, &cardfmt.Trace{Verifying: func() { _ = o.progress(protocol.StageVerifying) }})
 	}
-	var card Card
+	var res Encoded
 	err := s.withCard(ctx, OpEncode, readerName, o, func(tag *reader.Tag, info reader.Info, l layout) error {
-		card = cardOf(readerName, info)
+		res.Card = cardOf(readerName, info)
 		if err := o.progress(protocol.StageWriting); err != nil {
 			return err
 		}
-		return l.encode(ctx, tag, info, s.Keys, c)
+		rec, err := l.encode(ctx, tag, info, s.Keys, c)
+		res.Record = rec
+		return err
 	})
-	return card, s.done(OpEncode, readerName, card, err)
+	return res, s.done(OpEncode, readerName, res.Card, err)
 }
 
 // Scan reads and verifies the card on readerName.

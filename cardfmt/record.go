@@ -112,6 +112,15 @@ type Record struct {
 	KeyVersion    uint8
 }
 
+// SealedRecord is the Record that rec, sealed from c by Seal or SealBound,
+// holds: what a layout's Encode returns once it has verified rec on the
+// card, so that its caller need not read the key set again.
+func SealedRecord(c Credential, rec []byte) Record {
+	// rec was sealed here: its header parses.
+	h, _ := ParseHeader(rec)
+	return Record{Credential: c, FormatVersion: h.FormatVersion, KeyVersion: h.KeyVersion}
+}
+
 // MarshalLogObject logs the record as Credential.MarshalLogObject does,
 // with its format and key versions.
 func (r Record) MarshalLogObject(enc zapcore.ObjectEncoder) error {

@@ -20,6 +20,7 @@ import (
 	"github.com/encoder-bridge/encoder-bridge/bridge/link"
 	"github.com/encoder-bridge/encoder-bridge/cloud/cloudtest"
 	"github.com/encoder-bridge/encoder-bridge/protocol"
+	"github.com/encoder-bridge/encoder-bridge/reader/sim/chip"
 )
 
 func TestEncodeAndScanEndToEnd(t *testing.T) {
@@ -59,6 +60,36 @@ func TestEncodeAndScanEndToEnd(t *testing.T) {
 	if r.Error != nil || !r.Card.Valid || r.Card.Credential == nil || r.Card.Credential.CredentialID != testCredential().CredentialID ||
 		*r.Card.Credential.IssueSequence != 3 || r.Card.UID != uidHex(card.UID()) {
 		t.Fatalf("scan result = %+v / %+v", r.Card, r.Error)
+	}
+}
+
+// An encode result carries the versions of the record the layout
+// verified on the card: an Ultralight or NTAG record is format version 2
+// (bound to its marker and counter), which a scan of the card confirms.
+func TestEncodeReportsRecordVersions(t *testing.T) {
+	for _, kind := range []string{"mifare_classic_1k", "ntag213", "mifare_ultralight_ev1_mf0ul21"} {
+		t.Run(kind, func(t *testing.T) {
+			h := newHarness(t)
+			c, err := chip.New(kind, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.sim.Plug("Sim 00").Insert(c)
+			h.start()
+			cc := h.cloud.Next(t)
+			enc := h.encoderID("Sim 00")
+			cc.Job(encodeJob("e", enc, in(waitLong)))
+			encoded := cc.ExpectResult(t, "e")
+			cc.Job(scanJob("s", enc, in(waitLong)))
+			scanned := cc.ExpectResult(t, "s")
+			if encoded.Card == nil || scanned.Card == nil || !scanned.Card.Valid {
+				t.Fatalf("encode %+v, scan %+v", encoded, scanned)
+			}
+			if encoded.Card.FormatVersion != scanned.Card.FormatVersion || encoded.Card.KeyVersion != scanned.Card.KeyVersion {
+				t.Fatalf("encode reported format %d key %d, the card holds format %d key %d",
+					encoded.Card.FormatVersion, encoded.Card.KeyVersion, scanned.Card.FormatVersion, scanned.Card.KeyVersion)
+			}
+		})
 	}
 }
 

@@ -14,7 +14,6 @@ import (
 
 	"github.com/encoder-bridge/encoder-bridge/bridge"
 	"github.com/encoder-bridge/encoder-bridge/bridge/journal"
-	"github.com/encoder-bridge/encoder-bridge/cardfmt"
 	"github.com/encoder-bridge/encoder-bridge/protocol"
 )
 
@@ -246,18 +245,17 @@ func (a *Agent) encode(ctx context.Context, e journal.Entry, opts bridge.JobOpti
 	if err != nil {
 		return jobErrorResult(bridge.OpEncode, err), nil
 	}
-	card, err := a.station.EncodeWith(ctx, e.Reader, cred, opts)
+	res, err := a.station.EncodeWith(ctx, e.Reader, cred, opts)
 	if err != nil {
 		return jobErrorResult(bridge.OpEncode, err), err
 	}
 	given := *e.Job.Credential
 	c := &protocol.Card{
-		UID:        uidHex(card.UID),
-		Technology: string(card.Technology),
-		// The layout sealed under the current version and verified the
-		// read-back record before returning.
-		KeyVersion:    int(a.station.Keys.Current().Version),
-		FormatVersion: cardfmt.FormatVersion,
+		UID:        uidHex(res.UID),
+		Technology: string(res.Technology),
+		// The versions of the record the layout verified on the card.
+		KeyVersion:    int(res.Record.KeyVersion),
+		FormatVersion: int(res.Record.FormatVersion),
 		Valid:         true,
 		Credential:    &given,
 	}

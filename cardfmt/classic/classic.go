@@ -304,38 +304,38 @@ func readRecord(ctx context.Context, s *session, sectors []int, key candidate) (
 }
 
 // Encode writes c onto the card under the key set's current version, reads
-// it back and verifies it. Errors after the first write wrap
-// cardfmt.ErrInterrupted; the card stays re-encodable from any state an
-// interruption leaves.
-func Encode(ctx context.Context, t Tag, info reader.Info, ks *cardfmt.KeySet, c cardfmt.Credential) error {
+// it back and verifies it, and returns the record the card now holds.
+// Errors after the first write wrap cardfmt.ErrInterrupted; the card stays
+// re-encodable from any state an interruption leaves.
+func Encode(ctx context.Context, t Tag, info reader.Info, ks *cardfmt.KeySet, c cardfmt.Credential) (cardfmt.Record, error) {
 	if !Supports(info.Technology) {
-		return fmt.Errorf("classic: %s: %w", info.Technology, cardfmt.ErrIncompatible)
+		return cardfmt.Record{}, fmt.Errorf("classic: %s: %w", info.Technology, cardfmt.ErrIncompatible)
 	}
 	record, err := cardfmt.Seal(c, ks, info.UID)
 	if err != nil {
-		return err
+		return cardfmt.Record{}, err
 	}
 	if len(record) > Capacity {
-		return fmt.Errorf("classic: record needs %d bytes, the card holds %d: %w", len(record), Capacity, cardfmt.ErrIncompatible)
+		return cardfmt.Record{}, fmt.Errorf("classic: record needs %d bytes, the card holds %d: %w", len(record), Capacity, cardfmt.ErrIncompatible)
 	}
 	keys, err := allKeys(ks, info.UID)
 	if err != nil {
-		return err
+		return cardfmt.Record{}, err
 	}
 	cur := keys[0]
 	s := newSession(t)
 	dir, err := readDirectory(ctx, s)
 	if err != nil {
-		return err
+		return cardfmt.Record{}, err
 	}
 	if dir.foreignMAD {
-		return fmt.Errorf("classic: sector 0 holds another system's directory: %w", cardfmt.ErrForeign)
+		return cardfmt.Record{}, fmt.Errorf("classic: sector 0 holds another system's directory: %w", cardfmt.ErrForeign)
 	}
 
 	need := (len(record) + sectorData - 1) / sectorData
 	plan, err := planSectors(dir.mad, need, nil)
 	if err != nil {
-		return err
+		return cardfmt.Record{}, err
 	}
 
 	// Sector 0 is rewritten when the directory changes, when it still has
@@ -349,10 +349,10 @@ func Encode(ctx context.Context, t Tag, info reader.Info, ks *cardfmt.KeySet, c 
 	if !needMAD {
 		c, err := s.authAny(ctx, plan.sectors[0], sectorCandidates(true, keys, 0))
 		if errors.Is(err, reader.ErrAuthFailed) {
-			return fmt.Errorf("classic: sector %d refuses the transport key and this system's keys: %w", plan.sectors[0], cardfmt.ErrForeign)
+			return cardfmt.Record{}, fmt.Errorf("classic: sector %d refuses the transport key and this system's keys: %w", plan.sectors[0], cardfmt.ErrForeign)
 		}
 		if err != nil {
-			return err
+			return cardfmt.Record{}, err
 		}
 		known = c.version
 		needMAD = c.version != cur.version
@@ -363,17 +363,17 @@ func Encode(ctx context.Context, t Tag, info reader.Info, ks *cardfmt.KeySet, c 
 	if needMAD {
 		madWith, err = s.authAny(ctx, 0, madCandidates(dir, keys, known))
 		if errors.Is(err, reader.ErrAuthFailed) {
-			return fmt.Errorf("classic: sector 0 refuses this system's keys: %w", cardfmt.ErrForeign)
+			return cardfmt.Record{}, fmt.Errorf("classic: sector 0 refuses this system's keys: %w", cardfmt.ErrForeign)
 		}
 		if err != nil {
-			return err
+			return cardfmt.Record{}, err
 		}
 		if known == 0 {
 			known = madWith.version
 		}
 	}
 	if plan, err = probeClaimed(ctx, s, dir, plan, need, keys); err != nil {
-		return err
+		return cardfmt.Record{}, err
 	}
 
 	w := &writer{s: s}
@@ -382,7 +382,7 @@ func Encode(ctx context.Context, t Tag, info reader.Info, ks *cardfmt.KeySet, c 
 		chunk := record[i*sectorData : min((i+1)*sectorData, len(record))]
 		rk, err := w.writeSector(ctx, sec, chunk, sectorCandidates(slices.Contains(plan.ours, sec), keys, known), cur)
 		if err != nil {
-			return err
+			return cardfmt.Record{}, err
 		}
 		if rk {
 			rekeyed = append(rekeyed, sec)
@@ -391,10 +391,13 @@ func Encode(ctx context.Context, t Tag, info reader.Info, ks *cardfmt.KeySet, c 
 	madKeyed := false
 	if needMAD {
 		if madKeyed, err = w.writeMAD(ctx, plan.mad, dir.raw, madWith, cur); err != nil {
-			return err
+			return cardfmt.Record{}, err
 		}
 	}
-	return w.verify(ctx, plan, record, cur, madKeyed, dir.madKey.key, rekeyed)
+	if err := w.verify(ctx, plan, record, cur, madKeyed, dir.madKey.key, rekeyed); err != nil {
+		return cardfmt.Record{}, err
+	}
+	return cardfmt.SealedRecord(c, record), nil
 }
 
 // sectorPlan says where the record goes.

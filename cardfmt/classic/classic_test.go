@@ -60,7 +60,7 @@ func (r *rig) connect() (*reader.Tag, reader.Info, *sim.Card) {
 func (r *rig) encode(ks *cardfmt.KeySet, c cardfmt.Credential) error {
 	tag, info, conn := r.connect()
 	defer conn.Close()
-	return Encode(context.Background(), tag, info, ks, c)
+	return errOf(Encode(context.Background(), tag, info, ks, c))
 }
 
 func (r *rig) scan(ks *cardfmt.KeySet) cardfmt.Scan {
@@ -343,7 +343,7 @@ func TestCopiedRecord(t *testing.T) {
 }
 
 func TestWrongTechnology(t *testing.T) {
-	err := Encode(context.Background(), nil, reader.Info{Technology: reader.TechNTAG213, UID: make([]byte, 7)}, keySet(t), credential("1", 0))
+	err := errOf(Encode(context.Background(), nil, reader.Info{Technology: reader.TechNTAG213, UID: make([]byte, 7)}, keySet(t), credential("1", 0)))
 	if !errors.Is(err, cardfmt.ErrIncompatible) {
 		t.Fatalf("got %v", err)
 	}
@@ -364,7 +364,7 @@ func TestRemovedAtEveryAPDU(t *testing.T) {
 			prepare(t, probe, ks, old, scenario)
 			ident := identifyAPDUs(t, probe)
 			tag, info, counter := probe.connect()
-			if err := Encode(context.Background(), tag, info, ks, next); err != nil {
+			if err := errOf(Encode(context.Background(), tag, info, ks, next)); err != nil {
 				t.Fatal(err)
 			}
 			total := counter.Transmits - ident
@@ -509,7 +509,7 @@ func BenchmarkAPDUs(b *testing.B) {
 					if op == "scan" {
 						_, err = Scan(context.Background(), tag, info, ks)
 					} else {
-						err = Encode(context.Background(), tag, info, ks, c)
+						err = errOf(Encode(context.Background(), tag, info, ks, c))
 					}
 					apdus = card.Transmits
 					card.Close()
@@ -538,14 +538,14 @@ func TestCardChangedAfterReset(t *testing.T) {
 			return err
 		}},
 		{"encode, blank card", nil, func(tag *reader.Tag, info reader.Info, ks *cardfmt.KeySet) error {
-			return Encode(context.Background(), tag, info, ks, cred)
+			return errOf(Encode(context.Background(), tag, info, ks, cred))
 		}},
 		{"scan after a rotation", rotated(cred), func(tag *reader.Tag, info reader.Info, ks *cardfmt.KeySet) error {
 			_, err := Scan(context.Background(), tag, info, ks)
 			return err
 		}},
 		{"re-encode after a rotation", rotated(cred), func(tag *reader.Tag, info reader.Info, ks *cardfmt.KeySet) error {
-			return Encode(context.Background(), tag, info, ks, cred)
+			return errOf(Encode(context.Background(), tag, info, ks, cred))
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -737,7 +737,7 @@ func TestAPDUCounts(t *testing.T) {
 				}
 			}
 			encode := func(ks *cardfmt.KeySet, c cardfmt.Credential) func(tag *reader.Tag, info reader.Info) error {
-				return func(tag *reader.Tag, info reader.Info) error { return Encode(ctx, tag, info, ks, c) }
+				return func(tag *reader.Tag, info reader.Info) error { return errOf(Encode(ctx, tag, info, ks, c)) }
 			}
 			rotated := cloneKeys(t, ks)
 			if _, err := rotated.Rotate(rand.Reader); err != nil {
@@ -835,3 +835,6 @@ func TestReadBackCatchesLostWrite(t *testing.T) {
 		})
 	}
 }
+
+// errOf drops the record Encode returns, for tests about its error.
+func errOf(_ cardfmt.Record, err error) error { return err }

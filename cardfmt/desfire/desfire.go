@@ -350,31 +350,31 @@ func readOlder(ctx context.Context, c *conn, ks *cardfmt.KeySet, uid []byte) (re
 // Encode writes the credential. A card without the application gets it
 // (when the PICC lets anyone create one); a card of this site whose keys
 // are not all current is re-keyed; the record goes into the backup file
-// in one transaction.
-func Encode(ctx context.Context, t Tag, info reader.Info, ks *cardfmt.KeySet, cred cardfmt.Credential) error {
+// in one transaction. It returns the record the card now holds.
+func Encode(ctx context.Context, t Tag, info reader.Info, ks *cardfmt.KeySet, cred cardfmt.Credential) (cardfmt.Record, error) {
 	if info.Technology.Family() != reader.FamilyDESFire {
-		return fmt.Errorf("desfire: %s: %w", info.Technology, cardfmt.ErrIncompatible)
+		return cardfmt.Record{}, fmt.Errorf("desfire: %s: %w", info.Technology, cardfmt.ErrIncompatible)
 	}
 	if err := cred.Validate(); err != nil {
-		return fmt.Errorf("%w: %w", cardfmt.ErrInvalidCredential, err)
+		return cardfmt.Record{}, fmt.Errorf("%w: %w", cardfmt.ErrInvalidCredential, err)
 	}
 	cur := ks.Current()
 	if cur == nil {
-		return errors.New("desfire: empty key set")
+		return cardfmt.Record{}, errors.New("desfire: empty key set")
 	}
 	c := &conn{t: t}
 	found, err := selectApp(ctx, c)
 	if err != nil {
-		return err
+		return cardfmt.Record{}, err
 	}
 	uid := info.UID
 	if !found {
 		if err := createApp(ctx, c, ks); err != nil {
-			return err
+			return cardfmt.Record{}, err
 		}
 		var versions [numKeys]uint8 // a new application's keys: all zero
 		if uid, err = rekey(ctx, c, ks, cur, versions, true, uid); err != nil {
-			return err
+			return cardfmt.Record{}, err
 		}
 		return writeRecord(ctx, c, ks, cred, uid)
 	}
@@ -382,20 +382,20 @@ func Encode(ctx context.Context, t Tag, info reader.Info, ks *cardfmt.KeySet, cr
 	// current means the card is.
 	v0, err := keyVersion(ctx, c, keyMaster)
 	if err != nil {
-		return err
+		return cardfmt.Record{}, err
 	}
 	var real []byte
 	if v0 == cur.Version {
 		real, err = authWrite(ctx, c, ks, cur, uid)
 		if err != nil {
-			return foreign(err)
+			return cardfmt.Record{}, foreign(err)
 		}
 		return writeRecord(ctx, c, ks, cred, real)
 	}
 	versions := [numKeys]uint8{keyMaster: v0}
 	for k := byte(1); k < numKeys; k++ {
 		if versions[k], err = keyVersion(ctx, c, k); err != nil {
-			return err
+			return cardfmt.Record{}, err
 		}
 	}
 	for _, v := range versions {
@@ -404,11 +404,11 @@ func Encode(ctx context.Context, t Tag, info reader.Info, ks *cardfmt.KeySet, cr
 			if errors.Is(err, cardfmt.ErrUnknownKeyVersion) {
 				err = fmt.Errorf("%w: %w", cardfmt.ErrForeign, err)
 			}
-			return err
+			return cardfmt.Record{}, err
 		}
 	}
 	if real, err = rekey(ctx, c, ks, cur, versions, false, uid); err != nil {
-		return err
+		return cardfmt.Record{}, err
 	}
 	return writeRecord(ctx, c, ks, cred, real)
 }
@@ -565,24 +565,25 @@ func checkFile(ctx context.Context, c *conn) error {
 // session key, that it took exactly the bytes the command's MACt covered
 // and committed them, and the backup file cannot hold half a write. The
 // sealed record is opened here before it is written instead.
-func writeRecord(ctx context.Context, c *conn, ks *cardfmt.KeySet, cred cardfmt.Credential, uid []byte) error {
+func writeRecord(ctx context.Context, c *conn, ks *cardfmt.KeySet, cred cardfmt.Credential, uid []byte) (cardfmt.Record, error) {
 	rec, err := cardfmt.Seal(cred, ks, uid)
 	if err != nil {
-		return err
+		return cardfmt.Record{}, err
 	}
-	if _, err := cardfmt.Open(rec, ks, uid); err != nil {
-		return fmt.Errorf("desfire: the sealed record does not open: %w", err)
+	r, err := cardfmt.Open(rec, ks, uid)
+	if err != nil {
+		return cardfmt.Record{}, fmt.Errorf("desfire: the sealed record does not open: %w", err)
 	}
 	for off := 0; off < len(rec); off += maxWrite {
 		chunk := rec[off:min(off+maxWrite, len(rec))]
 		if _, err := c.cmd(ctx, "WriteData", insWriteData, rwHeader(off, len(chunk)), chunk, true, false); err != nil {
-			return interrupted(err)
+			return cardfmt.Record{}, interrupted(err)
 		}
 	}
 	if _, err := c.cmd(ctx, "CommitTransaction", insCommit, nil, nil, false, false); err != nil {
-		return interrupted(err)
+		return cardfmt.Record{}, interrupted(err)
 	}
-	return nil
+	return r, nil
 }
 
 // interrupted marks a failure after the write began: the card holds the

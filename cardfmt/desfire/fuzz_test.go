@@ -38,7 +38,7 @@ func FuzzScanAndEncode(f *testing.F) {
 			if err == nil && s.Valid() {
 				t.Fatal("a valid record from made-up answers")
 			}
-			_ = Encode(context.Background(), &answers{b: data}, info, ks, credential("1001", 0))
+			_ = errOf(Encode(context.Background(), &answers{b: data}, info, ks, credential("1001", 0)))
 		}
 	})
 }

@@ -608,39 +608,40 @@ func readRecord(ctx context.Context, t Tag, g geometry, first int, have []byte) 
 }
 
 // Encode writes c onto the card under the key set's current version, reads
-// it back and verifies it. Errors after the first write wrap
-// cardfmt.ErrInterrupted; the card stays re-encodable from any state an
-// interruption leaves, and never holds a valid record other than the old
-// one or the new one.
-func Encode(ctx context.Context, t Tag, info reader.Info, ks *cardfmt.KeySet, c cardfmt.Credential) error {
+// it back and verifies it, and returns the record the card now holds
+// (format version 2, FormatVersionBound). Errors after the first write
+// wrap cardfmt.ErrInterrupted; the card stays re-encodable from any state
+// an interruption leaves, and never holds a valid record other than the
+// old one or the new one.
+func Encode(ctx context.Context, t Tag, info reader.Info, ks *cardfmt.KeySet, c cardfmt.Credential) (cardfmt.Record, error) {
 	g, ok := geometries[info.Technology]
 	if !ok {
-		return fmt.Errorf("ultralight: %s: %w", info.Technology, cardfmt.ErrIncompatible)
+		return cardfmt.Record{}, fmt.Errorf("ultralight: %s: %w", info.Technology, cardfmt.ErrIncompatible)
 	}
 	if err := c.Validate(); err != nil {
-		return fmt.Errorf("%w: %w", cardfmt.ErrInvalidCredential, err)
+		return cardfmt.Record{}, fmt.Errorf("%w: %w", cardfmt.ErrInvalidCredential, err)
 	}
 	if n := cardfmt.SealedLen(c, len(info.UID)); n > g.capacity() {
-		return fmt.Errorf("ultralight: record needs %d bytes, %s holds %d: %w", n, info.Technology, g.capacity(), cardfmt.ErrIncompatible)
+		return cardfmt.Record{}, fmt.Errorf("ultralight: record needs %d bytes, %s holds %d: %w", n, info.Technology, g.capacity(), cardfmt.ErrIncompatible)
 	}
 	cur, err := currentKey(ks, info.UID)
 	if err != nil {
-		return err
+		return cardfmt.Record{}, err
 	}
 	h, err := inspect(ctx, t, g, info.UID, ks, true)
 	if err != nil {
-		return err
+		return cardfmt.Record{}, err
 	}
 	cfg := h.cfg
 	switch h.access {
 	case accessForeign:
 		if errors.Is(h.why, cardfmt.ErrForeign) {
-			return h.why
+			return cardfmt.Record{}, h.why
 		}
-		return fmt.Errorf("%w: %w", cardfmt.ErrForeign, h.why)
+		return cardfmt.Record{}, fmt.Errorf("%w: %w", cardfmt.ErrForeign, h.why)
 	case accessOurs:
 		if cfg, err = readConfig(ctx, t, g, info.UID); err != nil {
-			return err
+			return cardfmt.Record{}, err
 		}
 	}
 	// The counter value the record is sealed with: one above where it
@@ -649,17 +650,17 @@ func Encode(ctx context.Context, t Tag, info reader.Info, ks *cardfmt.KeySet, c 
 	if bind.counted {
 		n, err := readCounter(ctx, t)
 		if err != nil {
-			return err
+			return cardfmt.Record{}, err
 		}
 		if n >= maxCounter {
-			return fmt.Errorf("ultralight: the card's one-way counter is used up: %w", cardfmt.ErrIncompatible)
+			return cardfmt.Record{}, fmt.Errorf("ultralight: the card's one-way counter is used up: %w", cardfmt.ErrIncompatible)
 		}
 		bind.counter = n + 1
 	}
 	mk := marker{keyVersion: cur.version, keyID: siteID(ks)}
 	record, err := cardfmt.SealBound(c, ks, info.UID, append(mk.bytes(), bind.bytes()...))
 	if err != nil {
-		return err
+		return cardfmt.Record{}, err
 	}
 
 	// padded is the marker, the binding page and the record in whole
@@ -670,15 +671,15 @@ func Encode(ctx context.Context, t Tag, info reader.Info, ks *cardfmt.KeySet, c 
 	copy(padded[boundLen:], record)
 	last := markerPage + len(padded)/pageSize - 1
 	if err := checkLocks(g, h.low, cfg.dyn, last); err != nil {
-		return err
+		return cardfmt.Record{}, err
 	}
 	wantCfg0, wantCfg1 := protectedConfig(cfg)
 	if (wantCfg0 != cfg.cfg0 || wantCfg1 != cfg.cfg1) && cfg.cfg1[0]&accessCFGLCK != 0 {
-		return fmt.Errorf("ultralight: the configuration pages are locked (CFGLCK), so the card cannot be protected: %w", cardfmt.ErrIncompatible)
+		return cardfmt.Record{}, fmt.Errorf("ultralight: the configuration pages are locked (CFGLCK), so the card cannot be protected: %w", cardfmt.ErrIncompatible)
 	}
 	if g.ntag && cfg.cfg0[0]&cfg0MirrorConf != 0 {
 		if p := int(cfg.cfg0[cfg0MirrorPage]); p >= markerPage && p <= last {
-			return fmt.Errorf("ultralight: the NTAG UID/counter mirror is on at page %d, inside the record: %w", p, cardfmt.ErrIncompatible)
+			return cardfmt.Record{}, fmt.Errorf("ultralight: the NTAG UID/counter mirror is on at page %d, inside the record: %w", p, cardfmt.ErrIncompatible)
 		}
 	}
 
@@ -693,7 +694,7 @@ func Encode(ctx context.Context, t Tag, info reader.Info, ks *cardfmt.KeySet, c 
 		// NTAG), the header page and often the next two need no write.
 		b, err := t.ReadBinary(ctx, bindPage, readSize)
 		if err != nil {
-			return err
+			return cardfmt.Record{}, err
 		}
 		for i := range readSize / pageSize {
 			w.known[bindPage+i] = b[i*pageSize : (i+1)*pageSize]
@@ -709,16 +710,16 @@ func Encode(ctx context.Context, t Tag, info reader.Info, ks *cardfmt.KeySet, c 
 	if rekey && !h.legacy && h.key.version != cur.version {
 		pending := marker{keyVersion: cur.version, prev: h.key.version, keyID: mk.keyID}
 		if err := w.write(ctx, markerPage, pending.bytes()[:pageSize]); err != nil {
-			return err
+			return cardfmt.Record{}, err
 		}
 	}
 	if h.access == accessOpen || rekey {
 		pack := []byte{cur.pack[0], cur.pack[1], 0, 0}
 		if err := w.write(ctx, g.pwdPage(), cur.pwd[:]); err != nil {
-			return err
+			return cardfmt.Record{}, err
 		}
 		if err := w.write(ctx, g.packPage(), pack); err != nil {
-			return err
+			return cardfmt.Record{}, err
 		}
 	}
 	// 2. An open card authenticates with the password just written, so
@@ -727,10 +728,10 @@ func Encode(ctx context.Context, t Tag, info reader.Info, ks *cardfmt.KeySet, c 
 	if h.access == accessOpen {
 		k, pack, err := authenticate(ctx, t, []cardKey{cur})
 		if err != nil {
-			return w.fail(err)
+			return cardfmt.Record{}, w.fail(err)
 		}
 		if k == nil || !bytes.Equal(pack, cur.pack[:]) {
-			return w.fail(errors.New("ultralight: the card refused the password just written, or answered another PACK"))
+			return cardfmt.Record{}, w.fail(errors.New("ultralight: the card refused the password just written, or answered another PACK"))
 		}
 	}
 	// 3. The marker, the binding page and the body: with the old header
@@ -745,14 +746,14 @@ func Encode(ctx context.Context, t Tag, info reader.Info, ks *cardfmt.KeySet, c 
 	for _, p := range order {
 		off := (p - markerPage) * pageSize
 		if err := w.write(ctx, p, padded[off:off+pageSize]); err != nil {
-			return err
+			return cardfmt.Record{}, err
 		}
 	}
 	// 4. The counter moves past every record sealed before this one.
 	if bind.counted {
 		w.written = true
 		if _, err := t.Native(ctx, []byte{cmdIncrCnt, counterNo, 1, 0, 0, 0}); err != nil {
-			return w.fail(fmt.Errorf("ultralight: increment counter: %w", err))
+			return cardfmt.Record{}, w.fail(fmt.Errorf("ultralight: increment counter: %w", err))
 		}
 	}
 	// 5. ACCESS then AUTH0: PROT and AUTHLIM are set before AUTH0 turns
@@ -760,20 +761,23 @@ func Encode(ctx context.Context, t Tag, info reader.Info, ks *cardfmt.KeySet, c 
 	cfgWritten := wantCfg1 != cfg.cfg1 || wantCfg0 != cfg.cfg0
 	if wantCfg1 != cfg.cfg1 {
 		if err := w.write(ctx, g.cfg1(), wantCfg1[:]); err != nil {
-			return err
+			return cardfmt.Record{}, err
 		}
 	}
 	if wantCfg0 != cfg.cfg0 {
 		if err := w.write(ctx, g.cfg0, wantCfg0[:]); err != nil {
-			return err
+			return cardfmt.Record{}, err
 		}
 	}
 	// 6. The header last: only now can the record verify.
 	off := (headerPage - markerPage) * pageSize
 	if err := w.write(ctx, headerPage, padded[off:off+pageSize]); err != nil {
-		return err
+		return cardfmt.Record{}, err
 	}
-	return w.verify(ctx, g, padded, ks, info.UID, cfgWritten, wantCfg0, wantCfg1)
+	if err := w.verify(ctx, g, padded, ks, info.UID, cfgWritten, wantCfg0, wantCfg1); err != nil {
+		return cardfmt.Record{}, err
+	}
+	return cardfmt.SealedRecord(c, record), nil
 }
 
 // protectedConfig returns CFG0 and CFG1 with this layout's protection and
