@@ -214,3 +214,31 @@ func TestCodeOf(t *testing.T) {
 		}
 	}
 }
+
+// A job's stored body, framed, is byte for byte what Encode makes of the
+// job message, and decodes back to the job.
+func TestJobFrame(t *testing.T) {
+	seq := uint32(7)
+	j := &Job{JobID: "j1", ActionAttemptID: "aa", Kind: JobEncode, EncoderID: "e1", Deadline: time.Date(2026, 12, 2, 8, 0, 0, 0, time.UTC),
+		Credential: &Credential{CredentialID: "c", CardNumber: "1<2&3", EntranceIDs: []string{}, IssueSequence: &seq}}
+	body, err := MarshalJob(j)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := New(TypeJob)
+	m.Job = j
+	want, err := Encode(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := JobFrame(body); !bytes.Equal(got, want) {
+		t.Fatalf("JobFrame = %s\nEncode   = %s", got, want)
+	}
+	back, err := Decode(JobFrame(body))
+	if err != nil || back.Job.JobID != "j1" || back.Job.Credential.CardNumber != "1<2&3" {
+		t.Fatalf("Decode(JobFrame) = %+v, %v", back, err)
+	}
+	if _, err := MarshalJob(&Job{JobID: "j2", Kind: JobScan}); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("MarshalJob of an invalid job: %v, want ErrMalformed", err)
+	}
+}

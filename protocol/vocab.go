@@ -1,6 +1,10 @@
 package protocol
 
-import "errors"
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+)
 
 // ErrorType is the type of a failed job (JobError.Type). Card and encoder
 // outcomes use the names of Seam's action attempt error types, so the
@@ -43,4 +47,30 @@ func CodeOf(err error) ErrorCode {
 		return CodeUnknownType
 	}
 	return CodeMalformed
+}
+
+// jobFramePrefix is how Encode begins a job message: the envelope's fields
+// before the body, in the order encoding/json writes them.
+var jobFramePrefix = fmt.Sprintf(`{"v":%d,"type":%q,"job":`, Version, TypeJob)
+
+// MarshalJob validates j and marshals it as a job message's body, once:
+// the cloud stores the body and sends it as JobFrame(body) on every
+// offer, without decoding and encoding it again.
+func MarshalJob(j *Job) (json.RawMessage, error) {
+	m := New(TypeJob)
+	m.Job = j
+	frame, err := Encode(m)
+	if err != nil {
+		return nil, err
+	}
+	return json.RawMessage(frame[len(jobFramePrefix) : len(frame)-1]), nil
+}
+
+// JobFrame is the frame Encode makes of a job message whose body is body
+// (from MarshalJob).
+func JobFrame(body json.RawMessage) []byte {
+	f := make([]byte, 0, len(jobFramePrefix)+len(body)+1)
+	f = append(f, jobFramePrefix...)
+	f = append(f, body...)
+	return append(f, '}')
 }

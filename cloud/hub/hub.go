@@ -132,7 +132,7 @@ type slot struct {
 	// accepting is set while a hello runs; held are the messages Send
 	// queued meanwhile.
 	accepting bool
-	held      []*protocol.Message
+	held      [][]byte
 }
 
 // New makes a Hub.
@@ -193,6 +193,17 @@ func (h *Hub) Online(bridgeID string) bool {
 // Send queues m on the bridge's current link. It reports false if the
 // bridge has no link or m could not be queued.
 func (h *Hub) Send(bridgeID string, m *protocol.Message) bool {
+	b, err := protocol.Encode(m)
+	if err != nil {
+		h.log.Error("outgoing message not encoded", zap.String("type", string(m.Type)), zap.Error(err))
+		return false
+	}
+	return h.SendFrame(bridgeID, b)
+}
+
+// SendFrame is Send for a message already encoded (protocol.Encode,
+// protocol.JobFrame), so that a job is marshalled once, when it is made.
+func (h *Hub) SendFrame(bridgeID string, frame []byte) bool {
 	h.mu.Lock()
 	s := h.slots[bridgeID]
 	h.mu.Unlock()
@@ -205,11 +216,11 @@ func (h *Hub) Send(bridgeID string, m *protocol.Message) bool {
 		if len(s.held) >= h.cfg.SendQueue {
 			return false
 		}
-		s.held = append(s.held, m)
+		s.held = append(s.held, frame)
 		return true
 	}
 	l := s.cur.Load()
-	return l != nil && l.enqueue(m)
+	return l != nil && l.push(outItem{data: frame})
 }
 
 // Disconnect closes every link of the bridge, those that have not said
@@ -428,8 +439,8 @@ func (h *Hub) accept(l *link, hello *protocol.Hello) error {
 			held := s.held
 			s.accepting, s.held = false, nil
 			if cur := s.cur.Load(); cur != nil {
-				for _, m := range held {
-					cur.enqueue(m)
+				for _, f := range held {
+					cur.push(outItem{data: f})
 				}
 			}
 			s.mu.Unlock()
@@ -450,8 +461,8 @@ func (h *Hub) accept(l *link, hello *protocol.Hello) error {
 	for _, m := range msgs {
 		l.enqueue(m)
 	}
-	for _, m := range held {
-		l.enqueue(m)
+	for _, f := range held {
+		l.push(outItem{data: f})
 	}
 	s.mu.Unlock()
 	if old != nil && old != l {

@@ -37,8 +37,9 @@ type Links interface {
 	// Online reports whether the bridge has a live link that said hello.
 	// It must not block on the database.
 	Online(bridgeID string) bool
-	// Send queues m on the bridge's current link; false if it has none.
-	Send(bridgeID string, m *protocol.Message) bool
+	// SendFrame queues an encoded message on the bridge's current link;
+	// false if it has none.
+	SendFrame(bridgeID string, frame []byte) bool
 }
 
 // Defaults.
@@ -370,7 +371,8 @@ func (s *Service) newJob(att store.ActionAttempt, enc store.Encoder, kind protoc
 		Deadline:        now.Add(s.timeout),
 		Credential:      pc,
 	}
-	payload, err := json.Marshal(pj)
+	// Marshalled once: every offer sends this body as it is stored.
+	payload, err := protocol.MarshalJob(&pj)
 	if err != nil {
 		return store.Job{}, err
 	}
@@ -422,18 +424,34 @@ func jobMessage(j store.Job) (*protocol.Message, error) {
 	return m, nil
 }
 
+// jobFrame is the frame of a stored job: its stored body as it is, unless
+// the bridge acked the job (then the body must say so, see jobMessage).
+func jobFrame(j store.Job) ([]byte, error) {
+	if j.AckedAt == nil {
+		if !json.Valid(j.Payload) || len(j.Payload) == 0 || j.Payload[0] != '{' {
+			return nil, fmt.Errorf("%w: job %s: payload is not a JSON object", store.ErrDamaged, j.ID)
+		}
+		return protocol.JobFrame(j.Payload), nil
+	}
+	m, err := jobMessage(j)
+	if err != nil {
+		return nil, err
+	}
+	return protocol.Encode(m)
+}
+
 // offer sends a new job to its bridge. A job that cannot be sent now stays
 // pending: it is offered again when the bridge says hello, or expires.
 func (s *Service) offer(ctx context.Context, j *store.Job) {
 	if j == nil || s.links == nil {
 		return
 	}
-	m, err := jobMessage(*j)
+	f, err := jobFrame(*j)
 	if err != nil {
 		s.log.Error("job not offered", zap.String(FieldJobID, j.ID), zap.Error(err))
 		return
 	}
-	if !s.links.Send(j.BridgeID, m) {
+	if !s.links.SendFrame(j.BridgeID, f) {
 		s.log.Info("job not sent: bridge link gone; it waits for the bridge to reconnect",
 			zap.String(FieldJobID, j.ID), zap.String(FieldBridgeID, j.BridgeID))
 	}
@@ -497,7 +515,7 @@ func (s *Service) reofferUnacked(ctx context.Context, now time.Time) error {
 		if !s.online(j.BridgeID) {
 			continue // offered again on its next hello
 		}
-		m, err := jobMessage(j)
+		f, err := jobFrame(j)
 		if err != nil {
 			// It can never be sent; the other jobs still are, and the
 			// sweep expires this one at its deadline.
@@ -505,7 +523,7 @@ func (s *Service) reofferUnacked(ctx context.Context, now time.Time) error {
 			damaged = append(damaged, err)
 			continue
 		}
-		if s.links.Send(j.BridgeID, m) {
+		if s.links.SendFrame(j.BridgeID, f) {
 			s.log.Info("unacknowledged job offered again", zap.String(FieldJobID, j.ID), zap.String(FieldBridgeID, j.BridgeID))
 			if err := s.st.Q().MarkJobSent(ctx, j.ID, now); err != nil {
 				return err
