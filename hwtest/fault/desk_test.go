@@ -1,0 +1,460 @@
+package fault_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/encoder-bridge/encoder-bridge/bridge"
+	"github.com/encoder-bridge/encoder-bridge/cardfmt"
+	"github.com/encoder-bridge/encoder-bridge/cloud"
+	"github.com/encoder-bridge/encoder-bridge/cloud/seam"
+	"github.com/encoder-bridge/encoder-bridge/internal/syncbuf"
+	"github.com/encoder-bridge/encoder-bridge/reader/sim"
+	"github.com/encoder-bridge/encoder-bridge/reader/sim/chip"
+)
+
+// jobTimeout is the cloud's job timeout in the matrix: long enough for an
+// encode after a bridge restart, short enough that a cell never waits long.
+const jobTimeout = 20 * time.Second
+
+var bins = map[string]string{}
+
+// TestMain builds encoder-cloud and encoder-bridge once for every cell.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "encoder-bridge-fault")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	for _, name := range []string{"encoder-cloud", "encoder-bridge"} {
+		p := filepath.Join(dir, name)
+		if out, err := exec.Command("go", "build", "-o", p, "../../cmd/"+name).CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "go build %s: %v\n%s", name, err, out)
+			os.RemoveAll(dir)
+			os.Exit(1)
+		}
+		bins[name] = p
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// proc is one run of a binary, with its output kept for failure messages.
+type proc struct {
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+func start(t *testing.T, log *syncbuf.Buffer, name string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(bins[name], args...)
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	p := &proc{cmd: cmd, exited: make(chan struct{})}
+	go func() { cmd.Wait(); close(p.exited) }()
+	return p
+}
+
+// kill is SIGKILL: no chance to flush or say goodbye.
+func (p *proc) kill() {
+	p.cmd.Process.Kill()
+	<-p.exited
+}
+
+// stop is SIGINT, the clean stop, bounded.
+func (p *proc) stop(t *testing.T) {
+	p.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-p.exited:
+	case <-time.After(30 * time.Second):
+		p.kill()
+		t.Errorf("%s did not stop on SIGINT", filepath.Base(p.cmd.Path))
+	}
+}
+
+// desk is a front desk: encoder-cloud serve, the proxy, encoder-bridge run
+// through it, each a separate process or listener, with the bridge's
+// encoder on a vpcd reader.
+type desk struct {
+	t      *testing.T
+	dir    string
+	listen string // the cloud's address
+	boot   cloud.Bootstrap
+	keys   *cardfmt.KeySet
+	proxy  *proxy
+	cfg    string
+	log    syncbuf.Buffer
+
+	mu     sync.Mutex
+	cloud  *proc
+	bridge *proc
+
+	encoderID string
+	http      http.Client
+}
+
+func newDesk(t *testing.T, readerName string) *desk {
+	t.Helper()
+	d := &desk{t: t, dir: t.TempDir(), listen: freeAddr(t), http: http.Client{Timeout: 10 * time.Second}}
+	db := filepath.Join(d.dir, "cloud.db")
+	bootFile := filepath.Join(d.dir, "bootstrap.json")
+	if out, err := exec.Command(bins["encoder-cloud"], "init", "--db", db, "--out", bootFile).CombinedOutput(); err != nil {
+		t.Fatalf("encoder-cloud init: %v\n%s", err, out)
+	}
+	raw, err := os.ReadFile(bootFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, &d.boot); err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(d.dir, "keys.json")
+	if out, err := exec.Command(bins["encoder-bridge"], "keys", "init", "--out", keyFile).CombinedOutput(); err != nil {
+		t.Fatalf("keys init: %v\n%s", err, out)
+	}
+	if d.keys, err = cardfmt.LoadKeySet(keyFile); err != nil {
+		t.Fatal(err)
+	}
+	token := filepath.Join(d.dir, "bridge.token")
+	if err := os.WriteFile(token, []byte(d.boot.BridgeToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.startCloud()
+	if d.proxy, err = newProxy(d.listen); err != nil {
+		t.Fatal(err)
+	}
+	d.cfg = filepath.Join(d.dir, "bridge.yaml")
+	if err := os.WriteFile(d.cfg, []byte(fmt.Sprintf(`version: 1
+keys: %s
+cloud:
+  url: ws://%s
+  bridge_id: %s
+  token_file: %s
+state_dir: %s
+health:
+  listen: off
+encoders:
+  - reader: %q
+    name: Front desk
+`, keyFile, d.proxy.Addr(), d.boot.BridgeID, token, filepath.Join(d.dir, "state"), readerName)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.startBridge()
+	t.Cleanup(func() {
+		d.mu.Lock()
+		b, c := d.bridge, d.cloud
+		d.mu.Unlock()
+		b.stop(t)
+		d.proxy.Close()
+		c.stop(t)
+	})
+	d.waitEncoder()
+	return d
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func (d *desk) startCloud() {
+	p := start(d.t, &d.log, "encoder-cloud", "serve", "--db", filepath.Join(d.dir, "cloud.db"),
+		"--listen", d.listen, "--job-timeout", jobTimeout.String())
+	d.mu.Lock()
+	d.cloud = p
+	d.mu.Unlock()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := d.http.Get("http://" + d.listen + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatalf("encoder-cloud did not answer /healthz: %v\n%s", err, &d.log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (d *desk) startBridge() {
+	p := start(d.t, &d.log, "encoder-bridge", "run", "--config", d.cfg)
+	d.mu.Lock()
+	d.bridge = p
+	d.mu.Unlock()
+}
+
+func (d *desk) killBridge() {
+	d.mu.Lock()
+	b := d.bridge
+	d.mu.Unlock()
+	b.kill()
+}
+
+func (d *desk) killCloud() {
+	d.mu.Lock()
+	c := d.cloud
+	d.mu.Unlock()
+	c.kill()
+}
+
+// call posts body to the cloud's API as an integrator would; ok is false
+// when the cloud did not answer (it may be restarting).
+func (d *desk) call(path string, body any) (status int, out map[string]any, ok bool) {
+	j, _ := json.Marshal(body)
+	req, _ := http.NewRequest(http.MethodPost, "http://"+d.listen+path, bytes.NewReader(j))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+d.boot.APIKey)
+	resp, err := d.http.Do(req)
+	if err != nil {
+		return 0, nil, false
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(raw, &out); err != nil {
+		d.t.Fatalf("POST %s: status %d, body not JSON: %q", path, resp.StatusCode, raw)
+	}
+	return resp.StatusCode, out, true
+}
+
+func (d *desk) mustCall(path string, body any) map[string]any {
+	d.t.Helper()
+	status, out, ok := d.call(path, body)
+	if !ok || status != http.StatusOK {
+		d.t.Fatalf("POST %s: status %d: %v\n%s", path, status, out, &d.log)
+	}
+	return out
+}
+
+func (d *desk) waitEncoder() {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, e := range d.mustCall("/acs/encoders/list", map[string]any{})["acs_encoders"].([]any) {
+			if m := e.(map[string]any); m["display_name"] == "Front desk" && len(m["errors"].([]any)) == 0 {
+				d.encoderID = m["acs_encoder_id"].(string)
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	d.t.Fatalf("the cloud never listed the bridge's encoder online\n%s", &d.log)
+}
+
+func (d *desk) createCredential() string {
+	now := time.Now()
+	return d.mustCall("/acs/credentials/create", map[string]any{
+		"access_method":            "card",
+		"acs_user_id":              uuid.NewString(),
+		"starts_at":                now.Add(-time.Hour).UTC().Format(time.RFC3339),
+		"ends_at":                  now.Add(72 * time.Hour).UTC().Format(time.RFC3339),
+		"allowed_acs_entrance_ids": []string{"0b7e4f2a-1c3d-4e5f-8a9b-0c1d2e3f4a5b"},
+	})["acs_credential"].(map[string]any)["acs_credential_id"].(string)
+}
+
+// encode asks for an encode and returns the action attempt's id. The
+// cloud may hold the answer until the attempt settles; either way the
+// attempt is polled afterwards.
+func (d *desk) encode(credID string) string {
+	out := d.mustCall("/acs/encoders/encode_credential", map[string]any{"acs_encoder_id": d.encoderID, "acs_credential_id": credID})
+	return out["action_attempt"].(map[string]any)["action_attempt_id"].(string)
+}
+
+// settle polls the attempt until it is no longer pending, through cloud
+// restarts, and returns it; it fails the test past the job's deadline
+// plus the time a restarted bridge needs to hear the job again.
+func (d *desk) settle(attemptID string, since time.Time) map[string]any {
+	limit := since.Add(jobTimeout + 15*time.Second)
+	for time.Now().Before(limit) {
+		status, out, ok := d.call("/action_attempts/get", map[string]any{"action_attempt_id": attemptID})
+		if ok && status == http.StatusOK {
+			a := out["action_attempt"].(map[string]any)
+			if a["status"] != "pending" {
+				return a
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	d.t.Fatalf("attempt still pending %v after it began\n%s", time.Since(since), &d.log)
+	return nil
+}
+
+func (d *desk) isIssued(credID string) bool {
+	out := d.mustCall("/acs/credentials/get", map[string]any{"acs_credential_id": credID})
+	return out["acs_credential"].(map[string]any)["is_issued"] == true
+}
+
+// oldCredential is what the card holds before the cell: a guest's
+// earlier stay, written by the same keys.
+func oldCredential(t *testing.T) cardfmt.Credential {
+	c, err := bridge.ParseCredential([]byte(fmt.Sprintf(`{
+  "credential_id": %q,
+  "card_number": "100234",
+  "card_function_type": "guest",
+  "starts_at": "2026-11-23T15:00:00Z",
+  "ends_at": "2036-11-26T11:00:00Z",
+  "entrance_ids": ["0b7e4f2a-1c3d-4e5f-8a9b-0c1d2e3f4a5b"],
+  "issue_sequence": 1
+}`, uuid.NewString())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// onSim runs f against card in an in-process simulated reader: writing
+// the old record and scanning the card after a cell must not go through
+// the desk under test.
+func onSim(card chip.Card, ks *cardfmt.KeySet, f func(*bridge.Station) error) error {
+	rc := sim.New()
+	r := rc.Plug("sim")
+	r.Insert(card)
+	defer r.Remove()
+	return f(&bridge.Station{Readers: rc, Keys: ks})
+}
+
+func writeOld(t *testing.T, card chip.Card, ks *cardfmt.KeySet, c cardfmt.Credential) {
+	t.Helper()
+	if err := onSim(card, ks, func(st *bridge.Station) error {
+		_, err := st.Encode(context.Background(), "sim", c, 5*time.Second)
+		return err
+	}); err != nil {
+		t.Fatalf("write the old record: %v", err)
+	}
+}
+
+// verdict is what a scan of the card says after a cell.
+type verdict string
+
+const (
+	verdictOld      verdict = "old"
+	verdictNew      verdict = "new"
+	verdictNotValid verdict = "not valid"
+)
+
+func scanCard(t *testing.T, card chip.Card, ks *cardfmt.KeySet, old cardfmt.Credential, newID string) verdict {
+	t.Helper()
+	var v verdict
+	if err := onSim(card, ks, func(st *bridge.Station) error {
+		res, err := st.Scan(context.Background(), "sim", 5*time.Second)
+		if err != nil {
+			return err
+		}
+		switch {
+		case !res.Valid():
+			v = verdictNotValid
+		case res.Record.ID == old.ID && res.Record.IssueSequence == old.IssueSequence:
+			v = verdictOld
+		case res.Record.ID.String() == newID:
+			v = verdictNew
+		default:
+			return fmt.Errorf("the card holds a valid record that is neither the old nor the new one")
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("scan after the cell: %v", err)
+	}
+	return v
+}
+
+// writeCounter counts the APDUs that changed the card's memory: a second
+// write of a job shows as more writes than one encode makes.
+type writeCounter struct {
+	chip.Card
+	mu     sync.Mutex
+	last   []byte
+	writes int
+}
+
+func countWrites(c chip.Card) *writeCounter {
+	w := &writeCounter{Card: c}
+	w.last, _ = chip.Marshal(c)
+	return w
+}
+
+func (w *writeCounter) Transmit(apdu []byte) ([]byte, error) {
+	resp, err := w.Card.Transmit(apdu)
+	now, _ := chip.Marshal(w.Card)
+	w.mu.Lock()
+	if !bytes.Equal(now, w.last) {
+		w.writes++
+		w.last = now
+	}
+	w.mu.Unlock()
+	return resp, err
+}
+
+func (w *writeCounter) Writes() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.writes
+}
+
+// outcome is what a cell ended with.
+type outcome struct {
+	status, errType string
+	card            verdict
+	writes          int
+}
+
+func (o outcome) String() string {
+	s := o.status
+	if o.errType != "" {
+		s += " " + o.errType
+	}
+	return fmt.Sprintf("%s, card %s, %d writes", s, o.card, o.writes)
+}
+
+// check asserts what every cell must hold.
+func check(t *testing.T, d *desk, attempt map[string]any, credID string, card verdict, writes, maxWrites int) outcome {
+	t.Helper()
+	o := outcome{status: attempt["status"].(string), card: card, writes: writes}
+	switch o.status {
+	case "success":
+	case "error":
+		e, _ := attempt["error"].(map[string]any)
+		o.errType, _ = e["type"].(string)
+		if !slices.Contains(seam.ErrorTypes(seam.ActionEncodeCredential), o.errType) {
+			t.Errorf("the attempt failed with %q, not one of Seam's error types for an encode", o.errType)
+		}
+	default:
+		t.Errorf("the attempt ended %q", o.status)
+	}
+	if writes > maxWrites {
+		t.Errorf("%d writes to the card for one job; one encode makes %d", writes, maxWrites)
+	}
+	if issued := d.isIssued(credID); issued != (card == verdictNew) {
+		t.Errorf("is_issued %v but the card scans as %s", issued, card)
+	}
+	if o.status == "success" && card != verdictNew {
+		t.Errorf("the attempt succeeded but the card scans as %s", card)
+	}
+	if t.Failed() {
+		t.Logf("desk log:\n%s", strings.TrimSpace(d.log.String()))
+	}
+	return o
+}

@@ -1,0 +1,155 @@
+package fault_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/encoder-bridge/encoder-bridge/hwtest"
+	"github.com/encoder-bridge/encoder-bridge/hwtest/vpcd"
+	"github.com/encoder-bridge/encoder-bridge/reader/sim/chip"
+)
+
+// steps are the protocol steps of an encode job as the link carries them,
+// in order.
+var steps = []step{
+	{Type: "job"},
+	{Type: "ack"},
+	{Type: "progress", Stage: "waiting_for_card"},
+	{Type: "progress", Stage: "card_detected"},
+	{Type: "progress", Stage: "writing"},
+	{Type: "progress", Stage: "verifying"},
+	{Type: "result"},
+	{Type: "result_ack"},
+}
+
+// cell is one fault at one point of a job.
+type cell struct {
+	name string
+	// at is the step the fault fires at (once, its first occurrence);
+	// nil for cells that do not act on the link.
+	at *step
+	// fault runs in the proxy before the message is forwarded and says
+	// what becomes of it.
+	fault func(d *desk) action
+	// removeAt, when set, takes the card off the encoder during that APDU
+	// and puts it back.
+	removeAt int
+}
+
+// runCell runs one encode on a fresh desk with a card holding an old
+// record, applies the cell's fault, and checks the outcome.
+func runCell(t *testing.T, slot hwtest.Slot, kind string, c cell, maxWrites int) (outcome, int) {
+	t.Helper()
+	card, err := chip.New(kind, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := newDesk(t, slot.Reader)
+	old := oldCredential(t)
+	writeOld(t, card, d.keys, old)
+	w := countWrites(card)
+	var served chip.Card = w
+	if c.removeAt > 0 {
+		served = chip.WithFaults(w, chip.Faults{RemoveAt: c.removeAt})
+	}
+	vs := hwtest.InsertCard(t, slot, served)
+
+	var reinserted *vpcd.Slot
+	var wg sync.WaitGroup
+	if c.removeAt > 0 {
+		// The guest puts the card back once it has left the field.
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case <-vs.Done():
+			case <-time.After(jobTimeout):
+				return
+			}
+			if err := hwtest.WaitCard(slot.Reader, false, nil, 15*time.Second); err != nil {
+				t.Errorf("after the card left: %v", err)
+				return
+			}
+			s, err := vpcd.Insert(context.Background(), slot.Addr, w)
+			if err != nil {
+				t.Errorf("put the card back: %v", err)
+				return
+			}
+			reinserted = s
+		}()
+	}
+
+	var once sync.Once
+	fired := false
+	if c.at != nil {
+		d.proxy.setHook(func(s step) action {
+			act := pass
+			if s == *c.at {
+				once.Do(func() { act, fired = c.fault(d), true })
+			}
+			return act
+		})
+	}
+	credID := d.createCredential()
+	since := time.Now()
+	attempt := d.settle(d.encode(credID), since)
+	d.proxy.setHook(nil)
+	once.Do(func() {}) // orders fired after the hook's last call
+	if c.at != nil && !fired {
+		t.Errorf("the job never reached %s: the cell tested nothing", c.at)
+	}
+	wg.Wait()
+	apdus := vs.APDUs()
+	// The card leaves the encoder before it is scanned on its own.
+	if reinserted != nil {
+		reinserted.Remove()
+		apdus += reinserted.APDUs()
+	}
+	vs.Remove()
+	o := check(t, d, attempt, credID, scanCard(t, card, d.keys, old, credID), w.Writes(), maxWrites)
+	t.Logf("%s: %s", c.name, o)
+	return o, apdus
+}
+
+// baseline runs a clean encode: the number of writes and APDUs one job
+// makes, against which the faulted cells are measured.
+func baseline(t *testing.T, slot hwtest.Slot, kind string) (writes, apdus int) {
+	var o outcome
+	t.Run("none", func(t *testing.T) {
+		o, apdus = runCell(t, slot, kind, cell{name: "no fault"}, 1<<30)
+		if o.status != "success" || o.card != verdictNew {
+			t.Fatalf("a clean encode: %s", o)
+		}
+	})
+	return o.writes, apdus
+}
+
+func dropLink(before bool) func(*desk) action {
+	return func(*desk) action {
+		if before {
+			return cutBefore
+		}
+		return cutAfter
+	}
+}
+
+// TestLinkDrop drops the link between bridge and cloud at every protocol
+// step of an encode, before the message crosses and just after.
+func TestLinkDrop(t *testing.T) {
+	slot := hwtest.AcquireSlot(t)
+	const kind = "mifare_classic_1k"
+	writes, _ := baseline(t, slot, kind)
+	for _, s := range steps {
+		for _, before := range []bool{true, false} {
+			name := s.String() + "/after"
+			if before {
+				name = s.String() + "/before"
+			}
+			t.Run(name, func(t *testing.T) {
+				runCell(t, slot, kind, cell{name: "drop link " + name, at: &s, fault: dropLink(before)}, writes)
+			})
+		}
+	}
+}
