@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -137,7 +138,9 @@ func newDesk(t *testing.T, readerName string) *desk {
 	if err := os.WriteFile(token, []byte(d.boot.BridgeToken+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	d.startCloud()
+	if err := d.startCloud(); err != nil {
+		t.Fatal(err)
+	}
 	if d.proxy, err = newProxy(d.listen); err != nil {
 		t.Fatal(err)
 	}
@@ -180,9 +183,13 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func (d *desk) startCloud() {
+// startCloud starts encoder-cloud serve on the desk's database and address
+// and waits until it answers. It does not answer encode_credential until
+// the attempt settles (--settle-wait 0, as Seam): the test polls, so a
+// cloud killed mid-job never loses the attempt's id with a held answer.
+func (d *desk) startCloud() error {
 	p := start(d.t, &d.log, "encoder-cloud", "serve", "--db", filepath.Join(d.dir, "cloud.db"),
-		"--listen", d.listen, "--job-timeout", jobTimeout.String())
+		"--listen", d.listen, "--job-timeout", jobTimeout.String(), "--settle-wait", "0")
 	d.mu.Lock()
 	d.cloud = p
 	d.mu.Unlock()
@@ -192,11 +199,11 @@ func (d *desk) startCloud() {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return
+				return nil
 			}
 		}
 		if time.Now().After(deadline) {
-			d.t.Fatalf("encoder-cloud did not answer /healthz: %v\n%s", err, &d.log)
+			return fmt.Errorf("encoder-cloud did not answer /healthz: %v\n%s", err, &d.log)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -279,9 +286,31 @@ func (d *desk) createCredential() string {
 // encode asks for an encode and returns the action attempt's id. The
 // cloud may hold the answer until the attempt settles; either way the
 // attempt is polled afterwards.
-func (d *desk) encode(credID string) string {
-	out := d.mustCall("/acs/encoders/encode_credential", map[string]any{"acs_encoder_id": d.encoderID, "acs_credential_id": credID})
-	return out["action_attempt"].(map[string]any)["action_attempt_id"].(string)
+// ok is false when the cloud died before it answered: the integrator
+// never learns the attempt's id.
+func (d *desk) encode(credID string) (id string, ok bool) {
+	status, out, ok := d.call("/acs/encoders/encode_credential", map[string]any{"acs_encoder_id": d.encoderID, "acs_credential_id": credID})
+	if !ok {
+		return "", false
+	}
+	if status != http.StatusOK {
+		d.t.Fatalf("encode_credential: status %d: %v", status, out)
+	}
+	return out["action_attempt"].(map[string]any)["action_attempt_id"].(string), true
+}
+
+// waitIssued stands in for settle when the attempt's id was lost: it
+// waits until the credential is issued or the job's deadline has passed
+// with the time a restarted bridge needs, so the card no longer changes.
+func (d *desk) waitIssued(credID string, since time.Time) {
+	limit := since.Add(jobTimeout + 15*time.Second)
+	for time.Now().Before(limit) {
+		status, out, ok := d.call("/acs/credentials/get", map[string]any{"acs_credential_id": credID})
+		if ok && status == http.StatusOK && out["acs_credential"].(map[string]any)["is_issued"] == true {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // settle polls the attempt until it is no longer pending, through cloud
@@ -381,44 +410,63 @@ func scanCard(t *testing.T, card chip.Card, ks *cardfmt.KeySet, old cardfmt.Cred
 	return v
 }
 
-// writeCounter counts the APDUs that changed the card's memory: a second
-// write of a job shows as more writes than one encode makes.
+// writeCounter counts the card's successful UPDATE BINARY commands per
+// block (Classic) or page (Ultralight), the only way either layout
+// writes: a job written twice shows as a block written more often than
+// one encode writes it, even when the second pass writes the same bytes.
 type writeCounter struct {
 	chip.Card
 	mu     sync.Mutex
-	last   []byte
-	writes int
+	blocks map[int]int
 }
 
 func countWrites(c chip.Card) *writeCounter {
-	w := &writeCounter{Card: c}
-	w.last, _ = chip.Marshal(c)
-	return w
+	return &writeCounter{Card: c, blocks: map[int]int{}}
 }
 
 func (w *writeCounter) Transmit(apdu []byte) ([]byte, error) {
 	resp, err := w.Card.Transmit(apdu)
-	now, _ := chip.Marshal(w.Card)
-	w.mu.Lock()
-	if !bytes.Equal(now, w.last) {
-		w.writes++
-		w.last = now
+	if err == nil && len(apdu) >= 4 && apdu[0] == 0xFF && apdu[1] == 0xD6 && bytes.HasSuffix(resp, []byte{0x90, 0x00}) {
+		w.mu.Lock()
+		w.blocks[int(apdu[2])<<8|int(apdu[3])]++
+		w.mu.Unlock()
 	}
-	w.mu.Unlock()
 	return resp, err
 }
 
-func (w *writeCounter) Writes() int {
+// Writes is how many times each block was written.
+func (w *writeCounter) Writes() map[int]int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.writes
+	return maps.Clone(w.blocks)
+}
+
+// overwritten lists the blocks written more often than one encode
+// writes them (at least once).
+func overwritten(got, one map[int]int) []int {
+	var out []int
+	for b, n := range got {
+		if n > max(one[b], 1) {
+			out = append(out, b)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func total(m map[int]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
 }
 
 // outcome is what a cell ended with.
 type outcome struct {
 	status, errType string
 	card            verdict
-	writes          int
+	writes          map[int]int
 }
 
 func (o outcome) String() string {
@@ -426,14 +474,18 @@ func (o outcome) String() string {
 	if o.errType != "" {
 		s += " " + o.errType
 	}
-	return fmt.Sprintf("%s, card %s, %d writes", s, o.card, o.writes)
+	return fmt.Sprintf("%s, card %s, %d writes", s, o.card, total(o.writes))
 }
 
 // check asserts what every cell must hold.
-func check(t *testing.T, d *desk, attempt map[string]any, credID string, card verdict, writes, maxWrites int) outcome {
+func check(t *testing.T, d *desk, attempt map[string]any, credID string, card verdict, writes, oneEncode map[int]int) outcome {
 	t.Helper()
-	o := outcome{status: attempt["status"].(string), card: card, writes: writes}
+	o := outcome{status: "answer lost", card: card, writes: writes}
+	if attempt != nil {
+		o.status = attempt["status"].(string)
+	}
 	switch o.status {
+	case "answer lost":
 	case "success":
 	case "error":
 		e, _ := attempt["error"].(map[string]any)
@@ -444,10 +496,20 @@ func check(t *testing.T, d *desk, attempt map[string]any, credID string, card ve
 	default:
 		t.Errorf("the attempt ended %q", o.status)
 	}
-	if writes > maxWrites {
-		t.Errorf("%d writes to the card for one job; one encode makes %d", writes, maxWrites)
+	if b := overwritten(writes, oneEncode); len(b) > 0 {
+		t.Errorf("blocks %v written more often for one job than one encode writes them (%v; one encode: %v)", b, writes, oneEncode)
 	}
-	if issued := d.isIssued(credID); issued != (card == verdictNew) {
+	switch issued := d.isIssued(credID); {
+	case issued == (card == verdictNew):
+	case !issued && o.errType == seam.ErrEncodingInterrupted:
+		// The bridge died after its last write and before its result:
+		// on restart its journal says writing, and it answers
+		// encoding_interrupted without looking at the card, as
+		// docs/protocol.md says. The card holds the new record while the
+		// cloud says it is not issued: an open gap (docs/reliability.md),
+		// never a wrong record. Re-encoding the card fixes it.
+		t.Logf("open gap: encoding_interrupted and not issued, but the card holds the new record")
+	default:
 		t.Errorf("is_issued %v but the card scans as %s", issued, card)
 	}
 	if o.status == "success" && card != verdictNew {

@@ -2,10 +2,14 @@ package fault_test
 
 import (
 	"context"
+	"crypto/rand"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/encoder-bridge/encoder-bridge/bridge"
+	"github.com/encoder-bridge/encoder-bridge/cardfmt"
 	"github.com/encoder-bridge/encoder-bridge/hwtest"
 	"github.com/encoder-bridge/encoder-bridge/hwtest/vpcd"
 	"github.com/encoder-bridge/encoder-bridge/reader/sim/chip"
@@ -40,7 +44,7 @@ type cell struct {
 
 // runCell runs one encode on a fresh desk with a card holding an old
 // record, applies the cell's fault, and checks the outcome.
-func runCell(t *testing.T, slot hwtest.Slot, kind string, c cell, maxWrites int) (outcome, int) {
+func runCell(t *testing.T, slot hwtest.Slot, kind string, c cell, oneEncode map[int]int) (outcome, int) {
 	t.Helper()
 	card, err := chip.New(kind, nil)
 	if err != nil {
@@ -94,7 +98,12 @@ func runCell(t *testing.T, slot hwtest.Slot, kind string, c cell, maxWrites int)
 	}
 	credID := d.createCredential()
 	since := time.Now()
-	attempt := d.settle(d.encode(credID), since)
+	var attempt map[string]any
+	if id, ok := d.encode(credID); ok {
+		attempt = d.settle(id, since)
+	} else {
+		d.waitIssued(credID, since)
+	}
 	d.proxy.setHook(nil)
 	once.Do(func() {}) // orders fired after the hook's last call
 	if c.at != nil && !fired {
@@ -108,22 +117,50 @@ func runCell(t *testing.T, slot hwtest.Slot, kind string, c cell, maxWrites int)
 		apdus += reinserted.APDUs()
 	}
 	vs.Remove()
-	o := check(t, d, attempt, credID, scanCard(t, card, d.keys, old, credID), w.Writes(), maxWrites)
+	o := check(t, d, attempt, credID, scanCard(t, card, d.keys, old, credID), w.Writes(), oneEncode)
 	t.Logf("%s: %s", c.name, o)
 	return o, apdus
 }
 
-// baseline runs a clean encode: the number of writes and APDUs one job
-// makes, against which the faulted cells are measured.
-func baseline(t *testing.T, slot hwtest.Slot, kind string) (writes, apdus int) {
-	var o outcome
+// baseline is what one encode of a new record over an old one costs the
+// card, measured on the simulated reader with the same code the bridge
+// runs: the writes that change memory and the APDUs the card answers.
+// Then a clean cell on the desk.
+func baseline(t *testing.T, slot hwtest.Slot, kind string) (writes map[int]int, apdus int) {
+	t.Helper()
+	card, err := chip.New(kind, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks := keys(t)
+	writeOld(t, card, ks, oldCredential(t))
+	w := countWrites(card)
+	a := &apduCounter{Card: w}
+	if err := onSim(a, ks, func(st *bridge.Station) error {
+		_, err := st.Encode(context.Background(), "sim", oldCredential(t), 5*time.Second)
+		return err
+	}); err != nil {
+		t.Fatalf("baseline encode: %v", err)
+	}
+	writes, apdus = w.Writes(), int(a.n.Load())
 	t.Run("none", func(t *testing.T) {
-		o, apdus = runCell(t, slot, kind, cell{name: "no fault"}, 1<<30)
+		o, _ := runCell(t, slot, kind, cell{name: "no fault"}, writes)
 		if o.status != "success" || o.card != verdictNew {
 			t.Fatalf("a clean encode: %s", o)
 		}
 	})
-	return o.writes, apdus
+	return writes, apdus
+}
+
+// apduCounter counts the APDUs a card answers.
+type apduCounter struct {
+	chip.Card
+	n atomic.Int64
+}
+
+func (a *apduCounter) Transmit(apdu []byte) ([]byte, error) {
+	a.n.Add(1)
+	return a.Card.Transmit(apdu)
 }
 
 func dropLink(before bool) func(*desk) action {
@@ -152,4 +189,68 @@ func TestLinkDrop(t *testing.T) {
 			})
 		}
 	}
+}
+
+// restartBridge is SIGKILL then a new encoder-bridge run on the same
+// state directory: a crash or power cut at the front desk. The message
+// never leaves the dead process.
+func restartBridge(d *desk) action {
+	d.killBridge()
+	d.startBridge()
+	return cutBefore
+}
+
+// restartCloud is SIGKILL then a new encoder-cloud serve on the same
+// database and address. The message is lost with the process.
+func restartCloud(d *desk) action {
+	d.killCloud()
+	if err := d.startCloud(); err != nil {
+		d.t.Error(err)
+	}
+	return cutBefore
+}
+
+// journalSteps are where the bridge's journal changes, as the link shows
+// them: the job is stored (before its ack), running (card detected),
+// writing (recorded before the first write), finished (before the
+// result), and forgotten (after result_ack).
+var journalSteps = []step{
+	{Type: "job"},
+	{Type: "ack"},
+	{Type: "progress", Stage: "card_detected"},
+	{Type: "progress", Stage: "writing"},
+	{Type: "progress", Stage: "verifying"},
+	{Type: "result"},
+	{Type: "result_ack"},
+}
+
+// TestKill SIGKILLs the bridge at each journal step and the cloud at each
+// protocol step of an encode, and starts it again.
+func TestKill(t *testing.T) {
+	slot := hwtest.AcquireSlot(t)
+	const kind = "mifare_classic_1k"
+	writes, _ := baseline(t, slot, kind)
+	for _, k := range []struct {
+		name  string
+		steps []step
+		fault func(*desk) action
+	}{
+		{"bridge", journalSteps, restartBridge},
+		{"cloud", steps, restartCloud},
+	} {
+		for _, s := range k.steps {
+			name := k.name + "/" + s.String()
+			t.Run(name, func(t *testing.T) {
+				runCell(t, slot, kind, cell{name: "SIGKILL " + name, at: &s, fault: k.fault}, writes)
+			})
+		}
+	}
+}
+
+func keys(t *testing.T) *cardfmt.KeySet {
+	ks, err := cardfmt.GenerateKeySet(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ks
 }
