@@ -3,6 +3,10 @@ package fault_test
 import (
 	"context"
 	"crypto/rand"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -62,6 +66,7 @@ func runCell(t *testing.T, slot hwtest.Slot, kind string, c cell, oneEncode map[
 
 	var reinserted *vpcd.Slot
 	var wg sync.WaitGroup
+	settled := make(chan struct{})
 	if c.removeAt > 0 {
 		// The guest puts the card back once it has left the field.
 		wg.Add(1)
@@ -69,7 +74,7 @@ func runCell(t *testing.T, slot hwtest.Slot, kind string, c cell, oneEncode map[
 			defer wg.Done()
 			select {
 			case <-vs.Done():
-			case <-time.After(jobTimeout):
+			case <-settled:
 				return
 			}
 			if err := hwtest.WaitCard(slot.Reader, false, nil, 15*time.Second); err != nil {
@@ -104,6 +109,7 @@ func runCell(t *testing.T, slot hwtest.Slot, kind string, c cell, oneEncode map[
 	} else {
 		d.waitIssued(credID, since)
 	}
+	close(settled)
 	d.proxy.setHook(nil)
 	once.Do(func() {}) // orders fired after the hook's last call
 	if c.at != nil && !fired {
@@ -144,10 +150,13 @@ func baseline(t *testing.T, slot hwtest.Slot, kind string) (writes map[int]int, 
 	}
 	writes, apdus = w.Writes(), int(a.n.Load())
 	t.Run("none", func(t *testing.T) {
-		o, _ := runCell(t, slot, kind, cell{name: "no fault"}, writes)
+		o, n := runCell(t, slot, kind, cell{name: "no fault"}, writes)
 		if o.status != "success" || o.card != verdictNew {
 			t.Fatalf("a clean encode: %s", o)
 		}
+		// On the desk the bridge also identifies the card when it
+		// arrives; those APDUs count too.
+		apdus = n
 	})
 	return writes, apdus
 }
@@ -253,4 +262,52 @@ func keys(t *testing.T) *cardfmt.KeySet {
 		t.Fatal(err)
 	}
 	return ks
+}
+
+// removalKinds are the card types whose encode is cut by taking the card
+// off: both layouts, the smallest and largest of each family.
+var removalKinds = []string{chip.KindClassic1K, chip.KindClassic4K, chip.KindMF0UL21, chip.KindNTAG213, chip.KindNTAG216}
+
+// removalIndices are the APDU indices (from 1, counted from when the
+// card is put on the encoder) the card is taken off at. With FAULT_FULL
+// set (make proof) every index of a clean encode and one past it; else
+// a sample: the first two, the last two, one past the end, and
+// FAULT_SAMPLES (default 4) evenly spaced between, so CI stays short.
+func removalIndices(n int) []int {
+	if os.Getenv("FAULT_FULL") != "" {
+		var all []int
+		for i := 1; i <= n+1; i++ {
+			all = append(all, i)
+		}
+		return all
+	}
+	samples := 4
+	if v, err := strconv.Atoi(os.Getenv("FAULT_SAMPLES")); err == nil && v >= 0 {
+		samples = v
+	}
+	idx := []int{1, 2, n - 1, n, n + 1}
+	for i := 1; i <= samples; i++ {
+		idx = append(idx, 2+i*(n-3)/(samples+1))
+	}
+	slices.Sort(idx)
+	return slices.Compact(slices.DeleteFunc(idx, func(i int) bool { return i < 1 }))
+}
+
+// TestCardRemoval takes the card off the encoder during sampled APDUs of
+// each layout's encode, then puts it back, as a guest who lifts the card
+// too early does.
+func TestCardRemoval(t *testing.T) {
+	slot := hwtest.AcquireSlot(t)
+	for _, kind := range removalKinds {
+		t.Run(kind, func(t *testing.T) {
+			writes, n := baseline(t, slot, kind)
+			idx := removalIndices(n)
+			t.Logf("%s: a clean encode is %d APDUs on the desk; removing at %v", kind, n, idx)
+			for _, k := range idx {
+				t.Run(fmt.Sprintf("apdu=%d", k), func(t *testing.T) {
+					runCell(t, slot, kind, cell{name: fmt.Sprintf("remove at APDU %d of %d", k, n), removeAt: k}, writes)
+				})
+			}
+		})
+	}
 }
