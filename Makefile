@@ -7,7 +7,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # The status page test keeps its Chromium screenshots here.
 export STATUS_PAGE_OUT ?= $(CURDIR)/test-output/status-page
 
-.PHONY: all build setup test unit conformance seam-openapi check-fmt vet windows bench demo fuzz clean deb test-deb msi
+.PHONY: all build setup test unit conformance seam-openapi check-fmt vet windows bench demo fuzz clean deb test-deb msi proof
 
 all: build
 
@@ -66,6 +66,12 @@ unit:
 bench: setup
 	cd conformance && npm ci --no-audit --no-fund
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./cardfmt/... ./hwtest/... ./cloud/
+
+# The fault matrix on the real binaries with every APDU index of every
+# layout's encode (go test runs a sample): see docs/reliability.md. With
+# CI set it also restarts pcscd, which it must own.
+proof: setup
+	FAULT_FULL=1 $(GO) test -count=1 -timeout 90m -v -run . ./hwtest/fault/
 
 # Runs every fuzz target for FUZZTIME each, and stops at the first that
 # finds a failure (the input lands in that package's testdata/fuzz) or

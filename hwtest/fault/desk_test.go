@@ -24,6 +24,7 @@ import (
 	"github.com/encoder-bridge/encoder-bridge/cardfmt"
 	"github.com/encoder-bridge/encoder-bridge/cloud"
 	"github.com/encoder-bridge/encoder-bridge/cloud/seam"
+	"github.com/encoder-bridge/encoder-bridge/hwtest/vpcd"
 	"github.com/encoder-bridge/encoder-bridge/internal/syncbuf"
 	"github.com/encoder-bridge/encoder-bridge/reader/sim"
 	"github.com/encoder-bridge/encoder-bridge/reader/sim/chip"
@@ -107,6 +108,8 @@ type desk struct {
 	mu     sync.Mutex
 	cloud  *proc
 	bridge *proc
+	card   chip.Card    // the card as vpcd serves it
+	extra  []*vpcd.Slot // the card put back after a fault took it out
 
 	encoderID string
 	http      http.Client

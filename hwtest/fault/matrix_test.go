@@ -3,6 +3,7 @@ package fault_test
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -44,6 +45,8 @@ type cell struct {
 	// removeAt, when set, takes the card off the encoder during that APDU
 	// and puts it back.
 	removeAt int
+	// delay is added to every APDU.
+	delay time.Duration
 }
 
 // runCell runs one encode on a fresh desk with a card holding an old
@@ -59,10 +62,13 @@ func runCell(t *testing.T, slot hwtest.Slot, kind string, c cell, oneEncode map[
 	writeOld(t, card, d.keys, old)
 	w := countWrites(card)
 	var served chip.Card = w
-	if c.removeAt > 0 {
-		served = chip.WithFaults(w, chip.Faults{RemoveAt: c.removeAt})
+	if c.removeAt > 0 || c.delay > 0 {
+		served = chip.WithFaults(w, chip.Faults{RemoveAt: c.removeAt, Delay: c.delay})
 	}
-	vs := hwtest.InsertCard(t, slot, served)
+	vs := insertCard(t, slot, served)
+	d.mu.Lock()
+	d.card = w
+	d.mu.Unlock()
 
 	var reinserted *vpcd.Slot
 	var wg sync.WaitGroup
@@ -118,9 +124,15 @@ func runCell(t *testing.T, slot hwtest.Slot, kind string, c cell, oneEncode map[
 	wg.Wait()
 	apdus := vs.APDUs()
 	// The card leaves the encoder before it is scanned on its own.
+	d.mu.Lock()
+	again := d.extra
+	d.mu.Unlock()
 	if reinserted != nil {
-		reinserted.Remove()
-		apdus += reinserted.APDUs()
+		again = append(again, reinserted)
+	}
+	for _, s := range again {
+		s.Remove()
+		apdus += s.APDUs()
 	}
 	vs.Remove()
 	o := check(t, d, attempt, credID, scanCard(t, card, d.keys, old, credID), w.Writes(), oneEncode)
@@ -310,4 +322,33 @@ func TestCardRemoval(t *testing.T) {
 			}
 		})
 	}
+}
+
+// insertCard is hwtest.InsertCard, except that a card whose vpcd
+// connection died with pcscd is no failure at cleanup.
+func insertCard(t *testing.T, slot hwtest.Slot, card chip.Card) *vpcd.Slot {
+	t.Helper()
+	vs, err := vpcd.Insert(context.Background(), slot.Addr, card)
+	if err != nil {
+		t.Fatalf("insert card into %v: %v", slot, err)
+	}
+	t.Cleanup(func() {
+		if err := vs.Remove(); err != nil && !errors.Is(err, vpcd.ErrClosed) {
+			t.Errorf("virtual card in %v: %v", slot, err)
+		}
+		if err := hwtest.WaitCard(slot.Reader, false, nil, 15*time.Second); err != nil {
+			t.Errorf("after removing the card: %v", err)
+		}
+	})
+	select {
+	case <-vs.Attached():
+	case <-vs.Done():
+		t.Fatalf("card in %v left before vpcd accepted it: %v", slot, vs.Err())
+	case <-time.After(15 * time.Second):
+		t.Fatalf("vpcd did not accept the card in %v: is another card in that slot?", slot)
+	}
+	if err := hwtest.WaitCard(slot.Reader, true, card.ATR(), 15*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return vs
 }
