@@ -63,16 +63,17 @@ type proc struct {
 	exited chan struct{}
 }
 
-func start(t *testing.T, log *syncbuf.Buffer, name string, args ...string) *proc {
-	t.Helper()
+// start runs a built binary; faults restart processes from the proxy's
+// goroutine, so it returns the error rather than failing the test.
+func start(log *syncbuf.Buffer, name string, args ...string) (*proc, error) {
 	cmd := exec.Command(bins[name], args...)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
+		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	p := &proc{cmd: cmd, exited: make(chan struct{})}
 	go func() { cmd.Wait(); close(p.exited) }()
-	return p
+	return p, nil
 }
 
 // kill is SIGKILL: no chance to flush or say goodbye.
@@ -163,7 +164,9 @@ encoders:
 `, keyFile, d.proxy.Addr(), d.boot.BridgeID, token, filepath.Join(d.dir, "state"), readerName)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	d.startBridge()
+	if err := d.startBridge(); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		d.mu.Lock()
 		b, c := d.bridge, d.cloud
@@ -191,8 +194,11 @@ func freeAddr(t *testing.T) string {
 // the attempt settles (--settle-wait 0, as Seam): the test polls, so a
 // cloud killed mid-job never loses the attempt's id with a held answer.
 func (d *desk) startCloud() error {
-	p := start(d.t, &d.log, "encoder-cloud", "serve", "--db", filepath.Join(d.dir, "cloud.db"),
+	p, err := start(&d.log, "encoder-cloud", "serve", "--db", filepath.Join(d.dir, "cloud.db"),
 		"--listen", d.listen, "--job-timeout", jobTimeout.String(), "--settle-wait", "0")
+	if err != nil {
+		return err
+	}
 	d.mu.Lock()
 	d.cloud = p
 	d.mu.Unlock()
@@ -212,11 +218,15 @@ func (d *desk) startCloud() error {
 	}
 }
 
-func (d *desk) startBridge() {
-	p := start(d.t, &d.log, "encoder-bridge", "run", "--config", d.cfg)
+func (d *desk) startBridge() error {
+	p, err := start(&d.log, "encoder-bridge", "run", "--config", d.cfg)
+	if err != nil {
+		return err
+	}
 	d.mu.Lock()
 	d.bridge = p
 	d.mu.Unlock()
+	return nil
 }
 
 func (d *desk) killBridge() {

@@ -217,7 +217,9 @@ func TestLinkDrop(t *testing.T) {
 // never leaves the dead process.
 func restartBridge(d *desk) action {
 	d.killBridge()
-	d.startBridge()
+	if err := d.startBridge(); err != nil {
+		d.t.Error(err)
+	}
 	return cutBefore
 }
 

@@ -13,8 +13,8 @@ import (
 // step is a protocol message seen by the proxy: its type and, for
 // progress, its stage.
 type step struct {
-	Type  string `json:"type"`
-	Stage string `json:"-"`
+	Type  string
+	Stage string
 }
 
 func (s step) String() string {
