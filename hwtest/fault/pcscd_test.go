@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ebfe/scard"
 
 	"github.com/encoder-bridge/encoder-bridge/hwtest"
 	"github.com/encoder-bridge/encoder-bridge/hwtest/vpcd"
@@ -21,7 +24,7 @@ const pcscdPidFile = "/run/pcscd/pcscd.pid"
 // restartPCSCD stops the machine's pcscd (SIGTERM, as its service
 // manager would) and starts it again as scripts/setup-debian.sh does,
 // then waits until it lists the vpcd readers again.
-func restartPCSCD() error {
+func restartPCSCD(readers []string) error {
 	raw, err := os.ReadFile(pcscdPidFile)
 	if err != nil {
 		return fmt.Errorf("pcscd pid file: %w", err)
@@ -44,8 +47,8 @@ func restartPCSCD() error {
 	}
 	for deadline := time.Now().Add(15 * time.Second); ; {
 		ok := true
-		for _, s := range hwtest.Slots() {
-			if hwtest.WaitCard(s.Reader, false, nil, 250*time.Millisecond) != nil {
+		for _, r := range readers {
+			if hwtest.WaitCard(r, false, nil, 250*time.Millisecond) != nil {
 				ok = false
 			}
 		}
@@ -70,8 +73,9 @@ func TestPCSCDRestart(t *testing.T) {
 	if _, err := os.Stat(pcscdPidFile); err != nil {
 		t.Fatalf("with CI set the test restarts pcscd, and needs its pid file: %v", err)
 	}
+	readers := listedReaders(t)
 	slot := hwtest.AcquireSlot(t)
-	for range hwtest.Slots()[1:] {
+	for range readers[1:] {
 		hwtest.AcquireSlot(t)
 	}
 	const kind = chip.KindClassic1K
@@ -87,7 +91,7 @@ func TestPCSCDRestart(t *testing.T) {
 			// A slow card, so the restart lands while the bridge is still
 			// talking to it rather than after.
 			runCell(t, slot, kind, cell{name: "restart pcscd " + s.String(), at: &s, delay: 30 * time.Millisecond, fault: func(d *desk) action {
-				if err := restartPCSCD(); err != nil {
+				if err := restartPCSCD(readers); err != nil {
 					t.Error(err)
 					return pass
 				}
@@ -111,4 +115,29 @@ func (d *desk) putBack(t *testing.T, slot hwtest.Slot) {
 	d.mu.Lock()
 	d.extra = append(d.extra, s)
 	d.mu.Unlock()
+}
+
+// listedReaders are the vpcd readers pcscd lists now: the slots the test
+// holds, and the readers it waits for after a restart.
+func listedReaders(t *testing.T) []string {
+	t.Helper()
+	ctx, err := scard.EstablishContext()
+	if err != nil {
+		t.Fatalf("pcscd not reachable: %v", err)
+	}
+	defer ctx.Release()
+	names, err := ctx.ListReaders()
+	if err != nil {
+		t.Fatalf("pcscd: list readers: %v", err)
+	}
+	var out []string
+	for _, s := range hwtest.Slots() {
+		if slices.Contains(names, s.Reader) {
+			out = append(out, s.Reader)
+		}
+	}
+	if len(out) == 0 {
+		t.Fatalf("pcscd lists no vpcd reader (it lists %q)", names)
+	}
+	return out
 }
