@@ -26,6 +26,7 @@ import (
 	"github.com/encoder-bridge/encoder-bridge/cloud/seam"
 	"github.com/encoder-bridge/encoder-bridge/hwtest/vpcd"
 	"github.com/encoder-bridge/encoder-bridge/internal/syncbuf"
+	"github.com/encoder-bridge/encoder-bridge/protocol"
 	"github.com/encoder-bridge/encoder-bridge/reader/sim"
 	"github.com/encoder-bridge/encoder-bridge/reader/sim/chip"
 )
@@ -503,7 +504,7 @@ func check(t *testing.T, d *desk, attempt map[string]any, credID string, card ve
 	case "error":
 		e, _ := attempt["error"].(map[string]any)
 		o.errType, _ = e["type"].(string)
-		if !slices.Contains(seam.ErrorTypes(seam.ActionEncodeCredential), o.errType) {
+		if !slices.Contains(seam.ErrorTypes(seam.ActionEncodeCredential), protocol.ErrorType(o.errType)) {
 			t.Errorf("the attempt failed with %q, not one of Seam's error types for an encode", o.errType)
 		}
 	default:
@@ -514,7 +515,7 @@ func check(t *testing.T, d *desk, attempt map[string]any, credID string, card ve
 	}
 	switch issued := d.isIssued(credID); {
 	case issued == (card == verdictNew):
-	case !issued && o.errType == seam.ErrEncodingInterrupted:
+	case !issued && protocol.ErrorType(o.errType) == protocol.ErrorEncodingInterrupted:
 		// The bridge died after its last write and before its result:
 		// on restart its journal says writing, and it answers
 		// encoding_interrupted without looking at the card, as
