@@ -3,10 +3,7 @@ package hwtest_test
 import (
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -40,61 +37,10 @@ func TestBinaryLeaksNoSecret(t *testing.T) {
 		c.Logger = zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewDevelopmentEncoderConfig()),
 			zapcore.AddSync(&cloudLog), zapcore.DebugLevel))
 	}})
-	eb := bin(t, "encoder-bridge")
-	dir := t.TempDir()
-	keys := filepath.Join(dir, "keys.json")
-	if code, _, stderr := runBin(t, eb, "keys", "init", "--out", keys); code != 0 {
-		t.Fatalf("keys init: %s", stderr)
-	}
-	token := filepath.Join(dir, "bridge.token")
-	if err := os.WriteFile(token, []byte(env.BridgeToken+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	addr := freeAddr(t)
-	cfg := filepath.Join(dir, "bridge.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`version: 1
-keys: %s
-log:
-  level: debug
-cloud:
-  url: %s
-  bridge_id: %s
-  token_file: %s
-state_dir: %s
-health:
-  listen: %s
-encoders:
-  - reader: %q
-    name: Front desk
-`, keys, env.WebsocketURL(), env.BridgeID, token, filepath.Join(dir, "state"), addr, slot.Reader)), 0o600)
-
-	var log syncbuf.Buffer
-	cmd := exec.Command(eb, "run", "--config", cfg)
-	cmd.Stdout, cmd.Stderr = &log, &log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	stop := func() {
-		cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-exited:
-		case <-time.After(30 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-			t.Error("the bridge did not stop on SIGINT")
-		}
-	}
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			stop()
-		}
-	})
-
-	page := "http://" + addr + "/"
-	waitPage(t, page, `id="link" data-state="up"`, &log)
+	br := startBinBridge(t, env, slot, "debug")
+	log := br.Log
+	page := br.Page
+	waitPage(t, page, `id="link" data-state="up"`, log)
 	encoderID := ""
 	for deadline := time.Now().Add(30 * time.Second); encoderID == "" && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		for _, e := range env.MustCall("/acs/encoders/list", map[string]any{})["acs_encoders"].([]any) {
@@ -104,7 +50,7 @@ encoders:
 		}
 	}
 	if encoderID == "" {
-		t.Fatalf("the cloud lists no encoder; bridge log:\n%s", &log)
+		t.Fatalf("the cloud lists no encoder; bridge log:\n%s", log)
 	}
 	now := time.Now()
 	cred := env.CreateCredential(map[string]any{
@@ -127,16 +73,15 @@ encoders:
 			}
 		}
 		if status != "success" {
-			t.Fatalf("%s: attempt %s; bridge log:\n%s", call.path, status, &log)
+			t.Fatalf("%s: attempt %s; bridge log:\n%s", call.path, status, log)
 		}
 	}
-	stopped = true
-	stop()
+	br.Stop()
 
 	s := leakcheck.New()
 	s.Text("the bridge token", env.BridgeToken)
 	s.Text("the API key", env.APIKey)
-	kf, err := os.ReadFile(keys)
+	kf, err := os.ReadFile(br.Keys)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +111,7 @@ encoders:
 		t.Fatal("no APDU data crossed the card")
 	}
 	if !strings.Contains(log.String(), "DEBUG") {
-		t.Fatalf("the bridge logged nothing at debug level:\n%s", &log)
+		t.Fatalf("the bridge logged nothing at debug level:\n%s", log)
 	}
 	for _, l := range append(s.Find("the bridge's output", log.String()), s.Find("the cloud's log", cloudLog.String())...) {
 		t.Error(l)

@@ -18,7 +18,6 @@ import (
 	"github.com/encoder-bridge/encoder-bridge/cloud/clock"
 	"github.com/encoder-bridge/encoder-bridge/cloud/cloudtest"
 	"github.com/encoder-bridge/encoder-bridge/hwtest"
-	"github.com/encoder-bridge/encoder-bridge/internal/syncbuf"
 	"github.com/encoder-bridge/encoder-bridge/reader/sim/chip"
 )
 
@@ -139,56 +138,15 @@ func TestStatusPage(t *testing.T) {
 	vs := hwtest.InsertCard(t, slot, card)
 
 	env := cloudtest.New(t, cloudtest.Options{Config: func(c *cloud.Config) { c.Clock = clock.Real{} }})
-	eb := bin(t, "encoder-bridge")
-	dir := t.TempDir()
-	keys := filepath.Join(dir, "keys.json")
-	if code, _, stderr := runBin(t, eb, "keys", "init", "--out", keys); code != 0 {
-		t.Fatalf("keys init: %s", stderr)
-	}
-	token := filepath.Join(dir, "bridge.token")
-	if err := os.WriteFile(token, []byte(env.BridgeToken+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	addr := freeAddr(t)
-	cfg := filepath.Join(dir, "bridge.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`version: 1
-keys: %s
-cloud:
-  url: %s
-  bridge_id: %s
-  token_file: %s
-state_dir: %s
-health:
-  listen: %s
-encoders:
-  - reader: %q
-    name: Front desk
-`, keys, env.WebsocketURL(), env.BridgeID, token, filepath.Join(dir, "state"), addr, slot.Reader)), 0o600)
-
-	var log syncbuf.Buffer
-	cmd := exec.Command(eb, "run", "--config", cfg)
-	cmd.Stdout, cmd.Stderr = &log, &log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-exited:
-		case <-time.After(30 * time.Second):
-			cmd.Process.Kill()
-			t.Error("the bridge did not stop on SIGINT")
-		}
-	})
-	page := "http://" + addr + "/"
+	br := startBinBridge(t, env, slot, "")
+	log := br.Log
+	page := br.Page
 
 	// Linked, a card on the encoder, and one encode done. The card shows
 	// as soon as the reader is seen, which may be before the cloud
 	// welcomed the hello that lists the encoder: wait for both.
-	waitPage(t, page, `data-card="present"`, &log)
-	waitPage(t, page, `id="link" data-state="up"`, &log)
+	waitPage(t, page, `data-card="present"`, log)
+	waitPage(t, page, `id="link" data-state="up"`, log)
 	encoderID := ""
 	for _, e := range env.MustCall("/acs/encoders/list", map[string]any{})["acs_encoders"].([]any) {
 		if m := e.(map[string]any); m["display_name"] == "Front desk" {
@@ -196,7 +154,7 @@ encoders:
 		}
 	}
 	if encoderID == "" {
-		t.Fatalf("the cloud lists no encoder; bridge log:\n%s", &log)
+		t.Fatalf("the cloud lists no encoder; bridge log:\n%s", log)
 	}
 	now := time.Now()
 	cred := env.CreateCredential(map[string]any{
@@ -204,7 +162,7 @@ encoders:
 		"ends_at":   now.Add(72 * time.Hour).UTC().Format(time.RFC3339),
 	})
 	env.MustCall("/acs/encoders/encode_credential", map[string]any{"acs_encoder_id": encoderID, "acs_credential_id": cred["acs_credential_id"]})
-	waitPage(t, page, `data-outcome="ok"`, &log)
+	waitPage(t, page, `data-outcome="ok"`, log)
 
 	dom := b.dom(page)
 	mustContain(t, "card on", dom,
@@ -226,7 +184,7 @@ encoders:
 	if err := vs.Remove(); err != nil {
 		t.Fatal(err)
 	}
-	waitPage(t, page, `data-card="absent"`, &log)
+	waitPage(t, page, `data-card="absent"`, log)
 	dom = b.dom(page)
 	mustContain(t, "card off", dom, `data-card="absent"`, `no card`, `id="link" data-state="up"`, `data-outcome="ok"`)
 	b.screenshot(page, "2-card-off")
@@ -235,8 +193,8 @@ encoders:
 	env.HTTP.CloseClientConnections()
 	env.Server.Close()
 	env.HTTP.Close()
-	waitPage(t, page, `data-state="down"`, &log)
-	waitPage(t, page, `class="problem"`, &log)
+	waitPage(t, page, `data-state="down"`, log)
+	waitPage(t, page, `class="problem"`, log)
 	dom = b.dom(page)
 	mustContain(t, "link down", dom,
 		`id="verdict" class="bad" data-ready="false"`, `not connected to the cloud`,
