@@ -3,18 +3,13 @@ package ultralight
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/google/uuid"
 
 	"github.com/encoder-bridge/encoder-bridge/cardfmt"
+	"github.com/encoder-bridge/encoder-bridge/cardfmt/cardfmttest"
 	"github.com/encoder-bridge/encoder-bridge/reader"
 	"github.com/encoder-bridge/encoder-bridge/reader/sim"
 	"github.com/encoder-bridge/encoder-bridge/reader/sim/chip"
@@ -38,58 +33,15 @@ var (
 	uidB = []byte{0x04, 0x99, 0x88, 0x77, 0x66, 0x55, 0x44}
 )
 
-// detRand is a deterministic byte stream, so that a test can build the same
-// key set twice.
-type detRand struct {
-	seed string
-	n    uint64
-	buf  []byte
-}
-
-func (r *detRand) Read(p []byte) (int, error) {
-	for i := range p {
-		if len(r.buf) == 0 {
-			var c [8]byte
-			binary.BigEndian.PutUint64(c[:], r.n)
-			r.n++
-			h := sha256.Sum256(append([]byte(r.seed), c[:]...))
-			r.buf = h[:]
-		}
-		p[i], r.buf = r.buf[0], r.buf[1:]
-	}
-	return len(p), nil
-}
-
-// keySet builds the key set named seed with versions 1..versions, the
-// highest current. The same arguments give the same keys.
+// keySet and credential are deterministic: the same arguments give the
+// same keys and the same credential.
 func keySet(t testing.TB, seed string, versions int) *cardfmt.KeySet {
 	t.Helper()
-	var r io.Reader = &detRand{seed: seed}
-	ks, err := cardfmt.GenerateKeySet(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for v := 2; v <= versions; v++ {
-		if _, err := ks.Rotate(r); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return ks
+	return cardfmttest.KeySet(t, seed, versions)
 }
 
 func credential(number string, entrances int) cardfmt.Credential {
-	c := cardfmt.Credential{
-		ID:            uuid.NewSHA1(uuid.NameSpaceOID, []byte(number)),
-		CardNumber:    number,
-		Function:      cardfmt.FunctionGuest,
-		StartsAt:      time.Date(2026, 11, 23, 15, 0, 0, 0, time.UTC),
-		EndsAt:        time.Date(2026, 11, 26, 11, 0, 0, 0, time.UTC),
-		IssueSequence: 7,
-	}
-	for i := range entrances {
-		c.Entrances = append(c.Entrances, uuid.NewSHA1(uuid.NameSpaceURL, fmt.Appendf(nil, "%s/%d", number, i)))
-	}
-	return c
+	return cardfmttest.Credential(number, entrances)
 }
 
 // maxEntrances is the most entrances a record with a 4-character card
