@@ -48,7 +48,7 @@ const (
 func AcquireSlot(t testing.TB) Slot {
 	t.Helper()
 	Require(t)
-	slots, err := listedSlots()
+	slots, err := waitListedSlots()
 	if err != nil {
 		unavailable(t, err)
 	}
