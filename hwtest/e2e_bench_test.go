@@ -1,9 +1,7 @@
 package hwtest_test
 
 import (
-	"context"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,45 +17,6 @@ import (
 // poller shares two cores with the cloud, the bridge and the virtual
 // card; polling harder slows the card I/O it measures.
 var pollEvery = 1 * time.Millisecond
-
-// cardClock wraps a reader.Context and times each card connection, from
-// Connect to Close: the card's own I/O as the bridge drives it.
-type cardClock struct {
-	reader.Context
-	mu   sync.Mutex
-	last time.Duration
-}
-
-func (c *cardClock) Connect(ctx context.Context, name string) (reader.Card, error) {
-	start := time.Now()
-	k, err := c.Context.Connect(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	return &timedCard{Card: k, c: c, start: start}, nil
-}
-
-type timedCard struct {
-	reader.Card
-	c     *cardClock
-	start time.Time
-}
-
-func (k *timedCard) Close() error {
-	err := k.Card.Close()
-	k.c.mu.Lock()
-	k.c.last += time.Since(k.start)
-	k.c.mu.Unlock()
-	return err
-}
-
-func (c *cardClock) take() time.Duration {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	d := c.last
-	c.last = 0
-	return d
-}
 
 // BenchmarkEndToEnd measures an integrator's encode: POST
 // /acs/encoders/encode_credential on the cloud, through the bridge's
@@ -76,7 +35,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 	hwtest.InsertCard(b, slot, card)
 
 	env := cloudtest.New(b, cloudtest.Options{Config: func(c *cloud.Config) { c.Clock = clock.Real{} }})
-	cc := &cardClock{}
+	cc := &cardSpans{}
 	encoderID, credID := startDesk(b, env, slot.Reader, func(rc reader.Context) reader.Context {
 		cc.Context = rc
 		return cc

@@ -54,6 +54,18 @@ func (k *spanCard) Close() error {
 	return err
 }
 
+// take is the card connection time recorded since the last take.
+func (c *cardSpans) take() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var d time.Duration
+	for _, s := range c.spans {
+		d += s[1].Sub(s[0])
+	}
+	c.spans = c.spans[:0]
+	return d
+}
+
 // within is the card connection time that falls in [from, to].
 func (c *cardSpans) within(from, to time.Time) time.Duration {
 	c.mu.Lock()
