@@ -2,7 +2,7 @@
 // HTTP API for encoders, credentials and action attempts, and the
 // websocket hub that the front-desk bridges dial. It wires the parts:
 //
-//	store  SQLite state (workspaces, keys, bridges, encoders, credentials, jobs)
+//	store  state in SQLite or PostgreSQL (workspaces, keys, bridges, encoders, credentials, jobs)
 //	auth   workspaces, API keys and bridge tokens
 //	jobs   encode/scan jobs and their action attempts, deadlines
 //	hub    bridge websocket links (protocol.Path)
@@ -39,7 +39,9 @@ import (
 
 // Config configures a Server. Only DB is required.
 type Config struct {
-	// DB is the SQLite database file; it is created if missing.
+	// DB is the database: a SQLite file's path (created if missing), or
+	// a postgres:// or postgresql:// URL (store.Open). Its schema is
+	// brought up to date when the server is made.
 	DB string
 	// Clock is injected by tests; nil means the system clock.
 	Clock clock.Clock

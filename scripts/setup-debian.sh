@@ -11,6 +11,10 @@ packages=(pcscd libpcsclite-dev vsmartcard-vpcd pcsc-tools pkg-config adduser sy
 	wixl msitools wine64 gcc-mingw-w64-x86-64-win32)
 # Headless Chromium renders the bridge's status page in hwtest.
 packages+=(chromium)
+# The cloud's store tests run on PostgreSQL too: they start a throwaway
+# cluster of their own from these binaries (as the package's "postgres"
+# user when run as root); the cluster the package may start is not used.
+packages+=(postgresql)
 
 if [ "$(id -u)" -eq 0 ]; then sudo=(); else sudo=(sudo); fi
 

@@ -165,14 +165,24 @@ func (s *Service) Message(ctx context.Context, b store.Bridge, m *protocol.Messa
 	now := s.now()
 	switch m.Type {
 	case protocol.TypeEncoderAdded:
-		if ok, err := s.encoderRoom(ctx, s.st.Q(), b, m.Encoder.ID); err != nil || !ok {
-			if err != nil {
-				return nil, err
+		// Counted and added in one transaction: the count holds until
+		// the insert (another link of the bridge waits).
+		var room bool
+		err := s.st.Update(ctx, func(tx *store.Tx) error {
+			var err error
+			if room, err = s.encoderRoom(ctx, tx, b, m.Encoder.ID); err != nil || !room {
+				return err
 			}
+			_, err = tx.UpsertEncoder(ctx, storeEncoder(b, *m.Encoder, now))
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		if !room {
 			return []*protocol.Message{s.noEncoderRoom(b, m.Encoder.ID)}, nil
 		}
-		_, err := s.st.Q().UpsertEncoder(ctx, storeEncoder(b, *m.Encoder, now))
-		return nil, err
+		return nil, nil
 	case protocol.TypeEncoderRemoved:
 		err := s.st.Q().RemoveEncoder(ctx, b.ID, string(m.EncoderID), now)
 		if errors.Is(err, store.ErrNotFound) {
@@ -259,11 +269,14 @@ func (s *Service) bridgeError(ctx context.Context, b store.Bridge, e *protocol.E
 			return err
 		}
 		errType = string(seam.NormalizeErrorType(att.ActionType, typ))
-		if finished, err = tx.FinishActionAttempt(ctx, att.ID, store.StatusError, nil, errType,
-			"The bridge refused the job: "+e.Message, now); err != nil {
+		// The job's row first, then the attempt's, as result does: two
+		// instances finishing one job never lock them in opposite order.
+		if err := tx.CloseJob(ctx, j.ID, now); err != nil {
 			return err
 		}
-		return tx.CloseJob(ctx, j.ID, now)
+		finished, err = tx.FinishActionAttempt(ctx, att.ID, store.StatusError, nil, errType,
+			"The bridge refused the job: "+e.Message, now)
+		return err
 	})
 	if err == nil && finished {
 		s.settled(j.ActionAttemptID)

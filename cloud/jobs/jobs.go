@@ -485,12 +485,13 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 			if err != nil {
 				return err
 			}
-			done, err = tx.FinishActionAttempt(ctx, j.ActionAttemptID, store.StatusError, nil,
-				string(seam.NormalizeErrorType(att.ActionType, typ)), msg, now)
-			if err != nil {
+			// The job's row first, then the attempt's, as result does.
+			if err := tx.CloseJob(ctx, j.ID, now); err != nil {
 				return err
 			}
-			return tx.CloseJob(ctx, j.ID, now)
+			done, err = tx.FinishActionAttempt(ctx, j.ActionAttemptID, store.StatusError, nil,
+				string(seam.NormalizeErrorType(att.ActionType, typ)), msg, now)
+			return err
 		})
 		if err != nil {
 			return n, errors.Join(reofferErr, fmt.Errorf("sweep job %s: %w", j.ID, err))

@@ -50,7 +50,9 @@ func (s *Service) Simulate(ctx context.Context, workspaceID, encoderID string, s
 	if err != nil {
 		return err
 	}
+	given := sim
 	return s.st.Update(ctx, func(tx *store.Tx) error {
+		sim := given // Update may run this again
 		ws, err := tx.Workspace(ctx, workspaceID)
 		if err != nil {
 			return err

@@ -61,7 +61,7 @@ type Job struct {
 
 // CreateActionAttempt inserts a.
 func (t *Tx) CreateActionAttempt(ctx context.Context, a ActionAttempt) error {
-	_, err := t.q.ExecContext(ctx, `INSERT INTO action_attempts (id, workspace_id, action_type, status, result, error_type,
+	_, err := t.exec(ctx, `INSERT INTO action_attempts (id, workspace_id, action_type, status, result, error_type,
 		error_message, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		a.ID, a.WorkspaceID, a.ActionType, a.Status, nullJSON(a.Result), a.ErrorType, a.ErrorMessage, ms(a.CreatedAt), ms(a.UpdatedAt))
 	if err != nil {
@@ -89,14 +89,14 @@ func scanAttempt(row interface{ Scan(...any) error }) (ActionAttempt, error) {
 
 // ActionAttempt returns a workspace's action attempt.
 func (t *Tx) ActionAttempt(ctx context.Context, workspaceID, id string) (ActionAttempt, error) {
-	return scanAttempt(t.q.QueryRowContext(ctx, `SELECT `+attemptCols+` FROM action_attempts WHERE id = ? AND workspace_id = ?`, id, workspaceID))
+	return scanAttempt(t.queryRow(ctx, `SELECT `+attemptCols+` FROM action_attempts WHERE id = ? AND workspace_id = ?`, id, workspaceID))
 }
 
 // FinishActionAttempt moves a pending action attempt to success (with
 // result) or error. An attempt that already finished is left alone: it
 // reports false.
 func (t *Tx) FinishActionAttempt(ctx context.Context, id, status string, result json.RawMessage, errType, errMsg string, at time.Time) (bool, error) {
-	res, err := t.q.ExecContext(ctx, `UPDATE action_attempts SET status = ?, result = ?, error_type = ?, error_message = ?, updated_at = ?
+	res, err := t.exec(ctx, `UPDATE action_attempts SET status = ?, result = ?, error_type = ?, error_message = ?, updated_at = ?
 		WHERE id = ? AND status = 'pending'`, status, nullJSON(result), errType, errMsg, ms(at), id)
 	if err != nil {
 		return false, err
@@ -107,7 +107,7 @@ func (t *Tx) FinishActionAttempt(ctx context.Context, id, status string, result 
 
 // CreateJob inserts j.
 func (t *Tx) CreateJob(ctx context.Context, j Job) error {
-	_, err := t.q.ExecContext(ctx, `INSERT INTO jobs (id, action_attempt_id, workspace_id, bridge_id, encoder_id, kind, credential_id,
+	_, err := t.exec(ctx, `INSERT INTO jobs (id, action_attempt_id, workspace_id, bridge_id, encoder_id, kind, credential_id,
 		issue_sequence, assign_to, payload, deadline, created_at, sent_at, closed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		j.ID, j.ActionAttemptID, j.WorkspaceID, j.BridgeID, j.EncoderID, j.Kind, j.CredentialID, int64(j.IssueSequence), j.AssignTo,
 		string(j.Payload), ms(j.Deadline), ms(j.CreatedAt), nullMS(j.SentAt), nullMS(j.ClosedAt))
@@ -142,7 +142,7 @@ func scanJob(row interface{ Scan(...any) error }) (Job, error) {
 }
 
 func (t *Tx) jobs(ctx context.Context, where string, args ...any) ([]Job, error) {
-	rows, err := t.q.QueryContext(ctx, `SELECT `+jobCols+` FROM jobs WHERE `+where, args...)
+	rows, err := t.query(ctx, `SELECT `+jobCols+` FROM jobs WHERE `+where, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -160,12 +160,12 @@ func (t *Tx) jobs(ctx context.Context, where string, args ...any) ([]Job, error)
 
 // Job returns a job by id.
 func (t *Tx) Job(ctx context.Context, id string) (Job, error) {
-	return scanJob(t.q.QueryRowContext(ctx, `SELECT `+jobCols+` FROM jobs WHERE id = ?`, id))
+	return scanJob(t.queryRow(ctx, `SELECT `+jobCols+` FROM jobs WHERE id = ?`, id))
 }
 
 // JobOfAttempt returns the job behind an action attempt.
 func (t *Tx) JobOfAttempt(ctx context.Context, actionAttemptID string) (Job, error) {
-	return scanJob(t.q.QueryRowContext(ctx, `SELECT `+jobCols+` FROM jobs WHERE action_attempt_id = ?`, actionAttemptID))
+	return scanJob(t.queryRow(ctx, `SELECT `+jobCols+` FROM jobs WHERE action_attempt_id = ?`, actionAttemptID))
 }
 
 // OfferableJobs lists a bridge's jobs that are still pending, have no
@@ -181,7 +181,7 @@ func (t *Tx) DueJobs(ctx context.Context, now time.Time) ([]Job, error) {
 
 // MarkJobSent records that a job was offered to a bridge link.
 func (t *Tx) MarkJobSent(ctx context.Context, id string, at time.Time) error {
-	_, err := t.q.ExecContext(ctx, `UPDATE jobs SET sent_at = ? WHERE id = ?`, ms(at), id)
+	_, err := t.exec(ctx, `UPDATE jobs SET sent_at = ? WHERE id = ?`, ms(at), id)
 	return err
 }
 
@@ -194,20 +194,20 @@ func (t *Tx) UnackedJobs(ctx context.Context, offeredBefore, now time.Time) ([]J
 
 // MarkJobAcked records the bridge's ack.
 func (t *Tx) MarkJobAcked(ctx context.Context, id string, at time.Time) error {
-	_, err := t.q.ExecContext(ctx, `UPDATE jobs SET acked_at = COALESCE(acked_at, ?) WHERE id = ?`, ms(at), id)
+	_, err := t.exec(ctx, `UPDATE jobs SET acked_at = COALESCE(acked_at, ?) WHERE id = ?`, ms(at), id)
 	return err
 }
 
 // SetJobStage records the stage a running job reached.
 func (t *Tx) SetJobStage(ctx context.Context, id, stage string, at time.Time) error {
-	_, err := t.q.ExecContext(ctx, `UPDATE jobs SET stage = ?, stage_at = ? WHERE id = ? AND result IS NULL`, stage, ms(at), id)
+	_, err := t.exec(ctx, `UPDATE jobs SET stage = ?, stage_at = ? WHERE id = ? AND result IS NULL`, stage, ms(at), id)
 	return err
 }
 
 // SetJobResult stores the bridge's result, once: it reports false if the
 // job already had one.
 func (t *Tx) SetJobResult(ctx context.Context, id string, result json.RawMessage, at time.Time) (bool, error) {
-	res, err := t.q.ExecContext(ctx, `UPDATE jobs SET result = ?, result_at = ? WHERE id = ? AND result IS NULL`, string(result), ms(at), id)
+	res, err := t.exec(ctx, `UPDATE jobs SET result = ?, result_at = ? WHERE id = ? AND result IS NULL`, string(result), ms(at), id)
 	if err != nil {
 		return false, err
 	}
@@ -217,24 +217,25 @@ func (t *Tx) SetJobResult(ctx context.Context, id string, result json.RawMessage
 
 // CloseJob records that the job's action attempt finished.
 func (t *Tx) CloseJob(ctx context.Context, id string, at time.Time) error {
-	_, err := t.q.ExecContext(ctx, `UPDATE jobs SET closed_at = COALESCE(closed_at, ?) WHERE id = ?`, ms(at), id)
+	_, err := t.exec(ctx, `UPDATE jobs SET closed_at = COALESCE(closed_at, ?) WHERE id = ?`, ms(at), id)
 	return err
 }
 
 // SetSimulation makes the next job of kind on an encoder end with outcome
 // (replacing an earlier one).
 func (t *Tx) SetSimulation(ctx context.Context, encoderID, kind string, outcome json.RawMessage, at time.Time) error {
-	_, err := t.q.ExecContext(ctx, `INSERT INTO simulations (encoder_id, kind, outcome, created_at) VALUES (?, ?, ?, ?)
+	_, err := t.exec(ctx, `INSERT INTO simulations (encoder_id, kind, outcome, created_at) VALUES (?, ?, ?, ?)
 		ON CONFLICT (encoder_id, kind) DO UPDATE SET outcome = excluded.outcome, created_at = excluded.created_at`,
 		encoderID, kind, string(outcome), ms(at))
 	return err
 }
 
 // Simulation returns the pending simulated outcome of the next job of
-// kind on an encoder.
+// kind on an encoder. In a transaction the row stays locked until it
+// ends: two jobs started at once never both take one simulation.
 func (t *Tx) Simulation(ctx context.Context, encoderID, kind string) (json.RawMessage, error) {
 	var s string
-	err := t.q.QueryRowContext(ctx, `SELECT outcome FROM simulations WHERE encoder_id = ? AND kind = ?`, encoderID, kind).Scan(&s)
+	err := t.queryRow(ctx, `SELECT outcome FROM simulations WHERE encoder_id = ? AND kind = ?`+t.forUpdate(), encoderID, kind).Scan(&s)
 	if err != nil {
 		return nil, notFound(err)
 	}
@@ -243,7 +244,7 @@ func (t *Tx) Simulation(ctx context.Context, encoderID, kind string) (json.RawMe
 
 // DeleteSimulation consumes a simulated outcome.
 func (t *Tx) DeleteSimulation(ctx context.Context, encoderID, kind string) error {
-	_, err := t.q.ExecContext(ctx, `DELETE FROM simulations WHERE encoder_id = ? AND kind = ?`, encoderID, kind)
+	_, err := t.exec(ctx, `DELETE FROM simulations WHERE encoder_id = ? AND kind = ?`, encoderID, kind)
 	return err
 }
 

@@ -65,11 +65,11 @@ type Cursor struct {
 // queryPage finishes a list query whose WHERE clause is in b: it adds the
 // page's cursor, orders, fetches one row more than the page to learn
 // whether another follows, and scans the rows.
-func queryPage[T any](ctx context.Context, q dbtx, b *strings.Builder, args []any, p Page, scan func(interface{ Scan(...any) error }) (T, error)) (out []T, more bool, err error) {
+func queryPage[T any](ctx context.Context, t *Tx, b *strings.Builder, args []any, p Page, scan func(interface{ Scan(...any) error }) (T, error)) (out []T, more bool, err error) {
 	p.where(b, &args)
 	b.WriteString(` ORDER BY created_at, id LIMIT ?`)
 	args = append(args, p.limit()+1)
-	rows, err := q.QueryContext(ctx, b.String(), args...)
+	rows, err := t.query(ctx, b.String(), args...)
 	if err != nil {
 		return nil, false, err
 	}
@@ -127,19 +127,19 @@ func scanEncoder(row interface{ Scan(...any) error }) (Encoder, error) {
 // and technologies) and clears its removal. It returns the stored row.
 func (t *Tx) UpsertEncoder(ctx context.Context, e Encoder) (Encoder, error) {
 	techs, _ := json.Marshal(nonNil(e.Technologies))
-	_, err := t.q.ExecContext(ctx, `INSERT INTO encoders (`+encoderCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)
+	_, err := t.exec(ctx, `INSERT INTO encoders (`+encoderCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)
 		ON CONFLICT (id) DO UPDATE SET display_name = excluded.display_name, reader_name = excluded.reader_name,
 			technologies = excluded.technologies, removed_at = NULL`,
 		e.ID, e.WorkspaceID, e.BridgeID, e.ProtocolID, e.DisplayName, e.ReaderName, string(techs), ms(e.CreatedAt))
 	if err != nil {
 		return Encoder{}, fmt.Errorf("store: upsert encoder: %w", err)
 	}
-	return scanEncoder(t.q.QueryRowContext(ctx, `SELECT `+encoderCols+` FROM encoders WHERE id = ?`, e.ID))
+	return scanEncoder(t.queryRow(ctx, `SELECT `+encoderCols+` FROM encoders WHERE id = ?`, e.ID))
 }
 
 // RemoveEncoder marks a bridge's encoder as removed (unplugged).
 func (t *Tx) RemoveEncoder(ctx context.Context, bridgeID, protocolID string, at time.Time) error {
-	res, err := t.q.ExecContext(ctx, `UPDATE encoders SET removed_at = COALESCE(removed_at, ?) WHERE bridge_id = ? AND protocol_id = ?`,
+	res, err := t.exec(ctx, `UPDATE encoders SET removed_at = COALESCE(removed_at, ?) WHERE bridge_id = ? AND protocol_id = ?`,
 		ms(at), bridgeID, protocolID)
 	return t.expectOne(res, err)
 }
@@ -155,13 +155,13 @@ func (t *Tx) RemoveEncodersExcept(ctx context.Context, bridgeID string, keep []s
 			args = append(args, k)
 		}
 	}
-	_, err := t.q.ExecContext(ctx, q, args...)
+	_, err := t.exec(ctx, q, args...)
 	return err
 }
 
 // Encoder returns a workspace's encoder.
 func (t *Tx) Encoder(ctx context.Context, workspaceID, id string) (Encoder, error) {
-	return scanEncoder(t.q.QueryRowContext(ctx, `SELECT `+encoderCols+` FROM encoders WHERE id = ? AND workspace_id = ?`, id, workspaceID))
+	return scanEncoder(t.queryRow(ctx, `SELECT `+encoderCols+` FROM encoders WHERE id = ? AND workspace_id = ?`, id, workspaceID))
 }
 
 // EncoderFilter narrows ListEncoders; empty fields do not filter.
@@ -184,13 +184,13 @@ func (t *Tx) ListEncoders(ctx context.Context, workspaceID string, f EncoderFilt
 			args = append(args, id)
 		}
 	}
-	return queryPage(ctx, t.q, &b, args, p, scanEncoder)
+	return queryPage(ctx, t, &b, args, p, scanEncoder)
 }
 
 // CreateCredential inserts c.
 func (t *Tx) CreateCredential(ctx context.Context, c Credential) error {
 	ents, _ := json.Marshal(nonNil(c.EntranceIDs))
-	_, err := t.q.ExecContext(ctx, `INSERT INTO credentials (id, workspace_id, access_method_id, acs_user_id, user_identity_id,
+	_, err := t.exec(ctx, `INSERT INTO credentials (id, workspace_id, access_method_id, acs_user_id, user_identity_id,
 		card_number, card_function_type, starts_at, ends_at, entrance_ids, issue_sequence, created_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		c.ID, c.WorkspaceID, c.AccessMethodID, c.AcsUserID, c.UserIdentityID, c.CardNumber, c.CardFunctionType,
@@ -226,20 +226,20 @@ func scanCredential(row interface{ Scan(...any) error }) (Credential, error) {
 
 // Credential returns a workspace's credential.
 func (t *Tx) Credential(ctx context.Context, workspaceID, id string) (Credential, error) {
-	return scanCredential(t.q.QueryRowContext(ctx, `SELECT `+credentialCols+` FROM credentials WHERE id = ? AND workspace_id = ?`, id, workspaceID))
+	return scanCredential(t.queryRow(ctx, `SELECT `+credentialCols+` FROM credentials WHERE id = ? AND workspace_id = ?`, id, workspaceID))
 }
 
 // CredentialByAccessMethod returns the credential of a workspace's card
 // access method.
 func (t *Tx) CredentialByAccessMethod(ctx context.Context, workspaceID, accessMethodID string) (Credential, error) {
-	return scanCredential(t.q.QueryRowContext(ctx, `SELECT `+credentialCols+` FROM credentials WHERE access_method_id = ? AND workspace_id = ?`,
+	return scanCredential(t.queryRow(ctx, `SELECT `+credentialCols+` FROM credentials WHERE access_method_id = ? AND workspace_id = ?`,
 		accessMethodID, workspaceID))
 }
 
 // LatestCredential returns the workspace's most recently issued credential,
 // or the most recently created one if none is issued.
 func (t *Tx) LatestCredential(ctx context.Context, workspaceID string) (Credential, error) {
-	return scanCredential(t.q.QueryRowContext(ctx, `SELECT `+credentialCols+` FROM credentials WHERE workspace_id = ?
+	return scanCredential(t.queryRow(ctx, `SELECT `+credentialCols+` FROM credentials WHERE workspace_id = ?
 		ORDER BY is_issued DESC, COALESCE(issued_at, created_at) DESC, id DESC LIMIT 1`, workspaceID))
 }
 
@@ -271,18 +271,20 @@ func (t *Tx) ListCredentials(ctx context.Context, workspaceID string, f Credenti
 		args = append(args, ms(*f.CreatedBefore))
 	}
 	if f.Search != "" {
-		like := "%" + strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(f.Search) + "%"
-		b.WriteString(` AND (card_number LIKE ? ESCAPE '\' OR ('Card ' || card_number) LIKE ? ESCAPE '\'
-			OR acs_user_id LIKE ? ESCAPE '\' OR id LIKE ? ESCAPE '\')`)
-		args = append(args, like, like, like, like)
+		pattern := "%" + strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(f.Search) + "%"
+		// SQLite's LIKE ignores ASCII case; PostgreSQL's ILIKE does the same.
+		like := t.d.like
+		b.WriteString(` AND (card_number ` + like + ` ? ESCAPE '\' OR ('Card ' || card_number) ` + like + ` ? ESCAPE '\'
+			OR acs_user_id ` + like + ` ? ESCAPE '\' OR id ` + like + ` ? ESCAPE '\')`)
+		args = append(args, pattern, pattern, pattern, pattern)
 	}
-	return queryPage(ctx, t.q, &b, args, p, scanCredential)
+	return queryPage(ctx, t, &b, args, p, scanCredential)
 }
 
 // CountEncodeJob counts one more encode job for a credential and returns
 // how many were started before it.
 func (t *Tx) CountEncodeJob(ctx context.Context, credentialID string) (before int, err error) {
-	err = t.q.QueryRowContext(ctx, `UPDATE credentials SET encode_jobs = encode_jobs + 1 WHERE id = ? RETURNING encode_jobs - 1`,
+	err = t.queryRow(ctx, `UPDATE credentials SET encode_jobs = encode_jobs + 1 WHERE id = ? RETURNING encode_jobs - 1`,
 		credentialID).Scan(&before)
 	return before, notFound(err)
 }
@@ -301,9 +303,11 @@ type CardIssued struct {
 // finished out of order) does not replace it: locks honour the higher one.
 // It reports whether the record changed.
 func (t *Tx) IssueCredential(ctx context.Context, credentialID string, c CardIssued) (bool, error) {
-	res, err := t.q.ExecContext(ctx, `UPDATE credentials SET is_issued = 1, issued_at = ?, issue_sequence = ?,
+	// One conditional UPDATE: on PostgreSQL a concurrent one waits for the
+	// row lock and re-checks the condition against the committed row.
+	res, err := t.exec(ctx, `UPDATE credentials SET is_issued = TRUE, issued_at = ?, issue_sequence = ?,
 		card_uid = ?, card_technology = ?, key_version = ?
-		WHERE id = ? AND (is_issued = 0 OR issue_sequence <= ?)`,
+		WHERE id = ? AND (is_issued = FALSE OR issue_sequence <= ?)`,
 		ms(c.IssuedAt), int64(c.IssueSequence), c.CardUID, c.CardTechnology, c.KeyVersion, credentialID, int64(c.IssueSequence))
 	if err != nil {
 		return false, err
@@ -321,7 +325,7 @@ func nonNil(s []string) []string {
 
 // AssignCredential sets the user a credential belongs to.
 func (t *Tx) AssignCredential(ctx context.Context, credentialID, acsUserID, userIdentityID string) error {
-	res, err := t.q.ExecContext(ctx, `UPDATE credentials SET acs_user_id = ?, user_identity_id = ? WHERE id = ?`,
+	res, err := t.exec(ctx, `UPDATE credentials SET acs_user_id = ?, user_identity_id = ? WHERE id = ?`,
 		acsUserID, userIdentityID, credentialID)
 	return t.expectOne(res, err)
 }

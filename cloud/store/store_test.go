@@ -3,11 +3,33 @@ package store
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/encoder-bridge/encoder-bridge/internal/pgtest"
 )
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+// backends are the databases the shared suite runs on: each gives a new,
+// empty database's name.
+var backends = []struct {
+	name  string
+	fresh func(t *testing.T) string
+}{
+	{"sqlite", func(t *testing.T) string { return filepath.Join(t.TempDir(), "c.db") }},
+	{"postgres", func(t *testing.T) string { return pgtest.DSN(t) }},
+}
+
+// both runs fn on each backend, with a fresh database.
+func both(t *testing.T, fn func(t *testing.T, dsn string)) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) { fn(t, b.fresh(t)) })
+	}
+}
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
@@ -71,8 +93,9 @@ func TestPragmasAndMigrations(t *testing.T) {
 }
 
 // Everything committed is there after a reopen, and counters go on.
-func TestReopenKeepsState(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "c.db")
+func TestReopenKeepsState(t *testing.T) { both(t, testReopenKeepsState) }
+
+func testReopenKeepsState(t *testing.T, path string) {
 	ctx := context.Background()
 	s := open(t, path)
 	w := seed(t, s, "w1")
@@ -118,8 +141,10 @@ func TestReopenKeepsState(t *testing.T) {
 }
 
 // Lookups by id never cross workspaces.
-func TestTenantScoping(t *testing.T) {
-	s := open(t, filepath.Join(t.TempDir(), "c.db"))
+func TestTenantScoping(t *testing.T) { both(t, testTenantScoping) }
+
+func testTenantScoping(t *testing.T, dsn string) {
+	s := open(t, dsn)
 	ctx := context.Background()
 	a, b := seed(t, s, "wa"), seed(t, s, "wb")
 	err := s.Update(ctx, func(tx *Tx) error {
@@ -159,8 +184,10 @@ func TestTenantScoping(t *testing.T) {
 }
 
 // A card with a lower sequence never replaces the recorded one.
-func TestIssueCredentialKeepsNewest(t *testing.T) {
-	s := open(t, filepath.Join(t.TempDir(), "c.db"))
+func TestIssueCredentialKeepsNewest(t *testing.T) { both(t, testIssueCredentialKeepsNewest) }
+
+func testIssueCredentialKeepsNewest(t *testing.T, dsn string) {
+	s := open(t, dsn)
 	ctx := context.Background()
 	w := seed(t, s, "w")
 	_ = s.Update(ctx, func(tx *Tx) error {
@@ -184,8 +211,10 @@ func TestIssueCredentialKeepsNewest(t *testing.T) {
 
 // A row whose JSON column does not decode is an error naming the row, not
 // a credential without entrances or an encoder without technologies.
-func TestDamagedRows(t *testing.T) {
-	s := open(t, filepath.Join(t.TempDir(), "c.db"))
+func TestDamagedRows(t *testing.T) { both(t, testDamagedRows) }
+
+func testDamagedRows(t *testing.T, dsn string) {
+	s := open(t, dsn)
 	ctx := context.Background()
 	w := seed(t, s, "w")
 	err := s.Update(ctx, func(tx *Tx) error {

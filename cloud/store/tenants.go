@@ -48,7 +48,7 @@ type Bridge struct {
 
 // CreateWorkspace inserts w.
 func (t *Tx) CreateWorkspace(ctx context.Context, w Workspace) error {
-	_, err := t.q.ExecContext(ctx, `INSERT INTO workspaces (id, name, acs_system_id, connected_account_id, is_sandbox, created_at)
+	_, err := t.exec(ctx, `INSERT INTO workspaces (id, name, acs_system_id, connected_account_id, is_sandbox, created_at)
 		VALUES (?, ?, ?, ?, ?, ?)`, w.ID, w.Name, w.AcsSystemID, w.ConnectedAccountID, w.IsSandbox, ms(w.CreatedAt))
 	if err != nil {
 		return fmt.Errorf("store: create workspace: %w", err)
@@ -68,12 +68,12 @@ func scanWorkspace(row interface{ Scan(...any) error }) (Workspace, error) {
 
 // Workspace returns a workspace by id.
 func (t *Tx) Workspace(ctx context.Context, id string) (Workspace, error) {
-	return scanWorkspace(t.q.QueryRowContext(ctx, `SELECT `+workspaceCols+` FROM workspaces WHERE id = ?`, id))
+	return scanWorkspace(t.queryRow(ctx, `SELECT `+workspaceCols+` FROM workspaces WHERE id = ?`, id))
 }
 
 // Workspaces lists every workspace, oldest first.
 func (t *Tx) Workspaces(ctx context.Context) ([]Workspace, error) {
-	rows, err := t.q.QueryContext(ctx, `SELECT `+workspaceCols+` FROM workspaces ORDER BY created_at, id`)
+	rows, err := t.query(ctx, `SELECT `+workspaceCols+` FROM workspaces ORDER BY created_at, id`)
 	if err != nil {
 		return nil, err
 	}
@@ -90,9 +90,12 @@ func (t *Tx) Workspaces(ctx context.Context) ([]Workspace, error) {
 }
 
 // NextCardNumber hands out the workspace's next card number.
+//
+// One UPDATE ... RETURNING: the row lock it takes makes concurrent callers,
+// on any instance, wait for each other's commit and get distinct numbers.
 func (t *Tx) NextCardNumber(ctx context.Context, workspaceID string) (int64, error) {
 	var n int64
-	err := t.q.QueryRowContext(ctx, `UPDATE workspaces SET next_card_number = next_card_number + 1
+	err := t.queryRow(ctx, `UPDATE workspaces SET next_card_number = next_card_number + 1
 		WHERE id = ? RETURNING next_card_number - 1`, workspaceID).Scan(&n)
 	return n, notFound(err)
 }
@@ -102,7 +105,7 @@ func (t *Tx) NextCardNumber(ctx context.Context, workspaceID string) (int64, err
 // higher sequence than every card issued before it for any entrance.
 func (t *Tx) NextIssueSequence(ctx context.Context, workspaceID string) (uint32, error) {
 	var n int64
-	err := t.q.QueryRowContext(ctx, `UPDATE workspaces SET next_issue_sequence = next_issue_sequence + 1
+	err := t.queryRow(ctx, `UPDATE workspaces SET next_issue_sequence = next_issue_sequence + 1
 		WHERE id = ? RETURNING next_issue_sequence - 1`, workspaceID).Scan(&n)
 	if err != nil {
 		return 0, notFound(err)
@@ -115,7 +118,7 @@ func (t *Tx) NextIssueSequence(ctx context.Context, workspaceID string) (uint32,
 
 // CreateAPIKey inserts k.
 func (t *Tx) CreateAPIKey(ctx context.Context, k APIKey) error {
-	_, err := t.q.ExecContext(ctx, `INSERT INTO api_keys (id, workspace_id, hash, created_at) VALUES (?, ?, ?, ?)`,
+	_, err := t.exec(ctx, `INSERT INTO api_keys (id, workspace_id, hash, created_at) VALUES (?, ?, ?, ?)`,
 		k.ID, k.WorkspaceID, k.Hash, ms(k.CreatedAt))
 	if err != nil {
 		return fmt.Errorf("store: create api key: %w", err)
@@ -128,7 +131,7 @@ func (t *Tx) APIKey(ctx context.Context, id string) (APIKey, error) {
 	var k APIKey
 	var created int64
 	var revoked sql.NullInt64
-	err := t.q.QueryRowContext(ctx, `SELECT id, workspace_id, hash, created_at, revoked_at FROM api_keys WHERE id = ?`, id).
+	err := t.queryRow(ctx, `SELECT id, workspace_id, hash, created_at, revoked_at FROM api_keys WHERE id = ?`, id).
 		Scan(&k.ID, &k.WorkspaceID, &k.Hash, &created, &revoked)
 	k.CreatedAt, k.RevokedAt = fromMS(created), fromNullMS(revoked)
 	return k, notFound(err)
@@ -136,12 +139,12 @@ func (t *Tx) APIKey(ctx context.Context, id string) (APIKey, error) {
 
 // RevokeAPIKey revokes a key.
 func (t *Tx) RevokeAPIKey(ctx context.Context, id string, at time.Time) error {
-	return t.expectOne(t.q.ExecContext(ctx, `UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`, ms(at), id))
+	return t.expectOne(t.exec(ctx, `UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`, ms(at), id))
 }
 
 // CreateBridge inserts b.
 func (t *Tx) CreateBridge(ctx context.Context, b Bridge) error {
-	_, err := t.q.ExecContext(ctx, `INSERT INTO bridges (id, workspace_id, name, token_id, token_hash, created_at)
+	_, err := t.exec(ctx, `INSERT INTO bridges (id, workspace_id, name, token_id, token_hash, created_at)
 		VALUES (?, ?, ?, ?, ?, ?)`, b.ID, b.WorkspaceID, b.Name, b.TokenID, b.TokenHash, ms(b.CreatedAt))
 	if err != nil {
 		return fmt.Errorf("store: create bridge: %w", err)
@@ -164,17 +167,17 @@ func scanBridge(row interface{ Scan(...any) error }) (Bridge, error) {
 
 // Bridge returns a bridge by id.
 func (t *Tx) Bridge(ctx context.Context, id string) (Bridge, error) {
-	return scanBridge(t.q.QueryRowContext(ctx, `SELECT `+bridgeCols+` FROM bridges WHERE id = ?`, id))
+	return scanBridge(t.queryRow(ctx, `SELECT `+bridgeCols+` FROM bridges WHERE id = ?`, id))
 }
 
 // BridgeByToken returns the bridge whose token has the public id tokenID.
 func (t *Tx) BridgeByToken(ctx context.Context, tokenID string) (Bridge, error) {
-	return scanBridge(t.q.QueryRowContext(ctx, `SELECT `+bridgeCols+` FROM bridges WHERE token_id = ?`, tokenID))
+	return scanBridge(t.queryRow(ctx, `SELECT `+bridgeCols+` FROM bridges WHERE token_id = ?`, tokenID))
 }
 
 // Bridges lists a workspace's bridges, oldest first.
 func (t *Tx) Bridges(ctx context.Context, workspaceID string) ([]Bridge, error) {
-	rows, err := t.q.QueryContext(ctx, `SELECT `+bridgeCols+` FROM bridges WHERE workspace_id = ? ORDER BY created_at, id`, workspaceID)
+	rows, err := t.query(ctx, `SELECT `+bridgeCols+` FROM bridges WHERE workspace_id = ? ORDER BY created_at, id`, workspaceID)
 	if err != nil {
 		return nil, err
 	}
@@ -192,7 +195,7 @@ func (t *Tx) Bridges(ctx context.Context, workspaceID string) ([]Bridge, error) 
 
 // RevokeBridge revokes a bridge's token.
 func (t *Tx) RevokeBridge(ctx context.Context, id string, at time.Time) error {
-	return t.expectOne(t.q.ExecContext(ctx, `UPDATE bridges SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`, ms(at), id))
+	return t.expectOne(t.exec(ctx, `UPDATE bridges SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`, ms(at), id))
 }
 
 // RevokedBridges returns those of the bridges ids whose token is revoked.
@@ -204,7 +207,8 @@ func (t *Tx) RevokedBridges(ctx context.Context, ids []string) ([]string, error)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := t.q.QueryContext(ctx, `SELECT id FROM bridges WHERE revoked_at IS NOT NULL AND id IN (SELECT value FROM json_each(?))`, string(list))
+	// One JSON parameter, not one per id: a server holds thousands.
+	rows, err := t.query(ctx, `SELECT id FROM bridges WHERE revoked_at IS NOT NULL AND id IN (SELECT value FROM `+t.d.jsonTextArray+`)`, string(list))
 	if err != nil {
 		return nil, err
 	}
@@ -222,27 +226,36 @@ func (t *Tx) RevokedBridges(ctx context.Context, ids []string) ([]string, error)
 
 // EncoderRecords counts the encoders a bridge has on record, removed ones
 // included, and tells whether the encoder id is one of them.
+//
+// In a transaction (Update) it first locks the bridge's row, so that the
+// count still holds when the caller inserts: two links of one bridge, on
+// this instance or another, never both take the last place.
 func (t *Tx) EncoderRecords(ctx context.Context, bridgeID, id string) (n int, known bool, err error) {
-	err = t.q.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(id = ?), 0) > 0 FROM encoders WHERE bridge_id = ?`, id, bridgeID).Scan(&n, &known)
+	if t.inTx {
+		if err := t.lockRow(ctx, "bridges", bridgeID); err != nil {
+			return 0, false, err
+		}
+	}
+	err = t.queryRow(ctx, `SELECT COUNT(*), COUNT(CASE WHEN id = ? THEN 1 END) > 0 FROM encoders WHERE bridge_id = ?`, id, bridgeID).Scan(&n, &known)
 	return n, known, err
 }
 
 // TouchBridge records that a bridge said hello.
 func (t *Tx) TouchBridge(ctx context.Context, id string, at time.Time, softwareVersion string) error {
-	_, err := t.q.ExecContext(ctx, `UPDATE bridges SET last_seen_at = ?, software_version = ? WHERE id = ?`, ms(at), softwareVersion, id)
+	_, err := t.exec(ctx, `UPDATE bridges SET last_seen_at = ?, software_version = ? WHERE id = ?`, ms(at), softwareVersion, id)
 	return err
 }
 
 // RecordJournalReset records that a bridge reported its job journal
 // damaged and started over.
 func (t *Tx) RecordJournalReset(ctx context.Context, id string, at time.Time, reason string) error {
-	_, err := t.q.ExecContext(ctx, `UPDATE bridges SET journal_reset_at = ?, journal_reset_reason = ? WHERE id = ?`, ms(at), reason, id)
+	_, err := t.exec(ctx, `UPDATE bridges SET journal_reset_at = ?, journal_reset_reason = ? WHERE id = ?`, ms(at), reason, id)
 	return err
 }
 
 // SeenBridge records when a bridge was last heard from.
 func (t *Tx) SeenBridge(ctx context.Context, id string, at time.Time) error {
-	_, err := t.q.ExecContext(ctx, `UPDATE bridges SET last_seen_at = ? WHERE id = ?`, ms(at), id)
+	_, err := t.exec(ctx, `UPDATE bridges SET last_seen_at = ? WHERE id = ?`, ms(at), id)
 	return err
 }
 

@@ -1,15 +1,18 @@
 // Command encoder-cloud is the reference cloud: a Seam-style HTTP API for
 // card encoders and the websocket that front-desk bridges dial.
 //
-//	encoder-cloud serve --db PATH [--listen 127.0.0.1:8080] [--job-timeout 60s] [--settle-wait 2s] [--bootstrap FILE]
+//	encoder-cloud serve --db DB [--listen 127.0.0.1:8080] [--job-timeout 60s] [--settle-wait 2s] [--bootstrap FILE]
 //	                    [--max-conns 4096] [--max-conns-per-source 256] [--read-timeout 10s]
-//	encoder-cloud init --db PATH --out FILE [--endpoint URL]
-//	encoder-cloud workspace create --db PATH --name NAME [--sandbox]
-//	encoder-cloud workspace list --db PATH
-//	encoder-cloud api-key create --db PATH --workspace ID
-//	encoder-cloud api-key revoke --db PATH --key KEY_OR_ID
-//	encoder-cloud bridge-token create --db PATH --workspace ID --name NAME
-//	encoder-cloud bridge-token revoke --db PATH --bridge ID
+//	encoder-cloud init --db DB --out FILE [--endpoint URL]
+//	encoder-cloud workspace create --db DB --name NAME [--sandbox]
+//	encoder-cloud workspace list --db DB
+//	encoder-cloud api-key create --db DB --workspace ID
+//	encoder-cloud api-key revoke --db DB --key KEY_OR_ID
+//	encoder-cloud bridge-token create --db DB --workspace ID --name NAME
+//	encoder-cloud bridge-token revoke --db DB --bridge ID
+//
+// DB is a SQLite file's path or a postgres:// URL; without --db, the
+// environment variable ENCODER_CLOUD_DB.
 //
 // Exit status is 0 on success, 1 on failure, 2 on a usage error.
 package main
@@ -52,7 +55,13 @@ type app struct {
 	stdout, stderr io.Writer
 	// listening, if set, is told the address serve listens on.
 	listening func(net.Addr)
+	// getenv reads the environment; nil is os.Getenv.
+	getenv func(string) string
 }
+
+// envDB names the database when --db is not given: a URL with a password
+// there is not in the process list.
+const envDB = "ENCODER_CLOUD_DB"
 
 // errUsage marks command-line mistakes (exit status 2).
 var errUsage = errors.New("usage")
@@ -61,16 +70,21 @@ const usage = `encoder-cloud is the reference cloud for encoder-bridge: a Seam-s
 for card encoders and the websocket front-desk bridges connect to.
 
 Usage:
-  encoder-cloud serve --db PATH [--listen 127.0.0.1:8080] [--job-timeout 60s] [--settle-wait 2s] [--bootstrap FILE]
+  encoder-cloud serve --db DB [--listen 127.0.0.1:8080] [--job-timeout 60s] [--settle-wait 2s] [--bootstrap FILE]
                       [--max-conns 4096] [--max-conns-per-source 256] [--read-timeout 10s]
-  encoder-cloud init --db PATH --out FILE [--endpoint URL] [--workspace-name N] [--bridge-name N]
-  encoder-cloud workspace create --db PATH --name NAME [--sandbox] [--json]
-  encoder-cloud workspace list --db PATH [--json]
-  encoder-cloud api-key create --db PATH --workspace ID [--json]
-  encoder-cloud api-key revoke --db PATH --key KEY_OR_ID
-  encoder-cloud bridge-token create --db PATH --workspace ID --name NAME [--json]
-  encoder-cloud bridge-token revoke --db PATH --bridge ID
+  encoder-cloud init --db DB --out FILE [--endpoint URL] [--workspace-name N] [--bridge-name N]
+  encoder-cloud workspace create --db DB --name NAME [--sandbox] [--json]
+  encoder-cloud workspace list --db DB [--json]
+  encoder-cloud api-key create --db DB --workspace ID [--json]
+  encoder-cloud api-key revoke --db DB --key KEY_OR_ID
+  encoder-cloud bridge-token create --db DB --workspace ID --name NAME [--json]
+  encoder-cloud bridge-token revoke --db DB --bridge ID
   encoder-cloud version
+
+DB is a SQLite file's path (created if missing) or a PostgreSQL URL,
+postgres://USER@HOST:PORT/DATABASE; without --db, $ENCODER_CLOUD_DB. Keep a
+password out of the command line: PGPASSWORD, ~/.pgpass (PGPASSFILE) or
+the variable.
 
 Keys and tokens are printed once and stored only as hashes.
 Run "encoder-cloud COMMAND --help" for a command's flags.
@@ -146,9 +160,28 @@ type flags struct {
 func (a *app) flags(name string) *flags {
 	f := &flags{FlagSet: flag.NewFlagSet("encoder-cloud "+name, flag.ContinueOnError)}
 	f.SetOutput(a.stderr)
-	f.StringVar(&f.db, "db", "", "SQLite database `PATH` (created if missing)")
+	getenv := a.getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	f.Var(dbFlag{&f.db}, "db", "`DB`: a SQLite file's path (created if missing) or a postgres:// URL (default $"+envDB+")")
+	// Set after the flag is defined: --help never prints it, it may
+	// hold a password.
+	f.db = getenv(envDB)
 	return f
 }
+
+// dbFlag is --db; its String is empty, so that usage never shows a
+// default taken from the environment.
+type dbFlag struct{ p *string }
+
+func (d dbFlag) String() string {
+	if d.p == nil {
+		return ""
+	}
+	return *d.p
+}
+func (d dbFlag) Set(v string) error { *d.p = v; return nil }
 
 func (f *flags) parse(args []string, required ...string) error {
 	if err := f.Parse(args); err != nil {
