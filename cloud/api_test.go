@@ -56,7 +56,9 @@ func connect(t testing.TB, env *cloudtest.Env) (*cloudtest.Bridge, string) {
 
 // TestRoutesMatchSeam calls every route, POST and (where Seam allows it)
 // GET, and checks each answer against Seam's OpenAPI response schema.
-func TestRoutesMatchSeam(t *testing.T) {
+func TestRoutesMatchSeam(t *testing.T) { cloudtest.Backends(t, testRoutesMatchSeam) }
+
+func testRoutesMatchSeam(t *testing.T) {
 	sc := newSchema(t)
 	env := cloudtest.New(t, cloudtest.Options{})
 	b, encID := connect(t, env)
@@ -199,7 +201,9 @@ func TestRoutesMatchSeam(t *testing.T) {
 	}
 }
 
-func TestMethodsAndUnknownRoutes(t *testing.T) {
+func TestMethodsAndUnknownRoutes(t *testing.T) { cloudtest.Backends(t, testMethodsAndUnknownRoutes) }
+
+func testMethodsAndUnknownRoutes(t *testing.T) {
 	env := cloudtest.New(t, cloudtest.Options{})
 	status, out := env.Call(http.MethodGet, "/acs/encoders/encode_credential", nil)
 	if status != http.StatusMethodNotAllowed || errType(out) != "method_not_allowed" {
@@ -221,7 +225,9 @@ func TestMethodsAndUnknownRoutes(t *testing.T) {
 
 // Every route refuses a request without a key, with a malformed key, with
 // an unknown key, with a key whose secret is wrong, and with a revoked key.
-func TestAuthentication(t *testing.T) {
+func TestAuthentication(t *testing.T) { cloudtest.Backends(t, testAuthentication) }
+
+func testAuthentication(t *testing.T) {
 	env := cloudtest.New(t, cloudtest.Options{})
 	good := env.APIKey
 	id := strings.TrimPrefix(good, "seam_key")[:16]
@@ -268,7 +274,9 @@ func TestAuthentication(t *testing.T) {
 
 // A key of one workspace never sees another's encoders, credentials or
 // action attempts: ids of the other workspace are answered as unknown.
-func TestTenancy(t *testing.T) {
+func TestTenancy(t *testing.T) { cloudtest.Backends(t, testTenancy) }
+
+func testTenancy(t *testing.T) {
 	env := cloudtest.New(t, cloudtest.Options{})
 	b, encID := connect(t, env)
 	cred := env.CreateCredential(nil)
@@ -332,7 +340,9 @@ func TestTenancy(t *testing.T) {
 	}
 }
 
-func TestEncodeCredentialInput(t *testing.T) {
+func TestEncodeCredentialInput(t *testing.T) { cloudtest.Backends(t, testEncodeCredentialInput) }
+
+func testEncodeCredentialInput(t *testing.T) {
 	env := cloudtest.New(t, cloudtest.Options{})
 	_, encID := connect(t, env)
 	cred := env.CreateCredential(nil)
@@ -394,7 +404,9 @@ func TestEncodeCredentialInput(t *testing.T) {
 	}
 }
 
-func TestCreateCredentialInput(t *testing.T) {
+func TestCreateCredentialInput(t *testing.T) { cloudtest.Backends(t, testCreateCredentialInput) }
+
+func testCreateCredentialInput(t *testing.T) {
 	env := cloudtest.New(t, cloudtest.Options{})
 	now := env.Clock.Now()
 	user := "6f1c2d8e-3a4b-4c5d-9e6f-708192a3b4c5"
@@ -452,7 +464,9 @@ func itoa(i int) string {
 	return itoa(i/10) + digits[i%10:i%10+1]
 }
 
-func TestListPagination(t *testing.T) {
+func TestListPagination(t *testing.T) { cloudtest.Backends(t, testListPagination) }
+
+func testListPagination(t *testing.T) {
 	env := cloudtest.New(t, cloudtest.Options{})
 	var ids []string
 	for i := 0; i < 5; i++ {
@@ -498,7 +512,9 @@ type cloudConfig = cloud.Config
 // Seam's JavaScript SDK sends get and list calls as GET with arrays as
 // repeated keys, an empty array as one empty value, null as an empty
 // value, and _strict=true on every query.
-func TestSDKQueryStyle(t *testing.T) {
+func TestSDKQueryStyle(t *testing.T) { cloudtest.Backends(t, testSDKQueryStyle) }
+
+func testSDKQueryStyle(t *testing.T) {
 	env := cloudtest.New(t, cloudtest.Options{})
 	_, encID := connect(t, env)
 	cases := []struct {

@@ -52,7 +52,9 @@ func wantError(t *testing.T, a map[string]any, typ protocol.ErrorType) {
 	}
 }
 
-func TestEncodeSuccess(t *testing.T) {
+func TestEncodeSuccess(t *testing.T) { cloudtest.Backends(t, testEncodeSuccess) }
+
+func testEncodeSuccess(t *testing.T) {
 	env := cloudtest.New(t, cloudtest.Options{})
 	b, encID := connect(t, env)
 	cred := env.CreateCredential(nil)
@@ -94,7 +96,9 @@ func TestEncodeSuccess(t *testing.T) {
 
 // The bridge's error types reach the client unchanged; types Seam does not
 // define for the action become uncategorized_error.
-func TestErrorTypesPassThrough(t *testing.T) {
+func TestErrorTypesPassThrough(t *testing.T) { cloudtest.Backends(t, testErrorTypesPassThrough) }
+
+func testErrorTypesPassThrough(t *testing.T) {
 	env := cloudtest.New(t, cloudtest.Options{})
 	b, encID := connect(t, env)
 	types := append(seam.ErrorTypes(seam.ActionEncodeCredential), "paper_jam", "")
@@ -129,7 +133,9 @@ func TestErrorTypesPassThrough(t *testing.T) {
 	}
 }
 
-func TestEncoderNotOnline(t *testing.T) {
+func TestEncoderNotOnline(t *testing.T) { cloudtest.Backends(t, testEncoderNotOnline) }
+
+func testEncoderNotOnline(t *testing.T) {
 	env := cloudtest.New(t, cloudtest.Options{})
 	b, encID := connect(t, env)
 	credID := env.CreateCredential(nil)["acs_credential_id"].(string)
@@ -161,6 +167,10 @@ func waitOffline(t *testing.T, env *cloudtest.Env) {
 }
 
 func TestBridgeDisconnectedAtDeadline(t *testing.T) {
+	cloudtest.Backends(t, testBridgeDisconnectedAtDeadline)
+}
+
+func testBridgeDisconnectedAtDeadline(t *testing.T) {
 	env := cloudtest.New(t, cloudtest.Options{})
 	b, encID := connect(t, env)
 	credID := env.CreateCredential(nil)["acs_credential_id"].(string)
@@ -182,7 +192,9 @@ func TestBridgeDisconnectedAtDeadline(t *testing.T) {
 	b.ExpectNone(100 * time.Millisecond)
 }
 
-func TestActionAttemptExpired(t *testing.T) {
+func TestActionAttemptExpired(t *testing.T) { cloudtest.Backends(t, testActionAttemptExpired) }
+
+func testActionAttemptExpired(t *testing.T) {
 	env := cloudtest.New(t, cloudtest.Options{JobTimeout: 30 * time.Second})
 	b, encID := connect(t, env)
 	att := scan(t, env, encID)
@@ -201,7 +213,9 @@ func TestActionAttemptExpired(t *testing.T) {
 }
 
 // The sweeper runs by itself on the injected clock.
-func TestSweeperRunsOnClock(t *testing.T) {
+func TestSweeperRunsOnClock(t *testing.T) { cloudtest.Backends(t, testSweeperRunsOnClock) }
+
+func testSweeperRunsOnClock(t *testing.T) {
 	env := cloudtest.New(t, cloudtest.Options{})
 	b, encID := connect(t, env)
 	att := scan(t, env, encID)
@@ -219,6 +233,10 @@ func TestSweeperRunsOnClock(t *testing.T) {
 // A late encode success still records the card on the credential: the card
 // exists and its sequence counts at the locks.
 func TestLateEncodeResultRecordsCard(t *testing.T) {
+	cloudtest.Backends(t, testLateEncodeResultRecordsCard)
+}
+
+func testLateEncodeResultRecordsCard(t *testing.T) {
 	env := cloudtest.New(t, cloudtest.Options{})
 	b, encID := connect(t, env)
 	credID := env.CreateCredential(nil)["acs_credential_id"].(string)
@@ -236,7 +254,9 @@ func TestLateEncodeResultRecordsCard(t *testing.T) {
 	}
 }
 
-func TestReofferAfterReconnect(t *testing.T) {
+func TestReofferAfterReconnect(t *testing.T) { cloudtest.Backends(t, testReofferAfterReconnect) }
+
+func testReofferAfterReconnect(t *testing.T) {
 	env := cloudtest.New(t, cloudtest.Options{})
 	b, encID := connect(t, env)
 	credID := env.CreateCredential(nil)["acs_credential_id"].(string)
@@ -274,7 +294,9 @@ func TestReofferAfterReconnect(t *testing.T) {
 
 // Results finished while the link was down come in the hello; each is
 // acknowledged, including one for a job the cloud does not know.
-func TestResultsInHello(t *testing.T) {
+func TestResultsInHello(t *testing.T) { cloudtest.Backends(t, testResultsInHello) }
+
+func testResultsInHello(t *testing.T) {
 	env := cloudtest.New(t, cloudtest.Options{})
 	b, encID := connect(t, env)
 	credID := env.CreateCredential(nil)["acs_credential_id"].(string)
@@ -302,7 +324,9 @@ func TestResultsInHello(t *testing.T) {
 	}
 }
 
-func TestDuplicateResults(t *testing.T) {
+func TestDuplicateResults(t *testing.T) { cloudtest.Backends(t, testDuplicateResults) }
+
+func testDuplicateResults(t *testing.T) {
 	env := cloudtest.New(t, cloudtest.Options{})
 	b, encID := connect(t, env)
 	credID := env.CreateCredential(nil)["acs_credential_id"].(string)
@@ -323,7 +347,9 @@ func TestDuplicateResults(t *testing.T) {
 
 // A cloud restarted mid-job (new Server on the same database) offers the
 // job again when the bridge reconnects, and completes it.
-func TestRestartMidJob(t *testing.T) {
+func TestRestartMidJob(t *testing.T) { cloudtest.Backends(t, testRestartMidJob) }
+
+func testRestartMidJob(t *testing.T) {
 	env := cloudtest.New(t, cloudtest.Options{})
 	b, encID := connect(t, env)
 	credID := env.CreateCredential(nil)["acs_credential_id"].(string)
@@ -348,7 +374,9 @@ func TestRestartMidJob(t *testing.T) {
 // After a restart with no reconnect, a job whose deadline passed while the
 // cloud was down expires as action_attempt_expired; one that passes after
 // the restart without its bridge is bridge_disconnected.
-func TestRestartExpiry(t *testing.T) {
+func TestRestartExpiry(t *testing.T) { cloudtest.Backends(t, testRestartExpiry) }
+
+func testRestartExpiry(t *testing.T) {
 	env := cloudtest.New(t, cloudtest.Options{})
 	b, encID := connect(t, env)
 	early := scan(t, env, encID)
@@ -368,7 +396,9 @@ func TestRestartExpiry(t *testing.T) {
 
 // Malformed, oversized and unknown messages are answered with an error
 // message and the link stays up.
-func TestBadMessagesKeepLink(t *testing.T) {
+func TestBadMessagesKeepLink(t *testing.T) { cloudtest.Backends(t, testBadMessagesKeepLink) }
+
+func testBadMessagesKeepLink(t *testing.T) {
 	env := cloudtest.New(t, cloudtest.Options{})
 	b, encID := connect(t, env)
 	big := `{"v":1,"type":"ack","ack":{"job_id":"` + strings.Repeat("x", protocol.MaxMessageSize) + `"}}`
@@ -418,7 +448,9 @@ func TestHugeFrameClosesLink(t *testing.T) {
 	}
 }
 
-func TestHelloRules(t *testing.T) {
+func TestHelloRules(t *testing.T) { cloudtest.Backends(t, testHelloRules) }
+
+func testHelloRules(t *testing.T) {
 	env := cloudtest.New(t, cloudtest.Options{})
 	otherID, otherToken, err := env.Server.CreateBridgeToken(t.Context(), env.Workspace.ID, "Back office")
 	if err != nil {
@@ -506,7 +538,9 @@ func TestHelloRules(t *testing.T) {
 
 // A second link of the same bridge replaces the first, which is closed;
 // jobs go to the newer link.
-func TestLinkReplaced(t *testing.T) {
+func TestLinkReplaced(t *testing.T) { cloudtest.Backends(t, testLinkReplaced) }
+
+func testLinkReplaced(t *testing.T) {
 	env := cloudtest.New(t, cloudtest.Options{})
 	old, encID := connect(t, env)
 	nu := env.Connect(cloudtest.Encoder("e1"))
@@ -518,7 +552,9 @@ func TestLinkReplaced(t *testing.T) {
 	nu.Expect(protocol.TypeJob)
 }
 
-func TestEncoderLifecycle(t *testing.T) {
+func TestEncoderLifecycle(t *testing.T) { cloudtest.Backends(t, testEncoderLifecycle) }
+
+func testEncoderLifecycle(t *testing.T) {
 	env := cloudtest.New(t, cloudtest.Options{})
 	b := env.Connect(cloudtest.Encoder("e1"), cloudtest.Encoder("e2"))
 	list := arr(env.MustCall("/acs/encoders/list", nil)["acs_encoders"])
@@ -587,7 +623,9 @@ func waitEncoder(t *testing.T, env *cloudtest.Env, id string, ok func(map[string
 
 // A bridge's error message about a job ends it when the bridge cannot run
 // it.
-func TestBridgeRefusesJob(t *testing.T) {
+func TestBridgeRefusesJob(t *testing.T) { cloudtest.Backends(t, testBridgeRefusesJob) }
+
+func testBridgeRefusesJob(t *testing.T) {
 	env := cloudtest.New(t, cloudtest.Options{})
 	b, encID := connect(t, env)
 	for code, want := range map[protocol.ErrorCode]protocol.ErrorType{
@@ -604,6 +642,10 @@ func TestBridgeRefusesJob(t *testing.T) {
 
 // One bridge cannot finish another bridge's job.
 func TestResultOfAnotherBridgesJob(t *testing.T) {
+	cloudtest.Backends(t, testResultOfAnotherBridgesJob)
+}
+
+func testResultOfAnotherBridgesJob(t *testing.T) {
 	env := cloudtest.New(t, cloudtest.Options{})
 	b, encID := connect(t, env)
 	att := scan(t, env, encID)
@@ -623,7 +665,9 @@ func TestResultOfAnotherBridgesJob(t *testing.T) {
 	}
 }
 
-func TestRevokedBridgeIsCut(t *testing.T) {
+func TestRevokedBridgeIsCut(t *testing.T) { cloudtest.Backends(t, testRevokedBridgeIsCut) }
+
+func testRevokedBridgeIsCut(t *testing.T) {
 	env := cloudtest.New(t, cloudtest.Options{})
 	b, _ := connect(t, env)
 	if err := env.Server.RevokeBridgeToken(t.Context(), env.BridgeID); err != nil {
@@ -637,7 +681,9 @@ func TestRevokedBridgeIsCut(t *testing.T) {
 
 // A job a connected bridge does not acknowledge (it could not store it,
 // or the frame was lost) is offered again; an acknowledged one is not.
-func TestUnackedJobOfferedAgain(t *testing.T) {
+func TestUnackedJobOfferedAgain(t *testing.T) { cloudtest.Backends(t, testUnackedJobOfferedAgain) }
+
+func testUnackedJobOfferedAgain(t *testing.T) {
 	env := cloudtest.New(t, cloudtest.Options{})
 	b, encID := connect(t, env)
 	scan(t, env, encID)
@@ -666,7 +712,9 @@ func TestUnackedJobOfferedAgain(t *testing.T) {
 
 // A job the bridge says it holds (hello.active_jobs) is not offered again:
 // its result will come. Other unfinished jobs are.
-func TestHeldJobNotOffered(t *testing.T) {
+func TestHeldJobNotOffered(t *testing.T) { cloudtest.Backends(t, testHeldJobNotOffered) }
+
+func testHeldJobNotOffered(t *testing.T) {
 	env := cloudtest.New(t, cloudtest.Options{})
 	b, encID := connect(t, env)
 	held := encodeJob(t, env, b, encID)
@@ -704,6 +752,10 @@ func encodeJob(t *testing.T, env *cloudtest.Env, b *cloudtest.Bridge, encID stri
 // ack) stays pending, and the cloud offers it to the bridge's next
 // connection, which did not list it (docs/protocol.md, "Stopping").
 func TestStoppingBridgeJobOfferedAgain(t *testing.T) {
+	cloudtest.Backends(t, testStoppingBridgeJobOfferedAgain)
+}
+
+func testStoppingBridgeJobOfferedAgain(t *testing.T) {
 	env := cloudtest.New(t, cloudtest.Options{})
 	b, encID := connect(t, env)
 	att := scan(t, env, encID)

@@ -49,7 +49,9 @@ func warningCodes(res map[string]any) []string {
 
 // Re-encoding an issued credential makes a replacement card with a higher
 // issue sequence; the old card then scans as out of sync.
-func TestReissue(t *testing.T) {
+func TestReissue(t *testing.T) { cloudtest.Backends(t, testReissue) }
+
+func testReissue(t *testing.T) {
 	env := cloudtest.New(t, cloudtest.Options{})
 	b, encID := connect(t, env)
 	other := env.CreateCredential(nil) // uses a sequence, so sequences are not just per credential
@@ -87,7 +89,9 @@ func TestReissue(t *testing.T) {
 }
 
 // A credential whose validity ended cannot be reissued.
-func TestReissueAfterEnd(t *testing.T) {
+func TestReissueAfterEnd(t *testing.T) { cloudtest.Backends(t, testReissueAfterEnd) }
+
+func testReissueAfterEnd(t *testing.T) {
 	env := cloudtest.New(t, cloudtest.Options{})
 	b, encID := connect(t, env)
 	credID := env.CreateCredential(nil)["acs_credential_id"].(string)
@@ -101,7 +105,9 @@ func TestReissueAfterEnd(t *testing.T) {
 	b.ExpectNone(50 * time.Millisecond)
 }
 
-func TestScanResults(t *testing.T) {
+func TestScanResults(t *testing.T) { cloudtest.Backends(t, testScanResults) }
+
+func testScanResults(t *testing.T) {
 	env := cloudtest.New(t, cloudtest.Options{})
 	b, encID := connect(t, env)
 	cred := env.CreateCredential(nil)
@@ -180,7 +186,9 @@ func TestScanResults(t *testing.T) {
 	})
 }
 
-func TestScanToAssign(t *testing.T) {
+func TestScanToAssign(t *testing.T) { cloudtest.Backends(t, testScanToAssign) }
+
+func testScanToAssign(t *testing.T) {
 	env := cloudtest.New(t, cloudtest.Options{})
 	b, encID := connect(t, env)
 	credID := env.CreateCredential(nil)["acs_credential_id"].(string)
@@ -209,7 +217,9 @@ func TestScanToAssign(t *testing.T) {
 }
 
 // Simulations decide the next job's outcome without a card or a bridge.
-func TestSimulations(t *testing.T) {
+func TestSimulations(t *testing.T) { cloudtest.Backends(t, testSimulations) }
+
+func testSimulations(t *testing.T) {
 	env := cloudtest.New(t, cloudtest.Options{})
 	b, encID := connect(t, env)
 	b.Conn.Close() // simulations need no bridge
@@ -296,7 +306,9 @@ func TestSimulations(t *testing.T) {
 	}
 }
 
-func TestSimulationsNeedSandbox(t *testing.T) {
+func TestSimulationsNeedSandbox(t *testing.T) { cloudtest.Backends(t, testSimulationsNeedSandbox) }
+
+func testSimulationsNeedSandbox(t *testing.T) {
 	env := cloudtest.New(t, cloudtest.Options{NotSandbox: true})
 	_, encID := connect(t, env)
 	status, out := env.Call(http.MethodPost, "/acs/encoders/simulate/next_credential_encode_will_succeed", map[string]any{"acs_encoder_id": encID})

@@ -240,6 +240,13 @@ func (s *Server) CloseRevoked(ctx context.Context) (int, error) {
 	return len(revoked), nil
 }
 
+// Backend is the store's backend: "sqlite" or "postgres".
+func (s *Server) Backend() string { return s.store.Backend() }
+
+// RedactDSN returns a Config.DB fit for a log: a PostgreSQL URL without
+// its password.
+func RedactDSN(db string) string { return store.RedactDSN(db) }
+
 // Sweep expires due jobs now; tests call it after moving a fake clock.
 func (s *Server) Sweep(ctx context.Context) (int, error) { return s.jobs.Sweep(ctx) }
 

@@ -23,7 +23,7 @@ func TestImportRules(t *testing.T) {
 		"cloud/api":       {"cloud/clock", "cloud/jobs", "cloud/seam", "cloud/secret", "cloud/store", "protocol"},
 		"cloud/auth":      {"cloud/clock", "cloud/secret", "cloud/store"},
 		"cloud/clock":     {},
-		"cloud/cloudtest": {"cloud", "cloud/clock", "protocol"},
+		"cloud/cloudtest": {"cloud", "cloud/clock", "internal/pgtest", "protocol"},
 		"cloud/hub":       {"cloud/secret", "cloud/store", "protocol"},
 		"cloud/jobs":      {"cloud/clock", "cloud/seam", "cloud/store", "protocol"},
 		"cloud/metrics":   {},

@@ -86,7 +86,9 @@ func waitHeld(t *testing.T, env *cloudtest.Env, n int) {
 // The first answer of encode_credential, scan_credential and
 // scan_to_assign_credential is the settled attempt when the job finishes
 // within the hold, whichever way it finishes.
-func TestSettledAnswer(t *testing.T) {
+func TestSettledAnswer(t *testing.T) { cloudtest.Backends(t, testSettledAnswer) }
+
+func testSettledAnswer(t *testing.T) {
 	cases := []struct {
 		name   string
 		path   string
@@ -178,7 +180,9 @@ func TestSettledAnswer(t *testing.T) {
 
 // Past the hold, or when the client asks not to wait, or when too many
 // answers are held, the answer is pending, as Seam's.
-func TestPendingAnswer(t *testing.T) {
+func TestPendingAnswer(t *testing.T) { cloudtest.Backends(t, testPendingAnswer) }
+
+func testPendingAnswer(t *testing.T) {
 	t.Run("the hold ends", func(t *testing.T) {
 		env := cloudtest.New(t, cloudtest.Options{SettleWait: settleWait})
 		b, encID := connect(t, env)
@@ -262,7 +266,9 @@ func TestPendingAnswer(t *testing.T) {
 
 // A client that goes away while its answer is held leaves no goroutine
 // and no connection behind, and the job goes on: its result is stored.
-func TestHeldAnswerClientGone(t *testing.T) {
+func TestHeldAnswerClientGone(t *testing.T) { cloudtest.Backends(t, testHeldAnswerClientGone) }
+
+func testHeldAnswerClientGone(t *testing.T) {
 	env := cloudtest.New(t, cloudtest.Options{SettleWait: settleWait})
 	b, encID := connect(t, env)
 	closed := make(chan struct{}, 1)
@@ -307,6 +313,10 @@ func TestHeldAnswerClientGone(t *testing.T) {
 // A held answer is the request's own goroutine parked in Await: holding
 // starts no goroutine of its own.
 func TestHeldAnswersAddNoGoroutine(t *testing.T) {
+	cloudtest.Backends(t, testHeldAnswersAddNoGoroutine)
+}
+
+func testHeldAnswersAddNoGoroutine(t *testing.T) {
 	env := cloudtest.New(t, cloudtest.Options{SettleWait: time.Hour})
 	b, encID := connect(t, env)
 	const n = 20

@@ -1,6 +1,6 @@
 // Package cloudtest starts a real cloud on loopback for tests (real
-// SQLite in a temporary directory, real HTTP and websockets through
-// httptest) and drives it like a client and like a bridge: Env calls the
+// SQLite in a temporary directory, or a real PostgreSQL database under
+// Backends; real HTTP and websockets through httptest) and drives it like a client and like a bridge: Env calls the
 // Seam-style API, Bridge is a fake bridge speaking the protocol over a
 // gorilla websocket. Time is a fake clock the test moves.
 //
@@ -17,6 +17,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +25,7 @@ import (
 
 	"github.com/encoder-bridge/encoder-bridge/cloud"
 	"github.com/encoder-bridge/encoder-bridge/cloud/clock"
+	"github.com/encoder-bridge/encoder-bridge/internal/pgtest"
 	"github.com/encoder-bridge/encoder-bridge/protocol"
 )
 
@@ -32,7 +34,9 @@ var Start = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 // Options configure New. The zero value works.
 type Options struct {
-	// DB is the database file; default a new file in t.TempDir().
+	// DB is the database (cloud.Config.DB); default a new SQLite file in
+	// t.TempDir(), or a new PostgreSQL database in the postgres half of
+	// Backends.
 	DB string
 	// Clock; default a fake clock at Start.
 	Clock *clock.Fake
@@ -69,7 +73,7 @@ type Env struct {
 func New(t testing.TB, opt Options) *Env {
 	t.Helper()
 	if opt.DB == "" {
-		opt.DB = filepath.Join(t.TempDir(), "cloud.db")
+		opt.DB = NewDB(t)
 	}
 	if opt.Clock == nil {
 		opt.Clock = clock.NewFake(Start)
@@ -88,6 +92,49 @@ func New(t testing.TB, opt Options) *Env {
 		t.Fatal(err)
 	}
 	return e
+}
+
+// postgresTests are the names of the running postgres halves of Backends.
+var postgresTests sync.Map
+
+// Backends runs fn twice, as the subtests "sqlite" and "postgres": in the
+// second, New and NewDB give a fresh PostgreSQL database (package
+// internal/pgtest, whose Main the test binary's TestMain must run), so a
+// cloud test suite runs on both stores unchanged. Without PostgreSQL the
+// postgres half is skipped, or fails when CI is set.
+func Backends(t *testing.T, fn func(t *testing.T)) {
+	t.Run("sqlite", fn)
+	t.Run("postgres", func(t *testing.T) {
+		pgtest.Shared(t)
+		postgresTests.Store(t.Name(), true)
+		t.Cleanup(func() { postgresTests.Delete(t.Name()) })
+		fn(t)
+	})
+}
+
+// OnPostgres reports whether t is (within) the postgres half of Backends.
+func OnPostgres(t testing.TB) bool {
+	name := t.Name()
+	for {
+		if _, ok := postgresTests.Load(name); ok {
+			return true
+		}
+		i := strings.LastIndex(name, "/")
+		if i < 0 {
+			return false
+		}
+		name = name[:i]
+	}
+}
+
+// NewDB returns a new, empty database for t's backend: a SQLite file in
+// t.TempDir(), or a PostgreSQL database under Backends.
+func NewDB(t testing.TB) string {
+	t.Helper()
+	if OnPostgres(t) {
+		return pgtest.DSN(t)
+	}
+	return filepath.Join(t.TempDir(), "cloud.db")
 }
 
 func (e *Env) start() {
@@ -238,17 +285,24 @@ type Bridge struct {
 // Dial connects a fake bridge with token; on a refused upgrade it
 // returns the HTTP response.
 func (e *Env) Dial(bridgeID, token string) (*Bridge, *http.Response, error) {
+	return DialBridge(e.T, e.WebsocketURL(), bridgeID, token)
+}
+
+// DialBridge connects a fake bridge with token to the cloud at wsURL (one
+// that runs elsewhere, such as in a process of its own); on a refused
+// upgrade it returns the HTTP response. The link is closed when t ends.
+func DialBridge(t testing.TB, wsURL, bridgeID, token string) (*Bridge, *http.Response, error) {
 	h := http.Header{}
 	if token != "" {
 		h.Set("Authorization", "Bearer "+token)
 	}
-	conn, resp, err := websocket.DefaultDialer.Dial(e.WebsocketURL(), h)
+	conn, resp, err := websocket.DefaultDialer.Dial(wsURL, h)
 	if err != nil {
 		return nil, resp, err
 	}
-	b := &Bridge{T: e.T, ID: bridgeID, Conn: conn, In: make(chan *protocol.Message, 1024), Closed: make(chan struct{})}
+	b := &Bridge{T: t, ID: bridgeID, Conn: conn, In: make(chan *protocol.Message, 1024), Closed: make(chan struct{})}
 	go b.read()
-	e.T.Cleanup(func() { conn.Close() })
+	t.Cleanup(func() { conn.Close() })
 	return b, resp, nil
 }
 

@@ -22,16 +22,6 @@ import (
 	"github.com/encoder-bridge/encoder-bridge/internal/syncbuf"
 )
 
-// TestMain lets the test binary run as encoder-cloud itself, so a test can
-// start the command in a process of its own, with its own limits.
-func TestMain(m *testing.M) {
-	if os.Getenv("ENCODER_CLOUD_TEST_MAIN") == "1" {
-		main()
-		return
-	}
-	os.Exit(m.Run())
-}
-
 // A flood of connections from one address that promise a body and never
 // send it, some with a key and some without, against a server allowed 256
 // file descriptors: /healthz from another address answers throughout,

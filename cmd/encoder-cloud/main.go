@@ -450,7 +450,8 @@ func (a *app) cmdServe(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	log.Info("serving", zap.String("endpoint", endpoint), zap.String("version", version), zap.Duration("job_timeout", *jobTimeout), zap.Duration("settle_wait", max(*settleWait, 0)))
+	log.Info("serving", zap.String("endpoint", endpoint), zap.String("version", version),
+		zap.String("store", srv.Backend()), zap.String("database", cloud.RedactDSN(f.db)), zap.Duration("job_timeout", *jobTimeout), zap.Duration("settle_wait", max(*settleWait, 0)))
 	if a.listening != nil {
 		a.listening(ln.Addr())
 	}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -17,16 +18,79 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/encoder-bridge/encoder-bridge/cloud"
+	"github.com/encoder-bridge/encoder-bridge/internal/pgtest"
 	"github.com/encoder-bridge/encoder-bridge/internal/syncbuf"
 	"github.com/encoder-bridge/encoder-bridge/protocol"
 )
+
+// TestMain lets the test binary run as encoder-cloud itself, so a test can
+// start the command in a process of its own, with its own limits; and
+// stops the PostgreSQL cluster of the tests that use one.
+func TestMain(m *testing.M) {
+	if os.Getenv("ENCODER_CLOUD_TEST_MAIN") == "1" {
+		main()
+		return
+	}
+	os.Exit(pgtest.Main(m))
+}
+
+// dbPassword is in every PostgreSQL URL the tests give the command (the
+// test cluster lets the socket's users in without one): it must never
+// show in its output.
+const dbPassword = "n0t-in-any-l0g"
+
+// backends runs fn on a new SQLite file and on a new PostgreSQL database
+// whose URL holds dbPassword.
+func backends(t *testing.T, fn func(t *testing.T, db string)) {
+	t.Run("sqlite", func(t *testing.T) { fn(t, filepath.Join(t.TempDir(), "c.db")) })
+	t.Run("postgres", func(t *testing.T) { fn(t, pgDSN(t)) })
+}
+
+func pgDSN(t *testing.T) string {
+	t.Helper()
+	u, err := url.Parse(pgtest.DSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword(u.User.Username(), dbPassword)
+	return u.String()
+}
 
 func run(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errb syncbuf.Buffer
 	a := &app{stdout: &out, stderr: &errb}
 	code := a.run(context.Background(), args)
+	noSecret(t, strings.Join(args[:min(len(args), 2)], " "), out.String()+errb.String())
 	return code, out.String(), errb.String()
+}
+
+// Without --db, the database is $ENCODER_CLOUD_DB; --db wins over it.
+func TestDBFromEnvironment(t *testing.T) {
+	dir := t.TempDir()
+	fromEnv, fromFlag := filepath.Join(dir, "env.db"), filepath.Join(dir, "flag.db")
+	runEnv := func(args ...string) (int, string) {
+		var out, errb syncbuf.Buffer
+		a := &app{stdout: &out, stderr: &errb, getenv: func(k string) string {
+			if k == envDB {
+				return fromEnv
+			}
+			return ""
+		}}
+		return a.run(context.Background(), args), out.String() + errb.String()
+	}
+	if code, out := runEnv("workspace", "create", "--name", "From env"); code != 0 {
+		t.Fatalf("create: %d %s", code, out)
+	}
+	if code, out := runEnv("workspace", "create", "--name", "From flag", "--db", fromFlag); code != 0 {
+		t.Fatalf("create --db: %d %s", code, out)
+	}
+	if code, out := runEnv("workspace", "list"); code != 0 || !strings.Contains(out, "From env") || strings.Contains(out, "From flag") {
+		t.Errorf("list from env: %d %s", code, out)
+	}
+	if code, out, _ := run(t, "workspace", "list", "--db", fromFlag); code != 0 || !strings.Contains(out, "From flag") {
+		t.Errorf("list --db: %d %s", code, out)
+	}
 }
 
 func TestUsage(t *testing.T) {
@@ -53,8 +117,9 @@ func TestUsage(t *testing.T) {
 	}
 }
 
-func TestAdminCommands(t *testing.T) {
-	db := filepath.Join(t.TempDir(), "c.db")
+func TestAdminCommands(t *testing.T) { backends(t, testAdminCommands) }
+
+func testAdminCommands(t *testing.T, db string) {
 	code, out, stderr := run(t, "workspace", "create", "--db", db, "--name", "Seaside", "--json")
 	if code != 0 {
 		t.Fatalf("workspace create: %d %s", code, stderr)
@@ -111,9 +176,10 @@ func TestAdminCommands(t *testing.T) {
 	}
 }
 
-func TestInit(t *testing.T) {
-	dir := t.TempDir()
-	db, out := filepath.Join(dir, "c.db"), filepath.Join(dir, "boot.json")
+func TestInit(t *testing.T) { backends(t, testInit) }
+
+func testInit(t *testing.T, db string) {
+	out := filepath.Join(t.TempDir(), "boot.json")
 	code, stdout, stderr := run(t, "init", "--db", db, "--out", out, "--endpoint", "http://127.0.0.1:9999")
 	if code != 0 {
 		t.Fatalf("init: %d %s", code, stderr)
@@ -142,9 +208,10 @@ func TestInit(t *testing.T) {
 // serve answers on loopback, writes the bootstrap file, accepts the
 // bridge, keeps the file across restarts, never logs a secret, and
 // returns cleanly when its context ends (as on SIGINT/SIGTERM).
-func TestServe(t *testing.T) {
-	dir := t.TempDir()
-	db, boot := filepath.Join(dir, "c.db"), filepath.Join(dir, "boot.json")
+func TestServe(t *testing.T) { backends(t, testServe) }
+
+func testServe(t *testing.T, db string) {
+	boot := filepath.Join(t.TempDir(), "boot.json")
 	logs := &syncbuf.Buffer{}
 	metricsAddr := func() string {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -244,10 +311,13 @@ func TestServe(t *testing.T) {
 	if code := stop(); code != 0 {
 		t.Fatalf("second serve exit %d", code)
 	}
-	for _, s := range []string{b.APIKey, b.BridgeToken} {
+	for _, s := range []string{b.APIKey, b.BridgeToken, dbPassword} {
 		if strings.Contains(logs.String(), s) {
 			t.Errorf("a secret is in the logs")
 		}
+	}
+	if !strings.Contains(logs.String(), `"database":"`+cloud.RedactDSN(db)+`"`) {
+		t.Errorf("the database is not in the logs, as %s", cloud.RedactDSN(db))
 	}
 	if !strings.Contains(logs.String(), `"msg":"serving"`) {
 		t.Errorf("logs: %s", logs.String())

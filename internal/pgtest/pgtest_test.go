@@ -24,6 +24,9 @@ func TestDSN(t *testing.T) {
 		t.Fatalf("two tests share %s", a)
 	}
 	c := Shared(t)
+	if c.version < 90600 {
+		t.Errorf("server version %d not read", c.version)
+	}
 	if !strings.Contains(a, "host="+strings.ReplaceAll(c.Dir(), "/", "%2F")) {
 		t.Errorf("%s does not go through the cluster's socket directory %s", a, c.Dir())
 	}
