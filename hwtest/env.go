@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/ebfe/scard"
+
+	"github.com/encoder-bridge/encoder-bridge/hwtest/vpcd"
 )
 
 // Require skips t when pcscd or its vpcd readers are not available, or fails
@@ -48,6 +50,12 @@ func unavailable(t testing.TB, err error) {
 
 // listedSlots is Slots narrowed to the readers pcscd lists.
 func listedSlots() ([]Slot, error) {
+	if os.Getenv(vpcd.EnvReaderConf) != "" {
+		// A private pcscd (hwtest/pcscd): its configuration must be there.
+		if _, err := vpcd.ConfiguredReaders(); err != nil {
+			return nil, err
+		}
+	}
 	ctx, err := scard.EstablishContext()
 	if err != nil {
 		return nil, fmt.Errorf("pcscd not reachable: %w", err)

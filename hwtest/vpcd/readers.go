@@ -2,6 +2,7 @@ package vpcd
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -29,18 +30,51 @@ func DefaultReaders() []Reader {
 // confDir is where pcscd reads serial-reader configuration.
 const confDir = "/etc/reader.conf.d"
 
-// Readers lists the vpcd slots pcscd is configured with. With exactly one
-// vpcd entry in /etc/reader.conf.d it uses that entry's FRIENDLYNAME and
-// CHANNELID (the port): the driver gives each entry two slots, ports
-// CHANNELID and CHANNELID+1. Anything else (no entry, several, unreadable)
-// gives DefaultReaders: pcscd numbers several readers in an order the files
-// do not tell.
+// EnvReaderConf names the reader.conf.d directory of a private pcscd
+// (hwtest/pcscd) that this process should use instead of the machine's;
+// PCSCLITE_CSOCK_NAME then names its socket.
+const EnvReaderConf = "HWTEST_READER_CONF"
+
+// Readers lists the vpcd slots pcscd is configured with. With
+// EnvReaderConf set, those of that directory (see ConfiguredReaders).
+// Otherwise, with exactly one vpcd entry in /etc/reader.conf.d it uses
+// that entry's FRIENDLYNAME and CHANNELID (the port): the driver gives each
+// entry two slots, ports CHANNELID and CHANNELID+1. Anything else (no
+// entry, several, unreadable) gives DefaultReaders: pcscd numbers several
+// readers in an order the files do not tell.
 func Readers() []Reader {
+	if os.Getenv(EnvReaderConf) != "" {
+		rs, _ := ConfiguredReaders()
+		return rs
+	}
 	rs, err := readersFrom(confDir)
 	if err != nil || len(rs) == 0 {
 		return DefaultReaders()
 	}
 	return rs
+}
+
+// ErrConf: the private reader configuration named by EnvReaderConf is
+// missing or unusable.
+var ErrConf = errors.New("vpcd: private reader configuration")
+
+// ConfiguredReaders lists the slots of every vpcd entry in the directory
+// EnvReaderConf names, two per entry, in file order. Each entry must have
+// its own FRIENDLYNAME, so pcscd names its readers "FRIENDLYNAME 00 00"
+// and "FRIENDLYNAME 00 01" whatever order it loads them in.
+func ConfiguredReaders() ([]Reader, error) {
+	dir := os.Getenv(EnvReaderConf)
+	if dir == "" {
+		return nil, fmt.Errorf("%w: %s is not set", ErrConf, EnvReaderConf)
+	}
+	rs, err := allReadersFrom(dir)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s=%s: %w", ErrConf, EnvReaderConf, dir, err)
+	}
+	if len(rs) == 0 {
+		return nil, fmt.Errorf("%w: %s=%s: no vpcd entry", ErrConf, EnvReaderConf, dir)
+	}
+	return rs, nil
 }
 
 // ReaderFor is the reader whose card connects to addr, matched by port.
@@ -62,6 +96,40 @@ type confEntry struct {
 }
 
 func readersFrom(dir string) ([]Reader, error) {
+	vpcd, err := vpcdEntries(dir)
+	if err != nil {
+		return nil, err
+	}
+	if len(vpcd) != 1 {
+		return nil, nil
+	}
+	return vpcd[0].readers()
+}
+
+// allReadersFrom is every vpcd entry of dir, which must have distinct
+// names.
+func allReadersFrom(dir string) ([]Reader, error) {
+	vpcd, err := vpcdEntries(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []Reader
+	seen := map[string]bool{}
+	for _, e := range vpcd {
+		if seen[e.name] {
+			return nil, fmt.Errorf("two vpcd entries named %q: pcscd's numbering of them is not in the files", e.name)
+		}
+		seen[e.name] = true
+		rs, err := e.readers()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rs...)
+	}
+	return out, nil
+}
+
+func vpcdEntries(dir string) ([]confEntry, error) {
 	files, err := filepath.Glob(filepath.Join(dir, "*"))
 	if err != nil {
 		return nil, err
@@ -79,10 +147,11 @@ func readersFrom(dir string) ([]Reader, error) {
 			}
 		}
 	}
-	if len(vpcd) != 1 {
-		return nil, nil
-	}
-	e := vpcd[0]
+	return vpcd, nil
+}
+
+// readers are the entry's two slots.
+func (e confEntry) readers() ([]Reader, error) {
 	ch := e.channel
 	if ch == "" { // older configs put the port after the device name
 		if i := strings.LastIndexByte(e.device, ':'); i >= 0 {
@@ -97,6 +166,24 @@ func readersFrom(dir string) ([]Reader, error) {
 		{Name: e.name + " 00 00", Addr: net.JoinHostPort("127.0.0.1", strconv.FormatUint(port, 10))},
 		{Name: e.name + " 00 01", Addr: net.JoinHostPort("127.0.0.1", strconv.FormatUint(port+1, 10))},
 	}, nil
+}
+
+// SystemPorts are the vpcd ports of the machine's pcscd configuration and
+// the Debian defaults: a private pcscd must not take them.
+func SystemPorts() []int {
+	ports := []int{35963, 35964}
+	es, _ := vpcdEntries(confDir)
+	for _, e := range es {
+		if rs, err := e.readers(); err == nil {
+			for _, r := range rs {
+				if _, p, err := net.SplitHostPort(r.Addr); err == nil {
+					n, _ := strconv.Atoi(p)
+					ports = append(ports, n)
+				}
+			}
+		}
+	}
+	return ports
 }
 
 // parseConf reads reader.conf entries; FRIENDLYNAME starts a new one.

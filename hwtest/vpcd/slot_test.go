@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -383,5 +384,64 @@ func TestReadersFromConfig(t *testing.T) {
 	write("vpcd2", "FRIENDLYNAME\t\"Other PCD\"\nLIBPATH /usr/lib/pcsc/drivers/serial/libifdvpcd.so\nCHANNELID 0x9000\n")
 	if rs, _ := readersFrom(dir); rs != nil {
 		t.Fatalf("two entries: got %v, want nil (defaults)", rs)
+	}
+}
+
+func TestConfiguredReaders(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		files map[string]string
+		want  []Reader
+		err   bool
+	}{
+		{
+			name: "two entries",
+			files: map[string]string{"vpcd": "FRIENDLYNAME \"A #1\"\nDEVICENAME /dev/null:40001\nLIBPATH /x/libifdvpcd.so\nCHANNELID 40001\n" +
+				"FRIENDLYNAME \"A #2\"\nDEVICENAME /dev/null:40003\nLIBPATH /x/libifdvpcd.so\nCHANNELID 0x9C43\n"},
+			want: []Reader{{"A #1 00 00", "127.0.0.1:40001"}, {"A #1 00 01", "127.0.0.1:40002"}, {"A #2 00 00", "127.0.0.1:40003"}, {"A #2 00 01", "127.0.0.1:40004"}},
+		},
+		{
+			name:  "same name twice",
+			files: map[string]string{"vpcd": "FRIENDLYNAME \"A\"\nLIBPATH /x/libifdvpcd.so\nCHANNELID 40001\nFRIENDLYNAME \"A\"\nLIBPATH /x/libifdvpcd.so\nCHANNELID 40003\n"},
+			err:   true,
+		},
+		{name: "no vpcd entry", files: map[string]string{"ccid": "FRIENDLYNAME \"B\"\nLIBPATH /x/libccidtwin.so\n"}, err: true},
+		{name: "bad port", files: map[string]string{"vpcd": "FRIENDLYNAME \"A\"\nLIBPATH /x/libifdvpcd.so\nCHANNELID 70000\n"}, err: true},
+		{name: "missing directory", err: true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "conf")
+			if c.files != nil {
+				if err := os.Mkdir(dir, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for n, s := range c.files {
+				if err := os.WriteFile(filepath.Join(dir, n), []byte(s), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			t.Setenv(EnvReaderConf, dir)
+			got, err := ConfiguredReaders()
+			if c.err {
+				if !errors.Is(err, ErrConf) {
+					t.Fatalf("err = %v, want ErrConf", err)
+				}
+				if rs := Readers(); rs != nil {
+					t.Fatalf("Readers() = %v with a broken private configuration, want none (not the machine's)", rs)
+				}
+				return
+			}
+			if err != nil || !slices.Equal(got, c.want) {
+				t.Fatalf("got %v, %v; want %v", got, err, c.want)
+			}
+			if rs := Readers(); !slices.Equal(rs, c.want) {
+				t.Fatalf("Readers() = %v, want %v", rs, c.want)
+			}
+		})
+	}
+	t.Setenv(EnvReaderConf, "")
+	if _, err := ConfiguredReaders(); !errors.Is(err, ErrConf) {
+		t.Fatalf("unset: err = %v, want ErrConf", err)
 	}
 }
