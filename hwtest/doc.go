@@ -6,6 +6,11 @@
 // InsertCard. `go test ./...` runs packages in parallel and a vpcd slot holds
 // one card, so slots are taken under a cross-process lock.
 //
+// The slots are the machine's vpcd readers (/etc/reader.conf.d), or, with
+// vpcd.EnvReaderConf and PCSCLITE_CSOCK_NAME set, those of a private pcscd
+// (hwtest/pcscd) that the process was pointed at before its first PC/SC
+// call.
+//
 // Without pcscd the tests skip, unless the CI environment variable is set:
 // then they fail, because CI must run them.
 //
