@@ -560,11 +560,11 @@ func checkFile(ctx context.Context, c *conn) error {
 }
 
 // writeRecord writes the sealed record into the backup file and commits
-// it, in the write key's session. There is no read-back: the card's MACt
-// on each WriteData answer and on CommitTransaction's proves, under the
-// session key, that it took exactly the bytes the command's MACt covered
-// and committed them, and the backup file cannot hold half a write. The
-// sealed record is opened here before it is written instead.
+// it, in the write key's session, then reads it back as a lock does: in
+// the same session re-authenticated on the read key (NonFirst), in
+// CommMode.Full. The card's MACed answers already prove it took the
+// bytes; the read-back proves the read key the locks derive opens the
+// file and that the committed file holds exactly the record.
 func writeRecord(ctx context.Context, c *conn, ks *cardfmt.KeySet, cred cardfmt.Credential, uid []byte) (cardfmt.Record, error) {
 	rec, err := cardfmt.Seal(cred, ks, uid)
 	if err != nil {
@@ -573,6 +573,10 @@ func writeRecord(ctx context.Context, c *conn, ks *cardfmt.KeySet, cred cardfmt.
 	r, err := cardfmt.Open(rec, ks, uid)
 	if err != nil {
 		return cardfmt.Record{}, fmt.Errorf("desfire: the sealed record does not open: %w", err)
+	}
+	ck, err := keysFor(ks.Current(), uid)
+	if err != nil {
+		return cardfmt.Record{}, err
 	}
 	for off := 0; off < len(rec); off += maxWrite {
 		chunk := rec[off:min(off+maxWrite, len(rec))]
@@ -583,8 +587,23 @@ func writeRecord(ctx context.Context, c *conn, ks *cardfmt.KeySet, cred cardfmt.
 	if _, err := c.cmd(ctx, "CommitTransaction", insCommit, nil, nil, false, false); err != nil {
 		return cardfmt.Record{}, interrupted(err)
 	}
+	cardfmt.TraceVerifying(ctx)
+	if err := c.auth(ctx, false, keyRead, ck.k[keyRead]); err != nil {
+		return cardfmt.Record{}, interrupted(fmt.Errorf("desfire: read-back: %w", err))
+	}
+	got, err := c.cmd(ctx, "ReadData", insReadData, rwHeader(0, len(rec)), nil, false, true)
+	if err != nil {
+		return cardfmt.Record{}, interrupted(fmt.Errorf("desfire: read-back: %w", err))
+	}
+	if !bytes.Equal(got, rec) {
+		return cardfmt.Record{}, interrupted(errReadBack)
+	}
 	return r, nil
 }
+
+// errReadBack reports a committed file that reads back other than the
+// record written: a card whose memory did not keep it.
+var errReadBack = errors.New("desfire: the record reads back differently")
 
 // interrupted marks a failure after the write began: the card holds the
 // old record or the new one and stays re-encodable.

@@ -396,8 +396,8 @@ func TestAPDUCounts(t *testing.T) {
 		factory, re   int
 		scan, rekeyed int
 	}{
-		{"fixed UID", chip.DESFireOptions{}, 16, 8, 5, 19},
-		{"random UID", chip.DESFireOptions{RandomUID: true}, 17, 11, 8, 22},
+		{"fixed UID", chip.DESFireOptions{}, 20, 12, 5, 23},
+		{"random UID", chip.DESFireOptions{RandomUID: true}, 21, 15, 8, 26},
 	} {
 		r := newRig(t, tc.o)
 		enc := func(k link) error { return errOf(Encode(ctx, k.tag, k.info, ks, c)) }
@@ -422,6 +422,35 @@ func TestAPDUCounts(t *testing.T) {
 		if n := r.apdus(rekey); n != tc.rekeyed {
 			t.Errorf("%s: re-encode from an older key version %d APDUs, want %d", tc.name, n, tc.rekeyed)
 		}
+	}
+}
+
+// An encode reads the record back with the read key after the commit: a
+// card that acknowledges the write but does not keep it fails the encode
+// as interrupted, and the card never scans as a valid wrong record.
+func TestReadBack(t *testing.T) {
+	ks := keySet(t, "site", 1)
+	r := newRig(t, chip.DESFireOptions{})
+	old := credential("1001", 1)
+	r.mustEncode(ks, old)
+
+	rec := &recorder{Card: r.chip}
+	r.rdr.Insert(rec)
+	next := credential("2002", 1)
+	r.mustEncode(ks, next)
+	commit := bytes.LastIndexByte(rec.ins, insCommit)
+	if commit < 0 || !bytes.Equal(rec.ins[commit+1:], []byte{insAuthEV2NonFirst, insMoreFrames, insReadData, insMoreFrames}) {
+		t.Fatalf("after the commit: % X, want NonFirst (2 frames) and ReadData (2 frames)", rec.ins[commit+1:])
+	}
+
+	r.rdr.Insert(r.chip)
+	r.chip.WearByte(AID, fileNo, 40) // inside the card number
+	err := r.encode(ks, credential("3003", 1))
+	if !errors.Is(err, cardfmt.ErrInterrupted) || !errors.Is(err, errReadBack) {
+		t.Fatalf("encode onto a worn cell: %v, want interrupted, reads back differently", err)
+	}
+	if s := r.scan(ks); s.Valid() || s.Reason != cardfmt.ReasonBadMAC {
+		t.Fatalf("scan after the failed read-back: %+v, want bad_mac", s)
 	}
 }
 

@@ -118,11 +118,19 @@ type DESFire struct {
 	randomUID []byte // this activation's random anticollision UID
 	sel       *dfApp // nil: the PICC level
 	sess      *ev2.Session
-	authKey   int      // key number of sess
-	pending   *dfPend  // a command waiting for its next frame
+	authKey   int     // key number of sess
+	pending   *dfPend // a command waiting for its next frame
+	worn      []wornByte
 	out       []byte   // rest of an answer sent in frames
 	split     []int    // sizes of its next frames, maxFrame after
 	chain     *dfChain // a WriteData arriving in several frames
+}
+
+// wornByte is an EEPROM cell that no longer takes a write.
+type wornByte struct {
+	aid    [3]byte
+	fileNo byte
+	off    int
 }
 
 // dfChain is a command whose data arrives in several frames.
@@ -280,6 +288,15 @@ func (d *DESFire) AppKey(aid [3]byte, keyNo int) (key [16]byte, version byte, ok
 		return key, 0, false
 	}
 	return a.keys[keyNo], a.versions[keyNo], true
+}
+
+// WearByte makes byte off of a file keep its value through every later
+// commit, as a worn EEPROM cell would, while the card still acknowledges
+// the writes: the fault a read-back after the commit finds.
+func (d *DESFire) WearByte(aid [3]byte, fileNo byte, off int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.worn = append(d.worn, wornByte{aid, fileNo, off})
 }
 
 // Authenticated reports whether an EV2 session is open.

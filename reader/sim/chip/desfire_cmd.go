@@ -721,10 +721,16 @@ func (d *DESFire) commitTransaction(c *smCtx, data []byte) ([]byte, byte) {
 	if len(hdr) > 1 || len(hdr) == 1 && hdr[0] != 0 {
 		return nil, stParameterError
 	}
-	for _, f := range d.sel.files {
-		if f.staged != nil {
-			f.data, f.staged = f.staged, nil
+	for no, f := range d.sel.files {
+		if f.staged == nil {
+			continue
 		}
+		for _, w := range d.worn {
+			if w.aid == d.sel.aid && w.fileNo == no && w.off < len(f.data) {
+				f.staged[w.off] = f.data[w.off]
+			}
+		}
+		f.data, f.staged = f.staged, nil
 	}
 	return c.seal(nil, false)
 }
