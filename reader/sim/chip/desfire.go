@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/encoder-bridge/encoder-bridge/internal/ev1"
 	"github.com/encoder-bridge/encoder-bridge/internal/ev2"
 )
 
@@ -118,8 +119,10 @@ type DESFire struct {
 	randomUID []byte // this activation's random anticollision UID
 	sel       *dfApp // nil: the PICC level
 	sess      *ev2.Session
-	authKey   int     // key number of sess
-	pending   *dfPend // a command waiting for its next frame
+	ev1       *ev1.Session // a session of AuthenticateAES, AuthenticateISO or the legacy Authenticate
+	authKey   int          // key number of sess or ev1
+	pending   *dfPend      // a command waiting for its next frame
+	ev1Pend   *ev1Pend     // an EV1 authentication waiting for its second frame
 	worn      []wornByte
 	out       []byte   // rest of an answer sent in frames
 	split     []int    // sizes of its next frames, maxFrame after
@@ -231,7 +234,8 @@ func (d *DESFire) Reset() {
 
 func (d *DESFire) activate() {
 	d.abortTransaction()
-	d.sel, d.sess, d.pending, d.out, d.chain = nil, nil, nil, nil, nil
+	d.sel, d.pending, d.out, d.chain = nil, nil, nil, nil
+	d.endSession()
 	if d.opts.RandomUID {
 		// ISO/IEC 14443-3: a random single-size UID starts with 08.
 		d.randomUID = make([]byte, 4)
@@ -299,12 +303,17 @@ func (d *DESFire) WearByte(aid [3]byte, fileNo byte, off int) {
 	d.worn = append(d.worn, wornByte{aid, fileNo, off})
 }
 
-// Authenticated reports whether an EV2 session is open.
+// Authenticated reports whether an EV2 or EV1 session is open.
 func (d *DESFire) Authenticated() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.sess != nil
+	return d.authed()
 }
+
+func (d *DESFire) authed() bool { return d.sess != nil || d.ev1 != nil }
+
+// endSession ends the authentication, EV2 or EV1, and one half done.
+func (d *DESFire) endSession() { d.sess, d.ev1, d.ev1Pend = nil, nil, nil }
 
 func (d *DESFire) app(aid [3]byte) *dfApp {
 	for _, a := range d.apps {

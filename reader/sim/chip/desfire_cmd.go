@@ -6,6 +6,7 @@ import (
 	"errors"
 	"slices"
 
+	"github.com/encoder-bridge/encoder-bridge/internal/ev1"
 	"github.com/encoder-bridge/encoder-bridge/internal/ev2"
 )
 
@@ -27,7 +28,8 @@ func (d *DESFire) wrapped(raw []byte) []byte {
 	}
 	d.out, d.split = nil, nil
 	if len(a.data) > maxCmdFrame {
-		d.chain, d.sess = nil, nil
+		d.chain = nil
+		d.endSession()
 		return resp(nil, []byte{0x91, stLengthError})
 	}
 	ins, data := a.ins, a.data
@@ -76,28 +78,33 @@ func (d *DESFire) nextFrame() []byte {
 // plain; inside one, each handler opens and seals it as its
 // communication mode says, and any error ends the session.
 func (d *DESFire) command(ins byte, data []byte) ([]byte, byte) {
-	pend := d.pending
-	d.pending = nil
+	pend, pend1 := d.pending, d.ev1Pend
+	d.pending, d.ev1Pend = nil, nil
 	switch ins {
 	case 0x71, 0x77:
 		return d.authStart(ins == 0x71, data)
+	case byte(ev1.Legacy), byte(ev1.ISO), byte(ev1.AES):
+		return d.ev1Start(ev1.Scheme(ins), data)
 	case stAdditional:
-		if pend == nil {
-			d.sess = nil
-			return nil, stIllegalCommand
+		switch {
+		case pend != nil:
+			return d.authFinish(pend, data)
+		case pend1 != nil:
+			return d.ev1Finish(pend1, data)
 		}
-		return d.authFinish(pend, data)
+		d.endSession()
+		return nil, stIllegalCommand
 	case 0x5A:
 		return d.selectApp(data)
 	}
 	h, ok := dfCommands[ins]
 	if !ok {
-		d.sess = nil
+		d.endSession()
 		return nil, stIllegalCommand
 	}
 	out, st := h(d, &smCtx{d: d, ins: ins}, data)
 	if st != stOK {
-		d.sess = nil
+		d.endSession()
 		return nil, st
 	}
 	return out, st
@@ -111,6 +118,8 @@ type smCtx struct {
 	// its answer is plain too.
 	plain bool
 	full  bool
+	// ev1: the command ran in an EV1 session.
+	ev1 bool
 }
 
 // open checks and strips the secure messaging of a command's data field:
@@ -118,6 +127,19 @@ type smCtx struct {
 // CommMode.Full for the rest when a session is open. free commands run
 // plain even inside a session.
 func (c *smCtx) open(data []byte, hdrLen int, full, free bool) (hdr, body []byte, st byte) {
+	if e := c.d.ev1; e != nil && !free {
+		// EV1 secure messaging: the model takes commands whose data
+		// travels plain; the IV runs over each of them.
+		if full {
+			return nil, nil, stIllegalCommand
+		}
+		if len(data) < hdrLen {
+			return nil, nil, stLengthError
+		}
+		c.ev1 = true
+		e.Command(c.ins, data)
+		return data[:hdrLen], data[hdrLen:], stOK
+	}
 	s := c.d.sess
 	if s == nil || free {
 		c.plain = true
@@ -140,6 +162,12 @@ func (c *smCtx) open(data []byte, hdrLen int, full, free bool) (hdr, body []byte
 
 // seal wraps an answer in the command's mode and advances the counter.
 func (c *smCtx) seal(data []byte, fullResp bool) ([]byte, byte) {
+	if e := c.d.ev1; e != nil && c.ev1 {
+		if fullResp {
+			return e.SealFull(stOK, data), stOK
+		}
+		return e.SealPlain(stOK, data), stOK
+	}
 	s := c.d.sess
 	if s == nil {
 		return data, stOK
@@ -193,11 +221,11 @@ func (d *DESFire) level() *dfApp {
 }
 
 func (d *DESFire) authedWith(k byte) bool {
-	return d.sess != nil && d.authKey == int(k)
+	return d.authed() && d.authKey == int(k)
 }
 
 func (d *DESFire) selectApp(data []byte) ([]byte, byte) {
-	d.sess = nil
+	d.endSession()
 	if len(data) != 3 {
 		return nil, stLengthError
 	}
@@ -222,25 +250,25 @@ func (d *DESFire) authStart(first bool, data []byte) ([]byte, byte) {
 		return nil, stPermission
 	}
 	if len(data) < 1 || (first && len(data) > 8) || (!first && len(data) != 1) {
-		d.sess = nil
+		d.endSession()
 		return nil, stLengthError
 	}
 	lv := d.level()
 	keyNo := int(data[0] & 0x0F)
 	if keyNo >= len(lv.keys) {
-		d.sess = nil
+		d.endSession()
 		return nil, stNoSuchKey
 	}
 	if lv.keyType != keyTypeAES {
 		// The factory PICC key is 2K3DES: only the legacy
 		// authentications, which this model leaves out, accept it.
-		d.sess = nil
+		d.endSession()
 		return nil, stAuthError
 	}
 	p := &dfPend{first: first, keyNo: keyNo, key: lv.keys[keyNo]}
 	_, _ = rand.Read(p.rndB[:])
 	if first {
-		d.sess = nil
+		d.endSession()
 	}
 	enc, _ := ev2.EncryptCBC(p.key, [16]byte{}, p.rndB[:])
 	d.pending = p
@@ -249,12 +277,12 @@ func (d *DESFire) authStart(first bool, data []byte) ([]byte, byte) {
 
 func (d *DESFire) authFinish(p *dfPend, data []byte) ([]byte, byte) {
 	if len(data) != 32 {
-		d.sess = nil
+		d.endSession()
 		return nil, stLengthError
 	}
 	rndA, err := ev2.CardPart2(p.key, p.rndB, data)
 	if err != nil {
-		d.sess = nil
+		d.endSession()
 		return nil, stAuthError
 	}
 	enc, mac := ev2.SessionKeys(p.key, rndA, p.rndB)
@@ -267,6 +295,54 @@ func (d *DESFire) authFinish(p *dfPend, data []byte) ([]byte, byte) {
 	}
 	d.sess.Rekey(enc, mac)
 	return ev2.CardNonFirst(p.key, rndA), stOK
+}
+
+// ev1Pend is an EV1 authentication between its two frames.
+type ev1Pend struct {
+	keyNo int
+	card  *ev1.Card
+}
+
+// ev1Start is the first frame of the legacy Authenticate (0x0A, DES and
+// 2K3DES keys, the factory PICC master key among them), AuthenticateISO
+// (0x1A, the same keys) or AuthenticateAES (0xAA, AES keys). A key of
+// the other kind is refused (91 AE).
+func (d *DESFire) ev1Start(s ev1.Scheme, data []byte) ([]byte, byte) {
+	d.endSession()
+	if len(data) != 1 {
+		return nil, stLengthError
+	}
+	lv := d.level()
+	keyNo := int(data[0] & 0x0F)
+	if keyNo >= len(lv.keys) {
+		return nil, stNoSuchKey
+	}
+	if (s == ev1.AES) != (lv.keyType == keyTypeAES) {
+		return nil, stAuthError
+	}
+	key := ev1.Key{AES: lv.keyType == keyTypeAES, Data: lv.keys[keyNo]}
+	rndB := make([]byte, key.BlockSize())
+	_, _ = rand.Read(rndB)
+	card, enc, err := ev1.CardStart(s, key, rndB)
+	if err != nil {
+		return nil, stLengthError
+	}
+	d.ev1Pend = &ev1Pend{keyNo: keyNo, card: card}
+	return enc, stAdditional
+}
+
+// ev1Finish checks the reader's token; a wrong key answers 91 AE and
+// leaves no session.
+func (d *DESFire) ev1Finish(p *ev1Pend, data []byte) ([]byte, byte) {
+	sess, out, err := p.card.Finish(data)
+	switch {
+	case errors.Is(err, ev1.ErrLength):
+		return nil, stLengthError
+	case err != nil:
+		return nil, stAuthError
+	}
+	d.ev1, d.authKey = sess, p.keyNo
+	return out, stOK
 }
 
 func (d *DESFire) getVersion(c *smCtx, data []byte) ([]byte, byte) {
@@ -292,7 +368,7 @@ func (d *DESFire) getVersion(c *smCtx, data []byte) ([]byte, byte) {
 }
 
 func (d *DESFire) getCardUID(c *smCtx, data []byte) ([]byte, byte) {
-	if d.sess == nil {
+	if !d.authed() {
 		return nil, stAuthError
 	}
 	if _, _, st := c.open(data, 0, false, false); st != stOK {
@@ -443,7 +519,7 @@ func (d *DESFire) changeKey(c *smCtx, data []byte) ([]byte, byte) {
 		// Changing the PICC master key is outside what this model offers.
 		return nil, stIllegalCommand
 	}
-	if d.sess == nil {
+	if !d.authed() {
 		return nil, stAuthError
 	}
 	hdr, body, st := c.open(data, 1, true, false)
@@ -481,7 +557,7 @@ func (d *DESFire) changeKey(c *smCtx, data []byte) ([]byte, byte) {
 		a.keys[k], a.versions[k] = [16]byte(body[:16]), body[16]
 		// The session's key is gone: the answer is plain and the
 		// authentication ends.
-		d.sess = nil
+		d.endSession()
 		return nil, stOK
 	}
 	if len(body) != 21 {
@@ -660,6 +736,10 @@ func (d *DESFire) writeData(c *smCtx, data []byte) ([]byte, byte) {
 	free, st := d.dataAccess(f, f.write(), f.rw())
 	if st != stOK {
 		return nil, st
+	}
+	if d.ev1 != nil && !free && f.comm == commMAC {
+		// A MACed write in an EV1 session is not modelled.
+		return nil, stIllegalCommand
 	}
 	hdr, body, st := c.open(data, 7, f.comm == commFull, free || f.comm == commPlain)
 	if st != stOK {
