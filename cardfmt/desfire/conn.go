@@ -27,6 +27,8 @@ const (
 	insWriteData         = 0x8D
 	insReadData          = 0xAD
 	insCommit            = 0xC7
+	insFreeMemory        = 0x6E
+	insDeleteApplication = 0xDA
 	insMoreFrames        = reader.DESFireMoreFrames
 )
 

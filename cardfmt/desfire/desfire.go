@@ -33,10 +33,29 @@ type Tag interface {
 
 var _ Tag = (*reader.Tag)(nil)
 
-// AID is the application identifier, 0x5EB001, as sent (least
-// significant byte first). It is a private AID: its first nibble is not
-// F, so it claims no MAD application code.
-var AID = [3]byte{0x01, 0xB0, 0x5E}
+// AID is the application identifier, 0xF51E80, as sent (least
+// significant byte first): NXP AN10787's form for a DESFire application
+// of a MIFARE Classic MAD application, F || MAD AID || a free nibble, with
+// the MAD AID 0x51E8 (function cluster 0x51, access control and
+// security) the Classic layout's directory claims, and nibble 0.
+var AID = current.aid
+
+// appID names one application of the layout: its AID and its ISO/IEC
+// 7816-4 file identifier and DF name prefix (the site's key id follows).
+// Both ISO names must be unique on a card, so the two generations differ.
+type appID struct {
+	aid [3]byte
+	fid [2]byte
+	tag []byte
+}
+
+var (
+	// current is the application encodes write.
+	current = appID{aid: [3]byte{0x80, 0x1E, 0xF5}, fid: [2]byte{0xE8, 0x51}, tag: []byte{0xF0, 'E', 'B', 0x02}}
+	// legacy is the first generation's private AID 0x5EB001, outside
+	// the MAD scheme: still read, and moved to current by an encode.
+	legacy = appID{aid: [3]byte{0x01, 0xB0, 0x5E}, fid: [2]byte{0x01, 0xEB}, tag: []byte{0xF0, 'E', 'B', 0x01}}
+)
 
 // The application and its file (docs/card-format.md).
 const (
@@ -76,19 +95,16 @@ const (
 	maxWrite = 223
 )
 
-// ISO/IEC 7816-4 names: the application's and file 1's file identifiers
-// (sent least significant byte first) and the DF name's fixed part, a
-// proprietary (ISO/IEC 7816-5 category F) identifier followed by the
-// site's key id, so a card tells which site created its application.
-var (
-	appFID    = [2]byte{0x01, 0xEB}
-	fileFID   = [2]byte{0x02, 0xEB}
-	dfNameTag = []byte{0xF0, 'E', 'B', 0x01}
-)
+// fileFID is file 1's ISO/IEC 7816-4 file identifier, sent least
+// significant byte first.
+var fileFID = [2]byte{0x02, 0xEB}
 
-func dfName(ks *cardfmt.KeySet) []byte {
+// dfName is the application's DF name: a proprietary (ISO/IEC 7816-5
+// category F) identifier followed by the site's key id, so a card tells
+// which site created its application.
+func (a appID) dfName(ks *cardfmt.KeySet) []byte {
 	id := ks.ID()
-	return append(bytes.Clone(dfNameTag), id[:]...)
+	return append(bytes.Clone(a.tag), id[:]...)
 }
 
 // randomUID reports an anticollision UID a random-ID card made up
@@ -141,9 +157,9 @@ func keyOf(ks *cardfmt.KeySet, k int, v uint8, uid []byte) ([16]byte, error) {
 	return ck.k[k], err
 }
 
-func selectApp(ctx context.Context, c *conn) (found bool, err error) {
+func selectApp(ctx context.Context, c *conn, a appID) (found bool, err error) {
 	c.s = nil
-	_, err = c.plain(ctx, "SelectApplication", insSelectApplication, AID[:])
+	_, err = c.plain(ctx, "SelectApplication", insSelectApplication, a.aid[:])
 	switch status(err) {
 	case stOK:
 		return err == nil, err
@@ -187,7 +203,10 @@ func createdHere(ctx context.Context, c *conn, ks *cardfmt.KeySet) (bool, error)
 	if _, err := c.plain(ctx, "SelectApplication", insSelectApplication, []byte{0, 0, 0}); err != nil {
 		return false, err
 	}
-	want := append(append(AID[:], appFID[:]...), dfName(ks)...)
+	var want [][]byte
+	for _, a := range []appID{current, legacy} {
+		want = append(want, append(append(bytes.Clone(a.aid[:]), a.fid[:]...), a.dfName(ks)...))
+	}
 	ours := false
 	ins := byte(insGetDFNames)
 	for {
@@ -198,7 +217,7 @@ func createdHere(ctx context.Context, c *conn, ks *cardfmt.KeySet) (bool, error)
 		if st != stOK && st != stMoreFrames {
 			return false, nil
 		}
-		ours = ours || bytes.Equal(out, want)
+		ours = ours || bytes.Equal(out, want[0]) || bytes.Equal(out, want[1])
 		if st == stOK {
 			return ours, nil
 		}
@@ -280,13 +299,30 @@ func Scan(ctx context.Context, t Tag, info reader.Info, ks *cardfmt.KeySet) (car
 		return cardfmt.Scan{}, errors.New("desfire: empty key set")
 	}
 	c := &conn{t: t}
-	found, err := selectApp(ctx, c)
+	found, err := selectApp(ctx, c, current)
 	if err != nil {
 		return cardfmt.Scan{}, err
 	}
-	if !found {
-		return cardfmt.Verdict(cardfmt.Record{}, fmt.Errorf("%w: no application %X", cardfmt.ErrNoRecord, AID))
+	if found {
+		s, err := scanApp(ctx, c, info, ks)
+		if err != nil || s.Reason != cardfmt.ReasonBlank {
+			return s, err
+		}
+		// Created by a move that did not get to its record: the card's
+		// record is still in the legacy application, if it has one.
 	}
+	if found, err = selectApp(ctx, c, legacy); err != nil {
+		return cardfmt.Scan{}, err
+	}
+	if !found {
+		return cardfmt.Verdict(cardfmt.Record{}, fmt.Errorf("%w: no application", cardfmt.ErrNoRecord))
+	}
+	return scanApp(ctx, c, info, ks)
+}
+
+// scanApp reads the selected application's record.
+func scanApp(ctx context.Context, c *conn, info reader.Info, ks *cardfmt.KeySet) (cardfmt.Scan, error) {
+	cur := ks.Current()
 	rec, uid, err := readWith(ctx, c, ks, cur.Version, cur.Version, info.UID)
 	if status(err) == stAuthError {
 		rec, uid, err = readOlder(ctx, c, ks, info.UID)
@@ -363,21 +399,109 @@ func Encode(ctx context.Context, t Tag, info reader.Info, ks *cardfmt.KeySet, cr
 		return cardfmt.Record{}, errors.New("desfire: empty key set")
 	}
 	c := &conn{t: t}
-	found, err := selectApp(ctx, c)
+	found, err := selectApp(ctx, c, current)
 	if err != nil {
 		return cardfmt.Record{}, err
 	}
-	uid := info.UID
-	if !found {
-		if err := createApp(ctx, c, ks); err != nil {
-			return cardfmt.Record{}, err
-		}
-		var versions [numKeys]uint8 // a new application's keys: all zero
-		if uid, err = rekey(ctx, c, ks, cur, versions, true, uid); err != nil {
-			return cardfmt.Record{}, err
-		}
-		return writeRecord(ctx, c, ks, cred, uid)
+	if found {
+		return encodeApp(ctx, c, info.UID, ks, cred, true)
 	}
+	old, err := selectApp(ctx, c, legacy)
+	if err != nil {
+		return cardfmt.Record{}, err
+	}
+	if old {
+		free, err := freeMemory(ctx, c)
+		if err != nil {
+			return cardfmt.Record{}, err
+		}
+		if free < moveRoom {
+			// No room for both: re-encoded where it is.
+			return encodeApp(ctx, c, info.UID, ks, cred, false)
+		}
+		if _, err := c.plain(ctx, "SelectApplication", insSelectApplication, []byte{0, 0, 0}); err != nil {
+			return cardfmt.Record{}, err
+		}
+	}
+	if err := createApp(ctx, c, ks); err != nil {
+		return cardfmt.Record{}, err
+	}
+	var versions [numKeys]uint8 // a new application's keys: all zero
+	uid, err := rekey(ctx, c, ks, cur, versions, true, info.UID)
+	if err != nil {
+		return cardfmt.Record{}, err
+	}
+	r, err := writeRecord(ctx, c, ks, cred, uid)
+	if err != nil || !old {
+		return r, err
+	}
+	return r, deleteLegacy(ctx, c, ks, uid)
+}
+
+// moveRoom is the free memory a move needs: the backup file's two
+// copies and room for the application's keys and directory entry.
+const moveRoom = 2*fileSize + 256
+
+func freeMemory(ctx context.Context, c *conn) (int, error) {
+	b, err := c.plain(ctx, "FreeMemory", insFreeMemory, nil)
+	if err != nil {
+		return 0, err
+	}
+	if len(b) != 3 {
+		return 0, fmt.Errorf("desfire: FreeMemory: %d bytes: %w", len(b), reader.ErrRefused)
+	}
+	return int(b[0]) | int(b[1])<<8 | int(b[2])<<16, nil
+}
+
+// deleteLegacy removes the legacy application after its record moved:
+// key 0 of the version it names opens the session DeleteApplication
+// needs. An application that refuses this site's key 0 is not this
+// site's and stays.
+func deleteLegacy(ctx context.Context, c *conn, ks *cardfmt.KeySet, uid []byte) error {
+	err := func() error {
+		found, err := selectApp(ctx, c, legacy)
+		if err != nil || !found {
+			return err
+		}
+		v0, err := keyVersion(ctx, c, keyMaster)
+		if err != nil {
+			return err
+		}
+		k0, err := keyOf(ks, keyMaster, v0, uid)
+		if errors.Is(err, cardfmt.ErrForeign) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := c.auth(ctx, true, keyMaster, k0); err != nil {
+			if status(err) == stAuthError {
+				return nil // another system's application under that AID
+			}
+			return err
+		}
+		_, err = c.cmd(ctx, "DeleteApplication", insDeleteApplication, legacy.aid[:], nil, false, false)
+		c.s = nil
+		return err
+	}()
+	if err != nil {
+		// The new record is written and read back: the card is valid.
+		// The legacy application stays beside it; scans and this
+		// system's locks read the current one first.
+		return interrupted(fmt.Errorf("desfire: the record moved; deleting application %X: %w", legacy.aid, err))
+	}
+	return nil
+}
+
+// encodeApp writes the credential into the selected application, which
+// exists: re-keyed first when its keys are not all current.
+//
+// A current application still on its default keys was created by an
+// issue or a move that did not finish: with finishMove, the legacy
+// application is deleted after the record is written, as the move would
+// have.
+func encodeApp(ctx context.Context, c *conn, uid []byte, ks *cardfmt.KeySet, cred cardfmt.Credential, finishMove bool) (cardfmt.Record, error) {
+	cur := ks.Current()
 	// Key 0 is changed last, after every other key is current: key 0
 	// current means the card is.
 	v0, err := keyVersion(ctx, c, keyMaster)
@@ -410,16 +534,20 @@ func Encode(ctx context.Context, t Tag, info reader.Info, ks *cardfmt.KeySet, cr
 	if real, err = rekey(ctx, c, ks, cur, versions, false, uid); err != nil {
 		return cardfmt.Record{}, err
 	}
-	return writeRecord(ctx, c, ks, cred, real)
+	r, err := writeRecord(ctx, c, ks, cred, real)
+	if err != nil || !finishMove || v0 != 0 {
+		return r, err
+	}
+	return r, deleteLegacy(ctx, c, ks, real)
 }
 
 // createApp creates the application on a card without it. The PICC's
 // answer decides: a card whose PICC master key guards application
 // creation is left as it was.
 func createApp(ctx context.Context, c *conn, ks *cardfmt.KeySet) error {
-	data := append(AID[:], appKeySettings, appKeyType|appISO|numKeys)
-	data = append(data, appFID[:]...)
-	data = append(data, dfName(ks)...)
+	data := append(bytes.Clone(current.aid[:]), appKeySettings, appKeyType|appISO|numKeys)
+	data = append(data, current.fid[:]...)
+	data = append(data, current.dfName(ks)...)
 	_, err := c.plain(ctx, "CreateApplication", insCreateApplication, data)
 	switch status(err) {
 	case stOK:
@@ -433,7 +561,7 @@ func createApp(ctx context.Context, c *conn, ks *cardfmt.KeySet) error {
 	default:
 		return err
 	}
-	found, err := selectApp(ctx, c)
+	found, err := selectApp(ctx, c, current)
 	if err == nil && !found {
 		err = fmt.Errorf("desfire: the application just created is not there: %w", reader.ErrRefused)
 	}

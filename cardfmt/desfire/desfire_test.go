@@ -396,8 +396,8 @@ func TestAPDUCounts(t *testing.T) {
 		factory, re   int
 		scan, rekeyed int
 	}{
-		{"fixed UID", chip.DESFireOptions{}, 20, 12, 5, 23},
-		{"random UID", chip.DESFireOptions{RandomUID: true}, 21, 15, 8, 26},
+		{"fixed UID", chip.DESFireOptions{}, 21, 12, 5, 23},
+		{"random UID", chip.DESFireOptions{RandomUID: true}, 22, 15, 8, 26},
 	} {
 		r := newRig(t, tc.o)
 		enc := func(k link) error { return errOf(Encode(ctx, k.tag, k.info, ks, c)) }
@@ -451,6 +451,108 @@ func TestReadBack(t *testing.T) {
 	}
 	if s := r.scan(ks); s.Valid() || s.Reason != cardfmt.ReasonBadMAC {
 		t.Fatalf("scan after the failed read-back: %+v, want bad_mac", s)
+	}
+}
+
+// encodeLegacy writes the first generation's layout: the application at
+// the private AID 5EB001 with its ISO names, as encodes did before the
+// move to the MAD form.
+func (r *rig) encodeLegacy(ks *cardfmt.KeySet, c cardfmt.Credential) {
+	r.t.Helper()
+	current, legacy = legacy, current
+	defer func() { current, legacy = legacy, current }()
+	r.mustEncode(ks, c)
+	if apps := r.chip.Apps(); len(apps) != 1 || apps[0] != [3]byte{0x01, 0xB0, 0x5E} {
+		r.t.Fatalf("legacy card's applications %X", apps)
+	}
+}
+
+// A card written at the legacy AID scans valid; an encode moves it to the
+// MAD-form AID (re-keyed to the current version) and deletes the legacy
+// application, or, on a card without room for both, re-encodes it where
+// it is. Another system's application at the legacy AID stays.
+func TestMoveLegacy(t *testing.T) {
+	for _, co := range cardOptions {
+		t.Run(co.name, func(t *testing.T) {
+			r := newRig(t, co.o)
+			old := credential("1001", 1)
+			r.encodeLegacy(keySet(t, "site", 1), old)
+			ks := keySet(t, "site", 2)
+			sameCredential(t, r.scan(ks), old)
+			next := credential("100234", 1) // the 84-byte record of TestAPDUCounts
+			n := r.apdus(func(k link) error { return errOf(Encode(context.Background(), k.tag, k.info, ks, next)) })
+			t.Logf("%d APDUs", n)
+			if co.o == (chip.DESFireOptions{Generation: chip.DESFireEV2, Size: 4096}) && n != 28 {
+				t.Errorf("move of a fixed-UID card: %d APDUs, want 28 (docs/card-format.md)", n)
+			}
+			sameCredential(t, r.scan(ks), next)
+			if co.o.Size == 2048 {
+				if apps := r.chip.Apps(); len(apps) != 1 || apps[0] != legacy.aid {
+					t.Fatalf("2K card: applications %X, want the legacy one kept", apps)
+				}
+				return
+			}
+			if apps := r.chip.Apps(); len(apps) != 1 || apps[0] != AID {
+				t.Fatalf("applications after the move %X", apps)
+			}
+			r.checkKeys(ks, 2)
+		})
+	}
+
+	// Another system's application at the legacy AID.
+	r := newRig(t, chip.DESFireOptions{})
+	r.encodeLegacy(keySet(t, "another system", 1), credential("1001", 0))
+	ks := keySet(t, "site", 1)
+	if s := r.scan(ks); s.Reason != cardfmt.ReasonForeign {
+		t.Fatalf("scan: %+v", s)
+	}
+	c := credential("2002", 0)
+	r.mustEncode(ks, c)
+	sameCredential(t, r.scan(ks), c)
+	if apps := r.chip.Apps(); len(apps) != 2 {
+		t.Fatalf("applications %X, want the other system's kept", apps)
+	}
+}
+
+// A move pulled away at any APDU leaves the old record or the new one,
+// never a valid wrong record or a foreign card, and a fresh encode
+// succeeds.
+func TestMoveLegacyInterrupted(t *testing.T) {
+	old, next := credential("1001", 1), credential("2002", 12)
+	ks := keySet(t, "site", 1)
+	prepare := func() (*rig, *chip.DESFire) {
+		r := newRig(t, chip.DESFireOptions{RandomUID: true})
+		r.encodeLegacy(ks, old)
+		return r, r.chip
+	}
+	r, d := prepare()
+	k := r.connect()
+	skip := k.card.Transmits
+	k.card.Close()
+	rec := &recorder{Card: d}
+	r.rdr.Insert(rec)
+	r.mustEncode(ks, next)
+	total := len(rec.ins) - skip
+	t.Logf("%d APDUs per move", total)
+	for n := 1; n <= total; n++ {
+		r, d := prepare()
+		r.rdr.Insert(chip.WithFaults(d, chip.Faults{RemoveAt: skip + n}))
+		if err := r.encode(ks, next); err == nil {
+			t.Fatalf("APDU %d: Encode succeeded with the card removed", n)
+		}
+		r.rdr.Insert(d)
+		s := r.scan(ks)
+		switch {
+		case s.Valid() && s.Record.ID != old.ID && s.Record.ID != next.ID:
+			t.Fatalf("APDU %d: a valid record that is neither the old nor the new one", n)
+		case !s.Valid() && s.Reason == cardfmt.ReasonForeign:
+			t.Fatalf("APDU %d: foreign: %s", n, s.Detail)
+		}
+		again := credential("3003", 0)
+		if err := r.encode(ks, again); err != nil {
+			t.Fatalf("APDU %d: encode after the interruption: %v", n, err)
+		}
+		sameCredential(t, r.scan(ks), again)
 	}
 }
 

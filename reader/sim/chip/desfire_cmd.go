@@ -195,6 +195,7 @@ func init() {
 		0x6A: (*DESFire).getApplicationIDs,
 		0x6D: (*DESFire).getDFNames,
 		0xCA: (*DESFire).createApplication,
+		0xDA: (*DESFire).deleteApplication,
 		0x45: (*DESFire).getKeySettings,
 		0x64: (*DESFire).getKeyVersion,
 		0xC4: (*DESFire).changeKey,
@@ -469,6 +470,39 @@ func (d *DESFire) createApplication(c *smCtx, data []byte) ([]byte, byte) {
 	a.versions = make([]byte, n)
 	d.apps = append(d.apps, a)
 	return c.seal(nil, false)
+}
+
+// deleteApplication removes an application and frees its memory. It
+// needs the PICC master key's session at the PICC level, or the
+// application master key's session with that application selected.
+func (d *DESFire) deleteApplication(c *smCtx, data []byte) ([]byte, byte) {
+	hdr, _, st := c.open(data, c.wholeHeader(data), false, false)
+	if st != stOK {
+		return nil, st
+	}
+	if len(hdr) != 3 {
+		return nil, stLengthError
+	}
+	aid := [3]byte(hdr)
+	a := d.app(aid)
+	switch {
+	case aid == [3]byte{}:
+		return nil, stParameterError
+	case d.sel == nil && !d.authedWith(0):
+		return nil, stAuthError
+	case d.sel != nil && (d.sel.aid != aid || !d.authedWith(0)):
+		return nil, stPermission
+	case a == nil:
+		return nil, stAppNotFound
+	}
+	out, st := c.seal(nil, false)
+	d.apps = slices.DeleteFunc(d.apps, func(x *dfApp) bool { return x == a })
+	if d.sel == a {
+		// The application is gone, and with it the session.
+		d.sel = nil
+		d.endSession()
+	}
+	return out, st
 }
 
 // isoNameTaken reports an ISO FID or DF name another application has.

@@ -169,3 +169,36 @@ func snapshotOf(t *testing.T, c Card) []byte {
 	}
 	return b
 }
+
+// DeleteApplication needs the application master key's session with the
+// application selected (or the PICC master key's at the PICC level),
+// frees its memory and ends the session.
+func TestDESFireDeleteApplication(t *testing.T) {
+	d, p := newDF(t, DESFireOptions{})
+	setupApp(t, p)
+	free := p.must(stOK)(p.sm(0x6E, nil, nil, false, false))
+	p.selectApp([3]byte{})
+	if _, st := p.cmd(0xDA, testAID[:]); st != stAuthError {
+		t.Fatalf("delete without authentication: %02X, want AE", st)
+	}
+	p.selectApp(testAID)
+	if st := p.auth(true, 1, zeroKey); st != stOK {
+		t.Fatalf("auth key 1: %02X", st)
+	}
+	if _, st := p.sm(0xDA, testAID[:], nil, false, false); st != stPermission {
+		t.Fatalf("delete with key 1: %02X, want 9D", st)
+	}
+	p.selectApp(testAID)
+	if st := p.auth(true, 0, zeroKey); st != stOK {
+		t.Fatalf("auth key 0: %02X", st)
+	}
+	p.must(stOK)(p.sm(0xDA, testAID[:], nil, false, false))
+	if len(d.Apps()) != 0 || d.Authenticated() {
+		t.Fatalf("after delete: apps %X, session %v", d.Apps(), d.Authenticated())
+	}
+	p.s = nil
+	after := p.must(stOK)(p.cmd(0x6E, nil))
+	if bytes.Equal(after, free) || after[1] != 0x10 {
+		t.Fatalf("free memory %X after delete, %X before", after, free)
+	}
+}
