@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"fmt"
 	"testing"
 	"time"
 
@@ -197,5 +198,70 @@ func removeCard(t *testing.T, slot hwtest.Slot, vs *vpcd.Slot) {
 	}
 	if err := hwtest.WaitCard(slot.Reader, false, nil, 5*time.Second); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestDESFireOtherApplications issues a card that already carries another
+// system's applications (a transit application with its own AES key, and
+// one at this layout's first-generation AID keyed by another system)
+// through pcscd: both are left exactly as they were, the record lands in
+// this system's application, and a card of an older key version is
+// re-keyed to the current one on its next encode.
+func TestDESFireOtherApplications(t *testing.T) {
+	ctx := context.Background()
+	slot := hwtest.AcquireSlot(t)
+	d := newDESFire(t, chip.DESFireOptions{Generation: chip.DESFireEV3, Size: 8192, RandomUID: true})
+	transit := [3]byte{0x11, 0x22, 0x33}
+	oldAID := [3]byte{0x01, 0xB0, 0x5E}
+	for _, aid := range [][3]byte{transit, oldAID} {
+		// CreateApplication: key settings 0F, AES, 2 keys; both keys all zero.
+		apdu := append([]byte{0x90, 0xCA, 0x00, 0x00, 0x05}, aid[:]...)
+		apdu = append(apdu, 0x0F, 0x82, 0x00)
+		if r, err := d.Transmit(apdu); err != nil || !bytes.Equal(r, []byte{0x91, 0x00}) {
+			t.Fatalf("create application %X: % X %v", aid, r, err)
+		}
+	}
+	theirs := func() [][]byte {
+		var out [][]byte
+		for _, aid := range [][3]byte{transit, oldAID} {
+			for k := range 2 {
+				key, v, ok := d.AppKey(aid, k)
+				if !ok {
+					t.Fatalf("application %X lost key %d", aid, k)
+				}
+				out = append(out, append(key[:], v))
+			}
+		}
+		return out
+	}
+	before := theirs()
+	hwtest.InsertCard(t, slot, d)
+	ks := keys(t)
+	st := station(t, ks)
+	cred := credential(t)
+	if _, err := st.Encode(ctx, slot.Reader, cred, 5*time.Second); err != nil {
+		t.Fatalf("encode: %v", err)
+	}
+	if _, err := ks.Rotate(rand.Reader); err != nil {
+		t.Fatal(err)
+	}
+	cred.IssueSequence++
+	if _, err := st.Encode(ctx, slot.Reader, cred, 5*time.Second); err != nil {
+		t.Fatalf("re-encode after rotation: %v", err)
+	}
+	res, err := st.Scan(ctx, slot.Reader, 5*time.Second)
+	if err != nil || !res.Valid() || res.Record.IssueSequence != cred.IssueSequence || res.Record.KeyVersion != 2 {
+		t.Fatalf("scan: %+v %v", res, err)
+	}
+	if apps := d.Apps(); len(apps) != 3 {
+		t.Fatalf("applications %X, want the two others and this system's", apps)
+	}
+	if after := theirs(); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatal("another system's application keys changed")
+	}
+	for _, aid := range [][3]byte{transit, oldAID} {
+		if f := d.FileData(aid, 1); f != nil {
+			t.Fatalf("application %X gained a file", aid)
+		}
 	}
 }

@@ -455,8 +455,8 @@ func freeMemory(ctx context.Context, c *conn) (int, error) {
 
 // deleteLegacy removes the legacy application after its record moved:
 // key 0 of the version it names opens the session DeleteApplication
-// needs. An application that refuses this site's key 0 is not this
-// site's and stays.
+// needs, and proves the application this site's. One on default keys,
+// or that refuses this site's key 0, stays.
 func deleteLegacy(ctx context.Context, c *conn, ks *cardfmt.KeySet, uid []byte) error {
 	err := func() error {
 		found, err := selectApp(ctx, c, legacy)
@@ -464,7 +464,10 @@ func deleteLegacy(ctx context.Context, c *conn, ks *cardfmt.KeySet, uid []byte) 
 			return err
 		}
 		v0, err := keyVersion(ctx, c, keyMaster)
-		if err != nil {
+		if err != nil || v0 == 0 {
+			// Default keys prove nothing: another system's application
+			// not yet keyed, or a first-generation issue interrupted
+			// before it held a record. Either stays.
 			return err
 		}
 		k0, err := keyOf(ks, keyMaster, v0, uid)
