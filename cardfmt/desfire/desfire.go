@@ -1,5 +1,5 @@
 // Package desfire lays the credential record (cardfmt, format version 1)
-// onto MIFARE DESFire EV2 and EV3 cards: one application (AID 5EB001)
+// onto MIFARE DESFire EV2 and EV3 cards: one application (AID F51E80)
 // with four AES-128 keys diversified per card with AN10922 (key 0
 // application master, key 1 read for locks, key 2 write for encoders,
 // key 3 site-wide to read a random-UID card's real UID) and one backup

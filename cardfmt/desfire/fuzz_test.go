@@ -30,6 +30,8 @@ func FuzzScanAndEncode(f *testing.F) {
 	f.Add([]byte{0, 0x00, 1, 0x00, 1, 0x01, 16, 0xAF, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15})
 	f.Add([]byte{0, 0xA0})
 	f.Add([]byte{0, 0x00, 1, 0x00, 0x01})
+	// The current AID missing, the legacy one there, FreeMemory.
+	f.Add([]byte{0, 0xA0, 0, 0x00, 3, 0x00, 0x00, 0x10, 0x00, 0, 0x00})
 	ks := keySet(f, "site", 1)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, uid := range [][]byte{uidA, {0x08, 1, 2, 3}} {

@@ -114,6 +114,10 @@ func FuzzTransmitDESFire(f *testing.F) {
 	f.Add(byte(0), false, seq("90 60 00 00 00", "90 AF 00 00 00", "90 AF 00 00 00"))
 	f.Add(byte(0), true, seq("90 CA 00 00 05 4542F0 0B 83 00", "90 5A 00 00 03 4542F0 00", "90 71 00 00 02 00 00 00", "90 AF 00 00 20 "+strings.Repeat("00", 32)+" 00"))
 	f.Add(byte(4), false, seq("90 CA 00 00 05 010203 0F 83 00", "90 5A 00 00 03 010203 00", "90 CB 00 00 07 01 00 EEEE 200000 00", "90 8D 00 00 09 01 000000 020000 AABB 00", "90 C7 00 00 00", "90 AD 00 00 07 01 000000 000000 00"))
+	// EV1: the legacy Authenticate, AuthenticateAES, then GetCardUID and
+	// DeleteApplication.
+	f.Add(byte(0), false, seq("90 0A 00 00 01 00 00", "90 AF 00 00 10 "+strings.Repeat("00", 16)+" 00", "90 51 00 00 00"))
+	f.Add(byte(0), true, seq("90 AA 00 00 01 00 00", "90 AF 00 00 20 "+strings.Repeat("11", 32)+" 00", "90 DA 00 00 03 010203 00"))
 	f.Fuzz(func(t *testing.T, reset byte, random bool, data []byte) {
 		d, err := NewDESFire(DESFireOptions{Generation: DESFireEV3, Size: 2048, RandomUID: random, AESPICCKey: random}, testUID7)
 		if err != nil {
