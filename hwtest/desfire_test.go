@@ -5,10 +5,13 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
 	"github.com/encoder-bridge/encoder-bridge/cardfmt"
+	"github.com/encoder-bridge/encoder-bridge/cardfmt/cardfmttest"
+	"github.com/encoder-bridge/encoder-bridge/cardfmt/desfire"
 	"github.com/encoder-bridge/encoder-bridge/hwtest"
 	"github.com/encoder-bridge/encoder-bridge/hwtest/vpcd"
 	"github.com/encoder-bridge/encoder-bridge/protocol"
@@ -263,5 +266,43 @@ func TestDESFireOtherApplications(t *testing.T) {
 		if f := d.FileData(aid, 1); f != nil {
 			t.Fatalf("application %X gained a file", aid)
 		}
+	}
+}
+
+// TestDESFireLegacyAID takes a card the first-generation layout issued at
+// the private AID 5EB001 (testdata/desfire_legacy_5eb001.json: random
+// UID, cardfmttest's "site" key set, version 1) through pcscd: it scans
+// valid, an encode moves it to F51E80 and deletes the old application,
+// and the moved card scans as the new record.
+func TestDESFireLegacyAID(t *testing.T) {
+	ctx := context.Background()
+	b, err := os.ReadFile("testdata/desfire_legacy_5eb001.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := chip.Unmarshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := c.(*chip.DESFire)
+	slot := hwtest.AcquireSlot(t)
+	hwtest.InsertCard(t, slot, d)
+	ks := cardfmttest.KeySet(t, "site", 1)
+	st := station(t, ks)
+	res, err := st.Scan(ctx, slot.Reader, 5*time.Second)
+	old := cardfmttest.Credential("1001", 1)
+	if err != nil || !res.Valid() || res.Record.ID != old.ID {
+		t.Fatalf("scan of the legacy card: %+v %v", res, err)
+	}
+	cred := credential(t)
+	if _, err := st.Encode(ctx, slot.Reader, cred, 5*time.Second); err != nil {
+		t.Fatalf("encode: %v", err)
+	}
+	if apps := d.Apps(); len(apps) != 1 || apps[0] != desfire.AID {
+		t.Fatalf("applications after the move %X", apps)
+	}
+	res, err = st.Scan(ctx, slot.Reader, 5*time.Second)
+	if err != nil || !res.Valid() || res.Record.ID != cred.ID {
+		t.Fatalf("scan after the move: %+v %v", res, err)
 	}
 }

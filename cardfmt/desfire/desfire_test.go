@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"testing"
 
 	"github.com/encoder-bridge/encoder-bridge/cardfmt"
@@ -512,6 +513,35 @@ func TestMoveLegacy(t *testing.T) {
 	if apps := r.chip.Apps(); len(apps) != 2 {
 		t.Fatalf("applications %X, want the other system's kept", apps)
 	}
+}
+
+// testdata/legacy_5eb001.json is a random-UID DESFire EV2 4K card the
+// first-generation layout (commit 706022c, AID 5EB001) issued with
+// credential("1001", 1) under keySet("site", 1): the real thing, not
+// the swapped names of encodeLegacy. It scans valid and an encode moves
+// it. hwtest/testdata holds the same card for the test through pcscd.
+func TestLegacyCardGolden(t *testing.T) {
+	b, err := os.ReadFile("testdata/legacy_5eb001.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := chip.Unmarshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := c.(*chip.DESFire)
+	s := sim.New()
+	r := &rig{t: t, sim: s, rdr: s.Plug(readerName), chip: d}
+	r.rdr.Insert(d)
+	ks := keySet(t, "site", 1)
+	sameCredential(t, r.scan(ks), credential("1001", 1))
+	next := credential("2002", 3)
+	r.mustEncode(ks, next)
+	sameCredential(t, r.scan(ks), next)
+	if apps := d.Apps(); len(apps) != 1 || apps[0] != AID {
+		t.Fatalf("applications after the move %X", apps)
+	}
+	r.checkKeys(ks, 1)
 }
 
 // A move pulled away at any APDU leaves the old record or the new one,
