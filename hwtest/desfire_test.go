@@ -14,8 +14,10 @@ import (
 	"github.com/encoder-bridge/encoder-bridge/cardfmt/desfire"
 	"github.com/encoder-bridge/encoder-bridge/hwtest"
 	"github.com/encoder-bridge/encoder-bridge/hwtest/vpcd"
+	"github.com/encoder-bridge/encoder-bridge/internal/ev1"
 	"github.com/encoder-bridge/encoder-bridge/protocol"
 	"github.com/encoder-bridge/encoder-bridge/reader"
+	"github.com/encoder-bridge/encoder-bridge/reader/pcsc"
 	"github.com/encoder-bridge/encoder-bridge/reader/sim/chip"
 )
 
@@ -304,5 +306,72 @@ func TestDESFireLegacyAID(t *testing.T) {
 	res, err = st.Scan(ctx, slot.Reader, 5*time.Second)
 	if err != nil || !res.Valid() || res.Record.ID != cred.ID {
 		t.Fatalf("scan after the move: %+v %v", res, err)
+	}
+}
+
+// TestDESFireFactoryPICCKeyUID reads a random-UID factory card's real UID
+// through pcscd with the PICC master key as shipped: the legacy
+// Authenticate and AuthenticateISO with the all-zero 2K3DES key, then
+// GetCardUID in EV1 secure messaging. The card is unchanged.
+func TestDESFireFactoryPICCKeyUID(t *testing.T) {
+	ctx := context.Background()
+	slot := hwtest.AcquireSlot(t)
+	d := newDESFire(t, chip.DESFireOptions{Generation: chip.DESFireEV3, Size: 4096, RandomUID: true})
+	before, err := chip.Marshal(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hwtest.InsertCard(t, slot, d)
+	rc, err := pcsc.Open(pcsc.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	for _, scheme := range []ev1.Scheme{ev1.Legacy, ev1.ISO} {
+		c, err := rc.Connect(ctx, slot.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tag := reader.NewTag(c)
+		info, err := reader.Identify(ctx, tag)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Equal(info.UID, d.RealUID()) {
+			t.Fatalf("anticollision gave the real UID")
+		}
+		encB, st, err := tag.Wrapped(ctx, byte(scheme), []byte{0x00})
+		if err != nil || st != 0xAF {
+			t.Fatalf("%02X: %02X %v", byte(scheme), st, err)
+		}
+		rndA := make([]byte, 8)
+		if _, err := rand.Read(rndA); err != nil {
+			t.Fatal(err)
+		}
+		rd, token, err := ev1.ReaderStep(scheme, ev1.Key{}, encB, rndA)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, st, err := tag.Wrapped(ctx, 0xAF, token)
+		if err != nil || st != 0x00 {
+			t.Fatalf("%02X second frame: %02X %v", byte(scheme), st, err)
+		}
+		s, err := rd.Finish(resp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Command(0x51, nil)
+		enc, st, err := tag.Wrapped(ctx, 0x51, nil)
+		if err != nil || st != 0x00 {
+			t.Fatalf("GetCardUID: %02X %v", st, err)
+		}
+		uid, err := s.OpenFull(0x00, enc, 7)
+		if err != nil || !bytes.Equal(uid, d.RealUID()) {
+			t.Fatalf("GetCardUID after %02X: % X %v, want % X", byte(scheme), uid, err, d.RealUID())
+		}
+		c.Close()
+	}
+	if after, _ := chip.Marshal(d); !bytes.Equal(after, before) {
+		t.Fatal("reading the UID changed the card")
 	}
 }
