@@ -95,6 +95,9 @@ const (
 	maxWrite = 223
 )
 
+// String is the AID as datasheets write it, most significant byte first.
+func (a appID) String() string { return fmt.Sprintf("%02X%02X%02X", a.aid[2], a.aid[1], a.aid[0]) }
+
 // fileFID is file 1's ISO/IEC 7816-4 file identifier, sent least
 // significant byte first.
 var fileFID = [2]byte{0x02, 0xEB}
@@ -303,6 +306,7 @@ func Scan(ctx context.Context, t Tag, info reader.Info, ks *cardfmt.KeySet) (car
 	if err != nil {
 		return cardfmt.Scan{}, err
 	}
+	var blank cardfmt.Scan
 	if found {
 		s, err := scanApp(ctx, c, info, ks)
 		if err != nil || s.Reason != cardfmt.ReasonBlank {
@@ -310,14 +314,18 @@ func Scan(ctx context.Context, t Tag, info reader.Info, ks *cardfmt.KeySet) (car
 		}
 		// Created by a move that did not get to its record: the card's
 		// record is still in the legacy application, if it has one.
+		blank = s
 	}
-	if found, err = selectApp(ctx, c, legacy); err != nil {
+	old, err := selectApp(ctx, c, legacy)
+	switch {
+	case err != nil:
 		return cardfmt.Scan{}, err
+	case old:
+		return scanApp(ctx, c, info, ks)
+	case found:
+		return blank, nil
 	}
-	if !found {
-		return cardfmt.Verdict(cardfmt.Record{}, fmt.Errorf("%w: no application", cardfmt.ErrNoRecord))
-	}
-	return scanApp(ctx, c, info, ks)
+	return cardfmt.Verdict(cardfmt.Record{}, fmt.Errorf("%w: no application %s or %s", cardfmt.ErrNoRecord, current, legacy))
 }
 
 // scanApp reads the selected application's record.
@@ -491,7 +499,7 @@ func deleteLegacy(ctx context.Context, c *conn, ks *cardfmt.KeySet, uid []byte) 
 		// The new record is written and read back: the card is valid.
 		// The legacy application stays beside it; scans and this
 		// system's locks read the current one first.
-		return interrupted(fmt.Errorf("desfire: the record moved; deleting application %X: %w", legacy.aid, err))
+		return interrupted(fmt.Errorf("desfire: the record moved; deleting application %s: %w", legacy, err))
 	}
 	return nil
 }
