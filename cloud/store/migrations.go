@@ -14,8 +14,11 @@ type migration struct {
 //
 // PostgreSQL types: BIGINT for every time and counter (milliseconds do
 // not fit 32 bits), BOOLEAN for flags (queries write TRUE and FALSE,
-// which SQLite reads as 1 and 0), BYTEA for hashes. JSON stays TEXT, so
-// that a damaged value is read and reported (ErrDamaged) the same way.
+// which SQLite reads as 1 and 0), BYTEA for hashes, and TEXT COLLATE "C"
+// for text: ids order and compare byte by byte, as in SQLite, whatever
+// the database's locale (list order and page cursors depend on it). JSON
+// stays TEXT, so that a damaged value is read and reported (ErrDamaged)
+// the same way.
 var migrations = []migration{
 	// 1: the first schema.
 	{sqlite: `
@@ -124,105 +127,105 @@ CREATE TABLE simulations (
 );
 `, postgres: `
 CREATE TABLE workspaces (
-	id                   TEXT PRIMARY KEY,
-	name                 TEXT NOT NULL,
-	acs_system_id        TEXT NOT NULL UNIQUE,
-	connected_account_id TEXT NOT NULL UNIQUE,
+	id                   TEXT COLLATE "C" PRIMARY KEY,
+	name                 TEXT COLLATE "C" NOT NULL,
+	acs_system_id        TEXT COLLATE "C" NOT NULL UNIQUE,
+	connected_account_id TEXT COLLATE "C" NOT NULL UNIQUE,
 	is_sandbox           BOOLEAN NOT NULL DEFAULT FALSE,
 	created_at           BIGINT NOT NULL,
 	next_card_number     BIGINT NOT NULL DEFAULT 100001,
 	next_issue_sequence  BIGINT NOT NULL DEFAULT 1
 );
 CREATE TABLE api_keys (
-	id           TEXT PRIMARY KEY,
-	workspace_id TEXT NOT NULL REFERENCES workspaces(id),
+	id           TEXT COLLATE "C" PRIMARY KEY,
+	workspace_id TEXT COLLATE "C" NOT NULL REFERENCES workspaces(id),
 	hash         BYTEA NOT NULL,
 	created_at   BIGINT NOT NULL,
 	revoked_at   BIGINT
 );
 CREATE TABLE bridges (
-	id               TEXT PRIMARY KEY,
-	workspace_id     TEXT NOT NULL REFERENCES workspaces(id),
-	name             TEXT NOT NULL,
-	token_id         TEXT NOT NULL UNIQUE,
+	id               TEXT COLLATE "C" PRIMARY KEY,
+	workspace_id     TEXT COLLATE "C" NOT NULL REFERENCES workspaces(id),
+	name             TEXT COLLATE "C" NOT NULL,
+	token_id         TEXT COLLATE "C" NOT NULL UNIQUE,
 	token_hash       BYTEA NOT NULL,
 	created_at       BIGINT NOT NULL,
 	revoked_at       BIGINT,
 	last_seen_at     BIGINT,
-	software_version TEXT NOT NULL DEFAULT ''
+	software_version TEXT COLLATE "C" NOT NULL DEFAULT ''
 );
 CREATE TABLE encoders (
-	id           TEXT PRIMARY KEY,
-	workspace_id TEXT NOT NULL REFERENCES workspaces(id),
-	bridge_id    TEXT NOT NULL REFERENCES bridges(id),
-	protocol_id  TEXT NOT NULL,
-	display_name TEXT NOT NULL,
-	reader_name  TEXT NOT NULL,
-	technologies TEXT NOT NULL DEFAULT '[]',
+	id           TEXT COLLATE "C" PRIMARY KEY,
+	workspace_id TEXT COLLATE "C" NOT NULL REFERENCES workspaces(id),
+	bridge_id    TEXT COLLATE "C" NOT NULL REFERENCES bridges(id),
+	protocol_id  TEXT COLLATE "C" NOT NULL,
+	display_name TEXT COLLATE "C" NOT NULL,
+	reader_name  TEXT COLLATE "C" NOT NULL,
+	technologies TEXT COLLATE "C" NOT NULL DEFAULT '[]',
 	created_at   BIGINT NOT NULL,
 	removed_at   BIGINT,
 	UNIQUE (bridge_id, protocol_id)
 );
 CREATE INDEX encoders_by_workspace ON encoders(workspace_id, created_at, id);
 CREATE TABLE credentials (
-	id                 TEXT PRIMARY KEY,
-	workspace_id       TEXT NOT NULL REFERENCES workspaces(id),
-	access_method_id   TEXT NOT NULL UNIQUE,
-	acs_user_id        TEXT NOT NULL DEFAULT '',
-	user_identity_id   TEXT NOT NULL DEFAULT '',
-	card_number        TEXT NOT NULL,
-	card_function_type TEXT NOT NULL,
+	id                 TEXT COLLATE "C" PRIMARY KEY,
+	workspace_id       TEXT COLLATE "C" NOT NULL REFERENCES workspaces(id),
+	access_method_id   TEXT COLLATE "C" NOT NULL UNIQUE,
+	acs_user_id        TEXT COLLATE "C" NOT NULL DEFAULT '',
+	user_identity_id   TEXT COLLATE "C" NOT NULL DEFAULT '',
+	card_number        TEXT COLLATE "C" NOT NULL,
+	card_function_type TEXT COLLATE "C" NOT NULL,
 	starts_at          BIGINT NOT NULL,
 	ends_at            BIGINT NOT NULL,
-	entrance_ids       TEXT NOT NULL DEFAULT '[]',
+	entrance_ids       TEXT COLLATE "C" NOT NULL DEFAULT '[]',
 	issue_sequence     BIGINT NOT NULL,
 	is_issued          BOOLEAN NOT NULL DEFAULT FALSE,
 	issued_at          BIGINT,
-	card_uid           TEXT NOT NULL DEFAULT '',
-	card_technology    TEXT NOT NULL DEFAULT '',
+	card_uid           TEXT COLLATE "C" NOT NULL DEFAULT '',
+	card_technology    TEXT COLLATE "C" NOT NULL DEFAULT '',
 	key_version        BIGINT NOT NULL DEFAULT 0,
 	encode_jobs        BIGINT NOT NULL DEFAULT 0,
 	created_at         BIGINT NOT NULL
 );
 CREATE INDEX credentials_by_workspace ON credentials(workspace_id, created_at, id);
 CREATE TABLE action_attempts (
-	id            TEXT PRIMARY KEY,
-	workspace_id  TEXT NOT NULL REFERENCES workspaces(id),
-	action_type   TEXT NOT NULL,
-	status        TEXT NOT NULL,
-	result        TEXT,
-	error_type    TEXT NOT NULL DEFAULT '',
-	error_message TEXT NOT NULL DEFAULT '',
+	id            TEXT COLLATE "C" PRIMARY KEY,
+	workspace_id  TEXT COLLATE "C" NOT NULL REFERENCES workspaces(id),
+	action_type   TEXT COLLATE "C" NOT NULL,
+	status        TEXT COLLATE "C" NOT NULL,
+	result        TEXT COLLATE "C",
+	error_type    TEXT COLLATE "C" NOT NULL DEFAULT '',
+	error_message TEXT COLLATE "C" NOT NULL DEFAULT '',
 	created_at    BIGINT NOT NULL,
 	updated_at    BIGINT NOT NULL
 );
 CREATE TABLE jobs (
-	id                TEXT PRIMARY KEY,
-	action_attempt_id TEXT NOT NULL UNIQUE REFERENCES action_attempts(id),
-	workspace_id      TEXT NOT NULL REFERENCES workspaces(id),
-	bridge_id         TEXT NOT NULL REFERENCES bridges(id),
-	encoder_id        TEXT NOT NULL REFERENCES encoders(id),
-	kind              TEXT NOT NULL,
-	credential_id     TEXT NOT NULL DEFAULT '',
+	id                TEXT COLLATE "C" PRIMARY KEY,
+	action_attempt_id TEXT COLLATE "C" NOT NULL UNIQUE REFERENCES action_attempts(id),
+	workspace_id      TEXT COLLATE "C" NOT NULL REFERENCES workspaces(id),
+	bridge_id         TEXT COLLATE "C" NOT NULL REFERENCES bridges(id),
+	encoder_id        TEXT COLLATE "C" NOT NULL REFERENCES encoders(id),
+	kind              TEXT COLLATE "C" NOT NULL,
+	credential_id     TEXT COLLATE "C" NOT NULL DEFAULT '',
 	issue_sequence    BIGINT NOT NULL DEFAULT 0,
-	assign_to         TEXT NOT NULL DEFAULT '',
-	payload           TEXT NOT NULL,
+	assign_to         TEXT COLLATE "C" NOT NULL DEFAULT '',
+	payload           TEXT COLLATE "C" NOT NULL,
 	deadline          BIGINT NOT NULL,
 	created_at        BIGINT NOT NULL,
 	sent_at           BIGINT,
 	acked_at          BIGINT,
-	stage             TEXT NOT NULL DEFAULT '',
+	stage             TEXT COLLATE "C" NOT NULL DEFAULT '',
 	stage_at          BIGINT,
-	result            TEXT,
+	result            TEXT COLLATE "C",
 	result_at         BIGINT,
 	closed_at         BIGINT
 );
 CREATE INDEX jobs_open_by_bridge ON jobs(bridge_id) WHERE closed_at IS NULL;
 CREATE INDEX jobs_open_by_deadline ON jobs(deadline) WHERE closed_at IS NULL;
 CREATE TABLE simulations (
-	encoder_id TEXT NOT NULL REFERENCES encoders(id),
-	kind       TEXT NOT NULL,
-	outcome    TEXT NOT NULL,
+	encoder_id TEXT COLLATE "C" NOT NULL REFERENCES encoders(id),
+	kind       TEXT COLLATE "C" NOT NULL,
+	outcome    TEXT COLLATE "C" NOT NULL,
 	created_at BIGINT NOT NULL,
 	PRIMARY KEY (encoder_id, kind)
 );
@@ -233,7 +236,7 @@ ALTER TABLE bridges ADD COLUMN journal_reset_at INTEGER;
 ALTER TABLE bridges ADD COLUMN journal_reset_reason TEXT NOT NULL DEFAULT '';
 `, postgres: `
 ALTER TABLE bridges ADD COLUMN journal_reset_at BIGINT;
-ALTER TABLE bridges ADD COLUMN journal_reset_reason TEXT NOT NULL DEFAULT '';
+ALTER TABLE bridges ADD COLUMN journal_reset_reason TEXT COLLATE "C" NOT NULL DEFAULT '';
 `},
 }
 

@@ -363,3 +363,38 @@ func TestRebind(t *testing.T) {
 		}
 	}
 }
+
+// Lists order ids byte by byte, as SQLite does, in a database whose
+// locale orders text otherwise (an ICU locale sorts "a" before "B").
+func TestPostgresOrderIgnoresLocale(t *testing.T) {
+	dsn := pgtest.DSNWith(t, "LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'")
+	s := open(t, dsn)
+	w := seed(t, s, "w")
+	ctx := context.Background()
+	ids := []string{"a-1", "B-2", "b-1", "A-2"}
+	for _, id := range ids {
+		if _, err := s.Q().UpsertEncoder(ctx, Encoder{ID: id, WorkspaceID: w.ID, BridgeID: "b-w", ProtocolID: id, CreatedAt: t0}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	p := Page{Limit: 1}
+	for {
+		list, more, err := s.Q().ListEncoders(ctx, w.ID, EncoderFilter{}, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range list {
+			got = append(got, e.ID)
+		}
+		if !more {
+			break
+		}
+		p.After = &Cursor{CreatedAt: ms(list[0].CreatedAt), ID: list[0].ID}
+	}
+	want := slices.Clone(ids)
+	slices.Sort(want) // bytes: "A-2" "B-2" "a-1" "b-1"
+	if !slices.Equal(got, want) {
+		t.Errorf("pages in order %v, want %v", got, want)
+	}
+}

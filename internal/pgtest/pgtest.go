@@ -98,8 +98,14 @@ func Main(m *testing.M) int {
 // ends. Without PostgreSQL it skips t, or fails it when CI is set.
 func DSN(t testing.TB) string {
 	t.Helper()
+	return DSNWith(t, "")
+}
+
+// DSNWith is DSN with options of CREATE DATABASE, such as a locale.
+func DSNWith(t testing.TB, with string) string {
+	t.Helper()
 	c := Shared(t)
-	dsn, err := c.CreateDB(context.Background())
+	dsn, err := c.CreateDB(context.Background(), with)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,8 +287,9 @@ func (c *Cluster) url(db string) string {
 // Dir is the cluster's directory (its socket is there).
 func (c *Cluster) Dir() string { return c.dir }
 
-// CreateDB creates a new empty database and returns its URL.
-func (c *Cluster) CreateDB(ctx context.Context) (string, error) {
+// CreateDB creates a new empty database and returns its URL; with holds
+// more options of CREATE DATABASE (or is empty).
+func (c *Cluster) CreateDB(ctx context.Context, with string) (string, error) {
 	name := fmt.Sprintf("t%d", seq.Add(1))
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -290,6 +297,9 @@ func (c *Cluster) CreateDB(ctx context.Context) (string, error) {
 	create := "CREATE DATABASE " + name + " TEMPLATE template0"
 	if c.version >= 150000 {
 		create += " STRATEGY = FILE_COPY"
+	}
+	if with != "" {
+		create += " " + with
 	}
 	if _, err := c.admin.Exec(ctx, create); err != nil {
 		return "", fmt.Errorf("pgtest: create database %s: %w", name, err)

@@ -76,7 +76,7 @@ func TestStartStop(t *testing.T) {
 			t.Errorf("running as root, the data directory is owned by root: postgres ran privileged")
 		}
 	}
-	dsn, err := c.CreateDB(context.Background())
+	dsn, err := c.CreateDB(context.Background(), "")
 	if err != nil {
 		t.Fatal(err)
 	}
