@@ -30,6 +30,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -125,25 +126,23 @@ func Shared(t testing.TB) *Cluster {
 		t.Fatal("pgtest: the test binary's TestMain must run pgtest.Main, which stops the cluster")
 	}
 	once.Do(func() { shared, initErr = Start() })
-	switch {
-	case errors.Is(initErr, ErrUnavailable) && os.Getenv("CI") == "":
-		t.Skipf("PostgreSQL half skipped: %v", initErr)
-	case initErr != nil:
+	if initErr != nil {
+		if skip(initErr, os.Getenv("CI") != "") {
+			t.Skipf("PostgreSQL half skipped: %v", initErr)
+		}
 		t.Fatalf("PostgreSQL test cluster: %v", initErr)
 	}
 	return shared
 }
 
+// skip tells whether a cluster that did not start skips the tests: only
+// for want of PostgreSQL, and never in CI, where it must be installed.
+func skip(err error, ci bool) bool { return errors.Is(err, ErrUnavailable) && !ci }
+
 // Binaries returns the directory of initdb and postgres.
 func Binaries() (string, error) {
 	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
-	// Newest major version first: 9.6 < 10 < 15.
-	version := func(d string) float64 {
-		v, _ := strconv.ParseFloat(filepath.Base(filepath.Dir(d)), 64)
-		return v
-	}
-	sort.Slice(dirs, func(i, j int) bool { return version(dirs[i]) > version(dirs[j]) })
-	for _, d := range dirs {
+	for _, d := range newestFirst(dirs) {
 		if isExec(filepath.Join(d, "initdb")) && isExec(filepath.Join(d, "postgres")) {
 			return d, nil
 		}
@@ -155,6 +154,18 @@ func Binaries() (string, error) {
 		}
 	}
 	return "", ErrUnavailable
+}
+
+// newestFirst orders /usr/lib/postgresql/VERSION/bin directories by
+// version, newest first: 9.6 < 10 < 15.
+func newestFirst(dirs []string) []string {
+	version := func(d string) float64 {
+		v, _ := strconv.ParseFloat(filepath.Base(filepath.Dir(d)), 64)
+		return v
+	}
+	out := slices.Clone(dirs)
+	sort.SliceStable(out, func(i, j int) bool { return version(out[i]) > version(out[j]) })
+	return out
 }
 
 func isExec(p string) bool {

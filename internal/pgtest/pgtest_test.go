@@ -4,8 +4,11 @@ package pgtest
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -93,6 +96,34 @@ func TestStartStop(t *testing.T) {
 	if conn, err := pgx.Connect(context.Background(), dsn); err == nil {
 		conn.Close(context.Background())
 		t.Error("the stopped cluster still answers")
+	}
+}
+
+func TestSkipOnlyWithoutPostgres(t *testing.T) {
+	other := errors.New("initdb: permission denied")
+	tests := []struct {
+		err  error
+		ci   bool
+		want bool
+	}{
+		{ErrUnavailable, false, true},
+		{fmt.Errorf("start: %w", ErrUnavailable), false, true},
+		{ErrUnavailable, true, false}, // CI must have PostgreSQL
+		{other, false, false},         // a broken set-up is a failure
+		{other, true, false},
+	}
+	for _, tt := range tests {
+		if got := skip(tt.err, tt.ci); got != tt.want {
+			t.Errorf("skip(%v, ci=%v) = %v", tt.err, tt.ci, got)
+		}
+	}
+}
+
+func TestNewestFirst(t *testing.T) {
+	got := newestFirst([]string{"/usr/lib/postgresql/9.6/bin", "/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/10/bin", "/usr/lib/postgresql/17/bin"})
+	want := []string{"/usr/lib/postgresql/17/bin", "/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/10/bin", "/usr/lib/postgresql/9.6/bin"}
+	if !slices.Equal(got, want) {
+		t.Errorf("newestFirst = %v", got)
 	}
 }
 
