@@ -174,7 +174,7 @@ func openPostgres(ctx context.Context, dsn string) (*Store, error) {
 	db.SetMaxOpenConns(pgMaxConns)
 	db.SetMaxIdleConns(pgMaxConns)
 	db.SetConnMaxIdleTime(pgMaxIdleTime)
-	s := &Store{db: db, d: postgresDialect(scrub), name: name}
+	s := &Store{db: db, d: postgresDialect(scrub)}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: %s: %w", name, scrub(err))

@@ -52,9 +52,6 @@ var ErrBadDSN = errors.New("store: bad database name")
 type Store struct {
 	db *sql.DB
 	d  *dialect
-	// name is the database for messages: the path, or the URL without
-	// its password.
-	name string
 }
 
 // dbtx is what *sql.DB and *sql.Tx have in common.
