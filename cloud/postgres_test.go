@@ -7,12 +7,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/encoder-bridge/encoder-bridge/cloud"
 	"github.com/encoder-bridge/encoder-bridge/cloud/cloudtest"
 	"github.com/encoder-bridge/encoder-bridge/internal/pgtest"
+	"github.com/encoder-bridge/encoder-bridge/protocol"
 )
 
 // Two servers on one PostgreSQL database answer the same workspace: the
@@ -79,5 +81,64 @@ func TestTwoServersOnePostgres(t *testing.T) {
 	list := arr(env.MustCall("/acs/credentials/list", map[string]any{})["acs_credentials"])
 	if len(list) != workers*each {
 		t.Errorf("the first server lists %d credentials, want %d", len(list), workers*each)
+	}
+}
+
+// Jobs past their deadline, swept by two servers at once while the
+// bridge's results for them arrive: each action attempt finishes once,
+// either with the bridge's result or expired, and no sweep or result
+// fails (the job's row is locked before the attempt's everywhere, and a
+// deadlock would be run again).
+func TestTwoServersSweepOnce(t *testing.T) {
+	env := cloudtest.New(t, cloudtest.Options{DB: pgtest.DSN(t), JobTimeout: 30 * time.Second})
+	other, err := cloud.New(cloud.Config{DB: env.DB, Clock: env.Clock, JobTimeout: 30 * time.Second, SettleWait: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Close() })
+	b, encID := connect(t, env)
+	const jobs = 6
+	var attempts []any
+	var sent []*protocol.Job
+	for range jobs {
+		attempts = append(attempts, scan(t, env, encID)["action_attempt_id"])
+		sent = append(sent, b.Expect(protocol.TypeJob).Job)
+	}
+	env.Clock.Advance(31 * time.Second)
+
+	var swept atomic.Int64
+	var wg sync.WaitGroup
+	for _, srv := range []*cloud.Server{env.Server, other, env.Server, other} {
+		wg.Go(func() {
+			n, err := srv.Sweep(t.Context())
+			if err != nil {
+				t.Error(err)
+			}
+			swept.Add(int64(n))
+		})
+	}
+	for _, j := range sent {
+		m := protocol.New(protocol.TypeResult)
+		r := cloudtest.Success(j, &protocol.Card{UID: "04A1B2C3D4E5F6", Valid: false}, env.Clock.Now())
+		m.Result = &r
+		b.Send(m)
+	}
+	wg.Wait()
+	for range sent {
+		b.Expect(protocol.TypeResultAck)
+	}
+	errored := 0
+	for _, id := range attempts {
+		switch a := getAttempt(t, env, id); a["status"] {
+		case "error":
+			errored++
+		case "success":
+		default:
+			t.Errorf("attempt %v", a)
+		}
+	}
+	t.Logf("swept %d, errored %d", swept.Load(), errored)
+	if int(swept.Load()) != errored {
+		t.Errorf("sweeps finished %d attempts, %d ended in error: an attempt was finished twice or by nobody", swept.Load(), errored)
 	}
 }
