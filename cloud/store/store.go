@@ -169,13 +169,15 @@ func (t *Tx) forUpdate() string {
 }
 
 // lockRow locks one row of table by id until the transaction ends (on
-// SQLite the transaction already holds the database's write lock).
+// SQLite the transaction already holds the database's write lock). The
+// lock is the one an UPDATE takes (NO KEY UPDATE): it waits for other
+// writers of the row, not for inserts whose foreign key points to it.
 func (t *Tx) lockRow(ctx context.Context, table, id string) error {
 	if !t.inTx || !t.d.rowLocks {
 		return nil
 	}
 	var one int
-	err := t.queryRow(ctx, `SELECT 1 FROM `+table+` WHERE id = ? FOR UPDATE`, id).Scan(&one)
+	err := t.queryRow(ctx, `SELECT 1 FROM `+table+` WHERE id = ? FOR NO KEY UPDATE`, id).Scan(&one)
 	return notFound(t.d.scrub(err))
 }
 
