@@ -189,8 +189,7 @@ func Start() (*Cluster, error) {
 		gid, _ := strconv.Atoi(u.Gid)
 		cred = &account{uid: uid, gid: gid}
 	}
-	// Directly under /tmp: a unix socket path must stay under 108 bytes.
-	dir, err := os.MkdirTemp(shortTemp(), "pgtest-")
+	dir, err := os.MkdirTemp(tempRoot(cred != nil), "pgtest-")
 	if err != nil {
 		return nil, err
 	}
@@ -202,8 +201,12 @@ func Start() (*Cluster, error) {
 	return c, nil
 }
 
-func shortTemp() string {
-	if d := os.TempDir(); len(d) < 40 {
+// tempRoot is where the cluster's directory goes: a unix socket's path
+// must stay under 108 bytes, and the user postgres must be able to reach
+// it (root's TMPDIR may be under /root), so /tmp unless TMPDIR is short
+// and the cluster runs as the caller.
+func tempRoot(asOther bool) string {
+	if d := os.TempDir(); len(d) < 40 && !asOther {
 		return d
 	}
 	return "/tmp"
