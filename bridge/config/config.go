@@ -13,12 +13,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/url"
 	"os"
 	"path"
 	"path/filepath"
 	"regexp"
+	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -101,6 +104,99 @@ func (c Cloud) Configured() bool { return c != Cloud{} }
 type Log struct {
 	Level  string `yaml:"level"`  // debug, info, warn, error
 	Format string `yaml:"format"` // console or json
+	// File is the log file "run" writes besides standard error.
+	File LogFile `yaml:"file"`
+}
+
+// LogFile configures the size-rotated log file of "run": on by default
+// on Windows, where a service's standard error goes nowhere; off by
+// default elsewhere, where journald keeps standard error.
+type LogFile struct {
+	// Path is the file; empty is DefaultLogFile, LogFileOff turns it off.
+	Path string `yaml:"path"`
+	// MaxSize is the size a file is rotated at.
+	MaxSize ByteSize `yaml:"max_size"`
+	// MaxFiles is how many rotated files are kept besides the current one.
+	MaxFiles int `yaml:"max_files"`
+}
+
+const (
+	// LogFileOff as log.file.path turns the log file off.
+	LogFileOff = "off"
+	// DefaultLogMaxSize and DefaultLogMaxFiles bound the log files to
+	// 60 MiB together.
+	DefaultLogMaxSize  = 10 << 20
+	DefaultLogMaxFiles = 5
+
+	minLogSize  = 64 << 10
+	maxLogSize  = 1 << 30
+	maxLogFiles = 100
+)
+
+// LogFilePath is the log file "run" writes, "" for none: log.file.path,
+// else on Windows logs\encoder-bridge.log in the state directory
+// (%ProgramData%\encoder-bridge\logs by default).
+func (c *Config) LogFilePath() string {
+	switch p := c.Log.File.Path; {
+	case p == LogFileOff:
+		return ""
+	case p != "":
+		return p
+	case runtime.GOOS == "windows":
+		return filepath.Join(c.StatePath(), "logs", "encoder-bridge.log")
+	}
+	return ""
+}
+
+// ByteSize is a size in bytes, written in YAML as a number of bytes or
+// with a unit: 512KB, 10MB, 1GB (powers of 1024).
+type ByteSize int64
+
+var byteUnits = []struct {
+	suffix string
+	factor int64
+}{{"GB", 1 << 30}, {"MB", 1 << 20}, {"KB", 1 << 10}, {"B", 1}}
+
+// ParseByteSize reads a size such as 10MB.
+func ParseByteSize(s string) (ByteSize, error) {
+	t := strings.ToUpper(strings.TrimSpace(s))
+	factor := int64(1)
+	for _, u := range byteUnits {
+		if strings.HasSuffix(t, u.suffix) {
+			t, factor = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.factor
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 || n > math.MaxInt64/factor {
+		return 0, fmt.Errorf("%q is not a size such as 10MB", s)
+	}
+	return ByteSize(n * factor), nil
+}
+
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return fmt.Errorf("line %d: must be a size such as 10MB", n.Line)
+	}
+	v, err := ParseByteSize(s)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*b = v
+	return nil
+}
+
+func (b ByteSize) MarshalYAML() (any, error) { return b.String(), nil }
+
+// String writes b with the largest unit that divides it.
+func (b ByteSize) String() string {
+	for _, u := range byteUnits {
+		if b != 0 && int64(b)%u.factor == 0 {
+			return strconv.FormatInt(int64(b)/u.factor, 10) + u.suffix
+		}
+	}
+	return "0B"
 }
 
 // Encoder is one reader offered as an encoder, picked by its serial
@@ -156,7 +252,8 @@ func Default() *Config {
 	return &Config{
 		Version: Version,
 		Wait:    0,
-		Log:     Log{Level: "info", Format: "console"},
+		Log: Log{Level: "info", Format: "console",
+			File: LogFile{MaxSize: DefaultLogMaxSize, MaxFiles: DefaultLogMaxFiles}},
 	}
 }
 
@@ -174,7 +271,11 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
-	for _, p := range []*string{&c.Keys, &c.Cloud.TokenFile, &c.Cloud.CAFile, &c.StateDir} {
+	paths := []*string{&c.Keys, &c.Cloud.TokenFile, &c.Cloud.CAFile, &c.StateDir}
+	if c.Log.File.Path != LogFileOff {
+		paths = append(paths, &c.Log.File.Path)
+	}
+	for _, p := range paths {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(filepath.Dir(path), *p)
 		}
@@ -259,6 +360,7 @@ func (c *Config) Validate() error {
 	default:
 		bad("log.format", "must be console or json, got %q", c.Log.Format)
 	}
+	c.Log.File.validate(bad)
 	seen := map[string]int{}
 	for i, e := range c.Encoders {
 		p := fmt.Sprintf("encoders[%d]", i)
@@ -301,6 +403,20 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: %s", ErrInvalid, strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+func (f LogFile) validate(bad func(field, format string, args ...any)) {
+	if p := f.Path; p != "" && p != LogFileOff {
+		if strings.HasSuffix(p, "/") || strings.HasSuffix(p, `\`) || filepath.Base(p) == "." || filepath.Base(p) == ".." {
+			bad("log.file.path", "must name a file, not a directory (e.g. logs/encoder-bridge.log), or be off")
+		}
+	}
+	if f.MaxSize < minLogSize || f.MaxSize > maxLogSize {
+		bad("log.file.max_size", "must be between %s and %s, got %s", ByteSize(minLogSize), ByteSize(maxLogSize), f.MaxSize)
+	}
+	if f.MaxFiles < 1 || f.MaxFiles > maxLogFiles {
+		bad("log.file.max_files", "must be between 1 and %d (rotated files kept besides the current one), got %d", maxLogFiles, f.MaxFiles)
+	}
 }
 
 var bridgeIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -33,6 +34,15 @@ func TestParse(t *testing.T) {
 		{name: "health without port", yaml: "version: 1\nhealth:\n  listen: localhost\n", wantErr: []string{"health.listen: must be host:port"}},
 		{name: "health off", yaml: "version: 1\nhealth:\n  listen: \"off\"\n"},
 		{name: "not yaml", yaml: "version: [1\n", wantErr: []string{"invalid configuration"}},
+		{name: "log file", yaml: "version: 1\nlog:\n  file:\n    path: logs/bridge.log\n    max_size: 512KB\n    max_files: 3\n"},
+		{name: "log file off", yaml: "version: 1\nlog:\n  file:\n    path: \"off\"\n"},
+		{name: "log file size in bytes", yaml: "version: 1\nlog:\n  file:\n    max_size: 1048576\n"},
+		{name: "log file size not a size", yaml: "version: 1\nlog:\n  file:\n    max_size: big\n", wantErr: []string{"line 4", `"big" is not a size such as 10MB`}},
+		{name: "log file too small", yaml: "version: 1\nlog:\n  file:\n    max_size: 1KB\n", wantErr: []string{"log.file.max_size: must be between 64KB and 1GB, got 1KB"}},
+		{name: "log file too large", yaml: "version: 1\nlog:\n  file:\n    max_size: 2GB\n", wantErr: []string{"log.file.max_size: must be between 64KB and 1GB, got 2GB"}},
+		{name: "log file keeps none", yaml: "version: 1\nlog:\n  file:\n    max_files: 0\n", wantErr: []string{"log.file.max_files: must be between 1 and 100", "got 0"}},
+		{name: "log file a directory", yaml: "version: 1\nlog:\n  file:\n    path: logs/\n", wantErr: []string{"log.file.path: must name a file"}},
+		{name: "log file unknown key", yaml: "version: 1\nlog:\n  file:\n    size: 1MB\n", wantErr: []string{`line 4: unknown key "size"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -68,6 +78,77 @@ func TestDefaults(t *testing.T) {
 	}
 	if c.Wait != 0 || c.Log.Level != "info" || c.Log.Format != "console" {
 		t.Errorf("defaults not applied: %+v", c)
+	}
+}
+
+func TestParseByteSize(t *testing.T) {
+	tests := []struct {
+		in   string
+		want ByteSize
+		bad  bool
+	}{
+		{in: "10MB", want: 10 << 20},
+		{in: "512kb", want: 512 << 10},
+		{in: "1GB", want: 1 << 30},
+		{in: "2048", want: 2048},
+		{in: "64 KB", want: 64 << 10},
+		{in: "7B", want: 7},
+		{in: "", bad: true},
+		{in: "MB", bad: true},
+		{in: "-1MB", bad: true},
+		{in: "1.5MB", bad: true},
+		{in: "9999999999999GB", bad: true},
+	}
+	for _, tc := range tests {
+		got, err := ParseByteSize(tc.in)
+		if tc.bad {
+			if err == nil {
+				t.Errorf("ParseByteSize(%q) = %d, want an error", tc.in, got)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("ParseByteSize(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
+		}
+		if back, err := ParseByteSize(got.String()); err != nil || back != got {
+			t.Errorf("%d written as %q reads back as %d, %v", got, got.String(), back, err)
+		}
+	}
+}
+
+// TestLogFilePath: on by default on Windows only, under the state
+// directory; a path in the file is taken from the file's directory; off
+// is off everywhere.
+func TestLogFilePath(t *testing.T) {
+	dir := t.TempDir()
+	write := func(body string) *Config {
+		t.Helper()
+		p := filepath.Join(dir, "b.yaml")
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := Load(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	c := write("version: 1\nstate_dir: state\n")
+	want := ""
+	if runtime.GOOS == "windows" {
+		want = filepath.Join(dir, "state", "logs", "encoder-bridge.log")
+	}
+	if got := c.LogFilePath(); got != want {
+		t.Errorf("default: %q, want %q", got, want)
+	}
+	if c.Log.File.MaxSize != DefaultLogMaxSize || c.Log.File.MaxFiles != DefaultLogMaxFiles {
+		t.Errorf("default bounds: %+v", c.Log.File)
+	}
+	if got := write("version: 1\nlog:\n  file:\n    path: logs/b.log\n").LogFilePath(); got != filepath.Join(dir, "logs", "b.log") {
+		t.Errorf("relative: %q", got)
+	}
+	if got := write("version: 1\nlog:\n  file:\n    path: \"off\"\n").LogFilePath(); got != "" {
+		t.Errorf("off: %q", got)
 	}
 }
 
