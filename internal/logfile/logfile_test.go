@@ -12,6 +12,38 @@ import (
 	"testing"
 )
 
+// tempDir is t.TempDir emptied with os.Remove: packaging/windows runs
+// these tests built for Windows under Wine 8, where os.RemoveAll fails
+// with "Invalid function" (Go's Windows RemoveAll asks for a POSIX delete
+// Wine lacks).
+func tempDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "logfile-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { removeTree(t, dir) })
+	return dir
+}
+
+// removeTree removes dir and everything in it, deepest first.
+func removeTree(t *testing.T, dir string) {
+	t.Helper()
+	var paths []string
+	err := filepath.WalkDir(dir, func(p string, _ os.DirEntry, err error) error {
+		paths = append(paths, p)
+		return err
+	})
+	if err != nil {
+		t.Error(err)
+	}
+	for i := len(paths) - 1; i >= 0; i-- {
+		if err := os.Remove(paths[i]); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
 // files returns the directory's files and their contents.
 func files(t *testing.T, dir string) map[string]string {
 	t.Helper()
@@ -64,7 +96,7 @@ func TestRotation(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
+			dir := tempDir(t)
 			l, err := Open(Options{Path: filepath.Join(dir, "b.log"), MaxSize: tc.size, MaxFiles: tc.keep})
 			if err != nil {
 				t.Fatal(err)
@@ -98,7 +130,7 @@ func TestRotation(t *testing.T) {
 // A restart appends to the current file and forgets rotated files a
 // configuration with a larger count left.
 func TestReopen(t *testing.T) {
-	dir := t.TempDir()
+	dir := tempDir(t)
 	path := filepath.Join(dir, "bridge.log")
 	l, err := Open(Options{Path: path, MaxSize: 10, MaxFiles: 4})
 	if err != nil {
@@ -130,7 +162,7 @@ func TestReopen(t *testing.T) {
 }
 
 func TestOpenErrors(t *testing.T) {
-	dir := t.TempDir()
+	dir := tempDir(t)
 	tests := []struct {
 		name string
 		o    Options
@@ -159,7 +191,7 @@ func TestOpenErrors(t *testing.T) {
 // with an error, keeps the file's size bounded, and succeeds once the
 // obstacle is gone.
 func TestRotationBlocked(t *testing.T) {
-	dir := t.TempDir()
+	dir := tempDir(t)
 	path := filepath.Join(dir, "b.log")
 	l, err := Open(Options{Path: path, MaxSize: 10, MaxFiles: 1})
 	if err != nil {
@@ -179,9 +211,7 @@ func TestRotationBlocked(t *testing.T) {
 	if b, _ := os.ReadFile(path); string(b) != "12345678\n" {
 		t.Errorf("current file after the failed rotation: %q", b)
 	}
-	if err := os.RemoveAll(block); err != nil {
-		t.Fatal(err)
-	}
+	removeTree(t, block)
 	if _, err := l.Write([]byte("kept\n")); err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +224,7 @@ func TestRotationBlocked(t *testing.T) {
 
 // Entries from many goroutines stay whole and none is lost.
 func TestConcurrentWrites(t *testing.T) {
-	dir := t.TempDir()
+	dir := tempDir(t)
 	path := filepath.Join(dir, "b.log")
 	const writers, each = 8, 200
 	l, err := Open(Options{Path: path, MaxSize: 1 << 20, MaxFiles: 3})
