@@ -29,6 +29,7 @@ func TestUnitHardening(t *testing.T) {
 		"NoNewPrivileges=yes",
 		"ProtectSystem=strict",
 		"StateDirectory=encoder-bridge",
+		"LogsDirectory=encoder-bridge",
 		"ConfigurationDirectory=encoder-bridge",
 		"ProtectHome=yes",
 		"PrivateTmp=yes",

@@ -21,6 +21,7 @@ import (
 	"github.com/encoder-bridge/encoder-bridge/bridge/link"
 	"github.com/encoder-bridge/encoder-bridge/bridge/status"
 	"github.com/encoder-bridge/encoder-bridge/cardfmt"
+	"github.com/encoder-bridge/encoder-bridge/internal/logfile"
 	"github.com/encoder-bridge/encoder-bridge/service"
 )
 
@@ -54,18 +55,50 @@ func (a *app) cmdRun(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(cfg.Log, zapcore.Lock(zapcore.AddSync(a.stderr)))
+	sink := zapcore.Lock(zapcore.AddSync(a.stderr))
+	lf, fileErr := openLogFile(cfg)
+	if fileErr != nil && cfg.Log.File.Path != "" {
+		// A file the administrator named must work.
+		return fileErr
+	}
+	if lf != nil {
+		defer lf.Close()
+		sink = zapcore.NewMultiWriteSyncer(sink, lf)
+	}
+	log, err := newLogger(cfg.Log, sink)
 	if err != nil {
 		return err
 	}
 	defer log.Sync()
+	start := func(ctx context.Context, log *zap.Logger, shutdown time.Duration) error {
+		if fileErr != nil {
+			// The default file: jobs matter more than the log file, and
+			// the Event Log still gets the warnings.
+			log.Warn("log file off: cannot open the default log file; set log.file.path", zap.Error(fileErr))
+		}
+		return a.runAgent(ctx, cfg, keysPath, log, shutdown)
+	}
 
 	if asService || underServiceManager() {
 		return service.RunService(service.Options{ConfigPath: configPath}, func(ctx context.Context, log *zap.Logger) error {
-			return a.runAgent(ctx, cfg, keysPath, log, 0)
+			return start(ctx, log, 0)
 		}, log)
 	}
-	return a.runAgent(ctx, cfg, keysPath, log, shutdown)
+	return start(ctx, log, shutdown)
+}
+
+// openLogFile opens the size-rotated log file the configuration asks for;
+// nil when there is none (the default off Windows).
+func openLogFile(cfg *config.Config) (*logfile.File, error) {
+	path := cfg.LogFilePath()
+	if path == "" {
+		return nil, nil
+	}
+	f, err := logfile.Open(logfile.Options{Path: path, MaxSize: int64(cfg.Log.File.MaxSize), MaxFiles: cfg.Log.File.MaxFiles})
+	if err != nil {
+		return nil, fmt.Errorf("log.file.path: %w", err)
+	}
+	return f, nil
 }
 
 // loadRunConfig loads a configuration that can connect to the cloud.

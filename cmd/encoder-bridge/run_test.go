@@ -417,7 +417,8 @@ func TestRunDamagedJournal(t *testing.T) {
 
 // TestRunHealthAddressBusy: the default monitoring address taken by
 // another program costs the page, not the service; an address the
-// configuration sets that cannot be used stops run.
+// configuration sets that cannot be used stops run, and so does a log
+// file it names that cannot be opened.
 func TestRunHealthAddressBusy(t *testing.T) {
 	// Hold the default address; if another program holds it already,
 	// it is just as busy.
@@ -439,6 +440,9 @@ func TestRunHealthAddressBusy(t *testing.T) {
 	}{
 		{"default busy", "", []string{"status page and metrics off"}, true},
 		{"configured busy", "health:\n  listen: " + held.Addr().String() + "\n", []string{"health.listen:"}, false},
+		// A log file the configuration names must open; here its directory
+		// is a file.
+		{"log file unusable", "  file:\n    path: bridge.yaml/run.log\n", []string{"log.file.path:", "bridge.yaml"}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -446,7 +450,12 @@ func TestRunHealthAddressBusy(t *testing.T) {
 			cloud.Refuse.Store(401) // run ends at its first dial
 			c := newCLI(t)
 			cfg := c.bridgeConfig(cloud.URL())
-			appendFile(t, cfg, tt.health)
+			if strings.HasPrefix(tt.health, "  file:") {
+				b, _ := os.ReadFile(cfg)
+				c.file("bridge.yaml", strings.Replace(string(b), "  level: debug\n", "  level: debug\n"+tt.health, 1))
+			} else {
+				appendFile(t, cfg, tt.health)
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			code, _, stderr := c.runCtx(ctx, "run", "--config", cfg)

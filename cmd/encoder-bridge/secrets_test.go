@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -89,7 +90,9 @@ func runAndCollectSecrets(t *testing.T, kind string) []string {
 	keys := c.keys()
 	token := c.file("token", env.BridgeToken+"\n")
 	healthAddr := freeLoopbackAddr(t)
-	cfg := c.file("bridge.yaml", "version: 1\nkeys: "+keys+"\nlog:\n  level: debug\ncloud:\n  url: "+env.WebsocketURL()+
+	// The log file gets what standard error gets, and is checked as well.
+	logFile := filepath.Join(c.dir, "logs", "encoder-bridge.log")
+	cfg := c.file("bridge.yaml", "version: 1\nkeys: "+keys+"\nlog:\n  level: debug\n  file:\n    path: "+logFile+"\ncloud:\n  url: "+env.WebsocketURL()+
 		"\n  bridge_id: "+env.BridgeID+"\n  token_file: "+token+"\nstate_dir: "+c.dir+"/state\nhealth:\n  listen: "+healthAddr+"\n")
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -161,7 +164,15 @@ func runAndCollectSecrets(t *testing.T, kind string) []string {
 	if card.AddTo(s) == 0 {
 		t.Fatal("no APDU data crossed the card")
 	}
+	fileLog, err := os.ReadFile(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(fileLog) != r.stderr {
+		t.Errorf("the log file differs from standard error:\n%s\n---\n%s", fileLog, r.stderr)
+	}
 	leaks := append(s.Find("the bridge's log", r.stderr), s.Find("the cloud's log", cloudLog.String())...)
+	leaks = append(leaks, s.Find("the bridge's log file", string(fileLog))...)
 	for path, page := range pages {
 		leaks = append(leaks, s.Find("the bridge's "+path, page)...)
 	}

@@ -234,6 +234,10 @@ else
 	echo "deb test: no encoder-cloud, strace or systemd-analyze; the bridge was not run as the service"
 	install -o encoder-bridge -g encoder-bridge -m 0600 /dev/null /var/lib/encoder-bridge/journal.db
 fi
+# A log file as log.file.path and the unit's LogsDirectory= would leave;
+# purge removes it with the journal.
+install -d -o encoder-bridge -g encoder-bridge -m 0750 /var/log/encoder-bridge
+install -o encoder-bridge -g encoder-bridge -m 0640 /dev/null /var/log/encoder-bridge/encoder-bridge.log
 
 dpkg -P encoder-bridge
 left=$(cd /etc/encoder-bridge && ls -A | sort | tr '\n' ' ')
@@ -243,7 +247,7 @@ want="encoder-bridge.yaml keys.json "
 getent passwd encoder-bridge >/dev/null || fail "purge removed the account that owns the admin's keys"
 check_gone() {
 	local p
-	for p in /usr/bin/encoder-bridge "$unit" "$wants" "$rule" /var/lib/encoder-bridge \
+	for p in /usr/bin/encoder-bridge "$unit" "$wants" "$rule" /var/lib/encoder-bridge /var/log/encoder-bridge \
 		/var/lib/systemd/deb-systemd-helper-enabled/encoder-bridge.service.dsh-also \
 		/var/lib/systemd/deb-systemd-helper-masked/encoder-bridge.service; do
 		[ ! -e "$p" ] && [ ! -L "$p" ] || fail "purge left $p"
