@@ -3,6 +3,7 @@ package windows
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/encoder-bridge/encoder-bridge/cloud/clock"
 	"github.com/encoder-bridge/encoder-bridge/cloud/cloudtest"
+	"github.com/encoder-bridge/encoder-bridge/internal/leakcheck"
 )
 
 // require skips the test when a tool is missing, unless CI is set: there
@@ -318,6 +320,7 @@ func TestWindowsServiceUnderWine(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(data, "journal.db")); err != nil {
 		t.Errorf("the service's journal: %v", err)
 	}
+	checkServiceLog(t, filepath.Join(data, "logs", "encoder-bridge.log"), env.BridgeToken, filepath.Join(data, "keys.json"))
 
 	keep := map[string][]byte{}
 	for _, f := range []string{"bridge.yaml", "keys.json", "bridge.token"} {
@@ -363,4 +366,75 @@ func TestWindowsServiceUnderWine(t *testing.T) {
 			t.Errorf("uninstall removed %s: %v", f, err)
 		}
 	}
+}
+
+// checkServiceLog: the service's standard error goes nowhere on Windows,
+// so its log is the file under ProgramData\encoder-bridge\logs. Two
+// starts and the stop between them are in it, in the bridge's own
+// format, and neither the token nor a key is.
+func checkServiceLog(t *testing.T, path, token, keyFile string) {
+	t.Helper()
+	var text string
+	// The line for the start that just connected may still be in flight.
+	waitFor(t, "the log file has both starts", func() bool {
+		b, err := os.ReadFile(path)
+		text = string(b)
+		return err == nil && strings.Count(text, "encoder-bridge starting") >= 2
+	})
+	for _, want := range []string{"INFO\t", "encoder-bridge stopped", `"bridge_id"`, "link"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the log file lacks %q:\n%s", want, text)
+		}
+	}
+	s := leakcheck.New()
+	s.Text("the bridge token", token)
+	b, err := os.ReadFile(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys struct {
+		Versions []struct {
+			MACKey string `json:"mac_key"`
+			DivKey string `json:"div_key"`
+		} `json:"versions"`
+	}
+	if err := json.Unmarshal(b, &keys); err != nil || len(keys.Versions) == 0 {
+		t.Fatalf("key file: %v", err)
+	}
+	for _, v := range keys.Versions {
+		for _, k := range []string{v.MACKey, v.DivKey} {
+			kb, err := hex.DecodeString(k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Bytes("a site key", kb)
+		}
+	}
+	for _, leak := range s.Find("the service's log file", text) {
+		t.Error(leak)
+	}
+}
+
+// The log file's rotation on Windows' file system semantics (renaming
+// closed files over older ones, the protected directory): the
+// internal/logfile tests, built for Windows, run under Wine.
+func TestLogFileUnderWine(t *testing.T) {
+	require(t, wine64, "x86_64-w64-mingw32-gcc")
+	exe := filepath.Join(t.TempDir(), "logfile.test.exe")
+	build := exec.Command("go", "test", "-c", "-o", exe, "./internal/logfile")
+	build.Dir = repoRoot
+	build.Env = append(os.Environ(), "GOOS=windows", "GOARCH=amd64", "CGO_ENABLED=0")
+	if b, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build the tests for Windows: %v\n%s", err, b)
+	}
+	w := newWine(t)
+	// TestImports runs go list, which is not in the prefix.
+	out, err := w.run(5*time.Minute, exe, "-test.v", "-test.skip", "TestImports")
+	if err != nil {
+		t.Fatalf("the log file's tests under Wine: %v", err)
+	}
+	if !strings.Contains(out, "--- PASS: TestRotation") || !strings.Contains(out, "--- PASS: TestRotationBlocked") || !strings.HasSuffix(strings.TrimSpace(out), "PASS") {
+		t.Fatalf("the log file's tests under Wine:\n%s", out)
+	}
+	t.Logf("under Wine:\n%s", out)
 }
