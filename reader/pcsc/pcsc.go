@@ -24,6 +24,12 @@ var (
 // Options.PollInterval is zero.
 const DefaultPollInterval = 500 * time.Millisecond
 
+// serviceRetry bounds how often a reader wait asks again for a service
+// that is down: it comes back with its readers, which the cloud must hear
+// of within 2 s, and a starting pcscd may drop a first client, costing one
+// more retry. Asking costs a failed connect.
+const serviceRetry = 100 * time.Millisecond
+
 // Options configures a Context.
 type Options struct {
 	// PollInterval is the timeout of each GetStatusChange call, and so the
@@ -164,7 +170,7 @@ func (c *Context) WaitReadersChange(ctx context.Context, known []string) ([]stri
 				if len(known) > 0 {
 					return []string{}, nil
 				}
-				if err := c.sleep(ctx, op); err != nil {
+				if err := c.sleepFor(ctx, op, min(c.poll, serviceRetry)); err != nil {
 					return nil, err
 				}
 				continue
@@ -185,7 +191,14 @@ func (c *Context) WaitReadersChange(ctx context.Context, known []string) ([]stri
 		if !sameReaders(names, known) {
 			return names, nil
 		}
-		if w == nil || c.noPnP.Load() {
+		if w == nil {
+			// The service went away: ask for it again soon.
+			if err := c.sleepFor(ctx, op, min(c.poll, serviceRetry)); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if c.noPnP.Load() {
 			// No PnP notification here: compare the list every interval.
 			if err := c.sleep(ctx, op); err != nil {
 				return nil, err
@@ -448,7 +461,12 @@ func (c *Context) closedOr(op string, err error) error {
 
 // sleep waits one PollInterval, ctx and Close permitting.
 func (c *Context) sleep(ctx context.Context, op string) error {
-	t := time.NewTimer(c.poll)
+	return c.sleepFor(ctx, op, c.poll)
+}
+
+// sleepFor waits d, ctx and Close permitting.
+func (c *Context) sleepFor(ctx context.Context, op string, d time.Duration) error {
+	t := time.NewTimer(d)
 	defer t.Stop()
 	if c.blocked != nil {
 		c.blocked()
