@@ -27,6 +27,22 @@ type binBridge struct {
 // stopped with SIGINT when the test ends, if Stop was not called first.
 func startBinBridge(t *testing.T, env *cloudtest.Env, slot hwtest.Slot, level string) *binBridge {
 	t.Helper()
+	return startBinBridgeWith(t, env, bridgeOptions{Level: level,
+		Config: fmt.Sprintf("encoders:\n  - reader: %q\n    name: Front desk\n", slot.Reader)})
+}
+
+// bridgeOptions vary the bridge startBinBridgeWith runs.
+type bridgeOptions struct {
+	Level  string   // log level; "info" when empty
+	Config string   // appended to the configuration (encoders, exclude_readers)
+	Env    []string // the process's environment; empty: this one's
+}
+
+// startBinBridgeWith starts the bridge binary with o. It is stopped with SIGINT
+// when the test ends, if Stop was not called first.
+func startBinBridgeWith(t testing.TB, env *cloudtest.Env, o bridgeOptions) *binBridge {
+	t.Helper()
+	level := o.Level
 	if level == "" {
 		level = "info"
 	}
@@ -54,15 +70,13 @@ cloud:
 state_dir: %s
 health:
   listen: %s
-encoders:
-  - reader: %q
-    name: Front desk
-`, b.Keys, level, env.WebsocketURL(), env.BridgeID, token, filepath.Join(dir, "state"), addr, slot.Reader)), 0o600)
+`, b.Keys, level, env.WebsocketURL(), env.BridgeID, token, filepath.Join(dir, "state"), addr)+o.Config), 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	cmd := exec.Command(eb, "run", "--config", cfg)
+	cmd.Env = o.Env
 	cmd.Stdout, cmd.Stderr = b.Log, b.Log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

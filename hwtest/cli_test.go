@@ -16,7 +16,7 @@ import (
 // bin builds the named command once per test binary.
 var built = map[string]string{}
 
-func bin(t *testing.T, name string) string {
+func bin(t testing.TB, name string) string {
 	t.Helper()
 	if p, ok := built[name]; ok {
 		return p
@@ -42,7 +42,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func runBin(t *testing.T, path string, args ...string) (code int, stdout, stderr string) {
+func runBin(t testing.TB, path string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errb bytes.Buffer
 	cmd := exec.Command(path, args...)

@@ -106,7 +106,7 @@ func waitPage(t *testing.T, url, want string, bridgeLog fmt.Stringer) {
 	t.Fatalf("the page never showed %q; last:\n%s\nbridge log:\n%s", want, last, bridgeLog)
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
