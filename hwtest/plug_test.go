@@ -337,7 +337,8 @@ func TestReplugIdentity(t *testing.T) {
 	card := insertPrivate(t, x)
 	before := byReader(cloudEncoders(t, env))
 	frontDesk := before["Ident X 00 00"]
-	if frontDesk.DisplayName != "Front desk" {
+	// A configured name, else the reader's without its plug-order index.
+	if frontDesk.DisplayName != "Front desk" || before["Ident Y 00 00"].DisplayName != "Ident Y" {
 		t.Fatalf("encoders %+v", before)
 	}
 

@@ -39,3 +39,21 @@ func StableName(name string) string {
 	}
 	return name
 }
+
+// DisplayName is the reader's name for people, without the part the
+// smart-card service assigns in plug order, so it survives a replug: "ACS
+// ACR1252 1S CL Reader [ACR1252 Dual Reader PICC] 01 00" and "... 00 00"
+// are both "ACS ACR1252 1S CL Reader [ACR1252 Dual Reader PICC]". A slot
+// other than the first keeps its number ("... 00 01" is "... 01").
+func DisplayName(name string) string {
+	if m := pcscLiteName.FindStringSubmatch(name); m != nil {
+		if m[2] == "00" {
+			return m[1]
+		}
+		return m[1] + " " + m[2]
+	}
+	if m := windowsName.FindStringSubmatch(name); m != nil {
+		return m[1]
+	}
+	return name
+}

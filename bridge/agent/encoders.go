@@ -66,8 +66,9 @@ func Identities(readers []Attached) map[string]string {
 
 // Offered returns the encoders announced for the attached readers: those
 // the configuration's encoders pick (all when it picks none) and
-// exclude_readers does not drop, with their display names, sorted by
-// reader name.
+// exclude_readers does not drop, with their display names (the
+// configured name, else the reader's name without its plug-order index),
+// sorted by reader name.
 //
 // An encoders[] entry picks by serial number, or by reader name pattern
 // (config.MatchReader); an exact name or a serial number wins over a
@@ -81,6 +82,15 @@ func Offered(bridgeID string, picks []config.Encoder, exclude []string, technolo
 		return slices.ContainsFunc(exclude, func(x string) bool { return config.MatchReader(x, r.Name) })
 	})
 	ids := Identities(readers)
+	// A reader is shown by its name without the plug-order index, which a
+	// replug changes, unless that index is what tells it from a reader of
+	// the same model (Identities then made its identity of its full name).
+	shown := func(r Attached) string {
+		if strings.HasSuffix(ids[r.Name], "\x00"+r.Name) {
+			return r.Name
+		}
+		return reader.DisplayName(r.Name)
+	}
 	out := []protocol.Encoder{}
 	add := func(r Attached, display string) {
 		out = append(out, protocol.Encoder{
@@ -90,7 +100,7 @@ func Offered(bridgeID string, picks []config.Encoder, exclude []string, technolo
 	}
 	if len(picks) == 0 {
 		for _, r := range readers {
-			add(r, r.Name)
+			add(r, shown(r))
 		}
 		return out
 	}
@@ -102,9 +112,9 @@ func Offered(bridgeID string, picks []config.Encoder, exclude []string, technolo
 		display := pick.Name
 		switch {
 		case display == "":
-			display = r.Name
+			display = shown(r)
 		case shared:
-			display += " (" + r.Name + ")"
+			display += " (" + shown(r) + ")"
 		}
 		add(r, display)
 	}
