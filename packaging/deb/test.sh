@@ -52,7 +52,7 @@ cleanup() {
 	fi
 	rm -rf "$work"
 	dpkg -P encoder-bridge >/dev/null 2>&1 || true
-	rm -rf /etc/encoder-bridge /var/lib/encoder-bridge
+	rm -rf /etc/encoder-bridge /var/lib/encoder-bridge /var/log/encoder-bridge
 	rm -f /etc/systemd/system/encoder-bridge.service /etc/systemd/system/multi-user.target.wants/encoder-bridge.service
 	getent passwd encoder-bridge >/dev/null && deluser --system --quiet encoder-bridge >/dev/null 2>&1
 	getent group encoder-bridge >/dev/null && delgroup --system --quiet encoder-bridge >/dev/null 2>&1
