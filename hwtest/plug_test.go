@@ -1,192 +1,33 @@
 package hwtest_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/encoder-bridge/encoder-bridge/cloud/clock"
 	"github.com/encoder-bridge/encoder-bridge/cloud/cloudtest"
+	"github.com/encoder-bridge/encoder-bridge/hwtest/pcscd"
 	"github.com/encoder-bridge/encoder-bridge/hwtest/vpcd"
-	"github.com/encoder-bridge/encoder-bridge/internal/syncbuf"
 	"github.com/encoder-bridge/encoder-bridge/reader/sim/chip"
 )
 
-// vpcdDriver is vsmartcard's pcscd driver.
-const vpcdDriver = "/usr/lib/pcsc/drivers/serial/libifdvpcd.so"
+// bridgeEnv points the bridge binary at the private pcscd d.
+func bridgeEnv(d *pcscd.Daemon) []string { return append(os.Environ(), d.Env()...) }
 
-// vreader is one reader.conf entry for vpcd: FRIENDLYNAME at port (slot 0)
-// and port+1 (slot 1). pcsc-lite names its slots "NAME II 00" and
-// "NAME II 01", II telling apart entries of the same name in load order.
-type vreader struct {
-	name string
-	port int
-}
-
-// privatePCSCD is a pcscd of the test's own, with its own reader.conf and
-// client socket, beside the system's: a private mount namespace gives it
-// its own /run/pcscd (its pid file and socket), bound to a directory the
-// test and the bridge reach through PCSCLITE_CSOCK_NAME. Restarting it
-// with another reader.conf is how readers come and go with vpcd, whose
-// readers exist while its driver is loaded.
-type privatePCSCD struct {
-	tb     testing.TB
-	dir    string
-	Socket string
-	Log    *syncbuf.Buffer
-
-	cmd    *exec.Cmd
-	exited chan struct{}
-}
-
-func newPrivatePCSCD(tb testing.TB) *privatePCSCD {
-	tb.Helper()
-	for _, tool := range []string{"pcscd", "unshare", "mount"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			unavailableTB(tb, fmt.Errorf("%s not found", tool))
-		}
+// names are the readers' names.
+func names(rs []vpcd.Reader) []string {
+	var out []string
+	for _, r := range rs {
+		out = append(out, r.Name)
 	}
-	if _, err := os.Stat(vpcdDriver); err != nil {
-		unavailableTB(tb, err)
-	}
-	if _, err := os.Stat("/run/pcscd"); err != nil {
-		unavailableTB(tb, err)
-	}
-	if os.Geteuid() != 0 {
-		unavailableTB(tb, fmt.Errorf("a private pcscd needs root for its mount namespace"))
-	}
-	dir, err := os.MkdirTemp("", "pcscd-")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	p := &privatePCSCD{tb: tb, dir: dir, Socket: filepath.Join(dir, "run", "pcscd.comm"), Log: &syncbuf.Buffer{}}
-	tb.Cleanup(func() {
-		p.Stop()
-		os.RemoveAll(dir)
-	})
-	return p
-}
-
-// unavailableTB skips without the tools, or fails with CI set.
-func unavailableTB(tb testing.TB, err error) {
-	tb.Helper()
-	if os.Getenv("CI") != "" {
-		tb.Fatalf("private pcscd: %v (CI is set: scripts/setup-debian.sh installs pcscd and vsmartcard-vpcd; the tests run as root)", err)
-	}
-	tb.Skipf("private pcscd: %v", err)
-}
-
-// Start starts pcscd with readers and returns when it says it is ready,
-// with the time it said so.
-func (p *privatePCSCD) Start(readers ...vreader) time.Time {
-	p.tb.Helper()
-	conf := filepath.Join(p.dir, "conf")
-	run := filepath.Join(p.dir, "run")
-	os.RemoveAll(conf)
-	for _, d := range []string{conf, run} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			p.tb.Fatal(err)
-		}
-	}
-	var b strings.Builder
-	for _, r := range readers {
-		fmt.Fprintf(&b, "FRIENDLYNAME \"%s\"\nDEVICENAME /dev/null:0x%04X\nLIBPATH %s\nCHANNELID 0x%04X\n\n", r.name, r.port, vpcdDriver, r.port)
-	}
-	if err := os.WriteFile(filepath.Join(conf, "readers"), []byte(b.String()), 0o644); err != nil {
-		p.tb.Fatal(err)
-	}
-	os.Remove(p.Socket)
-	cmd := exec.Command("unshare", "-m", "sh", "-c", `mount --bind "$1" /run/pcscd && exec pcscd -f -i -c "$2"`, "sh", run, conf)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		p.tb.Fatal(err)
-	}
-	cmd.Stderr = p.Log
-	if err := cmd.Start(); err != nil {
-		p.tb.Fatal(err)
-	}
-	p.cmd, p.exited = cmd, make(chan struct{})
-	ready := make(chan time.Time, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			line := sc.Text()
-			fmt.Fprintln(p.Log, line)
-			if strings.Contains(line, "daemon ready") {
-				ready <- time.Now()
-			}
-		}
-		cmd.Wait()
-		close(p.exited)
-	}()
-	select {
-	case at := <-ready:
-		return at
-	case <-p.exited:
-		p.tb.Fatalf("private pcscd exited at start:\n%s", p.Log)
-	case <-time.After(20 * time.Second):
-		p.tb.Fatalf("private pcscd not ready within 20 s:\n%s", p.Log)
-	}
-	return time.Time{}
-}
-
-// Stop stops pcscd (SIGTERM) and waits for it to exit; it returns when the
-// signal was sent.
-func (p *privatePCSCD) Stop() time.Time {
-	if p.cmd == nil {
-		return time.Time{}
-	}
-	at := time.Now()
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(20 * time.Second):
-		p.cmd.Process.Kill()
-		<-p.exited
-		p.tb.Errorf("private pcscd did not stop on SIGTERM")
-	}
-	p.cmd = nil
-	return at
-}
-
-// Env is the environment pointing a process at this pcscd.
-func (p *privatePCSCD) Env() []string {
-	return append(os.Environ(), "PCSCLITE_CSOCK_NAME="+p.Socket)
-}
-
-// freeVPCDPort returns a port p with p and p+1 free, for one vpcd entry.
-func freeVPCDPort(tb testing.TB, taken ...int) int {
-	tb.Helper()
-	for p := 39000 + os.Getpid()%2000*2; p < 65000; p += 2 {
-		if slices.Contains(taken, p) || slices.Contains(taken, p+1) || slices.Contains(taken, p-1) {
-			continue
-		}
-		ok := true
-		for _, q := range []int{p, p + 1} {
-			ln, err := net.Listen("tcp", fmt.Sprintf(":%d", q))
-			if err != nil {
-				ok = false
-				break
-			}
-			ln.Close()
-		}
-		if ok {
-			return p
-		}
-	}
-	tb.Fatal("no free port pair for vpcd")
-	return 0
+	return out
 }
 
 // cloudEncoder is an encoder as the cloud's API shows it.
@@ -245,56 +86,68 @@ func waitOnline(tb testing.TB, env *cloudtest.Env, log fmt.Stringer, readers ...
 }
 
 // BenchmarkReaderAnnounce times how long the cloud takes to show a reader
-// plugged in or unplugged, through the real bridge binary and a pcscd of
-// the test's own: unplugged is pcscd stopping (from SIGTERM to the cloud
-// showing the encoders offline), plugged is pcscd starting with the reader
-// (from its "daemon ready" to the cloud showing them online). The cloud is
-// polled every 2 ms through its API. docs/benchmarks.md has the results.
+// plugged in or unplugged, through the real bridge binary and a private
+// pcscd (hwtest/pcscd), whose vpcd readers come and go with it: unplugged
+// runs from stopping pcscd (its shutdown included) to the cloud showing
+// the encoders offline, plugged from starting it (its start-up included,
+// reported alone as pcscd-start) to the cloud showing them online, and
+// plug-after-ready from when pcscd serves its socket with every vpcd
+// reader listening (pcscd.Daemon.Start returned). The cloud is polled
+// every 2 ms through its API. docs/benchmarks.md has the results.
 func BenchmarkReaderAnnounce(b *testing.B) {
-	p := newPrivatePCSCD(b)
-	desk := vreader{name: "Bench Desk", port: freeVPCDPort(b)}
-	p.Start(desk)
+	d := pcscd.ForTest(b, pcscd.Options{Name: "Bench Desk"})
 	env := cloudtest.New(b, cloudtest.Options{Clock: clock.NewFake(time.Now())})
-	br := startBinBridgeWith(b, env, bridgeOptions{Env: p.Env()})
-	slots := []string{"Bench Desk 00 00", "Bench Desk 00 01"}
+	br := startBinBridgeWith(b, env, bridgeOptions{Env: bridgeEnv(d)})
+	slots := names(d.Readers())
 	waitOnline(b, env, br.Log, slots...)
-	var plug, unplug []time.Duration
+	var plug, afterReady, unplug, start []time.Duration
 	b.ResetTimer()
 	for range b.N {
-		at := p.Stop()
+		at := time.Now()
+		if err := d.Stop(); err != nil {
+			b.Fatal(err)
+		}
 		unplug = append(unplug, waitOnline(b, env, br.Log).Sub(at))
-		at = p.Start(desk)
-		plug = append(plug, waitOnline(b, env, br.Log, slots...).Sub(at))
+		at = time.Now()
+		if err := d.Start(); err != nil {
+			b.Fatal(err)
+		}
+		ready := time.Now()
+		start = append(start, ready.Sub(at))
+		seen := waitOnline(b, env, br.Log, slots...)
+		plug = append(plug, seen.Sub(at))
+		afterReady = append(afterReady, seen.Sub(ready))
 	}
 	b.StopTimer()
 	for _, m := range []struct {
 		name string
 		d    []time.Duration
-	}{{"plug", plug}, {"unplug", unplug}} {
+	}{{"plug", plug}, {"plug-after-ready", afterReady}, {"unplug", unplug}, {"pcscd-start", start}} {
 		b.ReportMetric(percentile(m.d, 50), m.name+"-p50-ms")
 		b.ReportMetric(percentile(m.d, 99), m.name+"-p99-ms")
-		b.ReportMetric(float64(slices.Max(m.d).Microseconds())/1000, m.name+"-max-ms")
 	}
 }
 
 // pcscd going away and coming back is logged once each time, however long
-// it stays away (the bridge retries every half second meanwhile), and the
+// it stays away (the bridge asks for it every 100 ms meanwhile), and the
 // encoders follow it.
 func TestPCSCDRestartLoggedOnce(t *testing.T) {
-	p := newPrivatePCSCD(t)
-	desk := vreader{name: "Restart Desk", port: freeVPCDPort(t)}
-	p.Start(desk)
+	d := pcscd.ForTest(t, pcscd.Options{Name: "Restart Desk"})
 	env := cloudtest.New(t, cloudtest.Options{Clock: clock.NewFake(time.Now())})
-	br := startBinBridgeWith(t, env, bridgeOptions{Env: p.Env()})
-	slots := []string{"Restart Desk 00 00", "Restart Desk 00 01"}
+	br := startBinBridgeWith(t, env, bridgeOptions{Env: bridgeEnv(d)})
+	slots := names(d.Readers())
 	waitOnline(t, env, br.Log, slots...)
 	const cycles = 2
 	for range cycles {
-		p.Stop()
+		if err := d.Stop(); err != nil {
+			t.Fatal(err)
+		}
 		waitOnline(t, env, br.Log)
-		// Several retry intervals while pcscd is away.
+		// Many retries while pcscd is away.
 		time.Sleep(2 * time.Second)
-		p.Start(desk)
+		if err := d.Start(); err != nil {
+			t.Fatal(err)
+		}
 		waitOnline(t, env, br.Log, slots...)
 	}
 	br.Stop()
@@ -309,10 +162,11 @@ func TestPCSCDRestartLoggedOnce(t *testing.T) {
 	}
 }
 
-// An encoder's identity outlives a pcscd restart with another reader.conf,
-// in which its reader loads in another order, beside a reader that left
-// and one that is new: the cloud's acs_encoder_id and display name stay,
-// the reader that left is offline, the new one is another encoder.
+// An encoder's identity outlives pcscd restarts with another reader.conf,
+// beside readers that leave and come back or are new: the cloud's
+// acs_encoder_id and display name stay, a reader that left is offline, a
+// reader that comes back is its old encoder again, a new one is another
+// encoder.
 //
 // A reader coming back under another index ("X 01 00" as "X 00 00")
 // cannot be made with vpcd: pcsc-lite 1.9.9 names reader.conf entries
@@ -320,46 +174,59 @@ func TestPCSCDRestartLoggedOnce(t *testing.T) {
 // afresh gives every name index 00. bridge/agent's tests cover that rule
 // with the simulated reader (TestIdentities, TestReaderReplugKeepsEncoder).
 func TestReplugIdentity(t *testing.T) {
-	p := newPrivatePCSCD(t)
-	pa := freeVPCDPort(t)
-	pb := freeVPCDPort(t, pa)
-	pc := freeVPCDPort(t, pa, pb)
-	x, y, z := vreader{"Ident X", pa}, vreader{"Ident Y", pb}, vreader{"Ident Z", pc}
-	p.Start(y, x)
+	d := pcscd.ForTest(t, pcscd.Options{Name: "Ident", Entries: 2})
 	env := cloudtest.New(t, cloudtest.Options{Clock: clock.NewFake(time.Now())})
-	br := startBinBridgeWith(t, env, bridgeOptions{Env: p.Env(), Config: `encoders:
-  - reader: "Ident X * 00"
+	br := startBinBridgeWith(t, env, bridgeOptions{Env: bridgeEnv(d), Config: `encoders:
+  - reader: "Ident #1 * 00"
     name: Front desk
-  - reader: "Ident Y * 00"
-  - reader: "Ident Z * 00"
+  - reader: "Ident #2 * 00"
+  - reader: "Ident #3 * 00"
 `})
-	waitOnline(t, env, br.Log, "Ident X 00 00", "Ident Y 00 00")
-	card := insertPrivate(t, x)
+	const x, y, z = "Ident #1 00 00", "Ident #2 00 00", "Ident #3 00 00"
+	waitOnline(t, env, br.Log, x, y)
+	card := insertPrivate(t, d.Readers()[0])
 	before := byReader(cloudEncoders(t, env))
-	frontDesk := before["Ident X 00 00"]
+	frontDesk := before[x]
 	// A configured name, else the reader's without its plug-order index.
-	if frontDesk.DisplayName != "Front desk" || before["Ident Y 00 00"].DisplayName != "Ident Y" {
+	if frontDesk.DisplayName != "Front desk" || before[y].DisplayName != "Ident #2" {
 		t.Fatalf("encoders %+v", before)
 	}
 
-	// Another reader.conf: Y gone, Z new, X loaded after Z.
-	p.Stop()
-	<-card.Done()
-	p.Start(z, x)
-	card = insertPrivate(t, x)
-	waitOnline(t, env, br.Log, "Ident X 00 00", "Ident Z 00 00")
-	after := cloudEncoders(t, env)
-	now := byReader(after)
-	if got := now["Ident X 00 00"]; got.ID != frontDesk.ID || got.DisplayName != "Front desk" {
-		t.Errorf("after the restart X is %+v, was %+v", got, frontDesk)
+	restart := func(entries int, online ...string) map[string]cloudEncoder {
+		t.Helper()
+		if err := d.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		<-card.Done()
+		if err := d.Reconfigure(entries); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Start(); err != nil {
+			t.Fatal(err)
+		}
+		card = insertPrivate(t, d.Readers()[0])
+		waitOnline(t, env, br.Log, online...)
+		return byReader(cloudEncoders(t, env))
 	}
-	if got := now["Ident Z 00 00"]; got.ID == frontDesk.ID || got.ID == before["Ident Y 00 00"].ID {
-		t.Errorf("the new reader Z took another encoder's id: %+v", after)
+	// Y unplugged.
+	now := restart(1, x)
+	if got := now[x]; got.ID != frontDesk.ID || got.DisplayName != "Front desk" {
+		t.Errorf("after Y left, X is %+v, was %+v", got, frontDesk)
 	}
-	if len(after) != 3 {
-		t.Errorf("the cloud lists %d encoders, want X, Y (offline) and Z: %+v", len(after), after)
+	if got := now[y]; got.ID != before[y].ID || got.Online {
+		t.Errorf("Y, unplugged: %+v", got)
 	}
-
+	// Y back (on another port), and Z new.
+	now = restart(3, x, y, z)
+	if got := now[x]; got.ID != frontDesk.ID || got.DisplayName != "Front desk" {
+		t.Errorf("after Y came back and Z was new, X is %+v, was %+v", got, frontDesk)
+	}
+	if now[y].ID != before[y].ID {
+		t.Errorf("Y came back as %+v, was %+v", now[y], before[y])
+	}
+	if id := now[z].ID; id == frontDesk.ID || id == before[y].ID || len(now) != 3 {
+		t.Errorf("the new reader Z is not an encoder of its own: %+v", now)
+	}
 }
 
 func byReader(encs []cloudEncoder) map[string]cloudEncoder {
@@ -370,15 +237,15 @@ func byReader(encs []cloudEncoder) map[string]cloudEncoder {
 	return m
 }
 
-// insertPrivate puts a virtual MIFARE Classic card into r's first slot on
-// the private pcscd; it leaves when that pcscd stops.
-func insertPrivate(t *testing.T, r vreader) *vpcd.Slot {
+// insertPrivate puts a virtual MIFARE Classic card into reader r of a
+// private pcscd; it leaves when that pcscd stops.
+func insertPrivate(t *testing.T, r vpcd.Reader) *vpcd.Slot {
 	t.Helper()
 	card, err := chip.New(chip.KindClassic1K, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	vs, err := vpcd.Insert(context.Background(), fmt.Sprintf("127.0.0.1:%d", r.port), card)
+	vs, err := vpcd.Insert(context.Background(), r.Addr, card)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -386,7 +253,7 @@ func insertPrivate(t *testing.T, r vreader) *vpcd.Slot {
 	select {
 	case <-vs.Attached():
 	case <-time.After(10 * time.Second):
-		t.Fatalf("vpcd at %d did not take the card", r.port)
+		t.Fatalf("vpcd at %s did not take the card", r.Addr)
 	}
 	return vs
 }
