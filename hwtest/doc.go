@@ -9,7 +9,8 @@
 // The slots are the machine's vpcd readers (/etc/reader.conf.d), or, with
 // vpcd.EnvReaderConf and PCSCLITE_CSOCK_NAME set, those of a private pcscd
 // (hwtest/pcscd) that the process was pointed at before its first PC/SC
-// call.
+// call. Tests that plug and unplug readers start the bridge binary on a
+// private pcscd of their own and restart it (plug_test.go).
 //
 // Without pcscd the tests skip, unless the CI environment variable is set:
 // then they fail, because CI must run them.
