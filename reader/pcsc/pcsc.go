@@ -27,8 +27,24 @@ const DefaultPollInterval = 500 * time.Millisecond
 // serviceRetry bounds how often a reader wait asks again for a service
 // that is down: it comes back with its readers, which the cloud must hear
 // of within 2 s, and a starting pcscd may drop a first client, costing one
-// more retry. Asking costs a failed connect.
-const serviceRetry = 100 * time.Millisecond
+// more retry. Asking costs a failed connect, so the fast pace lasts
+// serviceFastFor after the service was last seen: a restart is over by
+// then, and Windows' Smart Card service, which stops while no reader is
+// attached, is then asked at the poll interval rather than ten times a
+// second for as long as the desk has no reader.
+const (
+	serviceRetry   = 100 * time.Millisecond
+	serviceFastFor = 10 * time.Second
+)
+
+// serviceRetryAfter is how long a wait sleeps before asking again for a
+// service that has been down for down.
+func serviceRetryAfter(poll, down time.Duration) time.Duration {
+	if down < serviceFastFor {
+		return min(poll, serviceRetry)
+	}
+	return poll
+}
 
 // Options configures a Context.
 type Options struct {
@@ -156,6 +172,15 @@ func (c *Context) WaitReadersChange(ctx context.Context, known []string) ([]stri
 	}()
 	pnp := []scard.ReaderState{{Reader: pnpReader}}
 	idleWakes := 0
+	// downSince is when this wait last found the service gone; a wait
+	// that starts with it gone counts from its start.
+	var downSince time.Time
+	retry := func() time.Duration {
+		if downSince.IsZero() {
+			downSince = time.Now()
+		}
+		return serviceRetryAfter(c.poll, time.Since(downSince))
+	}
 	for {
 		if err := c.check(ctx, op); err != nil {
 			return nil, err
@@ -166,11 +191,12 @@ func (c *Context) WaitReadersChange(ctx context.Context, known []string) ([]stri
 			switch {
 			case err == nil:
 				pnp[0].CurrentState = scard.StateUnaware
+				downSince = time.Time{}
 			case isNoService(err):
 				if len(known) > 0 {
 					return []string{}, nil
 				}
-				if err := c.sleepFor(ctx, op, min(c.poll, serviceRetry)); err != nil {
+				if err := c.sleepFor(ctx, op, retry()); err != nil {
 					return nil, err
 				}
 				continue
@@ -193,7 +219,8 @@ func (c *Context) WaitReadersChange(ctx context.Context, known []string) ([]stri
 		}
 		if w == nil {
 			// The service went away: ask for it again soon.
-			if err := c.sleepFor(ctx, op, min(c.poll, serviceRetry)); err != nil {
+			downSince = time.Now()
+			if err := c.sleepFor(ctx, op, retry()); err != nil {
 				return nil, err
 			}
 			continue

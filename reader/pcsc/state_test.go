@@ -2,6 +2,7 @@ package pcsc
 
 import (
 	"testing"
+	"time"
 
 	"github.com/ebfe/scard"
 )
@@ -80,5 +81,26 @@ func TestSameReaders(t *testing.T) {
 		if got := sameReaders(tt.a, tt.b); got != tt.want {
 			t.Errorf("sameReaders(%q, %q) = %v", tt.a, tt.b, got)
 		}
+	}
+}
+
+func TestServiceRetryAfter(t *testing.T) {
+	const poll = 500 * time.Millisecond
+	for _, tc := range []struct {
+		name       string
+		poll, down time.Duration
+		want       time.Duration
+	}{
+		{"just gone", poll, 0, serviceRetry},
+		{"restarting", poll, serviceFastFor - time.Millisecond, serviceRetry},
+		{"stopped for good", poll, serviceFastFor, poll},
+		{"long stopped", poll, time.Hour, poll},
+		{"poll faster than the retry", 20 * time.Millisecond, 0, 20 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := serviceRetryAfter(tc.poll, tc.down); got != tc.want {
+				t.Errorf("serviceRetryAfter(%v, %v) = %v, want %v", tc.poll, tc.down, got, tc.want)
+			}
+		})
 	}
 }
