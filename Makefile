@@ -7,7 +7,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # The status page test keeps its Chromium screenshots here.
 export STATUS_PAGE_OUT ?= $(CURDIR)/test-output/status-page
 
-.PHONY: all build setup test unit conformance seam-openapi check-fmt vet windows bench demo fuzz clean deb test-deb msi proof
+.PHONY: all build setup test unit conformance sdk seam-openapi check-fmt vet windows bench demo fuzz clean deb test-deb msi proof load
 
 all: build
 
@@ -31,7 +31,7 @@ windows:
 # with CI set they fail instead of skipping when it is missing. Then Seam's
 # own JavaScript SDK drives the cloud, a bridge and a virtual card, and the
 # Debian package is installed and purged on this machine.
-test: setup check-fmt vet windows
+test: setup check-fmt vet windows sdk
 	$(GO) test -race -count=1 ./...
 	$(MAKE) conformance
 	$(MAKE) test-deb
@@ -52,8 +52,13 @@ deb:
 test-deb: build
 	packaging/deb/test.sh "$$(packaging/deb/build.sh $(BIN) $(VERSION))" $(BIN)/encoder-cloud
 
-conformance:
-	cd conformance && npm ci --no-audit --no-fund && npm test
+conformance: sdk
+	cd conformance && npm test
+
+# Seam's JavaScript SDK in conformance/node_modules: the conformance tests,
+# the demo and the load run in hwtest/load drive the cloud with it.
+sdk:
+	cd conformance && npm ci --no-audit --no-fund
 
 # Rewrites the Seam OpenAPI excerpt the Go tests check responses against,
 # from the @seamapi/types version conformance/package-lock.json pins.
@@ -63,8 +68,7 @@ seam-openapi:
 unit:
 	$(GO) test -count=1 ./...
 
-bench: setup
-	cd conformance && npm ci --no-audit --no-fund
+bench: setup sdk
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./cardfmt/... ./hwtest/... ./cloud/
 
 # The fault matrix on the real binaries with every APDU index of every
@@ -72,6 +76,14 @@ bench: setup
 # CI set it also restarts pcscd, which it must own.
 proof: setup
 	FAULT_FULL=1 $(GO) test -count=1 -timeout 90m -v -run . ./hwtest/fault/
+	$(MAKE) load
+
+# The load run over a flapping link (docs/reliability.md): 8 virtual
+# encoders on a private pcscd, 1,000 jobs from Seam's SDK, the link cut
+# every 50 jobs, pcscd restarted once, the bridge killed once. go test
+# runs a small variant that checks correctness only.
+load: setup sdk
+	LOAD_FULL=1 $(GO) test -count=1 -timeout 60m -v -run '^TestLoad$$' ./hwtest/load/
 
 # Runs every fuzz target for FUZZTIME each, and stops at the first that
 # finds a failure (the input lands in that package's testdata/fuzz) or
