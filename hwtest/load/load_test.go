@@ -581,7 +581,11 @@ func (r *runner) report(phaseStart map[string]time.Time, direct []time.Duration,
 	}
 	t.Logf("card I/O alone: %d encodes in %v, %.2f cards/s; encode p50 %s p99 %s", len(direct), directWall.Round(time.Millisecond),
 		float64(len(direct))/directWall.Seconds(), ms(percentile(direct, 50)), ms(percentile(direct, 99)))
-	t.Logf("faults: %s; cards put back after pcscd lost them: %d", strings.Join(r.events, "; "), putBack)
+	events := strings.Join(r.events, "; ")
+	if events == "" {
+		events = "none"
+	}
+	t.Logf("faults: %s; cards put back after pcscd lost them: %d", events, putBack)
 }
 
 // ranges writes sorted job numbers as runs: "3, 7–9, 12".
