@@ -32,7 +32,7 @@ windows:
 # own JavaScript SDK drives the cloud, a bridge and a virtual card, and the
 # Debian package is installed and purged on this machine.
 test: setup check-fmt vet windows sdk
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 45m ./...
 	$(MAKE) conformance
 	$(MAKE) test-deb
 
