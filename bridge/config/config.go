@@ -86,6 +86,10 @@ type Cloud struct {
 	// URL is the cloud's base URL, wss://host[:port][/prefix]; ws:// is
 	// accepted only to a loopback host.
 	URL string `yaml:"url"`
+	// URLs lists the base URLs of several cloud instances, tried in turn:
+	// a dial that fails or a connection that drops moves to the next.
+	// Set URL or URLs, not both.
+	URLs []string `yaml:"urls"`
 	// BridgeID names this bridge to the cloud.
 	BridgeID string `yaml:"bridge_id"`
 	// TokenFile holds the bridge's bearer token, one line, mode 0600.
@@ -98,7 +102,21 @@ type Cloud struct {
 }
 
 // Configured reports whether any cloud key is set.
-func (c Cloud) Configured() bool { return c != Cloud{} }
+func (c Cloud) Configured() bool {
+	return c.URL != "" || c.URLs != nil || c.BridgeID != "" || c.TokenFile != "" || c.CAFile != "" || c.SPKIPin != ""
+}
+
+// Endpoints lists the cloud URLs in the order they are tried: URLs, or
+// URL alone.
+func (c Cloud) Endpoints() []string {
+	if len(c.URLs) > 0 {
+		return c.URLs
+	}
+	if c.URL != "" {
+		return []string{c.URL}
+	}
+	return nil
+}
 
 // Log configures logging.
 type Log struct {
@@ -299,8 +317,8 @@ func (c *Config) StatePath() string {
 // RequireCloud checks that the cloud connection is configured, for the
 // commands that need it.
 func (c *Config) RequireCloud() error {
-	if c.Cloud.URL == "" {
-		return fmt.Errorf("%w: cloud.url: required to connect to the cloud (with cloud.bridge_id and cloud.token_file)", ErrInvalid)
+	if len(c.Cloud.Endpoints()) == 0 {
+		return fmt.Errorf("%w: cloud.url: required to connect to the cloud (or cloud.urls, a list; with cloud.bridge_id and cloud.token_file)", ErrInvalid)
 	}
 	return nil
 }
@@ -425,10 +443,30 @@ func (c Cloud) validate(bad func(field, format string, args ...any)) {
 	if !c.Configured() {
 		return
 	}
-	if c.URL == "" {
-		bad("cloud.url", "required when cloud is configured")
-	} else if msg := checkCloudURL(c.URL); msg != "" {
-		bad("cloud.url", "%s", msg)
+	switch {
+	case c.URL != "" && c.URLs != nil:
+		bad("cloud.url, cloud.urls", "set one of them, not both (cloud.urls lists every instance)")
+	case c.URLs != nil:
+		if len(c.URLs) == 0 {
+			bad("cloud.urls", "must list at least one URL")
+		}
+		seen := make(map[string]int, len(c.URLs))
+		for i, u := range c.URLs {
+			field := fmt.Sprintf("cloud.urls[%d]", i)
+			if msg := checkCloudURL(u); msg != "" {
+				bad(field, "%s", msg)
+			} else if j, dup := seen[strings.TrimRight(u, "/")]; dup {
+				bad(field, "same URL as cloud.urls[%d]", j)
+			} else {
+				seen[strings.TrimRight(u, "/")] = i
+			}
+		}
+	case c.URL == "":
+		bad("cloud.url", "required when cloud is configured (or cloud.urls, a list)")
+	default:
+		if msg := checkCloudURL(c.URL); msg != "" {
+			bad("cloud.url", "%s", msg)
+		}
 	}
 	if c.BridgeID == "" {
 		bad("cloud.bridge_id", "required when cloud is configured")
@@ -442,8 +480,13 @@ func (c Cloud) validate(bad func(field, format string, args ...any)) {
 		b, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(c.SPKIPin, "sha256/"))
 		if err != nil || len(b) != sha256.Size {
 			bad("cloud.spki_pin", "must be the base64 SHA-256 of the cloud certificate's SubjectPublicKeyInfo (44 characters)")
-		} else if strings.HasPrefix(c.URL, "ws://") {
-			bad("cloud.spki_pin", "needs a wss:// cloud.url")
+		} else {
+			for _, u := range c.Endpoints() {
+				if strings.HasPrefix(u, "ws://") {
+					bad("cloud.spki_pin", "needs wss:// cloud URLs, not %s", u)
+					break
+				}
+			}
 		}
 	}
 }
@@ -455,6 +498,8 @@ func (c Cloud) validate(bad func(field, format string, args ...any)) {
 func checkCloudURL(raw string) string {
 	u, err := url.Parse(raw)
 	switch {
+	case raw == "":
+		return "must not be empty"
 	case err != nil:
 		return "not a URL"
 	case u.Scheme != "wss" && u.Scheme != "ws":

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -228,7 +229,16 @@ func TestCloud(t *testing.T) {
 		{name: "credentials in url", yaml: "version: 1\ncloud:\n  url: wss://u:p@cloud.example.com\n  bridge_id: b\n  token_file: t\n", wantErr: []string{"cloud.url: must not hold credentials"}},
 		{name: "bad bridge id", yaml: "version: 1\ncloud:\n  url: wss://c.example\n  bridge_id: \"front desk\"\n  token_file: t\n", wantErr: []string{"cloud.bridge_id: must be"}},
 		{name: "bad pin", yaml: "version: 1\ncloud:\n  url: wss://c.example\n  bridge_id: b\n  token_file: t\n  spki_pin: abc\n", wantErr: []string{"cloud.spki_pin: must be the base64 SHA-256"}},
-		{name: "pin with ws", yaml: "version: 1\ncloud:\n  url: ws://localhost:1\n  bridge_id: b\n  token_file: t\n  spki_pin: " + pin + "\n", wantErr: []string{"cloud.spki_pin: needs a wss://"}},
+		{name: "pin with ws", yaml: "version: 1\ncloud:\n  url: ws://localhost:1\n  bridge_id: b\n  token_file: t\n  spki_pin: " + pin + "\n", wantErr: []string{"cloud.spki_pin: needs wss:// cloud URLs, not ws://localhost:1"}},
+		{name: "urls", yaml: "version: 1\ncloud:\n  urls: [wss://a.example, wss://b.example/prefix]\n  bridge_id: b\n  token_file: t\n  spki_pin: " + pin + "\n"},
+		{name: "urls on loopback", yaml: "version: 1\ncloud:\n  urls:\n    - ws://127.0.0.1:8080\n    - ws://localhost:8081\n  bridge_id: b\n  token_file: t\n"},
+		{name: "url and urls", yaml: "version: 1\ncloud:\n  url: wss://a.example\n  urls: [wss://b.example]\n  bridge_id: b\n  token_file: t\n", wantErr: []string{"cloud.url, cloud.urls: set one of them, not both"}},
+		{name: "urls empty", yaml: "version: 1\ncloud:\n  urls: []\n  bridge_id: b\n  token_file: t\n", wantErr: []string{"cloud.urls: must list at least one URL"}},
+		{name: "urls bad entries", yaml: "version: 1\ncloud:\n  urls: [wss://a.example, https://b.example, ws://c.example, \"\"]\n  bridge_id: b\n  token_file: t\n", wantErr: []string{
+			`cloud.urls[1]: must be a wss:// URL, got scheme "https"`, "cloud.urls[2]: ws:// (unencrypted) is only allowed to a loopback host", "cloud.urls[3]: must not be empty"}},
+		{name: "urls duplicate", yaml: "version: 1\ncloud:\n  urls: [wss://a.example, wss://a.example/]\n  bridge_id: b\n  token_file: t\n", wantErr: []string{"cloud.urls[1]: same URL as cloud.urls[0]"}},
+		{name: "urls pin with ws", yaml: "version: 1\ncloud:\n  urls: [wss://a.example, ws://127.0.0.1:1]\n  bridge_id: b\n  token_file: t\n  spki_pin: " + pin + "\n", wantErr: []string{"cloud.spki_pin: needs wss:// cloud URLs, not ws://127.0.0.1:1"}},
+		{name: "urls not a list", yaml: "version: 1\ncloud:\n  urls: wss://a.example\n  bridge_id: b\n  token_file: t\n", wantErr: []string{"line 3"}},
 		{name: "unknown cloud key", yaml: "version: 1\ncloud:\n  token: abc\n", wantErr: []string{`line 3: unknown key "token"`}},
 	}
 	for _, tt := range tests {
@@ -249,6 +259,28 @@ func TestCloud(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestCloudEndpoints(t *testing.T) {
+	tests := []struct {
+		name  string
+		cloud Cloud
+		want  []string
+	}{
+		{name: "none", cloud: Cloud{}, want: nil},
+		{name: "url", cloud: Cloud{URL: "wss://a"}, want: []string{"wss://a"}},
+		{name: "urls in order", cloud: Cloud{URLs: []string{"wss://b", "wss://a"}}, want: []string{"wss://b", "wss://a"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.cloud.Endpoints(); !slices.Equal(got, tt.want) {
+				t.Fatalf("Endpoints() = %q, want %q", got, tt.want)
+			}
+		})
+	}
+	if !(Cloud{URLs: []string{}}).Configured() {
+		t.Fatal("an empty cloud.urls list is configured (and then refused), not ignored")
 	}
 }
 

@@ -23,12 +23,31 @@ const (
 	failSkew = 2 * time.Minute
 )
 
-// NewLink builds the bridge's link from its configuration; the command
-// passes the one "run" uses, so the doctor dials exactly as the service.
-type NewLink func(token string) (*link.Link, error)
+// NewLink builds the bridge's link to one of its cloud URLs from its
+// configuration; the command passes the one "run" uses, so the doctor
+// dials exactly as the service.
+type NewLink func(token, url string) (*link.Link, error)
 
+// checkCloud checks every cloud URL in turn: with several instances, each
+// one the bridge may fail over to must work. Their details name the URL.
 func (r *run) checkCloud(ctx context.Context, token string, tokenOK bool) {
-	u, err := link.Endpoint(r.cfg.Cloud.URL)
+	urls := r.cfg.Cloud.Endpoints()
+	if len(urls) == 0 {
+		urls = []string{""}
+	}
+	for _, raw := range urls {
+		from := len(r.results)
+		r.checkCloudURL(ctx, raw, token, tokenOK)
+		if len(urls) > 1 {
+			for i := from; i < len(r.results); i++ {
+				r.results[i].Detail = raw + ": " + r.results[i].Detail
+			}
+		}
+	}
+}
+
+func (r *run) checkCloudURL(ctx context.Context, raw, token string, tokenOK bool) {
+	u, err := link.Endpoint(raw)
 	if err != nil {
 		for _, c := range []string{checkDNS, checkTCP, checkTLS, checkHello, checkClock} {
 			r.skip(c, "no usable cloud.url")
@@ -71,7 +90,7 @@ func (r *run) checkCloud(ctx context.Context, token string, tokenOK bool) {
 		r.skip(checkClock, "no token")
 		return
 	}
-	l, err := r.env.NewLink(token)
+	l, err := r.env.NewLink(token, raw)
 	if err != nil {
 		r.fail(checkTLS, err.Error(), "check cloud.ca_file and cloud.spki_pin in the configuration")
 		r.skip(checkHello, "the link cannot be built")

@@ -37,6 +37,8 @@ type setup struct {
 	cloud  *cloudtest.Env
 	sim    *sim.Context
 	url    string
+	urls   []string // when set, cloud.urls instead of cloud.url
+	all    []doctor.Result
 	token  string
 	keys   string
 	system fstest.MapFS
@@ -80,21 +82,25 @@ func (s *setup) run() map[string]doctor.Result {
 		s.t.Fatal(err)
 	}
 	cfgPath := filepath.Join(s.dir, "bridge.yaml")
-	yaml := fmt.Sprintf("version: 1\nkeys: %s\nstate_dir: %s\ncloud:\n  url: %s\n  bridge_id: %s\n  token_file: %s\n",
-		s.keys, filepath.Join(s.dir, "state"), s.url, s.cloud.BridgeID, tokenFile)
+	urls := "url: " + s.url
+	if s.urls != nil {
+		urls = "urls: [" + strings.Join(s.urls, ", ") + "]"
+	}
+	yaml := fmt.Sprintf("version: 1\nkeys: %s\nstate_dir: %s\ncloud:\n  %s\n  bridge_id: %s\n  token_file: %s\n",
+		s.keys, filepath.Join(s.dir, "state"), urls, s.cloud.BridgeID, tokenFile)
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
 		s.t.Fatal(err)
 	}
 	env := s.env
 	env.ConfigPath = cfgPath
-	env.NewLink = func(token string) (*link.Link, error) {
-		cfg, err := config.Load(cfgPath)
-		if err != nil {
+	env.NewLink = func(token, url string) (*link.Link, error) {
+		if _, err := config.Load(cfgPath); err != nil {
 			return nil, err
 		}
-		return link.New(link.Options{URL: cfg.Cloud.URL, Token: token, Log: zap.NewNop()})
+		return link.New(link.Options{URL: url, Token: token, Log: zap.NewNop()})
 	}
 	rs := doctor.Run(context.Background(), env)
+	s.all = rs
 	out := map[string]doctor.Result{}
 	for _, r := range rs {
 		if r.Status == doctor.Fail && r.Fix == "" {
@@ -246,6 +252,40 @@ func TestTLSInterception(t *testing.T) {
 	expect(t, got, "cloud TCP", doctor.Pass)
 	expect(t, got, "cloud TLS", doctor.Fail, "does not trust", "inspecting TLS", "cloud.ca_file")
 	expect(t, got, "cloud token", doctor.Skip)
+}
+
+// With several cloud URLs every instance is checked, and each detail names
+// the URL it is about.
+func TestSeveralCloudURLs(t *testing.T) {
+	s := newSetup(t, clock.NewFake(time.Now()))
+	s.sim.Plug("R 0")
+	dead := "ws://" + closedPort(t)
+	s.urls = []string{dead, s.url}
+	s.run()
+	byURL := map[string]map[string]doctor.Status{}
+	for _, r := range s.all {
+		for _, u := range s.urls {
+			if strings.HasPrefix(r.Detail, u+": ") {
+				if byURL[u] == nil {
+					byURL[u] = map[string]doctor.Status{}
+				}
+				byURL[u][r.Check] = r.Status
+			}
+		}
+	}
+	if st := byURL[dead]; st["cloud TCP"] != doctor.Fail || st["cloud token"] != doctor.Skip {
+		t.Errorf("the dead instance: %v, want cloud TCP failed and the hello skipped", st)
+	}
+	if st := byURL[s.url]; st["cloud TCP"] != doctor.Pass || st["cloud token"] != doctor.Pass || st["clock"] != doctor.Pass {
+		t.Errorf("the live instance: %v, want its checks passed", st)
+	}
+	var welcomed bool
+	for _, r := range s.all {
+		welcomed = welcomed || (r.Check == "cloud token" && r.Status == doctor.Pass && strings.Contains(r.Detail, s.url+"/bridge/v1/connect welcomed"))
+	}
+	if !welcomed {
+		t.Errorf("no check names the instance that welcomed the bridge: %+v", s.all)
+	}
 }
 
 func TestDNSFailure(t *testing.T) {

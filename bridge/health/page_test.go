@@ -33,6 +33,7 @@ func TestPage(t *testing.T) {
 	rec := status.New(status.Options{Version: "1.2.3", BridgeID: "desk-1", KeyID: "0102030405060708 v2", Now: clk})
 	rec.SetEncoders([]status.EncoderInfo{{ID: "e1", Name: "Front <desk>", Reader: "ACS ACR1252 00 00"}})
 	rec.CardPresent("e1", true)
+	rec.LinkURL("wss://cloud-b.example/v1/bridge")
 	rec.LinkUp()
 	rec.JobDone(status.JobReport{EncoderID: "e1", Kind: "encode", Outcome: "incompatible_card_format", Message: "card is DESFire"})
 	ready := Report{Connected: true, Encoders: 1}
@@ -58,6 +59,7 @@ func TestPage(t *testing.T) {
 		html.EscapeString(status.JobRemedy("incompatible_card_format")),
 		`1.2.3`,
 		`0102030405060708 v2`,
+		`<dd class="url">wss://cloud-b.example/v1/bridge</dd>`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("page lacks %q", want)

@@ -16,8 +16,9 @@ import (
 // Conn is one websocket connection to the cloud. Send is safe for
 // concurrent use; Recv is for one reader at a time.
 type Conn struct {
-	ws *websocket.Conn
-	l  *Link
+	ws  *websocket.Conn
+	l   *Link
+	url string // the endpoint dialled
 
 	wmu sync.Mutex // serialises data frames
 
@@ -31,10 +32,11 @@ type Conn struct {
 	firstAt time.Time
 }
 
-func newConn(ws *websocket.Conn, l *Link) *Conn {
+func newConn(ws *websocket.Conn, l *Link, url string) *Conn {
 	c := &Conn{
 		ws:      ws,
 		l:       l,
+		url:     url,
 		frames:  make(chan []byte),
 		done:    make(chan struct{}),
 		closing: make(chan struct{}),
@@ -50,6 +52,9 @@ func newConn(ws *websocket.Conn, l *Link) *Conn {
 	go c.pingLoop()
 	return c
 }
+
+// URL is the endpoint this connection was dialled to.
+func (c *Conn) URL() string { return c.url }
 
 // liveness is how long the connection may stay silent: a ping interval
 // plus the time the pong has to arrive.

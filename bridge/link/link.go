@@ -27,7 +27,9 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -104,6 +106,10 @@ type Options struct {
 	// appended unless the URL already ends with it. ws:// is accepted only
 	// for loopback hosts (tests, a local development cloud).
 	URL string
+	// URLs are the base URLs of several cloud instances, tried in turn:
+	// after a dial that fails or a connection that ends, Run dials the
+	// next one (with the usual backoff). Set URL or URLs, not both.
+	URLs []string
 	// Token is sent as "Authorization: Bearer <token>". It is never logged.
 	Token string
 	// CAFile names PEM certificates trusted in addition to the system
@@ -134,6 +140,9 @@ type Options struct {
 	// Heard, when set, is called on every pong from the cloud, so that
 	// an idle link still shows when the cloud last answered.
 	Heard func()
+	// Dialed, when set, hears the endpoint of every connection made,
+	// before its serve function runs (for the status page).
+	Dialed func(url string)
 	// Clock drives the backoff; nil is the real clock.
 	Clock Clock
 	// Jitter returns a random duration in [0, n); nil uses math/rand/v2.
@@ -145,18 +154,42 @@ type Options struct {
 // Link dials the cloud and keeps a connection up.
 type Link struct {
 	opts   Options
-	url    string
+	urls   []string // endpoints, tried in turn
+	cur    atomic.Int32
 	tls    *tls.Config
 	log    *zap.Logger
 	clock  Clock
 	jitter func(time.Duration) time.Duration
 }
 
+// ErrURLs: Options set both URL and URLs, or a URL twice.
+var ErrURLs = errors.New("link: cloud URLs")
+
 // New checks opts and builds a Link. It reads CAFile but dials nothing.
 func New(opts Options) (*Link, error) {
-	u, err := Endpoint(opts.URL)
-	if err != nil {
-		return nil, err
+	raw := opts.URLs
+	switch {
+	case opts.URL != "" && len(opts.URLs) > 0:
+		return nil, fmt.Errorf("%w: set URL or URLs, not both", ErrURLs)
+	case len(opts.URLs) == 0:
+		raw = []string{opts.URL}
+	}
+	urls := make([]string, 0, len(raw))
+	var secure, plain *url.URL
+	for _, r := range raw {
+		u, err := Endpoint(r)
+		if err != nil {
+			return nil, err
+		}
+		if slices.Contains(urls, u.String()) {
+			return nil, fmt.Errorf("%w: %s is listed twice", ErrURLs, u.Redacted())
+		}
+		urls = append(urls, u.String())
+		if u.Scheme == "wss" {
+			secure = u
+		} else {
+			plain = u
+		}
 	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {
@@ -173,7 +206,7 @@ func New(opts Options) (*Link, error) {
 	if opts.Backoff.Max < opts.Backoff.Base {
 		opts.Backoff.Max = opts.Backoff.Base
 	}
-	l := &Link{opts: opts, url: u.String(), log: opts.Log, clock: opts.Clock, jitter: opts.Jitter}
+	l := &Link{opts: opts, urls: urls, log: opts.Log, clock: opts.Clock, jitter: opts.Jitter}
 	if l.log == nil {
 		l.log = zap.NewNop()
 	}
@@ -183,21 +216,33 @@ func New(opts Options) (*Link, error) {
 	if l.jitter == nil {
 		l.jitter = func(n time.Duration) time.Duration { return rand.N(n) }
 	}
-	if u.Scheme == "wss" {
+	if plain != nil && opts.SPKIPin != "" {
+		return nil, fmt.Errorf("link: a SPKI pin needs a wss:// URL, not %s", plain.Redacted())
+	}
+	if secure != nil {
+		var err error
 		if l.tls, err = tlsConfig(opts); err != nil {
 			return nil, err
 		}
-	} else if opts.SPKIPin != "" {
-		return nil, fmt.Errorf("link: a SPKI pin needs a wss:// URL, not %s", u.Redacted())
 	}
 	return l, nil
 }
 
-// URL is the endpoint the link dials.
-func (l *Link) URL() string { return l.url }
+// URL is the endpoint the link dials now (or is connected to).
+func (l *Link) URL() string { return l.urls[l.cur.Load()] }
+
+// URLs lists the endpoints in the order they are tried.
+func (l *Link) URLs() []string { return slices.Clone(l.urls) }
+
+// next makes the following endpoint the one dialled next.
+func (l *Link) next() {
+	if len(l.urls) > 1 {
+		l.cur.Store((l.cur.Load() + 1) % int32(len(l.urls)))
+	}
+}
 
 // TLSConfig is a copy of what the link verifies the cloud with (roots, CA
-// file, pin), for diagnostics; nil for a ws:// URL.
+// file, pin), for diagnostics; nil when every URL is ws://.
 func (l *Link) TLSConfig() *tls.Config {
 	if l.tls == nil {
 		return nil
@@ -333,19 +378,23 @@ func (l *Link) Dial(ctx context.Context) (*Conn, error) {
 	if l.opts.UserAgent != "" {
 		h.Set("User-Agent", l.opts.UserAgent)
 	}
-	ws, resp, err := d.DialContext(ctx, l.url, h)
+	target := l.URL()
+	if strings.HasPrefix(target, "ws:") {
+		d.TLSClientConfig = nil
+	}
+	ws, resp, err := d.DialContext(ctx, target, h)
 	if err != nil {
 		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
 			se := &StatusError{Code: resp.StatusCode}
 			if se.Code == http.StatusUnauthorized || se.Code == http.StatusForbidden {
 				return nil, Permanent(fmt.Errorf("link: %w (%v): replace the token file or re-enrol the bridge", ErrAuthRevoked, se))
 			}
-			return nil, fmt.Errorf("link: dial %s: %w", l.url, se)
+			return nil, fmt.Errorf("link: dial %s: %w", target, se)
 		}
-		return nil, fmt.Errorf("link: dial %s: %w", l.url, err)
+		return nil, fmt.Errorf("link: dial %s: %w", target, err)
 	}
 	ws.SetReadLimit(protocol.MaxMessageSize)
-	return newConn(ws, l), nil
+	return newConn(ws, l, target), nil
 }
 
 // Session is one connection as the serve function of Run sees it.
@@ -359,7 +408,8 @@ type Session interface {
 var _ Session = (*Conn)(nil)
 
 // Run dials, calls serve with each connection until it ends, and redials
-// with backoff, until ctx ends (nil) or an error is permanent: an auth
+// with backoff, the next of several URLs each time, until ctx ends (nil)
+// or an error is permanent: an auth
 // refusal, or a serve error marked with Permanent. serve's context ends
 // when the connection dies. When ctx ends, the connection closes with a
 // going-away frame (1001); any other end of a connection sends a normal
@@ -369,7 +419,10 @@ func (l *Link) Run(ctx context.Context, serve func(context.Context, Session) err
 	for {
 		c, err := l.Dial(ctx)
 		if err == nil {
-			l.log.Info("link up", zap.String("url", l.url))
+			l.log.Info("link up", zap.String("url", c.url))
+			if l.opts.Dialed != nil {
+				l.opts.Dialed(c.url)
+			}
 			err = l.serve(ctx, c, serve)
 			if first, ok := c.FirstMessageAt(); ok && l.clock.Now().Sub(first) >= l.opts.Backoff.Grace {
 				attempt = 0
@@ -385,9 +438,11 @@ func (l *Link) Run(ctx context.Context, serve func(context.Context, Session) err
 			l.log.Error("link stopped", zap.Error(err))
 			return err
 		}
+		// Another instance may be up where this one refused or dropped.
+		l.next()
 		wait := l.Delay(attempt)
 		attempt++
-		l.log.Warn("link down", zap.Error(err), zap.Duration("retry_in", wait), zap.Int("attempt", attempt))
+		l.log.Warn("link down", zap.Error(err), zap.Duration("retry_in", wait), zap.Int("attempt", attempt), zap.String("next_url", l.URL()))
 		select {
 		case <-ctx.Done():
 			return nil

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -678,6 +679,114 @@ func TestCloseCodes(t *testing.T) {
 			cancel()
 			if err := <-done; err != nil {
 				t.Fatalf("Run = %v", err)
+			}
+		})
+	}
+}
+
+func TestURLsTriedInTurn(t *testing.T) {
+	var refusedHits atomic.Int32
+	refusing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		refusedHits.Add(1)
+		http.Error(w, "draining", http.StatusServiceUnavailable)
+	}))
+	defer refusing.Close()
+	drops := make(chan struct{})
+	dropping := wsServer(t, false, func(ws *websocket.Conn, r *http.Request) {
+		ws.WriteMessage(websocket.TextMessage, []byte(`welcome`))
+		<-drops
+	})
+	fc := newFakeClock()
+	var mu sync.Mutex
+	var dialed []string
+	var downs []error
+	l, err := New(Options{
+		URLs: []string{wsURL(refusing), wsURL(dropping) + "/"}, Clock: fc, Jitter: maxJitter,
+		Dialed: func(u string) { mu.Lock(); dialed = append(dialed, u); mu.Unlock() },
+		Down:   func(err error) { mu.Lock(); downs = append(downs, err); mu.Unlock() },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{wsURL(refusing) + protocol.Path, wsURL(dropping) + protocol.Path}
+	if got := l.URLs(); !slices.Equal(got, want) {
+		t.Fatalf("URLs() = %q, want %q", got, want)
+	}
+	if l.URL() != want[0] {
+		t.Fatalf("first URL dialled = %q, want %q", l.URL(), want[0])
+	}
+	got := make(chan []byte, 8)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- l.Run(ctx, func(ctx context.Context, s Session) error {
+			b, err := s.Recv(ctx)
+			if err != nil {
+				return err
+			}
+			got <- b
+			_, err = s.Recv(ctx)
+			return err
+		})
+	}()
+	// The first instance refuses: the backoff wait, then the second.
+	fc.next(t)
+	<-got
+	if l.URL() != want[1] {
+		t.Fatalf("connected, URL() = %q, want %q", l.URL(), want[1])
+	}
+	// The second drops the link: the next dial goes back to the first.
+	drops <- struct{}{}
+	fc.next(t)
+	fc.next(t) // the first refused again
+	<-got
+	drops <- struct{}{}
+	fc.next(t)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(dialed, []string{want[1], want[1]}) {
+		t.Fatalf("Dialed heard %q, want the second URL twice", dialed)
+	}
+	if n := refusedHits.Load(); n < 2 {
+		t.Fatalf("the refusing instance was dialled %d times, want at least 2 (each turn)", n)
+	}
+	var status *StatusError
+	if len(downs) < 3 || !errors.As(downs[0], &status) || status.Code != http.StatusServiceUnavailable || !strings.Contains(downs[0].Error(), want[0]) {
+		t.Fatalf("Down heard %v; want the refusal first, naming its URL", downs)
+	}
+}
+
+func TestURLsOptions(t *testing.T) {
+	const pin = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+	tests := []struct {
+		name    string
+		opts    Options
+		wantErr error
+		want    string
+	}{
+		{name: "url alone", opts: Options{URL: "wss://a.example"}},
+		{name: "urls", opts: Options{URLs: []string{"wss://a.example", "wss://b.example"}}},
+		{name: "both", opts: Options{URL: "wss://a.example", URLs: []string{"wss://b.example"}}, wantErr: ErrURLs, want: "not both"},
+		{name: "twice", opts: Options{URLs: []string{"wss://a.example", "wss://a.example" + protocol.Path}}, wantErr: ErrURLs, want: "listed twice"},
+		{name: "insecure among them", opts: Options{URLs: []string{"wss://a.example", "ws://b.example"}}, wantErr: ErrInsecureURL, want: "ws://b.example"},
+		{name: "pin with a ws url", opts: Options{URLs: []string{"wss://a.example", "ws://127.0.0.1:1"}, SPKIPin: pin}, want: "SPKI pin needs a wss:// URL"},
+		{name: "none", opts: Options{}, want: "no cloud URL"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := New(tt.opts)
+			if tt.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) || (tt.wantErr != nil && !errors.Is(err, tt.wantErr)) {
+				t.Fatalf("New = %v, want %v naming %q", err, tt.wantErr, tt.want)
 			}
 		})
 	}

@@ -39,6 +39,9 @@ type Snapshot struct {
 // Link is the state of the connection to the cloud.
 type Link struct {
 	Up bool
+	// URL is the cloud endpoint of the current connection, or of the last
+	// one while the link is down; it holds no credentials.
+	URL string
 	// Since is when the link last went up or down; zero before either.
 	Since time.Time
 	// LastContact is when a message last arrived from the cloud.
@@ -188,6 +191,14 @@ func (r *Recorder) LinkDown(err error, remedy string) {
 	r.link.Up, r.link.Error = false, what
 	r.metrics.linkUp.Set(0)
 	r.addLocked(Problem{At: now, Where: "link", What: what, Remedy: remedy})
+}
+
+// LinkURL records the cloud endpoint a connection was made to: with
+// several cloud instances, the one this bridge is on.
+func (r *Recorder) LinkURL(url string) {
+	r.mu.Lock()
+	r.link.URL = url
+	r.mu.Unlock()
 }
 
 // Contact records that a message arrived from the cloud.

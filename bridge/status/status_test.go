@@ -60,12 +60,13 @@ func TestLink(t *testing.T) {
 	}
 
 	c.add(time.Second)
+	r.LinkURL("wss://b.example/v1/bridge")
 	r.LinkUp()
 	up := c.t
 	c.add(3 * time.Second)
 	r.Contact()
 	s = r.Snapshot()
-	if !s.Link.Up || !s.Link.Since.Equal(up) || !s.Link.LastContact.Equal(c.t) || s.Link.Error != "" || s.Link.Reconnects != 0 {
+	if !s.Link.Up || !s.Link.Since.Equal(up) || !s.Link.LastContact.Equal(c.t) || s.Link.Error != "" || s.Link.Reconnects != 0 || s.Link.URL != "wss://b.example/v1/bridge" {
 		t.Fatalf("up: %+v", s.Link)
 	}
 	r.LinkDown(nil, "")

@@ -169,6 +169,24 @@ func (e *Env) Restart() {
 	e.start()
 }
 
+// Instance starts another cloud instance on the same database, with the
+// same clock, workspace, API key and bridge: several instances serving one
+// set of bridges. It is closed when the test ends.
+func (e *Env) Instance() *Env {
+	e.T.Helper()
+	o := *e
+	o.start()
+	return &o
+}
+
+// Stop stops this instance as a crash would: links dropped, its listener
+// closed, nothing flushed beyond what was committed.
+func (e *Env) Stop() {
+	e.HTTP.CloseClientConnections()
+	e.Server.Close()
+	e.HTTP.Close()
+}
+
 // URL is the API's base URL.
 func (e *Env) URL() string { return e.HTTP.URL }
 

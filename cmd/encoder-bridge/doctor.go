@@ -31,12 +31,12 @@ func (a *app) cmdDoctor(ctx context.Context, args []string) error {
 		KeysPath:    keysPath,
 		OpenReaders: func() (reader.Context, error) { return a.openReaders(zap.NewNop()) },
 		Version:     version,
-		NewLink: func(token string) (*link.Link, error) {
+		NewLink: func(token, url string) (*link.Link, error) {
 			cfg, err := loadRunConfig(configPath)
 			if err != nil {
 				return nil, err
 			}
-			return newLink(cfg, token, zap.NewNop())
+			return newLinkWith(cfg, token, zap.NewNop(), func(o *link.Options) { o.URLs = []string{url} })
 		},
 	}
 	results := doctor.Run(ctx, env)

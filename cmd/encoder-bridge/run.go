@@ -140,7 +140,7 @@ func newLink(cfg *config.Config, token string, log *zap.Logger) (*link.Link, err
 // newLinkWith is newLink with the options tune sets besides.
 func newLinkWith(cfg *config.Config, token string, log *zap.Logger, tune func(*link.Options)) (*link.Link, error) {
 	opts := link.Options{
-		URL:       cfg.Cloud.URL,
+		URLs:      cfg.Cloud.Endpoints(),
 		Token:     token,
 		SPKIPin:   cfg.Cloud.SPKIPin,
 		UserAgent: "encoder-bridge/" + version,
@@ -190,6 +190,7 @@ func (a *app) runAgent(ctx context.Context, cfg *config.Config, keysPath string,
 	l, err := newLinkWith(cfg, token, log, func(o *link.Options) {
 		o.Down = func(err error) { rec.LinkDown(err, link.Remedy(err)) }
 		o.Heard = rec.Contact
+		o.Dialed = rec.LinkURL
 	})
 	if err != nil {
 		return err
@@ -220,7 +221,7 @@ func (a *app) runAgent(ctx context.Context, cfg *config.Config, keysPath string,
 		return err
 	}
 	log.Info("encoder-bridge starting", zap.String("version", version), zap.String("bridge_id", cfg.Cloud.BridgeID),
-		zap.String("url", l.URL()), zap.String("journal", j.Path()))
+		zap.Strings("urls", l.URLs()), zap.String("journal", j.Path()))
 
 	if addr := cfg.Health.Address(); addr != "" {
 		stop, err := serveHealth(addr, ag, rec, log)
