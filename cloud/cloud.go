@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,6 +30,7 @@ import (
 
 	"github.com/encoder-bridge/encoder-bridge/cloud/api"
 	"github.com/encoder-bridge/encoder-bridge/cloud/auth"
+	"github.com/encoder-bridge/encoder-bridge/cloud/bus"
 	"github.com/encoder-bridge/encoder-bridge/cloud/clock"
 	"github.com/encoder-bridge/encoder-bridge/cloud/hub"
 	"github.com/encoder-bridge/encoder-bridge/cloud/jobs"
@@ -85,6 +87,15 @@ type Config struct {
 	// MaxEncoderRecords bounds the encoders a bridge may ever register,
 	// removed ones included (default jobs.DefaultMaxEncoderRecords).
 	MaxEncoderRecords int
+	// Bus joins this instance to others on the same database (package
+	// bus). Nil: on PostgreSQL, LISTEN/NOTIFY on the database; on SQLite,
+	// none (one instance).
+	Bus bus.Bus
+	// Instance names this instance among the others; default a new UUID.
+	Instance string
+	// HeartbeatInterval is how often an instance refreshes its row among
+	// several (default jobs.DefaultHeartbeatInterval).
+	HeartbeatInterval time.Duration
 }
 
 // DefaultSettleWait is how long encode and scan answers are held by
@@ -108,6 +119,7 @@ type Server struct {
 	metrics *metrics.Metrics
 	api     *api.API
 	handler http.Handler
+	pgBus   *bus.Postgres // opened here, closed by Close
 
 	closeOnce sync.Once
 	closeErr  error
@@ -121,6 +133,7 @@ var (
 	_ api.Dispatcher    = (*jobs.Service)(nil)
 	_ api.Authenticator = (*auth.Auth)(nil)
 	_ api.Presence      = (*hub.Hub)(nil)
+	_ api.Presence      = (*jobs.Service)(nil)
 )
 
 // New opens the database (migrating it) and builds the server. It starts
@@ -137,13 +150,21 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, store: st}
+	if cfg.Bus == nil && isPostgres(cfg.DB) {
+		if s.pgBus, err = bus.OpenPostgres(context.Background(), cfg.DB, cfg.Logger.Named("bus")); err != nil {
+			st.Close()
+			return nil, err
+		}
+		cfg.Bus = s.pgBus
+		s.cfg.Bus = s.pgBus
+	}
 	s.auth = auth.New(st, cfg.Clock)
 	// The hub is made after the jobs; the gauge reads it only when scraped.
 	s.metrics = metrics.New(func() int { return s.hub.Links() })
 	s.jobs = jobs.New(jobs.Config{
 		Store: st, Clock: cfg.Clock, Log: cfg.Logger.Named("jobs"),
 		Timeout: cfg.JobTimeout, SweepInterval: cfg.SweepInterval, MaxEncoderRecords: cfg.MaxEncoderRecords,
-		Observer: s.metrics,
+		Observer: s.metrics, Bus: cfg.Bus, Instance: cfg.Instance, HeartbeatInterval: cfg.HeartbeatInterval,
 	})
 	s.hub = hub.New(hub.Config{
 		Handler: s.jobs, Auth: s.auth, Log: cfg.Logger.Named("hub"),
@@ -156,7 +177,7 @@ func New(cfg Config) (*Server, error) {
 		settle = DefaultSettleWait
 	}
 	s.api = api.New(api.Config{
-		Store: st, Auth: s.auth, Jobs: s.jobs, Presence: s.hub, Clock: cfg.Clock, Log: cfg.Logger.Named("api"),
+		Store: st, Auth: s.auth, Jobs: s.jobs, Presence: s.jobs, Clock: cfg.Clock, Log: cfg.Logger.Named("api"),
 		SettleWait: settle, MaxSettling: cfg.MaxSettling,
 	})
 	s.handler = http.HandlerFunc(s.route)
@@ -344,9 +365,23 @@ func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		s.api.ReleaseHeld()
 		s.hub.Close()
-		s.closeErr = s.store.Close()
+		s.closeErr = s.closeStores()
 	})
 	return s.closeErr
+}
+
+func (s *Server) closeStores() error {
+	var err error
+	if s.pgBus != nil {
+		err = s.pgBus.Close()
+	}
+	return errors.Join(s.store.Close(), err)
+}
+
+// isPostgres reports whether db names a PostgreSQL database.
+func isPostgres(db string) bool {
+	l := strings.ToLower(db)
+	return strings.HasPrefix(l, "postgres://") || strings.HasPrefix(l, "postgresql://")
 }
 
 // CreateWorkspace makes a workspace (with its access control system and
@@ -379,13 +414,15 @@ func (s *Server) CreateBridgeToken(ctx context.Context, workspaceID, name string
 	return b.ID, token, err
 }
 
-// RevokeBridgeToken revokes a bridge's token: its live link to this server
-// is closed and its next connection is refused with 401.
+// RevokeBridgeToken revokes a bridge's token: its live link, on this
+// instance or another, is closed and its next connection is refused with
+// 401.
 func (s *Server) RevokeBridgeToken(ctx context.Context, bridgeID string) error {
 	if err := s.auth.RevokeBridge(ctx, bridgeID); err != nil {
 		return err
 	}
 	s.hub.Disconnect(bridgeID, "bridge token revoked")
+	s.jobs.Revoked(ctx, bridgeID) // its link may be on another instance
 	return nil
 }
 

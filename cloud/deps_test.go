@@ -19,13 +19,14 @@ func TestImportRules(t *testing.T) {
 	// from the module is refused. Standard and third-party imports are
 	// not restricted.
 	allowed := map[string][]string{
-		"cloud":           {"cloud/api", "cloud/auth", "cloud/clock", "cloud/hub", "cloud/jobs", "cloud/metrics", "cloud/store", "internal/durable", "protocol"},
+		"cloud":           {"cloud/api", "cloud/auth", "cloud/bus", "cloud/clock", "cloud/hub", "cloud/jobs", "cloud/metrics", "cloud/store", "internal/durable", "protocol"},
 		"cloud/api":       {"cloud/clock", "cloud/jobs", "cloud/seam", "cloud/secret", "cloud/store", "protocol"},
 		"cloud/auth":      {"cloud/clock", "cloud/secret", "cloud/store"},
+		"cloud/bus":       {},
 		"cloud/clock":     {},
 		"cloud/cloudtest": {"cloud", "cloud/clock", "internal/pgtest", "protocol"},
 		"cloud/hub":       {"cloud/secret", "cloud/store", "protocol"},
-		"cloud/jobs":      {"cloud/clock", "cloud/seam", "cloud/store", "protocol"},
+		"cloud/jobs":      {"cloud/bus", "cloud/clock", "cloud/seam", "cloud/store", "protocol"},
 		"cloud/metrics":   {},
 		"cloud/seam":      {"cloud/store", "protocol"},
 		"cloud/secret":    {},

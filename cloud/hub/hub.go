@@ -250,6 +250,13 @@ func (h *Hub) BridgeIDs() []string {
 	return ids
 }
 
+// Holds reports whether the bridge has a link open (said hello or not).
+func (h *Hub) Holds(bridgeID string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.perBridge[bridgeID] > 0
+}
+
 // Links reports how many websocket links are open (said hello or not).
 func (h *Hub) Links() int { return int(h.count.Load()) }
 

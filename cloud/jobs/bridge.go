@@ -30,6 +30,11 @@ func (s *Service) Hello(ctx context.Context, b store.Bridge, h *protocol.Hello) 
 		if err := tx.TouchBridge(ctx, b.ID, now, h.SoftwareVersion); err != nil {
 			return err
 		}
+		if s.bus != nil {
+			if err := tx.SetBridgeLink(ctx, b.ID, s.instance, now); err != nil {
+				return err
+			}
+		}
 		if r := h.JournalReset; r != nil {
 			// Stored before the welcome: the bridge stops reporting it
 			// once welcomed.
@@ -287,7 +292,15 @@ func (s *Service) bridgeError(ctx context.Context, b store.Bridge, e *protocol.E
 
 // Disconnected records that a bridge's link went away.
 func (s *Service) Disconnected(ctx context.Context, bridgeID string) {
-	if err := s.st.Q().SeenBridge(ctx, bridgeID, s.now()); err != nil {
+	err := s.st.Update(ctx, func(tx *store.Tx) error {
+		if s.bus != nil {
+			if err := tx.DropBridgeLink(ctx, bridgeID, s.instance); err != nil {
+				return err
+			}
+		}
+		return tx.SeenBridge(ctx, bridgeID, s.now())
+	})
+	if err != nil {
 		s.log.Warn("record bridge disconnect", zap.String(FieldBridgeID, bridgeID), zap.Error(err))
 	}
 }

@@ -13,11 +13,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
 	"go.uber.org/zap"
 
+	"github.com/encoder-bridge/encoder-bridge/cloud/bus"
 	"github.com/encoder-bridge/encoder-bridge/cloud/clock"
 	"github.com/encoder-bridge/encoder-bridge/cloud/seam"
 	"github.com/encoder-bridge/encoder-bridge/cloud/store"
@@ -32,7 +34,7 @@ const (
 	FieldEncoder  = "encoder"
 )
 
-// Links is how jobs reach bridges.
+// Links is how jobs reach the bridges linked to this instance.
 type Links interface {
 	// Online reports whether the bridge has a live link that said hello.
 	// It must not block on the database.
@@ -40,6 +42,13 @@ type Links interface {
 	// SendFrame queues an encoded message on the bridge's current link;
 	// false if it has none.
 	SendFrame(bridgeID string, frame []byte) bool
+	// Disconnect closes every link of the bridge.
+	Disconnect(bridgeID, reason string)
+	// BridgeIDs lists the bridges with a link open.
+	BridgeIDs() []string
+	// Holds reports whether the bridge has a link open here, said hello
+	// or not (a job sent during its hello waits for it).
+	Holds(bridgeID string) bool
 }
 
 // Defaults.
@@ -69,6 +78,13 @@ type Config struct {
 	// Observer, when set, hears jobs finish and reach their bridge (for
 	// metrics).
 	Observer Observer
+	// Bus, when set, joins this instance to others on the same database
+	// (instances.go); nil is the one instance, as on SQLite.
+	Bus bus.Bus
+	// Instance names this instance on the Bus; default a new UUID.
+	Instance string
+	// HeartbeatInterval: see DefaultHeartbeatInterval.
+	HeartbeatInterval time.Duration
 }
 
 // Observer hears what happens to jobs. Labels it may make of kind,
@@ -107,6 +123,10 @@ type Service struct {
 	// before it was down, not disconnected.
 	started time.Time
 	waiters settleWaiters // callers of Await
+
+	bus       bus.Bus // nil: the only instance
+	instance  string
+	heartbeat time.Duration
 }
 
 // New makes a Service.
@@ -134,6 +154,13 @@ func New(cfg Config) *Service {
 		s.maxEncRecs = DefaultMaxEncoderRecords
 	}
 	s.started = s.clk.Now()
+	s.bus, s.instance, s.heartbeat = cfg.Bus, cfg.Instance, cfg.HeartbeatInterval
+	if s.instance == "" {
+		s.instance = uuid.NewString()
+	}
+	if s.heartbeat <= 0 {
+		s.heartbeat = DefaultHeartbeatInterval
+	}
 	return s
 }
 
@@ -143,7 +170,8 @@ func (s *Service) SetLinks(l Links) { s.links = l }
 // Timeout is the job timeout.
 func (s *Service) Timeout() time.Duration { return s.timeout }
 
-func (s *Service) online(bridgeID string) bool { return s.links != nil && s.links.Online(bridgeID) }
+// local reports whether the bridge's link is on this instance.
+func (s *Service) local(bridgeID string) bool { return s.links != nil && s.links.Online(bridgeID) }
 
 // NotFoundError is a resource that does not exist in the workspace.
 type NotFoundError struct {
@@ -188,7 +216,7 @@ func (s *Service) Encode(ctx context.Context, workspaceID string, req EncodeRequ
 	if err != nil {
 		return att, err
 	}
-	online := s.online(enc.BridgeID)
+	online := s.online(ctx, enc.BridgeID)
 	now := s.now()
 	err = s.st.Update(ctx, func(tx *store.Tx) error {
 		att, job = store.ActionAttempt{}, nil
@@ -288,7 +316,7 @@ func (s *Service) Scan(ctx context.Context, workspaceID string, req ScanRequest)
 	if err != nil {
 		return att, err
 	}
-	online := s.online(enc.BridgeID)
+	online := s.online(ctx, enc.BridgeID)
 	now := s.now()
 	actionType := seam.ActionScanCredential
 	if req.Assign {
@@ -440,8 +468,10 @@ func jobFrame(j store.Job) ([]byte, error) {
 	return protocol.Encode(m)
 }
 
-// offer sends a new job to its bridge. A job that cannot be sent now stays
-// pending: it is offered again when the bridge says hello, or expires.
+// offer sends a new job to its bridge: on the link here, else, with
+// several instances, it tells the others. A job that cannot be sent now
+// stays pending: it is offered again when the bridge says hello, or
+// expires.
 func (s *Service) offer(ctx context.Context, j *store.Job) {
 	if j == nil || s.links == nil {
 		return
@@ -451,10 +481,15 @@ func (s *Service) offer(ctx context.Context, j *store.Job) {
 		s.log.Error("job not offered", zap.String(FieldJobID, j.ID), zap.Error(err))
 		return
 	}
-	if !s.links.SendFrame(j.BridgeID, f) {
-		s.log.Info("job not sent: bridge link gone; it waits for the bridge to reconnect",
-			zap.String(FieldJobID, j.ID), zap.String(FieldBridgeID, j.BridgeID))
+	if s.links.SendFrame(j.BridgeID, f) {
+		return
 	}
+	if s.bus != nil {
+		s.publish(ctx, bus.Event{Kind: bus.JobReady, Bridge: j.BridgeID, ID: j.ID})
+		return
+	}
+	s.log.Info("job not sent: bridge link gone; it waits for the bridge to reconnect",
+		zap.String(FieldJobID, j.ID), zap.String(FieldBridgeID, j.BridgeID))
 }
 
 // Sweep finishes every pending job whose deadline has passed: with
@@ -475,7 +510,7 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 	for _, j := range due {
 		typ, msg := protocol.ErrorActionAttemptExpired,
 			fmt.Sprintf("The encoder did not finish the job before its deadline (%s).", seam.Time(j.Deadline))
-		if !s.online(j.BridgeID) && !j.Deadline.Before(s.started) {
+		if !s.online(ctx, j.BridgeID) && !j.Deadline.Before(s.started) {
 			typ, msg = protocol.ErrorBridgeDisconnected,
 				"The bridge disconnected while the job was running and did not reconnect before the deadline ("+seam.Time(j.Deadline)+")."
 		}
@@ -513,8 +548,8 @@ func (s *Service) reofferUnacked(ctx context.Context, now time.Time) error {
 	}
 	var damaged []error
 	for _, j := range stale {
-		if !s.online(j.BridgeID) {
-			continue // offered again on its next hello
+		if !s.local(j.BridgeID) {
+			continue // offered again on its next hello, or by its instance
 		}
 		f, err := jobFrame(j)
 		if err != nil {
@@ -534,8 +569,19 @@ func (s *Service) reofferUnacked(ctx context.Context, now time.Time) error {
 	return errors.Join(damaged...)
 }
 
-// Run sweeps expired jobs until ctx is done.
+// Run sweeps expired jobs until ctx is done; with several instances it
+// also keeps this instance's row fresh and listens to the others.
 func (s *Service) Run(ctx context.Context) {
+	if s.bus != nil {
+		// The row first, so the links of this instance count at once.
+		if err := s.Beat(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("instance heartbeat failed", zap.Error(err))
+		}
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		wg.Go(func() { s.listen(ctx) })
+		wg.Go(func() { s.beat(ctx) })
+	}
 	for {
 		select {
 		case <-ctx.Done():

@@ -5,14 +5,15 @@ import (
 	"sync"
 	"time"
 
+	"github.com/encoder-bridge/encoder-bridge/cloud/bus"
 	"github.com/encoder-bridge/encoder-bridge/cloud/store"
 )
 
 // settleWaiters wakes the callers of Await when their action attempt
 // finishes. An entry exists only while someone waits on it: a waiter
 // removes its share when it returns and a finish removes the entry it
-// wakes, so a client that goes away leaves nothing behind. Wakes are
-// local to this process, which is the whole cloud (one SQLite database).
+// wakes, so a client that goes away leaves nothing behind. A finish on
+// another instance wakes them through the bus (instances.go).
 type settleWaiters struct {
 	mu sync.Mutex
 	m  map[string]*settleWait
@@ -63,8 +64,26 @@ func (w *settleWaiters) len() int {
 	return len(w.m)
 }
 
-// settled is called after the commit that finished an action attempt.
-func (s *Service) settled(attemptID string) { s.waiters.wake(attemptID) }
+// wakeAll wakes every waiter, to read its attempt again (events may have
+// been missed).
+func (w *settleWaiters) wakeAll() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for id, e := range w.m {
+		close(e.ch)
+		delete(w.m, id)
+	}
+}
+
+// settled is called after the commit that finished an action attempt:
+// the answers held here wake at once, those held on other instances when
+// the bus tells them.
+func (s *Service) settled(attemptID string) {
+	s.waiters.wake(attemptID)
+	if s.bus != nil {
+		s.publish(context.Background(), bus.Event{Kind: bus.AttemptSettled, ID: attemptID})
+	}
+}
 
 // Await waits up to within for a workspace's action attempt to leave
 // pending, and returns it as it stands then: finished, or still pending

@@ -238,6 +238,33 @@ ALTER TABLE bridges ADD COLUMN journal_reset_reason TEXT NOT NULL DEFAULT '';
 ALTER TABLE bridges ADD COLUMN journal_reset_at BIGINT;
 ALTER TABLE bridges ADD COLUMN journal_reset_reason TEXT COLLATE "C" NOT NULL DEFAULT '';
 `},
+	// 3: the instances sharing the database and the bridge links they
+	// hold (links.go).
+	{sqlite: `
+CREATE TABLE instances (
+	id         TEXT PRIMARY KEY,
+	started_at INTEGER NOT NULL,
+	seen_at    INTEGER NOT NULL
+);
+CREATE TABLE bridge_links (
+	bridge_id   TEXT PRIMARY KEY REFERENCES bridges(id),
+	instance_id TEXT NOT NULL,
+	linked_at   INTEGER NOT NULL
+);
+CREATE INDEX bridge_links_by_instance ON bridge_links(instance_id);
+`, postgres: `
+CREATE TABLE instances (
+	id         TEXT PRIMARY KEY,
+	started_at BIGINT NOT NULL,
+	seen_at    BIGINT NOT NULL
+);
+CREATE TABLE bridge_links (
+	bridge_id   TEXT PRIMARY KEY REFERENCES bridges(id),
+	instance_id TEXT NOT NULL,
+	linked_at   BIGINT NOT NULL
+);
+CREATE INDEX bridge_links_by_instance ON bridge_links(instance_id);
+`},
 }
 
 // SchemaVersion is the schema version this build writes.
