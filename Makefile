@@ -7,7 +7,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # The status page test keeps its Chromium screenshots here.
 export STATUS_PAGE_OUT ?= $(CURDIR)/test-output/status-page
 
-.PHONY: all build setup test unit conformance sdk seam-openapi check-fmt vet windows bench demo fuzz clean deb test-deb msi proof load
+.PHONY: all build setup test unit conformance conformance-multi sdk seam-openapi check-fmt vet windows bench demo fuzz clean deb test-deb msi proof load
 
 all: build
 
@@ -59,6 +59,11 @@ conformance: sdk
 # the demo and the load run in hwtest/load drive the cloud with it.
 sdk:
 	cd conformance && npm ci --no-audit --no-fund
+
+# The same suite with the cloud as two instances on a throwaway
+# PostgreSQL: the SDK calls one, the bridge is linked to the other.
+conformance-multi:
+	cd conformance && npm ci --no-audit --no-fund && CLOUD_INSTANCES=2 ../scripts/with-postgres.sh npm test
 
 # Rewrites the Seam OpenAPI excerpt the Go tests check responses against,
 # from the @seamapi/types version conformance/package-lock.json pins.

@@ -76,6 +76,14 @@ export class Stack {
     this.procs = []
     this.reader = process.env.VPCD_READER ?? 'Virtual PCD 00 00'
     this.vpcd = process.env.VPCD_ADDR ?? '127.0.0.1:35963'
+    // CLOUD_DB (a postgres:// URL) and CLOUD_INSTANCES=2 run the cloud
+    // as two instances on one PostgreSQL database: the SDK calls the
+    // first, the bridge is linked to the second only, so every job and
+    // every held answer crosses between instances.
+    this.db = process.env.CLOUD_DB ?? ''
+    this.instances = Number(process.env.CLOUD_INSTANCES ?? '1')
+    if (!(this.instances >= 1 && this.instances <= 2)) throw new Error(`CLOUD_INSTANCES must be 1 or 2, not ${process.env.CLOUD_INSTANCES}`)
+    if (this.instances > 1 && !/^postgres(ql)?:\/\//.test(this.db)) throw new Error('CLOUD_INSTANCES=2 needs CLOUD_DB, a postgres:// URL: instances find each other through PostgreSQL')
   }
 
   // start brings up the cloud and the bridge (no card yet).
@@ -94,13 +102,22 @@ export class Stack {
     this.bin = build(this.dir)
     const port = await freePort()
     this.endpoint = `http://127.0.0.1:${port}`
-    const db = join(this.dir, 'cloud.db')
+    const db = this.db || join(this.dir, 'cloud.db')
     const boot = join(this.dir, 'bootstrap.json')
     this.run('encoder-cloud', ['init', '--db', db, '--out', boot, '--endpoint', this.endpoint])
     this.boot = JSON.parse(readFileSync(boot, 'utf8'))
     this.cloud = this.spawn('cloud', 'encoder-cloud', ['serve', '--db', db, '--listen', `127.0.0.1:${port}`, '--job-timeout', jobTimeout])
     this.seam = SeamHttp.fromApiKey(this.boot.api_key, { endpoint: this.endpoint })
     await until('the cloud to answer', 15000, async () => (await this.seam.acs.encoders.list()) !== undefined)
+    // The bridge's instance: the first, or with two instances the second.
+    this.bridgeEndpoint = this.endpoint
+    if (this.instances > 1) {
+      const port2 = await freePort()
+      this.bridgeEndpoint = `http://127.0.0.1:${port2}`
+      this.cloud2 = this.spawn('cloud-b', 'encoder-cloud', ['serve', '--db', db, '--listen', `127.0.0.1:${port2}`, '--job-timeout', jobTimeout, '--metrics-listen', 'off'])
+      const other = SeamHttp.fromApiKey(this.boot.api_key, { endpoint: this.bridgeEndpoint })
+      await until('the second cloud instance to answer', 15000, async () => (await other.acs.encoders.list()) !== undefined)
+    }
 
     const keys = join(this.dir, 'keys.json')
     this.run('encoder-bridge', ['keys', 'init', '--out', keys])
@@ -115,7 +132,7 @@ export class Stack {
       'log:',
       '  level: debug',
       'cloud:',
-      `  url: ${this.boot.websocket_url ?? this.endpoint.replace('http', 'ws')}`,
+      `  url: ${this.instances > 1 ? this.bridgeEndpoint.replace('http', 'ws') : (this.boot.websocket_url ?? this.endpoint.replace('http', 'ws'))}`,
       `  bridge_id: ${this.boot.bridge_id}`,
       `  token_file: ${token}`,
       'encoders:',
