@@ -495,8 +495,12 @@ func (s *Service) offer(ctx context.Context, j *store.Job) {
 // Sweep finishes every pending job whose deadline has passed: with
 // bridge_disconnected if its bridge is not connected now (the link dropped
 // during the job and did not come back), else action_attempt_expired. It
-// returns how many it finished. It also offers again the jobs a connected
-// bridge has not acknowledged for ReofferAfter.
+// returns how many it finished. It also offers again the jobs a bridge
+// linked here has not acknowledged for ReofferAfter.
+//
+// Every instance sweeps: a job is claimed with its row locked (skipped
+// if another instance holds it) and its attempt finished by a
+// conditional update, so each attempt is finished, and observed, once.
 func (s *Service) Sweep(ctx context.Context) (int, error) {
 	now := s.now()
 	// A job that cannot be offered again does not stop the expiry of
@@ -516,6 +520,11 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 		}
 		var done bool
 		err := s.st.Update(ctx, func(tx *store.Tx) error {
+			done = false
+			// Another instance sweeping now has it, or has finished it.
+			if _, open, err := tx.ClaimOpenJob(ctx, j.ID); err != nil || !open {
+				return err
+			}
 			att, err := tx.ActionAttempt(ctx, j.WorkspaceID, j.ActionAttemptID)
 			if err != nil {
 				return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -254,3 +255,20 @@ func nullJSON(b json.RawMessage) sql.NullString {
 	}
 	return sql.NullString{String: string(b), Valid: true}
 }
+
+// ClaimOpenJob returns job id if it is still open, locked for the rest of
+// the transaction, so that of several instances sweeping at once one
+// works on it and the others pass it by (ok false) instead of waiting.
+// Call it inside Update.
+func (t *Tx) ClaimOpenJob(ctx context.Context, id string) (j Job, ok bool, err error) {
+	j, err = scanJob(t.q.QueryRowContext(ctx, `SELECT `+jobCols+` FROM jobs WHERE id = ? AND closed_at IS NULL`+t.skipLocked(), id))
+	if errors.Is(err, ErrNotFound) {
+		return j, false, nil
+	}
+	return j, err == nil, err
+}
+
+// skipLocked is the clause that locks the rows a SELECT returns and skips
+// those another transaction holds; empty where transactions lock the
+// whole database (SQLite).
+func (t *Tx) skipLocked() string { return "" }
