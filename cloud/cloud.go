@@ -22,7 +22,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -150,7 +149,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, store: st}
-	if cfg.Bus == nil && isPostgres(cfg.DB) {
+	if cfg.Bus == nil && store.IsPostgres(cfg.DB) {
 		if s.pgBus, err = bus.OpenPostgres(context.Background(), cfg.DB, cfg.Logger.Named("bus")); err != nil {
 			st.Close()
 			return nil, err
@@ -376,12 +375,6 @@ func (s *Server) closeStores() error {
 		err = s.pgBus.Close()
 	}
 	return errors.Join(s.store.Close(), err)
-}
-
-// isPostgres reports whether db names a PostgreSQL database.
-func isPostgres(db string) bool {
-	l := strings.ToLower(db)
-	return strings.HasPrefix(l, "postgres://") || strings.HasPrefix(l, "postgresql://")
 }
 
 // CreateWorkspace makes a workspace (with its access control system and

@@ -14,35 +14,17 @@ import (
 	"github.com/encoder-bridge/encoder-bridge/protocol"
 )
 
-// backend is a database several instances share.
-type backend struct {
-	name string
-	// db is the database for one test; bus nil: the instances find
-	// each other through the database (PostgreSQL).
-	db  func(t *testing.T) string
-	bus func() bus.Bus
-}
-
-// backends are the databases the multi-instance tests run on: one SQLite
-// file with instances in one process joined by a Local bus, and
-// PostgreSQL (instances_pg_test.go) with LISTEN/NOTIFY.
-var backends = []backend{{
-	name: "sqlite",
-	db:   func(t *testing.T) string { return "" },
-	bus:  func() bus.Bus { return &bus.Local{} },
-}}
-
-func allBackends() []backend { return backends }
-
 // instances starts n instances on one database, on the real clock, with
-// their sweepers and listeners running.
-func instances(t *testing.T, be backend, n int, change func(*cloud.Config)) []*cloudtest.Env {
+// their sweepers and listeners running: on PostgreSQL (the postgres half
+// of cloudtest.Backends) they find each other through LISTEN/NOTIFY, as
+// separate processes do; on one SQLite file, through a Local bus.
+func instances(t *testing.T, n int, change func(*cloud.Config)) []*cloudtest.Env {
 	t.Helper()
 	var b bus.Bus
-	if be.bus != nil {
-		b = be.bus()
+	if !cloudtest.OnPostgres(t) {
+		b = &bus.Local{}
 	}
-	first := cloudtest.New(t, cloudtest.Options{DB: be.db(t), Config: func(c *cloud.Config) {
+	first := cloudtest.New(t, cloudtest.Options{Config: func(c *cloud.Config) {
 		c.Clock = clock.Real{}
 		c.Bus = b
 		c.SweepInterval = 50 * time.Millisecond
@@ -100,113 +82,107 @@ func onlineOn(e *cloudtest.Env) bool {
 // An API call on one instance reaches the bridge linked to another, and
 // the answer held on the first wakes when the result arrives on the second.
 func TestCrossInstanceDispatch(t *testing.T) {
-	for _, be := range allBackends() {
-		t.Run(be.name, func(t *testing.T) {
-			envs := instances(t, be, 3, func(c *cloud.Config) { c.SettleWait = 20 * time.Second })
-			a, b := envs[0], envs[1]
-			br := b.Connect(cloudtest.Encoder("e1"))
-			for i, e := range envs {
-				if !onlineOn(e) {
-					t.Fatalf("instance %d does not show the bridge linked to instance 1 online", i)
-				}
+	cloudtest.Backends(t, func(t *testing.T) {
+		envs := instances(t, 3, func(c *cloud.Config) { c.SettleWait = 20 * time.Second })
+		a, b := envs[0], envs[1]
+		br := b.Connect(cloudtest.Encoder("e1"))
+		for i, e := range envs {
+			if !onlineOn(e) {
+				t.Fatalf("instance %d does not show the bridge linked to instance 1 online", i)
 			}
-			defer func() {
-				// Gone from every instance once its link closes.
-				br.Conn.Close()
-				for _, e := range envs {
-					eventually(t, "the bridge offline on every instance", func() bool { return !onlineOn(e) })
-				}
-			}()
-			encID := a.MustCall("/acs/encoders/list", map[string]any{})["acs_encoders"].([]any)[0].(map[string]any)["acs_encoder_id"]
-			cred := validCredential(a)
-			held := post(a, context.Background(), nil, "", "/acs/encoders/encode_credential",
-				map[string]any{"acs_encoder_id": encID, "acs_credential_id": cred["acs_credential_id"]}, http.Header{"Prefer": {"wait=15"}})
-			job := br.Expect(protocol.TypeJob).Job
-			br.Ack(job.JobID)
-			br.Result(cloudtest.Success(job, cloudtest.EncodedCard(job), time.Now()))
-			att := attemptAnswer(t, <-held)
-			if att["status"] != "success" {
-				t.Fatalf("the answer held on instance 0 is %v, want success from the result on instance 1", att)
+		}
+		defer func() {
+			// Gone from every instance once its link closes.
+			br.Conn.Close()
+			for _, e := range envs {
+				eventually(t, "the bridge offline on every instance", func() bool { return !onlineOn(e) })
 			}
-			// Every instance reads the same attempt.
-			for i, e := range envs {
-				got := e.MustCall("/action_attempts/get", map[string]any{"action_attempt_id": att["action_attempt_id"]})["action_attempt"].(map[string]any)
-				if got["status"] != "success" {
-					t.Fatalf("instance %d: %v", i, got)
-				}
+		}()
+		encID := a.MustCall("/acs/encoders/list", map[string]any{})["acs_encoders"].([]any)[0].(map[string]any)["acs_encoder_id"]
+		cred := validCredential(a)
+		held := post(a, context.Background(), nil, "", "/acs/encoders/encode_credential",
+			map[string]any{"acs_encoder_id": encID, "acs_credential_id": cred["acs_credential_id"]}, http.Header{"Prefer": {"wait=15"}})
+		job := br.Expect(protocol.TypeJob).Job
+		br.Ack(job.JobID)
+		br.Result(cloudtest.Success(job, cloudtest.EncodedCard(job), time.Now()))
+		att := attemptAnswer(t, <-held)
+		if att["status"] != "success" {
+			t.Fatalf("the answer held on instance 0 is %v, want success from the result on instance 1", att)
+		}
+		// Every instance reads the same attempt.
+		for i, e := range envs {
+			got := e.MustCall("/action_attempts/get", map[string]any{"action_attempt_id": att["action_attempt_id"]})["action_attempt"].(map[string]any)
+			if got["status"] != "success" {
+				t.Fatalf("instance %d: %v", i, got)
 			}
-		})
-	}
+		}
+	})
 }
 
 // Revoking a bridge's token on one instance closes its link on another
 // at once (not at the next revocation check).
 func TestRevocationAcrossInstances(t *testing.T) {
-	for _, be := range allBackends() {
-		t.Run(be.name, func(t *testing.T) {
-			envs := instances(t, be, 2, nil)
-			br := envs[1].Connect()
-			start := time.Now()
-			if err := envs[0].Server.RevokeBridgeToken(context.Background(), envs[0].BridgeID); err != nil {
-				t.Fatal(err)
-			}
-			br.WaitClosed()
-			if d := time.Since(start); d >= cloud.RevocationCheckInterval {
-				t.Fatalf("the link closed after %v: by the periodic check, not by the revocation's notice", d)
-			}
-			if _, resp, err := envs[1].Dial(envs[1].BridgeID, envs[1].BridgeToken); err == nil || resp == nil || resp.StatusCode != http.StatusUnauthorized {
-				t.Fatalf("a revoked token reconnects: %v", err)
-			}
-		})
-	}
+	cloudtest.Backends(t, func(t *testing.T) {
+		envs := instances(t, 2, nil)
+		br := envs[1].Connect()
+		start := time.Now()
+		if err := envs[0].Server.RevokeBridgeToken(context.Background(), envs[0].BridgeID); err != nil {
+			t.Fatal(err)
+		}
+		br.WaitClosed()
+		if d := time.Since(start); d >= cloud.RevocationCheckInterval {
+			t.Fatalf("the link closed after %v: by the periodic check, not by the revocation's notice", d)
+		}
+		if _, resp, err := envs[1].Dial(envs[1].BridgeID, envs[1].BridgeToken); err == nil || resp == nil || resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("a revoked token reconnects: %v", err)
+		}
+	})
 }
 
 // N instances sweep the same due jobs at once: each attempt is finished
 // once, and one instance's observer counts it.
 func TestSweepOnceAcrossInstances(t *testing.T) {
 	const jobs = 12
-	for _, be := range allBackends() {
-		t.Run(be.name, func(t *testing.T) {
-			fake := clock.NewFake(time.Now())
-			envs := instances(t, be, 3, func(c *cloud.Config) {
-				c.Clock = fake
-				c.SweepInterval = time.Hour // swept by hand below
-				c.JobTimeout = time.Minute
-			})
-			br := envs[0].Connect(cloudtest.Encoder("e1"))
-			encID := envs[0].MustCall("/acs/encoders/list", map[string]any{})["acs_encoders"].([]any)[0].(map[string]any)["acs_encoder_id"]
-			var ids []string
-			for range jobs {
-				att := envs[0].MustCall("/acs/encoders/scan_credential", map[string]any{"acs_encoder_id": encID})["action_attempt"].(map[string]any)
-				ids = append(ids, att["action_attempt_id"].(string))
-				br.Expect(protocol.TypeJob)
-			}
-			fake.Advance(2 * time.Minute)
-			var wg sync.WaitGroup
-			counts := make([]int, len(envs))
-			errs := make([]error, len(envs))
-			for i, e := range envs {
-				wg.Go(func() { counts[i], errs[i] = e.Server.Sweep(context.Background()) })
-			}
-			wg.Wait()
-			total := 0
-			for i := range envs {
-				if errs[i] != nil {
-					t.Fatalf("instance %d sweep: %v", i, errs[i])
-				}
-				total += counts[i]
-			}
-			// Sweep counts exactly the attempts whose expiry its observer
-			// heard: one event per attempt in all.
-			if total != jobs {
-				t.Fatalf("the instances finished %v attempts, %d in all; want %d in all (each once)", counts, total, jobs)
-			}
-			for _, id := range ids {
-				got := envs[2].MustCall("/action_attempts/get", map[string]any{"action_attempt_id": id})["action_attempt"].(map[string]any)
-				if got["status"] != "error" {
-					t.Fatalf("attempt %s: %v", id, got)
-				}
-			}
+	cloudtest.Backends(t, func(t *testing.T) {
+		fake := clock.NewFake(time.Now())
+		envs := instances(t, 3, func(c *cloud.Config) {
+			c.Clock = fake
+			c.SweepInterval = time.Hour // swept by hand below
+			c.JobTimeout = time.Minute
 		})
-	}
+		br := envs[0].Connect(cloudtest.Encoder("e1"))
+		encID := envs[0].MustCall("/acs/encoders/list", map[string]any{})["acs_encoders"].([]any)[0].(map[string]any)["acs_encoder_id"]
+		var ids []string
+		for range jobs {
+			att := envs[0].MustCall("/acs/encoders/scan_credential", map[string]any{"acs_encoder_id": encID})["action_attempt"].(map[string]any)
+			ids = append(ids, att["action_attempt_id"].(string))
+			br.Expect(protocol.TypeJob)
+		}
+		fake.Advance(2 * time.Minute)
+		var wg sync.WaitGroup
+		counts := make([]int, len(envs))
+		errs := make([]error, len(envs))
+		for i, e := range envs {
+			wg.Go(func() { counts[i], errs[i] = e.Server.Sweep(context.Background()) })
+		}
+		wg.Wait()
+		total := 0
+		for i := range envs {
+			if errs[i] != nil {
+				t.Fatalf("instance %d sweep: %v", i, errs[i])
+			}
+			total += counts[i]
+		}
+		// Sweep counts exactly the attempts whose expiry its observer
+		// heard: one event per attempt in all.
+		if total != jobs {
+			t.Fatalf("the instances finished %v attempts, %d in all; want %d in all (each once)", counts, total, jobs)
+		}
+		for _, id := range ids {
+			got := envs[2].MustCall("/action_attempts/get", map[string]any{"action_attempt_id": id})["action_attempt"].(map[string]any)
+			if got["status"] != "error" {
+				t.Fatalf("attempt %s: %v", id, got)
+			}
+		}
+	})
 }

@@ -261,7 +261,7 @@ func nullJSON(b json.RawMessage) sql.NullString {
 // works on it and the others pass it by (ok false) instead of waiting.
 // Call it inside Update.
 func (t *Tx) ClaimOpenJob(ctx context.Context, id string) (j Job, ok bool, err error) {
-	j, err = scanJob(t.q.QueryRowContext(ctx, `SELECT `+jobCols+` FROM jobs WHERE id = ? AND closed_at IS NULL`+t.skipLocked(), id))
+	j, err = scanJob(t.queryRow(ctx, `SELECT `+jobCols+` FROM jobs WHERE id = ? AND closed_at IS NULL`+t.skipLocked(), id))
 	if errors.Is(err, ErrNotFound) {
 		return j, false, nil
 	}
@@ -271,4 +271,9 @@ func (t *Tx) ClaimOpenJob(ctx context.Context, id string) (j Job, ok bool, err e
 // skipLocked is the clause that locks the rows a SELECT returns and skips
 // those another transaction holds; empty where transactions lock the
 // whole database (SQLite).
-func (t *Tx) skipLocked() string { return "" }
+func (t *Tx) skipLocked() string {
+	if t.inTx && t.d.rowLocks {
+		return " FOR UPDATE SKIP LOCKED"
+	}
+	return ""
+}
