@@ -25,6 +25,7 @@ import (
 	"github.com/encoder-bridge/encoder-bridge/cloud"
 	"github.com/encoder-bridge/encoder-bridge/cloud/seam"
 	"github.com/encoder-bridge/encoder-bridge/hwtest/vpcd"
+	"github.com/encoder-bridge/encoder-bridge/internal/pgtest"
 	"github.com/encoder-bridge/encoder-bridge/internal/syncbuf"
 	"github.com/encoder-bridge/encoder-bridge/protocol"
 	"github.com/encoder-bridge/encoder-bridge/reader/sim"
@@ -53,7 +54,8 @@ func TestMain(m *testing.M) {
 		}
 		bins[name] = p
 	}
-	code := m.Run()
+	// pgtest.Main stops the PostgreSQL cluster TestKillInstance starts.
+	code := pgtest.Main(m)
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -101,11 +103,19 @@ type desk struct {
 	t      *testing.T
 	dir    string
 	listen string // the cloud's address
-	boot   cloud.Bootstrap
-	keys   *cardfmt.KeySet
-	proxy  *proxy
-	cfg    string
-	log    syncbuf.Buffer
+	db     string // the database: the SQLite file, or a postgres:// URL
+	// api is where the test calls the API: the cloud's address, or with
+	// two instances the second's.
+	api string
+	// The second instance, on the same PostgreSQL database (newDuoDesk);
+	// the bridge dials it after the first.
+	listenB string
+	cloudB  *proc
+	boot    cloud.Bootstrap
+	keys    *cardfmt.KeySet
+	proxy   *proxy
+	cfg     string
+	log     syncbuf.Buffer
 
 	mu     sync.Mutex
 	cloud  *proc
@@ -117,12 +127,26 @@ type desk struct {
 	http      http.Client
 }
 
-func newDesk(t *testing.T, readerName string) *desk {
+func newDesk(t *testing.T, readerName string) *desk { return newDeskOn(t, readerName, "") }
+
+// newDuoDesk is a desk whose cloud is two instances on the PostgreSQL
+// database dsn: the bridge lists the first (through the proxy) and then
+// the second in cloud.urls, and the test calls the API on the second, so
+// the job crosses from one instance to the other.
+func newDuoDesk(t *testing.T, readerName, dsn string) *desk { return newDeskOn(t, readerName, dsn) }
+
+func newDeskOn(t *testing.T, readerName, dsn string) *desk {
 	t.Helper()
-	d := &desk{t: t, dir: t.TempDir(), listen: freeAddr(t), http: http.Client{Timeout: 10 * time.Second}}
-	db := filepath.Join(d.dir, "cloud.db")
+	d := &desk{t: t, dir: t.TempDir(), listen: freeAddr(t), db: dsn, http: http.Client{Timeout: 10 * time.Second}}
+	d.api = d.listen
+	if d.db == "" {
+		d.db = filepath.Join(d.dir, "cloud.db")
+	} else {
+		d.listenB = freeAddr(t)
+		d.api = d.listenB
+	}
 	bootFile := filepath.Join(d.dir, "bootstrap.json")
-	if out, err := exec.Command(bins["encoder-cloud"], "init", "--db", db, "--out", bootFile).CombinedOutput(); err != nil {
+	if out, err := exec.Command(bins["encoder-cloud"], "init", "--db", d.db, "--out", bootFile).CombinedOutput(); err != nil {
 		t.Fatalf("encoder-cloud init: %v\n%s", err, out)
 	}
 	raw, err := os.ReadFile(bootFile)
@@ -146,6 +170,13 @@ func newDesk(t *testing.T, readerName string) *desk {
 	if err := d.startCloud(); err != nil {
 		t.Fatal(err)
 	}
+	urls := ""
+	if d.listenB != "" {
+		if d.cloudB, err = d.startInstance(d.listenB); err != nil {
+			t.Fatal(err)
+		}
+		urls = ", ws://" + d.listenB
+	}
 	if d.proxy, err = newProxy(d.listen); err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +184,7 @@ func newDesk(t *testing.T, readerName string) *desk {
 	if err := os.WriteFile(d.cfg, []byte(fmt.Sprintf(`version: 1
 keys: %s
 cloud:
-  url: ws://%s
+  urls: [ws://%s%s]
   bridge_id: %s
   token_file: %s
 state_dir: %s
@@ -162,7 +193,7 @@ health:
 encoders:
   - reader: %q
     name: Front desk
-`, keyFile, d.proxy.Addr(), d.boot.BridgeID, token, filepath.Join(d.dir, "state"), readerName)), 0o600); err != nil {
+`, keyFile, d.proxy.Addr(), urls, d.boot.BridgeID, token, filepath.Join(d.dir, "state"), readerName)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if err := d.startBridge(); err != nil {
@@ -170,11 +201,14 @@ encoders:
 	}
 	t.Cleanup(func() {
 		d.mu.Lock()
-		b, c := d.bridge, d.cloud
+		b, c, cb := d.bridge, d.cloud, d.cloudB
 		d.mu.Unlock()
 		b.stop(t)
 		d.proxy.Close()
 		c.stop(t)
+		if cb != nil {
+			cb.stop(t)
+		}
 	})
 	d.waitEncoder()
 	return d
@@ -195,25 +229,36 @@ func freeAddr(t *testing.T) string {
 // the attempt settles (--settle-wait 0, as Seam): the test polls, so a
 // cloud killed mid-job never loses the attempt's id with a held answer.
 func (d *desk) startCloud() error {
-	p, err := start(&d.log, "encoder-cloud", "serve", "--db", filepath.Join(d.dir, "cloud.db"),
-		"--listen", d.listen, "--job-timeout", jobTimeout.String(), "--settle-wait", "0")
+	p, err := d.startInstance(d.listen)
 	if err != nil {
 		return err
 	}
 	d.mu.Lock()
 	d.cloud = p
 	d.mu.Unlock()
+	return nil
+}
+
+// startInstance starts encoder-cloud serve on the desk's database at addr
+// and waits until it answers.
+func (d *desk) startInstance(addr string) (*proc, error) {
+	p, err := start(&d.log, "encoder-cloud", "serve", "--db", d.db, "--listen", addr,
+		"--job-timeout", jobTimeout.String(), "--settle-wait", "0", "--metrics-listen", "off")
+	if err != nil {
+		return nil, err
+	}
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		resp, err := d.http.Get("http://" + d.listen + "/healthz")
+		resp, err := d.http.Get("http://" + addr + "/healthz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return nil
+				return p, nil
 			}
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("encoder-cloud did not answer /healthz: %v\n%s", err, &d.log)
+			p.kill()
+			return nil, fmt.Errorf("encoder-cloud did not answer /healthz: %v\n%s", err, &d.log)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -248,7 +293,7 @@ func (d *desk) killCloud() {
 // when the cloud did not answer (it may be restarting).
 func (d *desk) call(path string, body any) (status int, out map[string]any, ok bool) {
 	j, _ := json.Marshal(body)
-	req, _ := http.NewRequest(http.MethodPost, "http://"+d.listen+path, bytes.NewReader(j))
+	req, _ := http.NewRequest(http.MethodPost, "http://"+d.api+path, bytes.NewReader(j))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+d.boot.APIKey)
 	resp, err := d.http.Do(req)

@@ -17,6 +17,7 @@ import (
 	"github.com/encoder-bridge/encoder-bridge/cardfmt"
 	"github.com/encoder-bridge/encoder-bridge/hwtest"
 	"github.com/encoder-bridge/encoder-bridge/hwtest/vpcd"
+	"github.com/encoder-bridge/encoder-bridge/internal/pgtest"
 	"github.com/encoder-bridge/encoder-bridge/reader/sim/chip"
 )
 
@@ -47,6 +48,9 @@ type cell struct {
 	removeAt int
 	// delay is added to every APDU.
 	delay time.Duration
+	// db, when set, is a PostgreSQL database for a desk of two cloud
+	// instances (newDuoDesk).
+	db string
 }
 
 // runCell runs one encode on a fresh desk with a card holding an old
@@ -57,7 +61,7 @@ func runCell(t *testing.T, slot hwtest.Slot, kind string, c cell, oneEncode map[
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := newDesk(t, slot.Reader)
+	d := newDeskOn(t, slot.Reader, c.db)
 	old := oldCredential(t)
 	writeOld(t, card, d.keys, old)
 	w := countWrites(card)
@@ -267,6 +271,31 @@ func TestKill(t *testing.T) {
 				runCell(t, slot, kind, cell{name: "SIGKILL " + name, at: &s, fault: k.fault}, writes)
 			})
 		}
+	}
+}
+
+// killInstance is SIGKILL of the cloud instance the bridge is linked to,
+// for good: the bridge moves to the other instance, where the test's API
+// calls go. The message is lost with the process.
+func killInstance(d *desk) action {
+	d.killCloud()
+	return cutBefore
+}
+
+// TestKillInstance: two cloud instances on one PostgreSQL database; the
+// bridge is linked to the first, the encode is asked of the second, and
+// the first is SIGKILLed at each protocol step of the job. The bridge
+// reconnects to the second; the attempt must end (success, or an error
+// Seam defines), never stay pending, and the card must be written no more
+// than one encode writes it.
+func TestKillInstance(t *testing.T) {
+	slot := hwtest.AcquireSlot(t)
+	const kind = "mifare_classic_1k"
+	writes, _ := baseline(t, slot, kind)
+	for _, s := range steps {
+		t.Run(s.String(), func(t *testing.T) {
+			runCell(t, slot, kind, cell{name: "SIGKILL instance at " + s.String(), at: &s, fault: killInstance, db: pgtest.DSN(t)}, writes)
+		})
 	}
 }
 
