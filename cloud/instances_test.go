@@ -186,3 +186,22 @@ func TestSweepOnceAcrossInstances(t *testing.T) {
 		}
 	})
 }
+
+// A bridge that moved to another instance before the first noticed its
+// old link die still gets a job asked of the first: the job is announced
+// even when the first could send it on the link it still holds.
+func TestJobReachesTheNewerLink(t *testing.T) {
+	cloudtest.Backends(t, func(t *testing.T) {
+		envs := instances(t, 2, nil)
+		a, b := envs[0], envs[1]
+		stale := a.Connect(cloudtest.Encoder("e1"))
+		moved := b.Connect(cloudtest.Encoder("e1"))
+		encID := a.MustCall("/acs/encoders/list", map[string]any{})["acs_encoders"].([]any)[0].(map[string]any)["acs_encoder_id"]
+		att := a.MustCall("/acs/encoders/scan_credential", map[string]any{"acs_encoder_id": encID})["action_attempt"].(map[string]any)
+		job := moved.Expect(protocol.TypeJob).Job
+		if job.ActionAttemptID != att["action_attempt_id"] {
+			t.Fatalf("the newer link got job %+v, want the attempt's %v", job, att["action_attempt_id"])
+		}
+		stale.Expect(protocol.TypeJob) // the old link, still open here, got it too
+	})
+}

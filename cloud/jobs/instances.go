@@ -79,8 +79,15 @@ func (s *Service) Revoked(ctx context.Context, bridgeID string) {
 	}
 }
 
+// publishTimeout bounds a notice: a database that hangs must not hold
+// the request or the bridge message that caused it.
+const publishTimeout = 5 * time.Second
+
 func (s *Service) publish(ctx context.Context, e bus.Event) {
 	e.Origin = s.instance
+	// The notice goes out even if the request that caused it has ended.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
+	defer cancel()
 	if err := s.bus.Publish(ctx, e); err != nil {
 		// The rows still hold it: the sweeper's re-offer and the held
 		// answer's deadline cover a lost notice.

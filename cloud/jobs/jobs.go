@@ -481,15 +481,18 @@ func (s *Service) offer(ctx context.Context, j *store.Job) {
 		s.log.Error("job not offered", zap.String(FieldJobID, j.ID), zap.Error(err))
 		return
 	}
-	if s.links.SendFrame(j.BridgeID, f) {
-		return
-	}
+	sent := s.links.SendFrame(j.BridgeID, f)
 	if s.bus != nil {
+		// Announced even when sent here: the link here may be one the
+		// bridge already left for another instance, which has not
+		// noticed yet. The bridge deduplicates by job id.
 		s.publish(ctx, bus.Event{Kind: bus.JobReady, Bridge: j.BridgeID, ID: j.ID})
 		return
 	}
-	s.log.Info("job not sent: bridge link gone; it waits for the bridge to reconnect",
-		zap.String(FieldJobID, j.ID), zap.String(FieldBridgeID, j.BridgeID))
+	if !sent {
+		s.log.Info("job not sent: bridge link gone; it waits for the bridge to reconnect",
+			zap.String(FieldJobID, j.ID), zap.String(FieldBridgeID, j.BridgeID))
+	}
 }
 
 // Sweep finishes every pending job whose deadline has passed: with
