@@ -101,8 +101,15 @@ func (a *API) encoders(ctx context.Context, ws store.Workspace, list []store.Enc
 		byID[b.ID] = b
 	}
 	out := make([]seam.AcsEncoder, 0, len(list))
+	// Once per bridge: with several instances presence is a query.
+	online := map[string]bool{}
 	for _, e := range list {
-		out = append(out, seam.Encoder(e, ws, byID[e.BridgeID], a.online(e.BridgeID)))
+		on, known := online[e.BridgeID]
+		if !known {
+			on = a.online(e.BridgeID)
+			online[e.BridgeID] = on
+		}
+		out = append(out, seam.Encoder(e, ws, byID[e.BridgeID], on))
 	}
 	return out, nil
 }
