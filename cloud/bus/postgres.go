@@ -110,11 +110,14 @@ func (p *Postgres) Listen(ctx context.Context, instance string, fn func(Event)) 
 	attempt := 0
 	first := true
 	for {
-		err := p.listenOnce(ctx, instance, fn, !first)
+		listened, err := p.listenOnce(ctx, instance, fn, !first)
 		if ctx.Err() != nil {
 			return nil
 		}
 		first = false
+		if listened {
+			attempt = 0 // the backoff is for a database that refuses
+		}
 		wait := min(reconnectMax, reconnectBase<<min(attempt, 16))
 		wait = wait/2 + rand.N(wait/2+1)
 		attempt++
@@ -127,16 +130,16 @@ func (p *Postgres) Listen(ctx context.Context, instance string, fn func(Event)) 
 	}
 }
 
-// listenOnce listens until the connection fails; resync delivers Resync
-// once listening again.
-func (p *Postgres) listenOnce(ctx context.Context, instance string, fn func(Event), resync bool) error {
+// listenOnce listens until the connection fails, and reports whether it
+// got as far as listening; resync delivers Resync once listening again.
+func (p *Postgres) listenOnce(ctx context.Context, instance string, fn func(Event), resync bool) (bool, error) {
 	c, err := p.connect(ctx)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer c.Close(context.Background())
 	if _, err := c.Exec(ctx, "LISTEN "+Channel); err != nil {
-		return fmt.Errorf("bus: listen: %w", scrub(err))
+		return false, fmt.Errorf("bus: listen: %w", scrub(err))
 	}
 	if resync {
 		fn(Event{Kind: Resync})
@@ -144,7 +147,7 @@ func (p *Postgres) listenOnce(ctx context.Context, instance string, fn func(Even
 	for {
 		n, err := c.WaitForNotification(ctx)
 		if err != nil {
-			return fmt.Errorf("bus: wait: %w", scrub(err))
+			return true, fmt.Errorf("bus: wait: %w", scrub(err))
 		}
 		e, err := decode(n.Payload)
 		if err != nil {
