@@ -8,9 +8,11 @@
 //	hub    bridge websocket links (protocol.Path)
 //	api    the HTTP routes in Seam's dialect
 //	seam   the JSON shapes of Seam's resources
+//	bus    notices between instances sharing one database
 //
 // Start one in-process with New, serve Handler (or call Serve), and run
-// Run for the deadline sweeper. docs/cloud.md describes the behaviour.
+// Run for the deadline sweeper (and, among several instances, the
+// heartbeat and the bus listener). docs/cloud.md describes the behaviour.
 //
 // Only commands and tests import it. No cloud package imports the bridge
 // side (bridge, reader, cardfmt): the two ends share only protocol.

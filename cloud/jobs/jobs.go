@@ -5,7 +5,9 @@
 //
 // It sees bridge links only through the Links interface (package hub
 // implements it) and answers the hub through plain method calls that
-// return the messages to send. It must not import api or hub.
+// return the messages to send. Among several instances it reaches the
+// links of the others through a bus.Bus (instances.go). It must not
+// import api or hub.
 package jobs
 
 import (
