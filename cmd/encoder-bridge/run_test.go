@@ -37,6 +37,15 @@ func job1(encoderID protocol.EncoderID) *protocol.Job {
 			StartsAt: "2026-11-23T15:00:00Z", EndsAt: "2036-11-26T11:00:00Z", IssueSequence: &seq}}
 }
 
+func mustRead(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
 // bridgeConfig writes a configuration for the fake cloud, with a key file
 // and a token file, and returns its path.
 func (c *cli) bridgeConfig(cloudURL string) string {
@@ -225,6 +234,15 @@ func TestVerify(t *testing.T) {
 	if h := cloud.Next(t).Hello; h.BridgeID != "desk-1" || len(h.Encoders) != 1 || h.Encoders[0].ReaderName != "ACS ACR1252 00" {
 		t.Fatalf("verify's hello %+v", h)
 	}
+
+	// Several instances: the first refuses (gone), the second welcomes.
+	dead := "ws://" + freeLoopbackAddr(t)
+	several := c.file("several.yaml", strings.Replace(mustRead(t, cfg), "url: "+cloud.URL(), "urls: ["+dead+", "+cloud.URL()+"]", 1))
+	code, out, stderr = c.run("verify", "--config", several)
+	if code != 0 || !strings.Contains(out, cloud.URL()) || !strings.Contains(out, "welcomed bridge") || !strings.Contains(out, "after 1 URL(s) that did not") || !strings.Contains(out, dead) {
+		t.Fatalf("verify with the first of two URLs down: exit %d\n%s\n%s", code, out, stderr)
+	}
+	cloud.Next(t)
 
 	cloud.Refuse.Store(401)
 	code, out, _ = c.run("verify", "--config", cfg)

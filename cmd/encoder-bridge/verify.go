@@ -139,9 +139,29 @@ func checkStateDir(dir string) error {
 	return nil
 }
 
-// verifyCloud dials the cloud once, says hello and waits for the welcome.
+// verifyCloud dials the cloud, says hello and waits for the welcome: each
+// of several cloud URLs in turn, as "run" would, until one welcomes the
+// bridge. A refused token stops it: every instance would refuse it.
 func verifyCloud(ctx context.Context, cfg *config.Config, token string, encoders []protocol.Encoder) (string, error) {
-	l, err := newLink(cfg, token, zap.NewNop())
+	var failed []error
+	for _, u := range cfg.Cloud.Endpoints() {
+		detail, err := verifyURL(ctx, cfg, token, u, encoders)
+		if err == nil {
+			if len(failed) > 0 {
+				detail += fmt.Sprintf(" (after %d URL(s) that did not: %v)", len(failed), errors.Join(failed...))
+			}
+			return detail, nil
+		}
+		if errors.Is(err, link.ErrAuthRevoked) {
+			return "", err
+		}
+		failed = append(failed, err)
+	}
+	return "", errors.Join(failed...)
+}
+
+func verifyURL(ctx context.Context, cfg *config.Config, token, url string, encoders []protocol.Encoder) (string, error) {
+	l, err := newLinkWith(cfg, token, zap.NewNop(), func(o *link.Options) { o.URLs = []string{url} })
 	if err != nil {
 		return "", err
 	}
