@@ -136,6 +136,11 @@ type JobOptions struct {
 	Now func() time.Time
 	// APDUs, when set, counts the APDUs sent to the card, for metrics.
 	APDUs *atomic.Int64
+	// Card, when set, is called once the card is identified, before any
+	// stage that reads its record or writes it. An error aborts the job
+	// with the card untouched: a caller that must work on one particular
+	// card refuses another here, and learns the UID of the card it writes.
+	Card func(Card) error
 }
 
 func (o JobOptions) progress(st protocol.Stage) error {
@@ -255,6 +260,11 @@ func (s *Station) withCard(ctx context.Context, op Op, readerName string, o JobO
 	info, err := reader.Identify(ctx, tag)
 	if err != nil {
 		return err
+	}
+	if o.Card != nil {
+		if err := o.Card(cardOf(readerName, info)); err != nil {
+			return err
+		}
 	}
 	if err := o.progress(protocol.StageCardDetected); err != nil {
 		return err

@@ -69,7 +69,9 @@ type Store interface {
 	Recover() ([]journal.Entry, error)
 	// Receive stores a new job (isNew) or returns the one stored.
 	Receive(e journal.Entry) (stored journal.Entry, isNew bool, err error)
-	SetState(jobID string, s journal.State) error
+	// BeginWrite records that writing the card with UID uid (hex)
+	// begins, and counts the attempt.
+	BeginWrite(jobID, uid string) (journal.Entry, error)
 	// Finish stores a result; a job finishes once, and the result stored
 	// first is returned.
 	Finish(jobID string, r protocol.Result) (protocol.Result, error)
@@ -288,11 +290,13 @@ func (a *Agent) cloudNow() time.Time {
 	return a.clk.Now()
 }
 
-// recoverJobs finishes the jobs a stop or crash cut short while they
-// wrote a card, or whose journal entry was damaged: the card may hold part
-// of a record, so they end as encoding_interrupted and never run again.
-// The others (queued, or running, which had written nothing) are returned
-// to wait for the cloud's time (see releaseHeld).
+// recoverJobs finishes the jobs whose journal entry was damaged, or that
+// a stop or crash cut short while they wrote a card the journal does not
+// name: the card may hold part of a record, so they end as
+// encoding_interrupted and never run again. The others are returned to
+// wait for the cloud's time (see releaseHeld): queued or running (nothing
+// written yet) run again; writing, with the card's UID, resume (see
+// resume), which looks at that card before anything else.
 func (a *Agent) recoverJobs() ([]journal.Entry, error) {
 	found, err := a.opts.Store.Recover()
 	if err != nil {
@@ -303,6 +307,10 @@ func (a *Agent) recoverJobs() ([]journal.Entry, error) {
 		var msg string
 		switch e.State {
 		case journal.StateWriting:
+			if e.CardUID != "" && e.Job.Kind == protocol.JobEncode {
+				again = append(again, e)
+				continue
+			}
 			msg = msgStoppedWriting
 		case journal.StateDamaged:
 			msg = "the bridge's journal entry for this job was damaged, so whether the card was written is unknown; encode the card again"

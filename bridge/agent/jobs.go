@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -31,6 +32,10 @@ type jobRun struct {
 	mu       sync.Mutex
 	writing  bool // StageWriting was reached: the card may be half written
 	stopping bool
+	card     bridge.Card // the card identified last
+	// want is the UID of the card the job must work on, once it wrote
+	// one; nil: any card.
+	want []byte
 }
 
 // errStopping refuses to start writing a card while the bridge stops.
@@ -115,9 +120,17 @@ func (a *Agent) runJob(e journal.Entry) {
 		a.finish(id, r)
 		a.observeJob(job, r, a.clk.Mono()-start, int(apdus.Load()))
 	}
+	expired := func(msg string) protocol.Result {
+		if e.State == journal.StateWriting {
+			// Resumed after a crash while writing: the card may hold
+			// part of a record, which is what the staff must know.
+			return errorResult(protocol.ErrorEncodingInterrupted, msgStoppedWriting)
+		}
+		return errorResult(protocol.ErrorActionAttemptExpired, msg)
+	}
 	now := a.cloudNow()
 	if !now.Before(job.Deadline) {
-		finish(errorResult(protocol.ErrorActionAttemptExpired, "the job's deadline passed while it waited for its encoder"))
+		finish(expired("the job's deadline passed while it waited for its encoder"))
 		return
 	}
 	// An encode must begin writing WriteMargin before the deadline, so
@@ -127,7 +140,7 @@ func (a *Agent) runJob(e journal.Entry) {
 	if job.Kind == protocol.JobEncode {
 		end = end.Add(-a.opts.WriteMargin)
 		if !now.Before(end) {
-			finish(errorResult(protocol.ErrorActionAttemptExpired, fmt.Sprintf("too little of the job's time was left to write a card (%s before its deadline)", job.Deadline.Sub(now).Round(time.Millisecond))))
+			finish(expired(fmt.Sprintf("too little of the job's time was left to write a card (%s before its deadline)", job.Deadline.Sub(now).Round(time.Millisecond))))
 			return
 		}
 	}
@@ -160,15 +173,16 @@ func (a *Agent) runJob(e journal.Entry) {
 		Progress: a.progressHook(id, end, run),
 		Now:      a.cloudNow,
 		APDUs:    &apdus,
+		Card:     run.onCard,
 	}
 
 	var res protocol.Result
 	var err error
 	switch job.Kind {
 	case protocol.JobEncode:
-		res, err = a.encode(ctx, e, opts)
+		res, err = a.encode(ctx, e, opts, run, end)
 	case protocol.JobScan:
-		res, err = a.scan(ctx, e, opts)
+		res, err = a.scan(ctx, e, opts, end)
 	default:
 		err = fmt.Errorf("job kind %q unknown", job.Kind)
 		res = errorResult(protocol.ErrorUncategorized, err.Error())
@@ -211,15 +225,35 @@ func (a *Agent) progressHook(id string, writeBy time.Time, run *jobRun) func(pro
 				return errStopping
 			}
 			run.writing = true
+			uid := run.card.UID
 			run.mu.Unlock()
-			if err := a.opts.Store.SetState(id, journal.StateWriting); err != nil {
+			stored, err := a.opts.Store.BeginWrite(id, uidHex(uid))
+			if err != nil {
 				a.fatal(fmt.Errorf("agent: job %s: %w", id, err))
 				return fmt.Errorf("agent: cannot record that writing begins: %w", err)
+			}
+			if stored.Attempt > 1 {
+				a.log.Info("writing the card again", zap.String(FieldJobID, id), zap.Int("attempt", stored.Attempt))
 			}
 		}
 		a.progress(id, protocol.Stage(st))
 		return nil
 	}
+}
+
+// errOtherCard refuses a card other than the one the job wrote.
+var errOtherCard = errors.New("agent: another card than the one being encoded")
+
+// onCard notes the card a job identified, and refuses it when the job
+// must find the card it wrote and this is another.
+func (r *jobRun) onCard(c bridge.Card) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.want != nil && !bytes.Equal(r.want, c.UID) {
+		return errOtherCard
+	}
+	r.card = c
+	return nil
 }
 
 // progress reports a stage if the cloud is connected; progress is not
@@ -237,7 +271,11 @@ func (a *Agent) progress(id string, st protocol.Stage) {
 	s.enqueue(m, true)
 }
 
-func (a *Agent) encode(ctx context.Context, e journal.Entry, opts bridge.JobOptions) (protocol.Result, error) {
+// encode writes the job's card. A job the journal found writing after a
+// restart resumes: what the card holds then decides (see resume), as for one that loses the card or
+// its reader in transport after writing began. A reader that goes away before writing
+// began (pcscd restarted, a USB reset) is waited for until end.
+func (a *Agent) encode(ctx context.Context, e journal.Entry, opts bridge.JobOptions, run *jobRun, end time.Time) (protocol.Result, error) {
 	if e.Job.Credential == nil {
 		return errorResult(protocol.ErrorInvalidCredential, "encode job without a credential"), nil
 	}
@@ -245,12 +283,43 @@ func (a *Agent) encode(ctx context.Context, e journal.Entry, opts bridge.JobOpti
 	if err != nil {
 		return jobErrorResult(bridge.OpEncode, err), nil
 	}
-	res, err := a.station.EncodeWith(ctx, e.Reader, cred, opts)
-	if err != nil {
+	if e.State == journal.StateWriting {
+		uid, _ := hex.DecodeString(e.CardUID)
+		a.log.Info("job resumed while writing its card: looking at the card", zap.String(FieldJobID, e.Job.JobID), zap.Int("attempt", e.Attempt))
+		return a.resume(ctx, e, cred, opts, run, end, uid)
+	}
+	for {
+		res, err := a.station.EncodeWith(ctx, e.Reader, cred, opts)
+		if err == nil {
+			return encodedResult(e, res), nil
+		}
+		if ctx.Err() != nil || errors.Is(err, errStopping) || errors.Is(err, errTimeUp) {
+			return jobErrorResult(bridge.OpEncode, err), err
+		}
+		run.mu.Lock()
+		writing, uid := run.writing, run.card.UID
+		run.mu.Unlock()
+		switch {
+		case writing && cardLost(err):
+			// Writing began and the card or reader went away: the card
+			// may hold the new record (the read-back lost it), the old
+			// one, or part of one; only the card can tell.
+			a.log.Info("the card was lost after writing began: waiting for it", zap.String(FieldJobID, e.Job.JobID), zap.Error(err))
+			return a.resume(ctx, e, cred, opts, run, end, uid)
+		case !writing && readerLost(err):
+			if a.awaitReader(ctx, e.Job.JobID, e.Reader, end) {
+				opts.Wait = end.Sub(a.cloudNow())
+				continue
+			}
+		}
 		return jobErrorResult(bridge.OpEncode, err), err
 	}
+}
+
+// encodedResult is the result of an encode the layout verified.
+func encodedResult(e journal.Entry, res bridge.Encoded) protocol.Result {
 	given := *e.Job.Credential
-	c := &protocol.Card{
+	return protocol.Result{Card: &protocol.Card{
 		UID:        uidHex(res.UID),
 		Technology: string(res.Technology),
 		// The versions of the record the layout verified on the card.
@@ -258,12 +327,15 @@ func (a *Agent) encode(ctx context.Context, e journal.Entry, opts bridge.JobOpti
 		FormatVersion: int(res.Record.FormatVersion),
 		Valid:         true,
 		Credential:    &given,
-	}
-	return protocol.Result{Card: c}, nil
+	}}
 }
 
-func (a *Agent) scan(ctx context.Context, e journal.Entry, opts bridge.JobOptions) (protocol.Result, error) {
+func (a *Agent) scan(ctx context.Context, e journal.Entry, opts bridge.JobOptions, end time.Time) (protocol.Result, error) {
 	res, err := a.station.ScanWith(ctx, e.Reader, opts)
+	for err != nil && ctx.Err() == nil && readerLost(err) && a.awaitReader(ctx, e.Job.JobID, e.Reader, end) {
+		opts.Wait = end.Sub(a.cloudNow())
+		res, err = a.station.ScanWith(ctx, e.Reader, opts)
+	}
 	if err != nil {
 		return jobErrorResult(bridge.OpScan, err), err
 	}

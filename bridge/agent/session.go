@@ -284,6 +284,11 @@ func (a *Agent) releaseHeld() {
 			continue
 		}
 		a.log.Info("job expired while the bridge was not running", zap.String(FieldJobID, e.Job.JobID), zap.String(FieldEncoder, string(e.Job.EncoderID)))
+		if e.State == journal.StateWriting {
+			// The card may hold part of a record: that is what matters.
+			a.finish(e.Job.JobID, errorResult(protocol.ErrorEncodingInterrupted, msgStoppedWriting))
+			continue
+		}
 		a.finish(e.Job.JobID, errorResult(protocol.ErrorActionAttemptExpired,
 			fmt.Sprintf("the job's deadline (%s) passed while the bridge was not running", e.Job.Deadline.UTC().Format(time.RFC3339))))
 	}

@@ -102,6 +102,12 @@ type Entry struct {
 	Seq       uint64           `json:"seq,omitempty"`
 	UpdatedAt time.Time        `json:"updated_at"`
 	Result    *protocol.Result `json:"result,omitempty"`
+	// Attempt counts the times writing the card began (BeginWrite): a
+	// write run again after a restart found the old record is attempt 2.
+	Attempt int `json:"attempt,omitempty"`
+	// CardUID is the UID of the card being written, hex, so that a job
+	// resumed after a crash finds that card again and no other.
+	CardUID string `json:"card_uid,omitempty"`
 }
 
 type tombstone struct {
@@ -512,6 +518,31 @@ func (j *Journal) SetState(id string, s State) error {
 		e.State, e.UpdatedAt = s, j.opts.Now()
 		return putEntry(jobs, e)
 	})
+}
+
+// BeginWrite records, durably, that writing the card with UID uid (hex)
+// begins for job id: the job moves to writing and its attempt number
+// goes up by one. It returns the entry as stored.
+func (j *Journal) BeginWrite(id, uid string) (Entry, error) {
+	var out Entry
+	err := j.db.Update(func(tx *bbolt.Tx) error {
+		jobs := tx.Bucket(bucketJobs)
+		e, ok, err := getEntry(jobs, id)
+		switch {
+		case err != nil:
+			return err
+		case !ok:
+			return fmt.Errorf("%w: %q", ErrNotFound, id)
+		case e.State == StateFinished:
+			return fmt.Errorf("%w: %q", ErrFinished, id)
+		}
+		e.State, e.UpdatedAt = StateWriting, j.opts.Now()
+		e.Attempt++
+		e.CardUID = uid
+		out = e
+		return putEntry(jobs, e)
+	})
+	return out, err
 }
 
 // Finish stores the result of job id and returns the result stored. A

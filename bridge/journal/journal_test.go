@@ -426,3 +426,41 @@ func BenchmarkAcknowledge(b *testing.B) {
 		})
 	}
 }
+
+// BeginWrite counts the attempts and keeps the card's UID across a
+// reopen, so that a job resumed after a crash finds its card again.
+func TestBeginWriteCountsAttempts(t *testing.T) {
+	c := &clock{now: t0}
+	dir := t.TempDir()
+	j := open(t, dir, c)
+	j.Receive(job("j1", t0.Add(time.Minute)))
+	j.Receive(job("done", t0.Add(time.Minute)))
+	j.Finish("done", okResult())
+	for _, tc := range []struct {
+		name, id, uid string
+		attempt       int
+		err           error
+	}{
+		{"first write", "j1", "04A1B2C3D4E5F6", 1, nil},
+		{"the write run again", "j1", "04A1B2C3D4E5F6", 2, nil},
+		{"unknown job", "nope", "04", 0, ErrNotFound},
+		{"finished job", "done", "04", 0, ErrFinished},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, err := j.BeginWrite(tc.id, tc.uid)
+			if !errors.Is(err, tc.err) || (tc.err != nil) != (err != nil) {
+				t.Fatalf("BeginWrite = %v, want %v", err, tc.err)
+			}
+			if err == nil && (e.State != StateWriting || e.Attempt != tc.attempt || e.CardUID != tc.uid) {
+				t.Fatalf("BeginWrite = %+v", e)
+			}
+		})
+	}
+	j.Close()
+	j = open(t, dir, c)
+	defer j.Close()
+	found, err := j.Recover()
+	if err != nil || len(found) != 1 || found[0].State != StateWriting || found[0].Attempt != 2 || found[0].CardUID != "04A1B2C3D4E5F6" {
+		t.Fatalf("Recover = %+v, %v", found, err)
+	}
+}

@@ -1,0 +1,376 @@
+package agent
+
+import (
+	"context"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/encoder-bridge/encoder-bridge/bridge"
+	"github.com/encoder-bridge/encoder-bridge/bridge/journal"
+	"github.com/encoder-bridge/encoder-bridge/cardfmt"
+	"github.com/encoder-bridge/encoder-bridge/protocol"
+	"github.com/encoder-bridge/encoder-bridge/reader/sim"
+	"github.com/encoder-bridge/encoder-bridge/reader/sim/chip"
+)
+
+// onBench runs f with a Station on card in a simulated reader of its
+// own: the test sets up and reads cards there, never through the agent.
+func onBench(t *testing.T, card chip.Card, ks *cardfmt.KeySet, f func(*bridge.Station) error) {
+	t.Helper()
+	rc := sim.New()
+	rc.Plug("bench").Insert(card)
+	defer rc.Unplug("bench")
+	if err := f(&bridge.Station{Readers: rc, Keys: ks}); err != nil {
+		t.Fatalf("bench: %v", err)
+	}
+}
+
+// otherCredential is a guest's earlier stay: the record the job replaces.
+func otherCredential(t *testing.T) cardfmt.Credential {
+	t.Helper()
+	p := *testCredential()
+	p.CredentialID = uuid.NewString()
+	c, err := bridge.CredentialOf(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func jobCredential(t *testing.T) cardfmt.Credential {
+	t.Helper()
+	c, err := bridge.CredentialOf(*testCredential())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func encodeOn(t *testing.T, card chip.Card, ks *cardfmt.KeySet, c cardfmt.Credential) {
+	t.Helper()
+	onBench(t, card, ks, func(st *bridge.Station) error {
+		_, err := st.Encode(context.Background(), "bench", c, time.Second)
+		return err
+	})
+}
+
+// scanOn scans card on the bench: its UID and what it holds.
+func scanOn(t *testing.T, card chip.Card, ks *cardfmt.KeySet) bridge.ScanResult {
+	t.Helper()
+	var res bridge.ScanResult
+	onBench(t, card, ks, func(st *bridge.Station) (err error) {
+		res, err = st.Scan(context.Background(), "bench", time.Second)
+		return err
+	})
+	return res
+}
+
+// apduCount counts the APDUs a card answers.
+type apduCount struct {
+	chip.Card
+	n atomic.Int32
+}
+
+func (a *apduCount) Transmit(apdu []byte) ([]byte, error) {
+	a.n.Add(1)
+	return a.Card.Transmit(apdu)
+}
+
+// encodeAPDUs is how many APDUs an encode of the job's record over an
+// old one costs a Classic 1K card, the read-back included.
+func encodeAPDUs(t *testing.T, ks *cardfmt.KeySet) int {
+	t.Helper()
+	c, _ := chip.New(chip.KindClassic1K, nil)
+	encodeOn(t, c, ks, otherCredential(t))
+	a := &apduCount{Card: c}
+	encodeOn(t, a, ks, jobCredential(t))
+	return int(a.n.Load())
+}
+
+// writesOverOld is how many card writes one encode of the job's record
+// over an old record makes on a Classic 1K card.
+func writesOverOld(t *testing.T, ks *cardfmt.KeySet) int32 {
+	t.Helper()
+	c := newCard(t)
+	encodeOn(t, c, ks, otherCredential(t))
+	before := c.writes.Load()
+	encodeOn(t, c, ks, jobCredential(t))
+	return c.writes.Load() - before
+}
+
+// torn is a Classic 1K card holding the old record whose encode of the
+// job's record was cut in the middle: it holds neither record.
+func torn(t *testing.T, ks *cardfmt.KeySet) *countingCard {
+	t.Helper()
+	n := encodeAPDUs(t, ks)
+	for k := n / 2; k < n; k++ {
+		c := newCard(t)
+		encodeOn(t, c, ks, otherCredential(t))
+		rc := sim.New()
+		rc.Plug("bench").Insert(chip.WithFaults(c, chip.Faults{RemoveAt: k}))
+		st := &bridge.Station{Readers: rc, Keys: ks}
+		st.Encode(context.Background(), "bench", jobCredential(t), time.Second)
+		if !scanOn(t, c, ks).Valid() {
+			return c
+		}
+	}
+	t.Fatal("no APDU of an encode leaves the card torn")
+	return nil
+}
+
+// randomIDCard is a DESFire EV3 that makes up its UID at each activation.
+func randomIDCard(t *testing.T) chip.Card {
+	t.Helper()
+	c, err := chip.NewDESFire(chip.DESFireOptions{Generation: chip.DESFireEV3, Size: 4096, RandomUID: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// A job the journal holds as writing, with its card's UID, is resumed
+// after a restart by looking at that card: its record decides.
+func TestResumeAfterRestart(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// card is the card the job was writing, as the crash left it; nil
+		// when it is not presented again.
+		card func(t *testing.T, ks *cardfmt.KeySet) chip.Card
+		// other, when set, is on the encoder first; the job's card
+		// replaces it once the job waits.
+		other bool
+		// short: the job has little time left.
+		short bool
+		want  protocol.ErrorType // "" for success
+		// writes the agent makes on the job's card (UPDATE BINARY);
+		// -1: one encode's over an old record, -2: one encode's of a
+		// blank card.
+		writes int32
+	}{
+		{name: "written, killed before the result", card: func(t *testing.T, ks *cardfmt.KeySet) chip.Card {
+			c := newCard(t)
+			encodeOn(t, c, ks, jobCredential(t))
+			return c
+		}},
+		{name: "killed before the first write", card: func(t *testing.T, ks *cardfmt.KeySet) chip.Card {
+			c := newCard(t)
+			encodeOn(t, c, ks, otherCredential(t))
+			return c
+		}, writes: -1},
+		{name: "blank card, killed before the first write", card: func(t *testing.T, ks *cardfmt.KeySet) chip.Card {
+			return newCard(t)
+		}, writes: -2},
+		{name: "killed mid-write", card: func(t *testing.T, ks *cardfmt.KeySet) chip.Card {
+			return torn(t, ks)
+		}, want: protocol.ErrorEncodingInterrupted},
+		{name: "a later card of the credential", card: func(t *testing.T, ks *cardfmt.KeySet) chip.Card {
+			c := newCard(t)
+			later := jobCredential(t)
+			later.IssueSequence++
+			encodeOn(t, c, ks, later)
+			return c
+		}, want: protocol.ErrorEncodingInterrupted},
+		{name: "another card first, then the job's", other: true, card: func(t *testing.T, ks *cardfmt.KeySet) chip.Card {
+			c := newCard(t)
+			encodeOn(t, c, ks, jobCredential(t))
+			return c
+		}},
+		{name: "the card never comes back", short: true, want: protocol.ErrorEncodingInterrupted},
+		{name: "random-ID DESFire holding the job's record", card: func(t *testing.T, ks *cardfmt.KeySet) chip.Card {
+			c := randomIDCard(t)
+			encodeOn(t, c, ks, jobCredential(t))
+			return c
+		}},
+		{name: "random-ID DESFire holding the old record", card: func(t *testing.T, ks *cardfmt.KeySet) chip.Card {
+			c := randomIDCard(t)
+			encodeOn(t, c, ks, otherCredential(t))
+			return c
+		}, want: protocol.ErrorEncodingInterrupted},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			enc := h.encoderID("Sim 00")
+			r := h.sim.Plug("Sim 00")
+			var card chip.Card
+			uid := []byte{0x04, 1, 2, 3, 4, 5, 6}
+			if tc.card != nil {
+				card = tc.card(t, h.keys)
+				uid = scanOn(t, card, h.keys).UID
+			}
+			counted, _ := card.(*countingCard)
+			var before int32
+			if counted != nil {
+				before = counted.writes.Load()
+			}
+			deadline := in(waitLong)
+			if tc.short {
+				deadline = in(2 * time.Second)
+			}
+			j, err := journal.Open(h.dir, journal.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := j.Receive(journal.Entry{Job: *encodeJob("j1", enc, deadline), Reader: "Sim 00"}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := j.BeginWrite("j1", uidHex(uid)); err != nil {
+				t.Fatal(err)
+			}
+			j.Close()
+
+			other := newCard(t)
+			encodeOn(t, other, h.keys, otherCredential(t))
+			switch {
+			case tc.other:
+				r.Insert(other)
+			case card != nil:
+				r.Insert(card)
+			}
+			h.start()
+			cc := h.cloud.Next(t)
+			if !slices.Contains(cc.Hello.ActiveJobs, "j1") || len(cc.Hello.Results) != 0 {
+				t.Fatalf("hello after the restart: the job must be active, without a result: %+v", cc.Hello)
+			}
+			if tc.other {
+				// The agent looks at the card on the encoder, refuses it,
+				// and waits for it to go.
+				// The reader watch is one waiter, the job the other.
+				<-h.sim.Waiting(2)
+				r.Remove()
+				r.Insert(card)
+			}
+			res := cc.ExpectResult(t, "j1")
+			switch {
+			case tc.want == "" && res.Error != nil:
+				t.Fatalf("result: %+v, want success", res.Error)
+			case tc.want == "":
+				if !res.Card.Valid || res.Card.Credential == nil || res.Card.Credential.CredentialID != testCredential().CredentialID {
+					t.Fatalf("result card: %+v", res.Card)
+				}
+				if sc := scanOn(t, card, h.keys); !sc.Valid() || !holdsJob(sc.Record, jobCredential(t)) {
+					t.Fatalf("success reported, and the card scans as %+v", sc.Scan)
+				}
+			case res.Error == nil || res.Error.Type != tc.want:
+				t.Fatalf("result: %+v %+v, want %s", res.Error, res.Card, tc.want)
+			}
+			if counted != nil {
+				want := tc.writes
+				switch want {
+				case -1:
+					want = writesOverOld(t, h.keys)
+				case -2:
+					want = writesPerEncode()
+				}
+				if got := counted.writes.Load() - before; got != want {
+					t.Fatalf("the agent wrote the card %d times, want %d", got, want)
+				}
+			}
+			if n := other.writes.Load(); tc.other && n != writesPerEncode() {
+				// Only the bench's encode of the old record.
+				t.Fatalf("the other card was written by the agent: %d writes", n-writesPerEncode())
+			}
+			h.quiet()
+		})
+	}
+}
+
+// An encode whose read-back loses the card waits for that card and
+// settles by what it holds; a reader that goes away while a job waits or
+// reads back is waited for.
+func TestResumeInJob(t *testing.T) {
+	type fault int
+	const (
+		lift        fault = iota // the card leaves during the read-back and comes back
+		liftForGood              // ... and never comes back
+		unplugRead               // the reader goes away during the read-back and comes back
+		unplugWait               // the reader goes away while the job waits for a card
+	)
+	for _, tc := range []struct {
+		name  string
+		fault fault
+		want  protocol.ErrorType
+	}{
+		{"card lifted during the read-back, put back", lift, ""},
+		{"card lifted during the read-back for good", liftForGood, protocol.ErrorEncodingInterrupted},
+		{"reader gone during the read-back, back", unplugRead, ""},
+		{"reader gone while waiting for a card, back", unplugWait, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			enc := h.encoderID("Sim 00")
+			r := h.sim.Plug("Sim 00")
+			card := newCard(t)
+			encodeOn(t, card, h.keys, otherCredential(t))
+			before := card.writes.Load()
+			last := encodeAPDUs(t, h.keys) // the read-back's last APDU
+			var served chip.Card = card
+			switch tc.fault {
+			case lift, liftForGood:
+				served = chip.WithFaults(card, chip.Faults{RemoveAt: last})
+			case unplugRead:
+				served = &atAPDU{Card: card, at: int32(last), do: func() { h.sim.Unplug("Sim 00") }}
+			}
+			if tc.fault != unplugWait {
+				r.Insert(served)
+			}
+			h.start()
+			cc := h.cloud.Next(t)
+			deadline := in(waitLong)
+			if tc.fault == liftForGood {
+				deadline = in(2 * time.Second)
+			}
+			cc.Job(encodeJob("j1", enc, deadline))
+			switch tc.fault {
+			case lift:
+				cc.Expect(t, "writing", isStage("j1", protocol.StageWriting))
+				<-h.sim.Waiting(2)
+				r.Insert(served)
+			case unplugRead:
+				cc.Expect(t, "writing", isStage("j1", protocol.StageWriting))
+				cc.Expect(t, "encoder removed", isType(protocol.TypeEncoderRemoved, ""))
+				h.sim.Plug("Sim 00").Insert(card)
+			case unplugWait:
+				cc.Expect(t, "waiting for a card", isStage("j1", protocol.StageWaitingForCard))
+				h.sim.Unplug("Sim 00")
+				cc.Expect(t, "encoder removed", isType(protocol.TypeEncoderRemoved, ""))
+				h.sim.Plug("Sim 00").Insert(card)
+			}
+			res := cc.ExpectResult(t, "j1")
+			if tc.want == "" {
+				if res.Error != nil {
+					t.Fatalf("result: %+v, want success", res.Error)
+				}
+				if sc := scanOn(t, card, h.keys); !sc.Valid() || !holdsJob(sc.Record, jobCredential(t)) {
+					t.Fatalf("success reported, and the card scans as %+v", sc.Scan)
+				}
+			} else if res.Error == nil || res.Error.Type != tc.want {
+				t.Fatalf("result: %+v, want %s", res, tc.want)
+			}
+			// One encode's writes: the read-back lost nothing written.
+			if got, want := card.writes.Load()-before, writesOverOld(t, h.keys); got != want {
+				t.Fatalf("the card was written %d times, want %d", got, want)
+			}
+			h.quiet()
+		})
+	}
+}
+
+// atAPDU runs do during APDU number at, as the card answers it.
+type atAPDU struct {
+	chip.Card
+	n  atomic.Int32
+	at int32
+	do func()
+}
+
+func (a *atAPDU) Transmit(apdu []byte) ([]byte, error) {
+	resp, err := a.Card.Transmit(apdu)
+	if a.n.Add(1) == a.at {
+		a.do()
+	}
+	return resp, err
+}
