@@ -288,6 +288,8 @@ func TestResumeInJob(t *testing.T) {
 		liftForGood              // ... and never comes back
 		unplugRead               // the reader goes away during the read-back and comes back
 		unplugWait               // the reader goes away while the job waits for a card
+		unplugGone               // ... and does not come back
+		liftEarly                // the card leaves after writing began, before any write landed
 	)
 	for _, tc := range []struct {
 		name  string
@@ -298,6 +300,8 @@ func TestResumeInJob(t *testing.T) {
 		{"card lifted during the read-back for good", liftForGood, protocol.ErrorEncodingInterrupted},
 		{"reader gone during the read-back, back", unplugRead, ""},
 		{"reader gone while waiting for a card, back", unplugWait, ""},
+		{"reader gone while waiting for a card for good", unplugGone, protocol.ErrorEncoderNotOnline},
+		{"card lifted before the first write, put back", liftEarly, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
@@ -311,21 +315,25 @@ func TestResumeInJob(t *testing.T) {
 			switch tc.fault {
 			case lift, liftForGood:
 				served = chip.WithFaults(card, chip.Faults{RemoveAt: last})
+			case liftEarly:
+				// The first APDU after the card was identified: the
+				// layout's, before any block changed.
+				served = chip.WithFaults(card, chip.Faults{RemoveAt: 2})
 			case unplugRead:
 				served = &atAPDU{Card: card, at: int32(last), do: func() { h.sim.Unplug("Sim 00") }}
 			}
-			if tc.fault != unplugWait {
+			if tc.fault != unplugWait && tc.fault != unplugGone {
 				r.Insert(served)
 			}
 			h.start()
 			cc := h.cloud.Next(t)
 			deadline := in(waitLong)
-			if tc.fault == liftForGood {
+			if tc.fault == liftForGood || tc.fault == unplugGone {
 				deadline = in(2 * time.Second)
 			}
 			cc.Job(encodeJob("j1", enc, deadline))
 			switch tc.fault {
-			case lift:
+			case lift, liftEarly:
 				cc.Expect(t, "writing", isStage("j1", protocol.StageWriting))
 				<-h.sim.Waiting(2)
 				r.Insert(served)
@@ -338,6 +346,9 @@ func TestResumeInJob(t *testing.T) {
 				h.sim.Unplug("Sim 00")
 				cc.Expect(t, "encoder removed", isType(protocol.TypeEncoderRemoved, ""))
 				h.sim.Plug("Sim 00").Insert(card)
+			case unplugGone:
+				cc.Expect(t, "waiting for a card", isStage("j1", protocol.StageWaitingForCard))
+				h.sim.Unplug("Sim 00")
 			}
 			res := cc.ExpectResult(t, "j1")
 			if tc.want == "" {
@@ -350,8 +361,13 @@ func TestResumeInJob(t *testing.T) {
 			} else if res.Error == nil || res.Error.Type != tc.want {
 				t.Fatalf("result: %+v, want %s", res, tc.want)
 			}
-			// One encode's writes: the read-back lost nothing written.
-			if got, want := card.writes.Load()-before, writesOverOld(t, h.keys); got != want {
+			// One encode's writes, none for a job that never saw its
+			// card: a lost card is never written twice.
+			want := writesOverOld(t, h.keys)
+			if tc.fault == unplugGone {
+				want = 0
+			}
+			if got := card.writes.Load() - before; got != want {
 				t.Fatalf("the card was written %d times, want %d", got, want)
 			}
 			h.quiet()
