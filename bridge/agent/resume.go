@@ -81,9 +81,11 @@ func holdsJob(rec *cardfmt.Record, c cardfmt.Credential) bool {
 		slices.Equal(rec.Entrances, c.Entrances)
 }
 
-// replaced reports whether a scan shows the card as the job's write found
-// it, untouched: blank, or a valid record other than the job's that the
-// job would replace (not a later card of the same credential).
+// replaced reports whether a scan shows nothing of the job's record:
+// a valid record other than the job's that the job would replace (not a
+// later card of the same credential), or no record (blank; a fresh card
+// whose first blocks were written still reads so). Writing such a card
+// again is what the layouts allow from any state.
 func replaced(sc cardfmt.Scan, c cardfmt.Credential) bool {
 	if sc.Valid() {
 		return sc.Record.ID != c.ID || sc.Record.IssueSequence < c.IssueSequence
@@ -96,9 +98,9 @@ func replaced(sc cardfmt.Scan, c cardfmt.Credential) bool {
 // card or its reader in transport after writing began (the read-back
 // included). It waits until end for the card it wrote (uid; for a
 // random-ID card, whose UID says nothing, any card) and scans it: this
-// job's record, with a valid MAC, is success, reported with the scan; the
-// card as the write found it means no write landed, and the write runs
-// again on that card (the journal counts the attempt); anything else is
+// job's record, with a valid MAC, is success, reported with the scan; a
+// card that shows nothing of it (see replaced) is written again, on that
+// card only (the journal counts the attempt); anything else is
 // encoding_interrupted, saying what the card holds. Success is never
 // reported without reading the record back.
 func (a *Agent) resume(ctx context.Context, e journal.Entry, cred cardfmt.Credential, opts bridge.JobOptions, run *jobRun, end time.Time, uid []byte) (protocol.Result, error) {

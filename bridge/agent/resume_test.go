@@ -390,3 +390,41 @@ func (a *atAPDU) Transmit(apdu []byte) ([]byte, error) {
 	}
 	return resp, err
 }
+
+// A scan job whose reader goes away while it waits for a card waits for
+// the reader, within its time.
+func TestScanWaitsForReader(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		back bool
+		want protocol.ErrorType
+	}{
+		{"the reader comes back with a card", true, ""},
+		{"the reader does not come back", false, protocol.ErrorEncoderNotOnline},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			enc := h.encoderID("Sim 00")
+			h.sim.Plug("Sim 00")
+			card := newCard(t)
+			encodeOn(t, card, h.keys, jobCredential(t))
+			h.start()
+			cc := h.cloud.Next(t)
+			cc.Job(scanJob("s1", enc, in(2*time.Second)))
+			cc.Expect(t, "waiting for a card", isStage("s1", protocol.StageWaitingForCard))
+			h.sim.Unplug("Sim 00")
+			cc.Expect(t, "encoder removed", isType(protocol.TypeEncoderRemoved, ""))
+			if tc.back {
+				h.sim.Plug("Sim 00").Insert(card)
+			}
+			res := cc.ExpectResult(t, "s1")
+			switch {
+			case tc.want == "" && (res.Error != nil || res.Card == nil || !res.Card.Valid):
+				t.Fatalf("scan: %+v / %+v, want the card's record", res.Card, res.Error)
+			case tc.want != "" && (res.Error == nil || res.Error.Type != tc.want):
+				t.Fatalf("scan: %+v / %+v, want %s", res.Card, res.Error, tc.want)
+			}
+			h.quiet()
+		})
+	}
+}
