@@ -321,3 +321,51 @@ func TestReaderUnplugged(t *testing.T) {
 		})
 	}
 }
+
+// The Card hook sees the card identified, before anything else: refusing
+// it ends the job with the card untouched and no stage past identifying.
+func TestCardHook(t *testing.T) {
+	cred, _ := ParseCredential([]byte(credJSON))
+	errRefused := errors.New("not this card")
+	for _, tc := range []struct {
+		name   string
+		refuse bool
+	}{
+		{"accepted", false},
+		{"refused", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st, _, c := station(t, "mifare_classic_1k")
+			var seen []Card
+			var stages []protocol.Stage
+			_, err := st.EncodeWith(context.Background(), "Sim 00", cred, JobOptions{
+				Card: func(k Card) error {
+					seen = append(seen, k)
+					if tc.refuse {
+						return errRefused
+					}
+					return nil
+				},
+				Progress: func(s protocol.Stage) error { stages = append(stages, s); return nil },
+			})
+			if len(seen) != 1 || string(seen[0].UID) != string(c.UID()) || seen[0].Technology != reader.TechClassic1K || seen[0].Reader != "Sim 00" {
+				t.Fatalf("the hook saw %+v, want the card on Sim 00 once", seen)
+			}
+			if !tc.refuse {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !errors.Is(err, errRefused) {
+				t.Fatalf("err = %v, want the hook's", err)
+			}
+			if len(stages) != 1 || stages[0] != protocol.StageWaitingForCard {
+				t.Fatalf("stages after a refusal: %v", stages)
+			}
+			if sc, err := st.Scan(context.Background(), "Sim 00", 0); err != nil || sc.Reason != cardfmt.ReasonBlank {
+				t.Fatalf("the refused card scans %+v, %v; want it blank, untouched", sc.Scan, err)
+			}
+		})
+	}
+}

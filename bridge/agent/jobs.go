@@ -272,9 +272,10 @@ func (a *Agent) progress(id string, st protocol.Stage) {
 }
 
 // encode writes the job's card. A job the journal found writing after a
-// restart resumes: what the card holds then decides (see resume), as for one that loses the card or
-// its reader in transport after writing began. A reader that goes away before writing
-// began (pcscd restarted, a USB reset) is waited for until end.
+// restart resumes: what the card holds then decides (see resume), as for
+// one that loses the card or its reader in transport after writing
+// began. A reader that goes away before writing began (pcscd restarted,
+// a USB reset) is waited for until end.
 func (a *Agent) encode(ctx context.Context, e journal.Entry, opts bridge.JobOptions, run *jobRun, end time.Time) (protocol.Result, error) {
 	if e.Job.Credential == nil {
 		return errorResult(protocol.ErrorInvalidCredential, "encode job without a credential"), nil
