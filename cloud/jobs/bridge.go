@@ -25,8 +25,13 @@ func (s *Service) Hello(ctx context.Context, b store.Bridge, h *protocol.Hello) 
 	now := s.now()
 	keep := make([]string, 0, len(h.Encoders))
 	var refused []protocol.EncoderID
+	var events bool
 	err := s.st.Update(ctx, func(tx *store.Tx) error {
-		keep, refused = keep[:0], refused[:0] // Update may run this again
+		keep, refused, events = keep[:0], refused[:0], false // Update may run this again
+		ws, err := tx.Workspace(ctx, b.WorkspaceID)
+		if err != nil {
+			return err
+		}
 		if err := tx.TouchBridge(ctx, b.ID, now, h.SoftwareVersion); err != nil {
 			return err
 		}
@@ -52,15 +57,29 @@ func (s *Service) Hello(ctx context.Context, b store.Bridge, h *protocol.Hello) 
 				}
 				continue
 			}
-			if _, err := tx.UpsertEncoder(ctx, storeEncoder(b, e, now)); err != nil {
+			enc := storeEncoder(b, e, now)
+			added, err := s.encoderAdded(ctx, tx, ws, enc, now)
+			if err != nil {
+				return err
+			}
+			events = events || added
+			if _, err := tx.UpsertEncoder(ctx, enc); err != nil {
 				return err
 			}
 			keep = append(keep, string(e.ID))
 		}
-		return tx.RemoveEncodersExcept(ctx, b.ID, keep, now)
+		removed, err := tx.RemoveEncodersExcept(ctx, b.ID, keep, now)
+		if err != nil {
+			return err
+		}
+		events = events || len(removed) > 0
+		return s.encodersRemoved(ctx, tx, ws, removed, now)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("hello from bridge %s: %w", b.ID, err)
+	}
+	if events {
+		s.eventsRecorded()
 	}
 	w := protocol.New(protocol.TypeWelcome)
 	w.Welcome = &protocol.Welcome{BridgeID: b.ID, ServerTime: s.clk.Now().UTC()}
@@ -171,14 +190,24 @@ func (s *Service) Message(ctx context.Context, b store.Bridge, m *protocol.Messa
 	switch m.Type {
 	case protocol.TypeEncoderAdded:
 		// Counted and added in one transaction: the count holds until
-		// the insert (another link of the bridge waits).
-		var room bool
+		// the insert (another link of the bridge waits), and so does the
+		// encoder's state that decides acs_encoder.added.
+		var room, added bool
 		err := s.st.Update(ctx, func(tx *store.Tx) error {
 			var err error
+			added = false
 			if room, err = s.encoderRoom(ctx, tx, b, m.Encoder.ID); err != nil || !room {
 				return err
 			}
-			_, err = tx.UpsertEncoder(ctx, storeEncoder(b, *m.Encoder, now))
+			ws, err := tx.Workspace(ctx, b.WorkspaceID)
+			if err != nil {
+				return err
+			}
+			enc := storeEncoder(b, *m.Encoder, now)
+			if added, err = s.encoderAdded(ctx, tx, ws, enc, now); err != nil {
+				return err
+			}
+			_, err = tx.UpsertEncoder(ctx, enc)
 			return err
 		})
 		if err != nil {
@@ -187,11 +216,29 @@ func (s *Service) Message(ctx context.Context, b store.Bridge, m *protocol.Messa
 		if !room {
 			return []*protocol.Message{s.noEncoderRoom(b, m.Encoder.ID)}, nil
 		}
+		if added {
+			s.eventsRecorded()
+		}
 		return nil, nil
 	case protocol.TypeEncoderRemoved:
-		err := s.st.Q().RemoveEncoder(ctx, b.ID, string(m.EncoderID), now)
+		var removed bool
+		err := s.st.Update(ctx, func(tx *store.Tx) error {
+			ws, err := tx.Workspace(ctx, b.WorkspaceID)
+			if err != nil {
+				return err
+			}
+			e, changed, err := tx.RemoveEncoder(ctx, b.ID, string(m.EncoderID), now)
+			if err != nil || !changed {
+				return err
+			}
+			removed = true
+			return s.encodersRemoved(ctx, tx, ws, []store.Encoder{e}, now)
+		})
 		if errors.Is(err, store.ErrNotFound) {
 			return []*protocol.Message{refuse(protocol.CodeUnknownEncoder, "", "no encoder %q on this bridge", m.EncoderID)}, nil
+		}
+		if err == nil && removed {
+			s.eventsRecorded()
 		}
 		return nil, err
 	case protocol.TypeAck:
@@ -355,6 +402,9 @@ func (s *Service) result(ctx context.Context, bridgeID string, r *protocol.Resul
 	if err != nil {
 		return fmt.Errorf("result of job %s: %w", r.JobID, err)
 	}
+	if first {
+		s.eventsRecorded() // perhaps none; a kick costs one query
+	}
 	if finished {
 		s.settled(j.ActionAttemptID)
 	}
@@ -404,13 +454,14 @@ func (s *Service) outcome(ctx context.Context, tx *store.Tx, ws store.Workspace,
 		if issuedAt.Before(j.CreatedAt) || issuedAt.After(now) {
 			issuedAt = now
 		}
-		if _, err := tx.IssueCredential(ctx, j.CredentialID, store.CardIssued{
-			IssueSequence: j.IssueSequence, IssuedAt: issuedAt,
-			CardUID: card.UID, CardTechnology: card.Technology, KeyVersion: card.KeyVersion,
-		}); err != nil {
+		before, err := tx.Credential(ctx, ws.ID, j.CredentialID)
+		if err != nil {
 			return "", nil, "", "", err
 		}
-		cred, err := tx.Credential(ctx, ws.ID, j.CredentialID)
+		cred, err := s.issue(ctx, tx, ws, before, store.CardIssued{
+			IssueSequence: j.IssueSequence, IssuedAt: issuedAt,
+			CardUID: card.UID, CardTechnology: card.Technology, KeyVersion: card.KeyVersion,
+		}, now)
 		if err != nil {
 			return "", nil, "", "", err
 		}

@@ -87,6 +87,9 @@ type Config struct {
 	Instance string
 	// HeartbeatInterval: see DefaultHeartbeatInterval.
 	HeartbeatInterval time.Duration
+	// OnEvents, when set, is called after a commit that recorded events
+	// (the webhook deliverer's Kick). It must not block.
+	OnEvents func()
 }
 
 // Observer hears what happens to jobs. Labels it may make of kind,
@@ -129,11 +132,13 @@ type Service struct {
 	bus       bus.Bus // nil: the only instance
 	instance  string
 	heartbeat time.Duration
+	onEvents  func()
 }
 
 // New makes a Service.
 func New(cfg Config) *Service {
-	s := &Service{st: cfg.Store, clk: cfg.Clock, log: cfg.Log, links: cfg.Links, timeout: cfg.Timeout, sweepEvery: cfg.SweepInterval, reoffer: cfg.ReofferAfter, obs: cfg.Observer}
+	s := &Service{st: cfg.Store, clk: cfg.Clock, log: cfg.Log, links: cfg.Links, timeout: cfg.Timeout, sweepEvery: cfg.SweepInterval, reoffer: cfg.ReofferAfter, obs: cfg.Observer,
+		onEvents: cfg.OnEvents}
 	if s.obs == nil {
 		s.obs = noObserver{}
 	}
@@ -295,6 +300,9 @@ func (s *Service) Encode(ctx context.Context, workspaceID string, req EncodeRequ
 	})
 	if err != nil {
 		return store.ActionAttempt{}, err
+	}
+	if job == nil && att.Status == store.StatusSuccess {
+		s.eventsRecorded() // a simulated encode issued the credential
 	}
 	s.offer(ctx, job)
 	return att, nil

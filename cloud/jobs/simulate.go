@@ -130,10 +130,7 @@ func (s *Service) simulateEncode(ctx context.Context, tx *store.Tx, ws store.Wor
 			return err
 		}
 	}
-	if _, err := tx.IssueCredential(ctx, cred.ID, store.CardIssued{IssueSequence: seq, IssuedAt: now, CardTechnology: "simulated"}); err != nil {
-		return err
-	}
-	cred, err = tx.Credential(ctx, ws.ID, cred.ID)
+	cred, err = s.issue(ctx, tx, ws, cred, store.CardIssued{IssueSequence: seq, IssuedAt: now, CardTechnology: "simulated"}, now)
 	if err != nil {
 		return err
 	}

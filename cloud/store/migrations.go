@@ -265,6 +265,94 @@ CREATE TABLE bridge_links (
 );
 CREATE INDEX bridge_links_by_instance ON bridge_links(instance_id);
 `},
+	// 4: events, webhooks and the outbox of webhook deliveries (events.go).
+	{sqlite: `
+ALTER TABLE workspaces ADD COLUMN next_event_seq INTEGER NOT NULL DEFAULT 1;
+CREATE TABLE events (
+	id                TEXT PRIMARY KEY,
+	workspace_id      TEXT NOT NULL REFERENCES workspaces(id),
+	seq               INTEGER NOT NULL,
+	event_type        TEXT NOT NULL,
+	acs_encoder_id    TEXT NOT NULL DEFAULT '',
+	acs_credential_id TEXT NOT NULL DEFAULT '',
+	access_method_id  TEXT NOT NULL DEFAULT '',
+	body              TEXT NOT NULL,
+	occurred_at       INTEGER NOT NULL,
+	created_at        INTEGER NOT NULL,
+	UNIQUE (workspace_id, seq)
+);
+CREATE INDEX events_by_time ON events(workspace_id, created_at, seq);
+CREATE TABLE webhooks (
+	id           TEXT PRIMARY KEY,
+	workspace_id TEXT NOT NULL REFERENCES workspaces(id),
+	url          TEXT NOT NULL,
+	event_types  TEXT NOT NULL,
+	secret       TEXT NOT NULL,
+	created_at   INTEGER NOT NULL,
+	deleted_at   INTEGER
+);
+CREATE INDEX webhooks_by_workspace ON webhooks(workspace_id, created_at, id);
+CREATE TABLE deliveries (
+	webhook_id   TEXT NOT NULL REFERENCES webhooks(id),
+	event_id     TEXT NOT NULL REFERENCES events(id),
+	workspace_id TEXT NOT NULL REFERENCES workspaces(id),
+	seq          INTEGER NOT NULL,
+	attempts     INTEGER NOT NULL DEFAULT 0,
+	next_at      INTEGER NOT NULL,
+	lease_owner  TEXT NOT NULL DEFAULT '',
+	lease_until  INTEGER NOT NULL DEFAULT 0,
+	last_status  INTEGER NOT NULL DEFAULT 0,
+	last_error   TEXT NOT NULL DEFAULT '',
+	created_at   INTEGER NOT NULL,
+	delivered_at INTEGER,
+	failed_at    INTEGER,
+	PRIMARY KEY (webhook_id, event_id)
+);
+CREATE INDEX deliveries_open ON deliveries(webhook_id, seq) WHERE delivered_at IS NULL AND failed_at IS NULL;
+`, postgres: `
+ALTER TABLE workspaces ADD COLUMN next_event_seq BIGINT NOT NULL DEFAULT 1;
+CREATE TABLE events (
+	id                TEXT COLLATE "C" PRIMARY KEY,
+	workspace_id      TEXT COLLATE "C" NOT NULL REFERENCES workspaces(id),
+	seq               BIGINT NOT NULL,
+	event_type        TEXT COLLATE "C" NOT NULL,
+	acs_encoder_id    TEXT COLLATE "C" NOT NULL DEFAULT '',
+	acs_credential_id TEXT COLLATE "C" NOT NULL DEFAULT '',
+	access_method_id  TEXT COLLATE "C" NOT NULL DEFAULT '',
+	body              TEXT COLLATE "C" NOT NULL,
+	occurred_at       BIGINT NOT NULL,
+	created_at        BIGINT NOT NULL,
+	UNIQUE (workspace_id, seq)
+);
+CREATE INDEX events_by_time ON events(workspace_id, created_at, seq);
+CREATE TABLE webhooks (
+	id           TEXT COLLATE "C" PRIMARY KEY,
+	workspace_id TEXT COLLATE "C" NOT NULL REFERENCES workspaces(id),
+	url          TEXT COLLATE "C" NOT NULL,
+	event_types  TEXT COLLATE "C" NOT NULL,
+	secret       TEXT COLLATE "C" NOT NULL,
+	created_at   BIGINT NOT NULL,
+	deleted_at   BIGINT
+);
+CREATE INDEX webhooks_by_workspace ON webhooks(workspace_id, created_at, id);
+CREATE TABLE deliveries (
+	webhook_id   TEXT COLLATE "C" NOT NULL REFERENCES webhooks(id),
+	event_id     TEXT COLLATE "C" NOT NULL REFERENCES events(id),
+	workspace_id TEXT COLLATE "C" NOT NULL REFERENCES workspaces(id),
+	seq          BIGINT NOT NULL,
+	attempts     BIGINT NOT NULL DEFAULT 0,
+	next_at      BIGINT NOT NULL,
+	lease_owner  TEXT COLLATE "C" NOT NULL DEFAULT '',
+	lease_until  BIGINT NOT NULL DEFAULT 0,
+	last_status  INTEGER NOT NULL DEFAULT 0,
+	last_error   TEXT COLLATE "C" NOT NULL DEFAULT '',
+	created_at   BIGINT NOT NULL,
+	delivered_at BIGINT,
+	failed_at    BIGINT,
+	PRIMARY KEY (webhook_id, event_id)
+);
+CREATE INDEX deliveries_open ON deliveries(webhook_id, seq) WHERE delivered_at IS NULL AND failed_at IS NULL;
+`},
 }
 
 // SchemaVersion is the schema version this build writes.

@@ -140,7 +140,10 @@ func testQueries(t *testing.T, dsn string) {
 				t.Fatal(err)
 			}
 		}
-		mustDo(t, q.RemoveEncodersExcept(ctx, "b-w", []string{"pe1"}, t0))
+		removed, err := q.RemoveEncodersExcept(ctx, "b-w", []string{"pe1"}, t0)
+		if err != nil || len(removed) != 2 || removed[0].RemovedAt == nil {
+			t.Errorf("removed except pe1: %+v %v", removed, err)
+		}
 		e, err := q.UpsertEncoder(ctx, Encoder{ID: "e2", WorkspaceID: w.ID, BridgeID: "b-w", ProtocolID: "pe2", DisplayName: "renamed",
 			Technologies: []string{"nfc"}, CreatedAt: t0.Add(time.Hour)})
 		if err != nil || e.RemovedAt != nil || e.DisplayName != "renamed" || !e.CreatedAt.Equal(t0) || !slices.Equal(e.Technologies, []string{"nfc"}) {
@@ -157,8 +160,17 @@ func testQueries(t *testing.T, dsn string) {
 		if err != nil || len(list) != 2 || list[0].RemovedAt != nil || list[1].RemovedAt == nil {
 			t.Errorf("listed %+v %v", list, err)
 		}
-		if err := q.RemoveEncoder(ctx, "b-w", "nope", t0); !errors.Is(err, ErrNotFound) {
+		if _, _, err := q.RemoveEncoder(ctx, "b-w", "nope", t0); !errors.Is(err, ErrNotFound) {
 			t.Errorf("remove unknown: %v", err)
+		}
+		if e, changed, err := q.RemoveEncoder(ctx, "b-w", "pe1", t0); err != nil || !changed || e.ID != "e1" || e.RemovedAt == nil {
+			t.Errorf("remove e1: %+v %v %v", e, changed, err)
+		}
+		if _, changed, err := q.RemoveEncoder(ctx, "b-w", "pe1", t0); err != nil || changed {
+			t.Errorf("remove e1 again: %v %v", changed, err)
+		}
+		if _, err := q.UpsertEncoder(ctx, Encoder{ID: "e1", WorkspaceID: w.ID, BridgeID: "b-w", ProtocolID: "pe1", DisplayName: "e1", CreatedAt: t0}); err != nil {
+			t.Fatal(err)
 		}
 	})
 

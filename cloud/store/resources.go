@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -137,16 +138,23 @@ func (t *Tx) UpsertEncoder(ctx context.Context, e Encoder) (Encoder, error) {
 	return scanEncoder(t.queryRow(ctx, `SELECT `+encoderCols+` FROM encoders WHERE id = ?`, e.ID))
 }
 
-// RemoveEncoder marks a bridge's encoder as removed (unplugged).
-func (t *Tx) RemoveEncoder(ctx context.Context, bridgeID, protocolID string, at time.Time) error {
-	res, err := t.exec(ctx, `UPDATE encoders SET removed_at = COALESCE(removed_at, ?) WHERE bridge_id = ? AND protocol_id = ?`,
-		ms(at), bridgeID, protocolID)
-	return t.expectOne(res, err)
+// RemoveEncoder marks a bridge's encoder as removed (unplugged). It
+// returns the encoder and whether this call removed it (false: it was
+// removed already). Of two instances removing it at once, one does.
+func (t *Tx) RemoveEncoder(ctx context.Context, bridgeID, protocolID string, at time.Time) (Encoder, bool, error) {
+	e, err := scanEncoder(t.queryRow(ctx, `UPDATE encoders SET removed_at = ? WHERE bridge_id = ? AND protocol_id = ? AND removed_at IS NULL
+		RETURNING `+encoderCols, ms(at), bridgeID, protocolID))
+	if errors.Is(err, ErrNotFound) {
+		e, err = scanEncoder(t.queryRow(ctx, `SELECT `+encoderCols+` FROM encoders WHERE bridge_id = ? AND protocol_id = ?`, bridgeID, protocolID))
+		return e, false, err
+	}
+	return e, err == nil, err
 }
 
 // RemoveEncodersExcept marks every encoder of the bridge not in keep as
-// removed: the bridge said hello without them.
-func (t *Tx) RemoveEncodersExcept(ctx context.Context, bridgeID string, keep []string, at time.Time) error {
+// removed (the bridge said hello without them) and returns those it
+// marked.
+func (t *Tx) RemoveEncodersExcept(ctx context.Context, bridgeID string, keep []string, at time.Time) ([]Encoder, error) {
 	q := `UPDATE encoders SET removed_at = ? WHERE bridge_id = ? AND removed_at IS NULL`
 	args := []any{ms(at), bridgeID}
 	if len(keep) > 0 {
@@ -155,8 +163,20 @@ func (t *Tx) RemoveEncodersExcept(ctx context.Context, bridgeID string, keep []s
 			args = append(args, k)
 		}
 	}
-	_, err := t.exec(ctx, q, args...)
-	return err
+	rows, err := t.query(ctx, q+` RETURNING `+encoderCols, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Encoder
+	for rows.Next() {
+		e, err := scanEncoder(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
 }
 
 // Encoder returns a workspace's encoder.

@@ -1,5 +1,6 @@
 // Package store keeps the cloud's state: workspaces, API keys, bridges,
-// encoders, credentials, action attempts and the jobs behind them, in
+// encoders, credentials, action attempts and the jobs behind them,
+// events, webhooks and the outbox of webhook deliveries (events.go), in
 // SQLite (modernc.org/sqlite, pure Go; one file, one process, the
 // default) or in PostgreSQL (github.com/jackc/pgx/v5, shared by several
 // instances). Open picks the backend from what it is given: a
