@@ -457,7 +457,7 @@ func TestRevokedElsewhereIsCut(t *testing.T) {
 		t.Fatal(err)
 	}
 	go env.Server.Run(t.Context())
-	waitWaiters(t, env, 2) // the sweeper and the revocation check
+	waitWaiters(t, env, 3) // the sweeper, the revocation check and the webhook deliverer
 
 	admin, err := cloud.New(cloud.Config{DB: env.DB})
 	if err != nil {

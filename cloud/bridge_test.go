@@ -221,12 +221,12 @@ func testSweeperRunsOnClock(t *testing.T) {
 	att := scan(t, env, encID)
 	b.Expect(protocol.TypeJob)
 	go env.Server.Run(t.Context())
-	// Run parks two loops on the clock: the sweeper and the revocation
-	// check.
-	<-env.Clock.Waiting(2)
+	// Run parks three loops on the clock: the sweeper, the revocation
+	// check and the webhook deliverer.
+	<-env.Clock.Waiting(3)
 	env.Clock.Advance(61 * time.Second)
-	// Both park again only after the work the advance woke them for.
-	<-env.Clock.Waiting(2)
+	// All park again only after the work the advance woke them for.
+	<-env.Clock.Waiting(3)
 	wantError(t, getAttempt(t, env, att["action_attempt_id"]), protocol.ErrorActionAttemptExpired)
 }
 

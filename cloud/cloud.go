@@ -2,13 +2,14 @@
 // HTTP API for encoders, credentials and action attempts, and the
 // websocket hub that the front-desk bridges dial. It wires the parts:
 //
-//	store  state in SQLite or PostgreSQL (workspaces, keys, bridges, encoders, credentials, jobs)
-//	auth   workspaces, API keys and bridge tokens
-//	jobs   encode/scan jobs and their action attempts, deadlines
-//	hub    bridge websocket links (protocol.Path)
-//	api    the HTTP routes in Seam's dialect
-//	seam   the JSON shapes of Seam's resources
-//	bus    notices between instances sharing one database
+//	store   state in SQLite or PostgreSQL (workspaces, keys, bridges, encoders, credentials, jobs, events)
+//	auth    workspaces, API keys and bridge tokens
+//	jobs    encode/scan jobs and their action attempts, deadlines
+//	hub     bridge websocket links (protocol.Path)
+//	api     the HTTP routes in Seam's dialect
+//	seam    the JSON shapes of Seam's resources and events
+//	bus     notices between instances sharing one database
+//	webhook delivery of events to webhooks, signed as Seam signs them
 //
 // Start one in-process with New, serve Handler (or call Serve), and run
 // Run for the deadline sweeper (and, among several instances, the
@@ -37,6 +38,7 @@ import (
 	"github.com/encoder-bridge/encoder-bridge/cloud/jobs"
 	"github.com/encoder-bridge/encoder-bridge/cloud/metrics"
 	"github.com/encoder-bridge/encoder-bridge/cloud/store"
+	"github.com/encoder-bridge/encoder-bridge/cloud/webhook"
 	"github.com/encoder-bridge/encoder-bridge/protocol"
 )
 
@@ -97,6 +99,19 @@ type Config struct {
 	// HeartbeatInterval is how often an instance refreshes its row among
 	// several (default jobs.DefaultHeartbeatInterval).
 	HeartbeatInterval time.Duration
+	// DevLoopbackWebhooks lets webhooks post to loopback addresses, over
+	// plain http too. For development and tests only: without it a
+	// webhook URL must be https and reach a public address.
+	DevLoopbackWebhooks bool
+	// WebhookTimeout bounds one webhook post (default
+	// webhook.DefaultTimeout).
+	WebhookTimeout time.Duration
+	// WebhookTransport replaces the webhooks' HTTP transport (tests).
+	WebhookTransport http.RoundTripper
+	// WebhookClock is the webhook deliverer's clock (retry times and its
+	// polling); nil is Clock. A test that gates Clock for another loop
+	// keeps the deliverer off it.
+	WebhookClock clock.Clock
 }
 
 // DefaultSettleWait is how long encode and scan answers are held by
@@ -119,6 +134,7 @@ type Server struct {
 	hub     *hub.Hub
 	metrics *metrics.Metrics
 	api     *api.API
+	hooks   *webhook.Deliverer
 	handler http.Handler
 	pgBus   *bus.Postgres // opened here, closed by Close
 
@@ -162,10 +178,15 @@ func New(cfg Config) (*Server, error) {
 	s.auth = auth.New(st, cfg.Clock)
 	// The hub is made after the jobs; the gauge reads it only when scraped.
 	s.metrics = metrics.New(func() int { return s.hub.Links() })
+	s.hooks = webhook.New(webhook.Config{
+		Store: st, Clock: orClock(cfg.WebhookClock, cfg.Clock), Log: cfg.Logger.Named("webhook"),
+		AllowLoopback: cfg.DevLoopbackWebhooks, Timeout: cfg.WebhookTimeout, Transport: cfg.WebhookTransport,
+	})
 	s.jobs = jobs.New(jobs.Config{
 		Store: st, Clock: cfg.Clock, Log: cfg.Logger.Named("jobs"),
 		Timeout: cfg.JobTimeout, SweepInterval: cfg.SweepInterval, MaxEncoderRecords: cfg.MaxEncoderRecords,
 		Observer: s.metrics, Bus: cfg.Bus, Instance: cfg.Instance, HeartbeatInterval: cfg.HeartbeatInterval,
+		OnEvents: s.hooks.Kick,
 	})
 	s.hub = hub.New(hub.Config{
 		Handler: s.jobs, Auth: s.auth, Log: cfg.Logger.Named("hub"),
@@ -180,9 +201,17 @@ func New(cfg Config) (*Server, error) {
 	s.api = api.New(api.Config{
 		Store: st, Auth: s.auth, Jobs: s.jobs, Presence: s.jobs, Clock: cfg.Clock, Log: cfg.Logger.Named("api"),
 		SettleWait: settle, MaxSettling: cfg.MaxSettling,
+		AllowLoopbackWebhooks: cfg.DevLoopbackWebhooks, OnEvents: s.hooks.Kick,
 	})
 	s.handler = http.HandlerFunc(s.route)
 	return s, nil
+}
+
+func orClock(c, def clock.Clock) clock.Clock {
+	if c == nil {
+		return def
+	}
+	return c
 }
 
 // route sends a request by its exact path. Not a ServeMux: that answers
@@ -224,11 +253,13 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 // links.
 const RevocationCheckInterval = 5 * time.Second
 
-// Run expires jobs whose deadline passed and closes the links of revoked
-// bridge tokens, until ctx is done.
+// Run expires jobs whose deadline passed, closes the links of revoked
+// bridge tokens and delivers webhooks, until ctx is done: three loops,
+// each parked on the clock between rounds.
 func (s *Server) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { s.watchRevocations(ctx) })
+	wg.Go(func() { s.hooks.Run(ctx) })
 	s.jobs.Run(ctx)
 	wg.Wait()
 	return nil
@@ -268,6 +299,10 @@ func (s *Server) Backend() string { return s.store.Backend() }
 // RedactDSN returns a Config.DB fit for a log: a PostgreSQL URL without
 // its password.
 func RedactDSN(db string) string { return store.RedactDSN(db) }
+
+// DeliverWebhooks posts the webhook deliveries due now and waits for
+// them; tests call it after moving a fake clock.
+func (s *Server) DeliverWebhooks(ctx context.Context) (int, error) { return s.hooks.Pass(ctx) }
 
 // Sweep expires due jobs now; tests call it after moving a fake clock.
 func (s *Server) Sweep(ctx context.Context) (int, error) { return s.jobs.Sweep(ctx) }

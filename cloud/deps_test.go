@@ -19,8 +19,8 @@ func TestImportRules(t *testing.T) {
 	// from the module is refused. Standard and third-party imports are
 	// not restricted.
 	allowed := map[string][]string{
-		"cloud":           {"cloud/api", "cloud/auth", "cloud/bus", "cloud/clock", "cloud/hub", "cloud/jobs", "cloud/metrics", "cloud/store", "internal/durable", "protocol"},
-		"cloud/api":       {"cloud/clock", "cloud/jobs", "cloud/seam", "cloud/secret", "cloud/store", "protocol"},
+		"cloud":           {"cloud/api", "cloud/auth", "cloud/bus", "cloud/clock", "cloud/hub", "cloud/jobs", "cloud/metrics", "cloud/store", "cloud/webhook", "internal/durable", "protocol"},
+		"cloud/api":       {"cloud/clock", "cloud/jobs", "cloud/seam", "cloud/secret", "cloud/store", "cloud/webhook", "protocol"},
 		"cloud/auth":      {"cloud/clock", "cloud/secret", "cloud/store"},
 		"cloud/bus":       {},
 		"cloud/clock":     {},
@@ -31,6 +31,7 @@ func TestImportRules(t *testing.T) {
 		"cloud/seam":      {"cloud/store", "protocol"},
 		"cloud/secret":    {},
 		"cloud/store":     {},
+		"cloud/webhook":   {"cloud/clock", "cloud/store"},
 	}
 	seen := map[string]bool{}
 	err := filepath.WalkDir(".", func(path string, d os.DirEntry, err error) error {

@@ -62,7 +62,9 @@ func (g *gateClock) After(d time.Duration) <-chan time.Time {
 // then closes is never closed under a sweep.
 func TestServeWaitsForSweeper(t *testing.T) {
 	gc := &gateClock{Fake: clock.NewFake(cloudtest.Start)}
-	srv, err := cloud.New(cloud.Config{DB: filepath.Join(t.TempDir(), "cloud.db"), Clock: gc, SweepInterval: time.Second})
+	// The webhook deliverer keeps the real clock: the gate is for the
+	// sweeper alone.
+	srv, err := cloud.New(cloud.Config{DB: filepath.Join(t.TempDir(), "cloud.db"), Clock: gc, SweepInterval: time.Second, WebhookClock: clock.Real{}})
 	if err != nil {
 		t.Fatal(err)
 	}

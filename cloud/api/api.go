@@ -1,7 +1,7 @@
 // Package api serves the cloud's HTTP API in Seam Connect's dialect, so
 // Seam's SDKs drive it unchanged: the /acs/encoders, /acs/credentials,
-// /acs/systems, /access_methods and /action_attempts routes, with Seam's
-// request fields, response wrappers and error shape.
+// /acs/systems, /access_methods, /action_attempts, /events and /webhooks
+// routes, with Seam's request fields, response wrappers and error shape.
 //
 // Every route needs an API key (Authorization: Bearer seam_...) and sees
 // only that key's workspace: an id of another workspace is answered like
@@ -71,6 +71,11 @@ type Config struct {
 	// MaxSettling bounds the answers held at once; beyond it they answer
 	// pending at once. Zero or less: DefaultMaxSettling.
 	MaxSettling int
+	// AllowLoopbackWebhooks accepts webhook URLs on loopback addresses,
+	// http included: for development and tests only (webhook.CheckURL).
+	AllowLoopbackWebhooks bool
+	// OnEvents, when set, is called after a commit that recorded events.
+	OnEvents func()
 }
 
 // API is the HTTP handler.
@@ -135,8 +140,22 @@ func New(cfg Config) *API {
 		"/acs/systems/get":                                           {true, a.getSystem},
 		"/access_methods/get":                                        {true, a.getAccessMethod},
 		"/action_attempts/get":                                       {true, a.getActionAttempt},
+		"/events/list":                                               {true, a.listEvents},
+		"/events/get":                                                {true, a.getEvent},
+		"/webhooks/create":                                           {false, a.createWebhook},
+		"/webhooks/get":                                              {true, a.getWebhook},
+		"/webhooks/list":                                             {true, a.listWebhooks},
+		"/webhooks/update":                                           {false, a.updateWebhook},
+		"/webhooks/delete":                                           {false, a.deleteWebhook},
 	}
 	return a
+}
+
+// extraMethods are the methods Seam's SDK uses on a route beyond POST and
+// GET: PUT sends a JSON body, DELETE query parameters.
+var extraMethods = map[string]string{
+	"/webhooks/update": http.MethodPut,
+	"/webhooks/delete": http.MethodDelete,
 }
 
 // Routes lists the paths the API serves.
@@ -190,13 +209,18 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request, reqID string) (statu
 	if !ok {
 		return a.fail(w, reqID, &apiError{http.StatusNotFound, "not_found", "no route " + clip(r.URL.Path)}), ""
 	}
+	extra := extraMethods[r.URL.Path]
 	switch {
 	case r.Method == http.MethodPost:
 	case r.Method == http.MethodGet && rt.get:
+	case r.Method == extra && extra != "":
 	default:
 		allow := "POST"
 		if rt.get {
 			allow = "GET, POST"
+		}
+		if extra != "" {
+			allow += ", " + extra
 		}
 		w.Header().Set("Allow", allow)
 		return a.fail(w, reqID, &apiError{http.StatusMethodNotAllowed, "method_not_allowed", r.Method + " is not allowed on " + r.URL.Path + " (use " + allow + ")"}), ""
@@ -218,7 +242,7 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request, reqID string) (statu
 		return a.fail(w, reqID, refused), ""
 	}
 	var in *input
-	if r.Method == http.MethodGet {
+	if r.Method == http.MethodGet || r.Method == http.MethodDelete {
 		q, err := url.ParseQuery(r.URL.RawQuery)
 		if err != nil {
 			// url.Values of r.URL.Query would drop the bad pair silently.

@@ -373,10 +373,16 @@ func (a *API) createCredential(ctx context.Context, r *request) (any, error) {
 		if c.IssueSequence, err = tx.NextIssueSequence(ctx, r.ws.ID); err != nil {
 			return err
 		}
-		return tx.CreateCredential(ctx, c)
+		if err := tx.CreateCredential(ctx, c); err != nil {
+			return err
+		}
+		return credentialCreated(ctx, tx, r.ws, c)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create credential: %w", err)
+	}
+	if a.cfg.OnEvents != nil {
+		a.cfg.OnEvents()
 	}
 	return ok("acs_credential", seam.Credential(c, r.ws)), nil
 }

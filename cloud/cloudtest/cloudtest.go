@@ -191,8 +191,8 @@ func (e *Env) Stop() {
 func (e *Env) URL() string { return e.HTTP.URL }
 
 // Call calls the API with the environment's key. body is marshalled as
-// JSON for POST; for GET it must be url.Values-like map[string]string or
-// nil and goes in the query string. It returns the status and the decoded
+// JSON for POST and PUT; for GET and DELETE a string goes in the query
+// string. It returns the status and the decoded
 // JSON body.
 func (e *Env) Call(method, path string, body any) (int, map[string]any) {
 	e.T.Helper()
@@ -218,7 +218,7 @@ func (e *Env) RawCall(key, method, path string, body any) (int, []byte) {
 	switch b := body.(type) {
 	case nil:
 	case string:
-		if method == http.MethodGet {
+		if method == http.MethodGet || method == http.MethodDelete {
 			u += "?" + b
 		} else {
 			rd = strings.NewReader(b)

@@ -13,7 +13,7 @@ import (
 )
 
 // seamOpenAPI is the part of Seam's OpenAPI description that covers
-// encoders, credentials and action attempts, written from the
+// encoders, credentials, action attempts, events and webhooks, written from the
 // @seamapi/types package that conformance/package-lock.json pins by
 // conformance/seam-openapi.mjs. TestOpenAPIMatchesLockfile keeps the two
 // in step.

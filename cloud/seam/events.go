@@ -34,7 +34,8 @@ var EventTypes = []string{
 }
 
 // SeamEvent is Seam's event: the common fields, and the id fields of the
-// resource it is about.
+// resource it is about. The store.Event's id columns, which the filters of
+// /events/list read, hold the same ids as the body.
 type SeamEvent struct {
 	EventID            string    `json:"event_id"`
 	EventType          string    `json:"event_type"`
@@ -82,7 +83,7 @@ func CredentialEvent(id, typ string, ws store.Workspace, c store.Credential, occ
 	}
 	e, s := newEvent(id, typ, ws, occurred, now, desc)
 	s.AcsSystemID, s.ConnectedAccountID, s.AcsCredentialID = ws.AcsSystemID, ws.ConnectedAccountID, c.ID
-	e.AcsCredentialID, e.AccessMethodID = c.ID, c.AccessMethodID
+	e.AcsCredentialID = c.ID
 	return finish(e, s)
 }
 
@@ -97,6 +98,6 @@ func AccessMethodEvent(id, typ string, ws store.Workspace, c store.Credential, o
 	e, s := newEvent(id, typ, ws, occurred, now, desc)
 	grants := []string{}
 	s.AccessMethodID, s.AccessGrantIDs = c.AccessMethodID, &grants
-	e.AcsCredentialID, e.AccessMethodID = c.ID, c.AccessMethodID
+	e.AccessMethodID = c.AccessMethodID
 	return finish(e, s)
 }

@@ -392,6 +392,7 @@ func (a *app) cmdServe(ctx context.Context, args []string) error {
 	maxConns := f.Int("max-conns", cloud.DefaultMaxConns, "open connections at most, bridge links included; more are closed as they arrive")
 	maxPerSource := f.Int("max-conns-per-source", cloud.DefaultMaxConnsPerSource, "open connections at most from one remote address; 0: no limit (behind a proxy)")
 	readTimeout := f.Duration("read-timeout", cloud.DefaultReadTimeout, "time a client has to send a whole request, body included")
+	devWebhooks := f.Bool("dev-loopback-webhooks", false, "development and tests only: let webhooks post to loopback addresses, over plain http too (otherwise https to public addresses only)")
 	metricsListen := f.String("metrics-listen", defaultMetricsListen, "`ADDRESS` of Prometheus' /metrics, apart from the API; off: none")
 	if err := f.parse(args, "db"); err != nil {
 		return err
@@ -419,11 +420,14 @@ func (a *app) cmdServe(ctx context.Context, args []string) error {
 	defer log.Sync()
 
 	srv, err := cloud.New(cloud.Config{DB: f.db, JobTimeout: *jobTimeout, SettleWait: *settleWait, Logger: log,
-		MaxConns: *maxConns, MaxConnsPerSource: *maxPerSource, ReadTimeout: *readTimeout})
+		MaxConns: *maxConns, MaxConnsPerSource: *maxPerSource, ReadTimeout: *readTimeout, DevLoopbackWebhooks: *devWebhooks})
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
+	if *devWebhooks {
+		log.Warn("--dev-loopback-webhooks: webhooks may post to loopback addresses over plain http; never use it in production")
+	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return err
