@@ -3,14 +3,16 @@
 // cards through the real pcscd. Run with `npm test` (make conformance).
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
+import { createServer } from 'node:http'
 import { SeamActionAttemptFailedError } from '@seamapi/http/connect'
+import { SeamWebhook, SeamWebhookVerificationError } from '@seamapi/webhook'
 import { Stack } from './lib/stack.mjs'
 
 let stack
 let seam
 
 before(async () => {
-  stack = await Stack.start({ jobTimeout: '6s' })
+  stack = await Stack.start({ jobTimeout: '6s', devWebhooks: true })
   seam = stack.seam
 })
 
@@ -234,6 +236,85 @@ test('scan warnings: an older card of a reissued credential, and a card the clou
   assert.deepEqual(s.result.warnings.map((w) => w.warning_code), ['acs_credential_on_seam_not_found'])
 })
 
+// startReceiver runs a webhook endpoint on loopback that keeps each
+// delivery's raw body and headers.
+async function startReceiver () {
+  const deliveries = []
+  const server = createServer((req, res) => {
+    let body = ''
+    req.setEncoding('utf8')
+    req.on('data', (d) => { body += d })
+    req.on('end', () => {
+      deliveries.push({ body, headers: req.headers })
+      res.writeHead(204).end()
+    })
+  })
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return {
+    url: `http://127.0.0.1:${server.address().port}/seam-webhook`,
+    deliveries,
+    async next (timeoutMs = 15000) {
+      const end = Date.now() + timeoutMs
+      while (deliveries.length === 0) {
+        if (Date.now() > end) throw new Error('no webhook delivery arrived')
+        await new Promise((resolve) => setTimeout(resolve, 50))
+      }
+      return deliveries.shift()
+    },
+    close: () => new Promise((resolve) => server.close(resolve))
+  }
+}
+
+let webhookSecret
+
+test('webhooks: an encode\'s acs_credential.issued arrives, and Seam\'s own verifier accepts it', async () => {
+  const receiver = await startReceiver()
+  try {
+    const since = new Date(Date.now() - 1000).toISOString()
+    const hook = await seam.webhooks.create({ url: receiver.url, event_types: ['acs_credential.issued'] })
+    webhookSecret = hook.secret
+    assert.match(hook.secret, /^whsec_/)
+    assert.deepEqual(hook.event_types, ['acs_credential.issued'])
+
+    await stack.insertCard('mifare_classic_1k')
+    const cred = await newCredential()
+    assert.equal((await encode(cred)).status, 'success')
+
+    const delivery = await receiver.next()
+    const event = new SeamWebhook(hook.secret).verify(delivery.body, delivery.headers)
+    assert.equal(event.event_type, 'acs_credential.issued')
+    assert.equal(event.acs_credential_id, cred.acs_credential_id)
+    assert.equal(event.workspace_id, stack.encoder.workspace_id)
+    assert.equal(event.acs_system_id, stack.boot.acs_system_id)
+    for (const k of ['event_id', 'created_at', 'occurred_at']) assert.ok(event[k], `event.${k}`)
+    // Another secret, or a body changed on the way, does not verify.
+    const other = await seam.webhooks.create({ url: receiver.url, event_types: ['acs_encoder.removed'] })
+    assert.throws(() => new SeamWebhook(other.secret).verify(delivery.body, delivery.headers), SeamWebhookVerificationError)
+    assert.throws(() => new SeamWebhook(hook.secret).verify(delivery.body.replace(cred.acs_credential_id, '00000000-0000-4000-8000-000000000000'), delivery.headers),
+      SeamWebhookVerificationError)
+    await seam.webhooks.delete({ webhook_id: other.webhook_id })
+
+    // The same event through /events/list and /events/get.
+    const listed = await seam.events.list({ since, event_type: 'acs_credential.issued' })
+    assert.deepEqual(listed.filter((e) => e.event_id === event.event_id), [event])
+    const byCredential = await seam.events.list({ acs_credential_id: cred.acs_credential_id })
+    assert.deepEqual(byCredential.map((e) => e.event_type), ['acs_credential.issued'])
+    assert.deepEqual(await seam.events.get({ event_id: event.event_id }), event)
+
+    // Manage it as Seam's SDK does: get, list, update (PUT), delete (DELETE).
+    const got = await seam.webhooks.get({ webhook_id: hook.webhook_id })
+    assert.equal(got.url, receiver.url)
+    assert.equal(got.secret, undefined, 'the secret is shown on create only')
+    assert.ok((await seam.webhooks.list()).some((w) => w.webhook_id === hook.webhook_id))
+    await seam.webhooks.update({ webhook_id: hook.webhook_id, event_types: ['acs_credential.issued', 'acs_credential.reissued'] })
+    assert.deepEqual((await seam.webhooks.get({ webhook_id: hook.webhook_id })).event_types, ['acs_credential.issued', 'acs_credential.reissued'])
+    await seam.webhooks.delete({ webhook_id: hook.webhook_id })
+    assert.ok(!(await seam.webhooks.list()).some((w) => w.webhook_id === hook.webhook_id))
+  } finally {
+    await receiver.close()
+  }
+})
+
 // Last, over the output of every process the tests above ran (cloud,
 // bridges at debug level, virtual cards): no API key, bridge token or site
 // key, as text, hex or base64.
@@ -242,6 +323,7 @@ test('secrets: no key, token or API key in any process output', async () => {
   const { join } = await import('node:path')
   const keys = JSON.parse(readFileSync(join(stack.dir, 'keys.json'), 'utf8'))
   const secrets = new Map([[stack.boot.api_key, 'the API key'], [stack.boot.bridge_token, 'the bridge token']])
+  if (webhookSecret) secrets.set(webhookSecret, 'a webhook secret')
   for (const v of keys.versions) {
     for (const [what, k] of [['a MAC key', v.mac_key], ['a diversification key', v.div_key]]) {
       const b = Buffer.from(k, 'hex')

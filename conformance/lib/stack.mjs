@@ -87,10 +87,11 @@ export class Stack {
   }
 
   // start brings up the cloud and the bridge (no card yet).
-  static async start ({ jobTimeout = '6s' } = {}) {
+  // devWebhooks lets webhooks post to a receiver on loopback over http.
+  static async start ({ jobTimeout = '6s', devWebhooks = false } = {}) {
     const s = new Stack()
     try {
-      await s.#start(jobTimeout)
+      await s.#start(jobTimeout, devWebhooks)
     } catch (err) {
       await s.stop()
       throw err
@@ -98,7 +99,7 @@ export class Stack {
     return s
   }
 
-  async #start (jobTimeout) {
+  async #start (jobTimeout, devWebhooks) {
     this.bin = build(this.dir)
     const port = await freePort()
     this.endpoint = `http://127.0.0.1:${port}`
@@ -106,7 +107,9 @@ export class Stack {
     const boot = join(this.dir, 'bootstrap.json')
     this.run('encoder-cloud', ['init', '--db', db, '--out', boot, '--endpoint', this.endpoint])
     this.boot = JSON.parse(readFileSync(boot, 'utf8'))
-    this.cloud = this.spawn('cloud', 'encoder-cloud', ['serve', '--db', db, '--listen', `127.0.0.1:${port}`, '--job-timeout', jobTimeout])
+    const serve = ['serve', '--db', db, '--listen', `127.0.0.1:${port}`, '--job-timeout', jobTimeout]
+    if (devWebhooks) serve.push('--dev-loopback-webhooks')
+    this.cloud = this.spawn('cloud', 'encoder-cloud', serve)
     this.seam = SeamHttp.fromApiKey(this.boot.api_key, { endpoint: this.endpoint })
     await until('the cloud to answer', 15000, async () => (await this.seam.acs.encoders.list()) !== undefined)
     // The bridge's instance: the first, or with two instances the second.
