@@ -24,13 +24,13 @@ import (
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 type env struct {
-	t   *testing.T
+	t   testing.TB
 	st  *store.Store
 	clk *clock.Fake
 	d   *Deliverer
 }
 
-func newEnv(t *testing.T, cfg Config) *env {
+func newEnv(t testing.TB, cfg Config) *env {
 	t.Helper()
 	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "c.db"))
 	if err != nil {
