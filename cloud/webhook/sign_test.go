@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -131,6 +132,23 @@ func FuzzVerify(f *testing.F) {
 			if !strings.Contains(sig, want) {
 				t.Fatalf("verified without the signature")
 			}
+		}
+	})
+}
+
+// Whatever URL a client sends, one CheckURL accepts without the
+// development flag is https to a named or public host.
+func FuzzCheckURL(f *testing.F) {
+	for _, s := range []string{"https://hooks.example.com/x", "http://127.0.0.1:9/", "https://[::1]/", "https://10.0.0.1/", "https://user@h/"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		if CheckURL(raw, false) != nil {
+			return
+		}
+		u, err := url.Parse(raw)
+		if err != nil || u.Scheme != "https" || u.Hostname() == "" || u.User != nil || isLoopbackHost(u.Hostname()) {
+			t.Fatalf("accepted %q", raw)
 		}
 	})
 }
