@@ -151,6 +151,7 @@ var (
 	_ api.Authenticator = (*auth.Auth)(nil)
 	_ api.Presence      = (*hub.Hub)(nil)
 	_ api.Presence      = (*jobs.Service)(nil)
+	_ webhook.Observer  = (*metrics.Metrics)(nil)
 )
 
 // New opens the database (migrating it) and builds the server. It starts
@@ -181,6 +182,7 @@ func New(cfg Config) (*Server, error) {
 	s.hooks = webhook.New(webhook.Config{
 		Store: st, Clock: orClock(cfg.WebhookClock, cfg.Clock), Log: cfg.Logger.Named("webhook"),
 		AllowLoopback: cfg.DevLoopbackWebhooks, Timeout: cfg.WebhookTimeout, Transport: cfg.WebhookTransport,
+		Observer: s.metrics,
 	})
 	s.jobs = jobs.New(jobs.Config{
 		Store: st, Clock: cfg.Clock, Log: cfg.Logger.Named("jobs"),

@@ -138,6 +138,9 @@ func TestEventsAndWebhooks(t *testing.T) {
 	if got := recv.types(); strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Fatalf("delivered %v\nwant      %v", got, want)
 	}
+	if m := scrape(t, env); !strings.Contains(m, `encoder_cloud_webhook_posts_total{outcome="delivered"} 7`) {
+		t.Errorf("metrics do not count the 7 posts:\n%s", m)
+	}
 	for _, ev := range recv.events {
 		sc.resource("event", ev)
 		if ev["workspace_id"] != env.Workspace.ID {
@@ -305,6 +308,9 @@ func TestDeliveryOutlivesRestart(t *testing.T) {
 	recv.secret = obj(out["webhook"])["secret"].(string)
 	env.CreateCredential(nil)
 	deliver(t, env)
+	if m := scrape(t, env); !strings.Contains(m, `encoder_cloud_webhook_posts_total{outcome="failed"} 1`) {
+		t.Errorf("metrics do not count the failed post:\n%s", m)
+	}
 	env.Restart()
 	mu.Lock()
 	up = true
@@ -316,6 +322,9 @@ func TestDeliveryOutlivesRestart(t *testing.T) {
 	env.Clock.Advance(webhook.FirstRetry)
 	deliver(t, env)
 	deliver(t, env)
+	if m := scrape(t, env); !strings.Contains(m, `encoder_cloud_webhook_posts_total{outcome="delivered"} 1`) {
+		t.Errorf("metrics after restart:\n%s", m)
+	}
 	if got := recv.types(); strings.Join(got, " ") != "access_method.created" {
 		t.Errorf("after restart: %v", got)
 	}

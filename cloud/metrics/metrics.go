@@ -1,7 +1,8 @@
 // Package metrics is the cloud's Prometheus metrics: bridges connected,
-// jobs by type and outcome, dispatch latency and action attempts
-// expired. It hears events through jobs.Observer and counts links through
-// a function, so the other packages do not import Prometheus.
+// jobs by type and outcome, dispatch latency, action attempts expired and
+// webhook posts by outcome. It hears events through jobs.Observer and
+// webhook.Observer and counts links through a function, so the other
+// packages do not import Prometheus.
 //
 // Labels hold only bounded words: a job's kind and a Seam error type the
 // cloud already normalised; never an id, a token or card data. It must
@@ -23,6 +24,7 @@ type Metrics struct {
 	jobs     *prometheus.CounterVec
 	dispatch *prometheus.HistogramVec
 	expired  *prometheus.CounterVec
+	webhooks *prometheus.CounterVec
 }
 
 // New registers the collectors; links reports how many bridges are
@@ -45,12 +47,16 @@ func New(links func() int) *Metrics {
 			Name: "encoder_cloud_action_attempts_expired_total",
 			Help: "Action attempts the cloud finished at their deadline, by reason (action_attempt_expired, bridge_disconnected).",
 		}, []string{"reason"}),
+		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "encoder_cloud_webhook_posts_total",
+			Help: "Webhook posts by outcome: delivered, failed (retried later) or given_up (the delivery was abandoned).",
+		}, []string{"outcome"}),
 	}
 	bridges := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "encoder_cloud_bridges_connected",
 		Help: "Bridges with a websocket link to this cloud now.",
 	}, func() float64 { return float64(links()) })
-	m.reg.MustRegister(m.jobs, m.dispatch, m.expired, bridges,
+	m.reg.MustRegister(m.jobs, m.dispatch, m.expired, m.webhooks, bridges,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -68,6 +74,9 @@ func (m *Metrics) AttemptExpired(kind, reason string) {
 	m.expired.WithLabelValues(reason).Inc()
 	m.jobs.WithLabelValues(kind, reason).Inc()
 }
+
+// WebhookPosted counts a webhook post by outcome.
+func (m *Metrics) WebhookPosted(outcome string) { m.webhooks.WithLabelValues(outcome).Inc() }
 
 // Handler serves the metrics in Prometheus' text format.
 func (m *Metrics) Handler() http.Handler {

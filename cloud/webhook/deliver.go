@@ -61,7 +61,21 @@ type Config struct {
 	// Transport replaces the HTTP transport (tests); nil builds one that
 	// refuses non-public addresses unless AllowLoopback.
 	Transport http.RoundTripper
+	// Observer, when set, hears each post's outcome (for metrics).
+	Observer Observer
 }
+
+// Observer hears webhook posts. outcome is one of the Outcome words.
+type Observer interface {
+	WebhookPosted(outcome string)
+}
+
+// Outcomes of a post.
+const (
+	OutcomeDelivered = "delivered"
+	OutcomeFailed    = "failed"
+	OutcomeGivenUp   = "given_up"
+)
 
 // Deliverer posts the outbox's deliveries.
 type Deliverer struct {
@@ -280,10 +294,19 @@ func (d *Deliverer) post(ctx context.Context, dl store.Delivery) {
 		log.Warn("webhook delivery lease lost: another instance took it over")
 	case a.Delivered:
 		log.Debug("webhook delivered", zap.Int("status", status))
+		d.observe(OutcomeDelivered)
 	case a.GiveUp:
 		log.Warn("webhook delivery given up", zap.Int("status", status), zap.String("error", a.Error))
+		d.observe(OutcomeGivenUp)
 	default:
 		log.Info("webhook delivery failed; will retry", zap.Int("status", status), zap.String("error", a.Error), zap.Time("next_at", a.NextAt))
+		d.observe(OutcomeFailed)
+	}
+}
+
+func (d *Deliverer) observe(outcome string) {
+	if d.cfg.Observer != nil {
+		d.cfg.Observer.WebhookPosted(outcome)
 	}
 }
 
