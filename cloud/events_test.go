@@ -74,7 +74,9 @@ func devWebhooks(c *cloud.Config) { c.DevLoopbackWebhooks = true }
 // TestEventsAndWebhooks goes through the webhook routes and the events
 // an encoder and an encode make, checking every answer and every
 // delivered event against Seam's schemas.
-func TestEventsAndWebhooks(t *testing.T) {
+func TestEventsAndWebhooks(t *testing.T) { cloudtest.Backends(t, testEventsAndWebhooks) }
+
+func testEventsAndWebhooks(t *testing.T) {
 	sc := newSchema(t)
 	env := cloudtest.New(t, cloudtest.Options{Config: devWebhooks})
 	recv := &hookReceiver{t: t, env: env}
@@ -288,7 +290,9 @@ func TestWebhookURLRules(t *testing.T) {
 
 // The outbox is durable: a delivery that failed before the cloud stopped
 // is made after it starts again, once.
-func TestDeliveryOutlivesRestart(t *testing.T) {
+func TestDeliveryOutlivesRestart(t *testing.T) { cloudtest.Backends(t, testDeliveryOutlivesRestart) }
+
+func testDeliveryOutlivesRestart(t *testing.T) {
 	env := cloudtest.New(t, cloudtest.Options{Config: devWebhooks})
 	recv := &hookReceiver{t: t, env: env}
 	var mu sync.Mutex
