@@ -159,9 +159,25 @@ test('encode error: card too small for the record', async () => {
   assert.equal(await failure(async () => encode(await newCredential())), 'incompatible_card_format')
 })
 
-test('encode error: card pulled away while writing', async () => {
+// A card lifted mid-write and put back (2 s later) within the job's time
+// is written again: the bridge waits for the same card and settles by what
+// it holds.
+test('encode: card pulled away while writing and put back', async () => {
   await stack.insertCard('mifare_classic_1k', ['--remove-after', '14'])
-  assert.equal(await failure(async () => encode(await newCredential())), 'encoding_interrupted')
+  const cred = await newCredential()
+  const encoded = await encode(cred)
+  assert.equal(encoded.status, 'success')
+  const s = await scan()
+  assert.equal(s.result.acs_credential_on_seam.acs_credential_id, cred.acs_credential_id)
+  assert.deepEqual(s.result.warnings, [])
+})
+
+test('encode error: card pulled away while writing and not put back', async () => {
+  await stack.insertCard('mifare_classic_1k', ['--remove-after', '14', '--stay-out'])
+  const cred = await newCredential()
+  assert.equal(await failure(async () => encode(cred)), 'encoding_interrupted')
+  const fetched = await seam.acs.credentials.get({ acs_credential_id: cred.acs_credential_id })
+  assert.equal(fetched.is_issued, false)
 })
 
 test('simulated failures', async () => {

@@ -51,6 +51,7 @@ Flags:
                         encoded card survives across runs
   --remove-after N      fault injection: the card leaves the reader during its
                         Nth APDU, then comes back 2 s later without the fault
+  --stay-out            with --remove-after: the card does not come back
   --delay DURATION      fault injection: add DURATION (e.g. 50ms) to every APDU
 
 Needs pcscd running with vsmartcard-vpcd installed (Debian: apt-get install
@@ -73,6 +74,7 @@ func main() {
 type options struct {
 	kind, uidHex, addr, state string
 	removeAfter               int
+	stayOut                   bool
 	delay                     time.Duration
 	desfire                   chip.DESFireOptions
 	set                       map[string]bool
@@ -99,6 +101,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.addr, "vpcd", vpcd.DefaultAddr, "")
 	fs.StringVar(&o.state, "state", "", "")
 	fs.IntVar(&o.removeAfter, "remove-after", 0, "")
+	fs.BoolVar(&o.stayOut, "stay-out", false, "")
 	fs.DurationVar(&o.delay, "delay", 0, "")
 	fs.IntVar(&o.desfire.Size, "desfire-size", 4096, "")
 	fs.BoolVar(&o.desfire.RandomUID, "random-uid", false, "")
@@ -120,6 +123,8 @@ func parseFlags(args []string) (*options, error) {
 		return nil, fmt.Errorf("--card %q: unknown kind; use one of %s", o.kind, strings.Join(chip.Kinds(), ", "))
 	case o.removeAfter < 0:
 		return nil, fmt.Errorf("--remove-after %d: must be 1 or more (0 = never)", o.removeAfter)
+	case o.stayOut && o.removeAfter == 0:
+		return nil, errors.New("--stay-out: needs --remove-after")
 	case o.delay < 0:
 		return nil, fmt.Errorf("--delay %v: must not be negative", o.delay)
 	}
@@ -226,6 +231,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		if saveErr != nil {
 			return fail("%v", saveErr)
+		}
+		if errors.Is(cause, chip.ErrRemoved) && o.stayOut {
+			logger.Printf("card left the field during APDU %d (--remove-after); it stays out (--stay-out)", slot.APDUs())
+			<-ctx.Done()
+			return 0 // saved just above
 		}
 		if errors.Is(cause, chip.ErrRemoved) {
 			logger.Printf("card left the field during APDU %d (--remove-after); putting it back in %v", slot.APDUs(), reinsertAfter)

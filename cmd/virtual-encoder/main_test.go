@@ -24,6 +24,7 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"--uid", "xyz"}, `--uid "xyz": want hex bytes`},
 		{[]string{"--uid", "0102"}, "4- or 7-byte UID"},
 		{[]string{"--remove-after", "-1"}, "--remove-after -1"},
+		{[]string{"--stay-out"}, "--stay-out: needs --remove-after"},
 		{[]string{"--delay", "-1s"}, "--delay -1s"},
 		{[]string{"--vpcd", "localhost"}, "want host:port"},
 		{[]string{"--bogus"}, "flag provided but not defined: -bogus (see --help)"},
