@@ -446,6 +446,27 @@ func (s *Server) CreateBridgeToken(ctx context.Context, workspaceID, name string
 	return b.ID, token, err
 }
 
+// BridgeToken is a registered bridge and its token in plain.
+type BridgeToken struct {
+	BridgeID string `json:"bridge_id"`
+	Token    string `json:"bridge_token"`
+}
+
+// CreateBridgeTokens registers one bridge per name in one transaction and
+// returns their ids and tokens, in names' order. The tokens are returned
+// in plain only here.
+func (s *Server) CreateBridgeTokens(ctx context.Context, workspaceID string, names []string) ([]BridgeToken, error) {
+	bs, tokens, err := s.auth.CreateBridges(ctx, workspaceID, names)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]BridgeToken, len(bs))
+	for i, b := range bs {
+		out[i] = BridgeToken{BridgeID: b.ID, Token: tokens[i]}
+	}
+	return out, nil
+}
+
 // RevokeBridgeToken revokes a bridge's token: its live link, on this
 // instance or another, is closed and its next connection is refused with
 // 401.

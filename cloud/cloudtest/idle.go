@@ -40,14 +40,13 @@ func HoldIdleBridges(tb testing.TB, env *Env, n int) IdleStats {
 	tb.Helper()
 	ctx := context.Background()
 	start := time.Now()
-	type cred struct{ id, token string }
-	creds := make([]cred, n)
-	for i := range creds {
-		id, tok, err := env.Server.CreateBridgeToken(ctx, env.Workspace.ID, fmt.Sprintf("Idle %d", i))
-		if err != nil {
-			tb.Fatal(err)
-		}
-		creds[i] = cred{id, tok}
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("Idle %d", i)
+	}
+	creds, err := env.Server.CreateBridgeTokens(ctx, env.Workspace.ID, names)
+	if err != nil {
+		tb.Fatal(err)
 	}
 	u, err := url.Parse(env.HTTP.URL)
 	if err != nil {
@@ -63,7 +62,7 @@ func HoldIdleBridges(tb testing.TB, env *Env, n int) IdleStats {
 		}
 	})
 	for _, c := range creds {
-		conn, err := rawHello(u.Host, c.id, c.token)
+		conn, err := rawHello(u.Host, c.BridgeID, c.Token)
 		if err != nil {
 			tb.Fatalf("bridge %d of %d: %v", len(conns)+1, n, err)
 		}
@@ -72,8 +71,8 @@ func HoldIdleBridges(tb testing.TB, env *Env, n int) IdleStats {
 	// rawHello returned after the welcome, and the hub makes a link
 	// current before it queues the welcome.
 	for _, c := range creds {
-		if !env.Server.Online(c.id) {
-			tb.Fatalf("bridge %s not online after its welcome", c.id)
+		if !env.Server.Online(c.BridgeID) {
+			tb.Fatalf("bridge %s not online after its welcome", c.BridgeID)
 		}
 	}
 	setup := time.Since(start)
