@@ -28,6 +28,7 @@ func TestImportRules(t *testing.T) {
 		// Test tools: the fleet sees the cloud only through the wire.
 		"cloud/cloudtest/fleet":           {"protocol"},
 		"cloud/cloudtest/cmd/fakebridges": {"cloud/cloudtest/fleet"},
+		"cloud/cloudtest/scale":           {"cloud", "cloud/cloudtest/fleet", "internal/syncbuf"},
 		"cloud/hub":                       {"cloud/secret", "cloud/store", "protocol"},
 		"cloud/jobs":                      {"cloud/bus", "cloud/clock", "cloud/seam", "cloud/store", "protocol"},
 		"cloud/metrics":                   {},
