@@ -7,7 +7,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # The status page test keeps its Chromium screenshots here.
 export STATUS_PAGE_OUT ?= $(CURDIR)/test-output/status-page
 
-.PHONY: all build setup test unit conformance conformance-multi sdk seam-openapi check-fmt vet windows bench demo fuzz clean deb test-deb msi proof load
+.PHONY: all build setup test unit conformance conformance-multi sdk seam-openapi check-fmt vet windows bench bench-scale demo fuzz clean deb test-deb msi proof load
 
 all: build
 
@@ -75,6 +75,18 @@ unit:
 
 bench: setup sdk
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./cardfmt/... ./hwtest/... ./cloud/
+
+# The cloud at scale (docs/benchmarks.md): 10,000 idle bridges held by
+# one and by two encoder-cloud processes from fakebridges processes of
+# their own, then dispatch latency and throughput; about four minutes.
+# SCALE_BRIDGES, SCALE_INSTANCES, SCALE_FLEETS, SCALE_WINDOW and
+# SCALE_CLIENTS change the runs (cloud/cloudtest/scale).
+SCALE_BENCH = $(GO) test -run '^$$' -timeout 30m ./cloud/cloudtest/scale/
+bench-scale:
+	SCALE_INSTANCES=1 $(SCALE_BENCH) -bench Idle -benchtime 1x
+	SCALE_INSTANCES=2 $(SCALE_BENCH) -bench Idle -benchtime 1x
+	$(SCALE_BENCH) -bench Dispatch -benchtime 500x
+	$(SCALE_BENCH) -bench Throughput -benchtime 1x
 
 # The fault matrix on the real binaries with every APDU index of every
 # layout's encode (go test runs a sample): see docs/reliability.md. With
