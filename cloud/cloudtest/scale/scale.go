@@ -129,6 +129,16 @@ func (p *proc) stop(grace time.Duration) error {
 	}
 }
 
+// exitErr is how the process ended, once it has (within 5 s).
+func (p *proc) exitErr() error {
+	select {
+	case <-p.exited:
+		return p.waitErr
+	case <-time.After(5 * time.Second):
+		return errors.New("still running")
+	}
+}
+
 func (p *proc) tail() string {
 	if p.stderr == nil {
 		return ""
@@ -339,8 +349,9 @@ type Fleet struct {
 	// took, as it measured.
 	Links int
 	Setup time.Duration
-	// Jobs receives the job lines (with jobs set in StartFleet); read it,
-	// or the fleet's links stall.
+	// Jobs receives the job lines (with Jobs set in FleetOptions) and is
+	// closed when the fleet's output ends; read it, or the fleet's links
+	// stall.
 	Jobs  chan Job
 	stats chan fleet.Stats
 	final chan fleet.Stats
@@ -405,6 +416,7 @@ func StartFleet(ctx context.Context, bin, dir string, tokens []fleet.Token, urls
 }
 
 func (f *Fleet) read(stdout io.Reader, ready chan struct{}) {
+	defer close(f.Jobs)
 	sc := bufio.NewScanner(stdout)
 	for sc.Scan() {
 		var l struct {
@@ -587,12 +599,16 @@ func Dispatch(ctx context.Context, a *API, f *Fleet, p Pair, n int) ([]Latency, 
 		if status != "success" {
 			return out, fmt.Errorf("%w: action attempt %s is %s, want success (is the answer held?)", ErrAPI, id, status)
 		}
-		var j Job
+		var job Job
 	wait:
 		for {
 			select {
-			case j = <-f.Jobs:
+			case j, ok := <-f.Jobs:
+				if !ok {
+					return out, fmt.Errorf("%w: fakebridges' output ended: %v\n%s", ErrExited, f.exitErr(), f.tail())
+				}
 				if j.ActionAttemptID == id {
+					job = j
 					break wait
 				}
 			case <-time.After(30 * time.Second):
@@ -600,7 +616,7 @@ func Dispatch(ctx context.Context, a *API, f *Fleet, p Pair, n int) ([]Latency, 
 			}
 		}
 		// Wall clock on both sides: the fleet is another process.
-		out = append(out, Latency{Job: j.At().Sub(start.Round(0)), Answer: answered})
+		out = append(out, Latency{Job: job.At().Sub(start.Round(0)), Answer: answered})
 	}
 	return out, nil
 }

@@ -67,6 +67,12 @@ type idleConfig struct {
 	Instances int // encoder-cloud serve processes, each with its own SQLite file
 	Fleets    int // fakebridges processes, dealt round-robin to the instances
 	Window    time.Duration
+	// Active bridges (in a workspace of their own on instance 0) answer
+	// jobs after the idle measurement: Encodes encodes one at a time,
+	// then one client per active bridge for Busy.
+	Active  int
+	Encodes int
+	Busy    time.Duration
 }
 
 type instanceResult struct {
@@ -85,6 +91,10 @@ type idleResult struct {
 	Links     int
 	// Across instances: per link, and CPU seconds per second.
 	BytesRSS, BytesGo, CPU float64
+	// With Active set: dispatch latencies and encodes finished in Busy.
+	Latencies []scale.Latency
+	Finished  int
+	BusyTook  time.Duration
 }
 
 // runIdle provisions the bridges, starts the instances, samples them with
@@ -98,6 +108,7 @@ func runIdle(tb testing.TB, cfg idleConfig) idleResult {
 	cfg.Fleets = max(cfg.Fleets, cfg.Instances)
 	clouds := make([]*scale.Cloud, cfg.Instances)
 	shares := make([][]fleet.Token, cfg.Instances)
+	var active scale.Workspace
 	for i := range clouds {
 		n := cfg.Bridges / cfg.Instances
 		if i < cfg.Bridges%cfg.Instances {
@@ -109,7 +120,12 @@ func runIdle(tb testing.TB, cfg idleConfig) idleResult {
 			tb.Fatal(err)
 		}
 		shares[i] = ws.Tokens
-		c, err := scale.StartCloud(ctx, b.Cloud, db, filepath.Join(dir, fmt.Sprintf("cloud-%d.log", i)))
+		if i == 0 && cfg.Active > 0 {
+			if active, err = scale.Provision(ctx, db, cfg.Active); err != nil {
+				tb.Fatal(err)
+			}
+		}
+		c, err := scale.StartCloud(ctx, b.Cloud, db, filepath.Join(dir, fmt.Sprintf("cloud-%d.log", i)), "--settle-wait", "30s")
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -226,6 +242,31 @@ func runIdle(tb testing.TB, cfg idleConfig) idleResult {
 			tb.Fatalf("fleet %d: %+v, want %d links and none dropped", k, st, len(plans[k].tokens))
 		}
 	}
+	if cfg.Active > 0 {
+		f, err := scale.StartFleet(ctx, b.Fleet, dir, active.Tokens, []string{clouds[0].URL}, scale.FleetOptions{Answer: true, Jobs: true})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(func() { f.Stop() })
+		api := scale.NewAPI(clouds[0].URL, active.APIKey, cfg.Active)
+		pairs, err := api.Pairs(ctx, cfg.Active)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if _, err := scale.Dispatch(ctx, api, f, pairs[0], 10); err != nil { // warm up
+			tb.Fatal(err)
+		}
+		if res.Latencies, err = scale.Dispatch(ctx, api, f, pairs[0], cfg.Encodes); err != nil {
+			tb.Fatal(err)
+		}
+		go func() {
+			for range f.Jobs { // the busy clients' job lines, not timed
+			}
+		}()
+		if res.Finished, res.BusyTook, err = scale.Throughput(ctx, api, pairs, cfg.Busy); err != nil {
+			tb.Fatal(err)
+		}
+	}
 	for k, f := range fleets {
 		st, err := f.Stop()
 		if err != nil {
@@ -248,6 +289,19 @@ func logIdle(tb testing.TB, cfg idleConfig, r idleResult) {
 			in.Goroutines, float64(in.Goroutines)/float64(in.Links), 100*in.CPUPerSecond)
 	}
 	tb.Logf("fakebridges processes: %.1f MiB RSS together", mib(r.FleetRSS))
+	if len(r.Latencies) > 0 {
+		job, answer := split(r.Latencies)
+		tb.Logf("with every idle link attached, on instance 0: %d encodes one at a time: job p50 %s p99 %s, answer p50 %s p99 %s; %d clients finished %d encodes in %s (%.0f/s)",
+			len(r.Latencies), percentile(job, 50), percentile(job, 99), percentile(answer, 50), percentile(answer, 99),
+			cfg.Active, r.Finished, r.BusyTook.Round(time.Millisecond), float64(r.Finished)/r.BusyTook.Seconds())
+	}
+}
+
+func split(lat []scale.Latency) (job, answer []time.Duration) {
+	for _, l := range lat {
+		job, answer = append(job, l.Job), append(answer, l.Answer)
+	}
+	return job, answer
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
@@ -260,9 +314,12 @@ func TestScaleSmall(t *testing.T) {
 		t.Skip("builds and runs the cloud and fleet binaries")
 	}
 	t.Run("idle", func(t *testing.T) {
-		cfg := idleConfig{Bridges: 40, Instances: 2, Fleets: 3, Window: time.Second}
+		cfg := idleConfig{Bridges: 40, Instances: 2, Fleets: 3, Window: time.Second, Active: 3, Encodes: 3, Busy: 200 * time.Millisecond}
 		r := runIdle(t, cfg)
 		logIdle(t, cfg, r)
+		if len(r.Latencies) != 3 || r.Finished < 3 {
+			t.Errorf("%d encodes timed, %d finished by 3 busy clients", len(r.Latencies), r.Finished)
+		}
 		for i, in := range r.Instances {
 			if in.After.Links != in.Links || in.Links != 20 || in.After.RSS <= 0 || in.After.GoBytes() <= 0 || in.After.CPU <= 0 {
 				t.Errorf("instance %d: %+v", i, in)
@@ -293,18 +350,26 @@ func TestScaleSmall(t *testing.T) {
 // SCALE_INSTANCES encoder-cloud processes (1), each with its own SQLite
 // file, from SCALE_FLEETS fakebridges processes (2), and reports per link
 // the instances' resident memory and Go heap plus stacks over their
-// baseline, and their CPU at idle over SCALE_WINDOW (60s). It measures
-// once, whatever b.N: run it with -benchtime 1x.
+// baseline, and their CPU at idle over SCALE_WINDOW (60s). Then, with
+// every idle link still attached, SCALE_CLIENTS answering bridges (32) on
+// the first instance take SCALE_ENCODES encodes one at a time (300, the
+// dispatch latencies) and then one client each for SCALE_BUSY (10s, the
+// throughput). Run it with -benchtime 1x: each round sets everything up.
 func BenchmarkIdle(b *testing.B) {
 	cfg := idleConfig{
 		Bridges:   envInt("SCALE_BRIDGES", 10000),
 		Instances: envInt("SCALE_INSTANCES", 1),
 		Fleets:    envInt("SCALE_FLEETS", 2),
 		Window:    envDuration("SCALE_WINDOW", time.Minute),
+		Active:    envInt("SCALE_CLIENTS", 32),
+		Encodes:   envInt("SCALE_ENCODES", 300),
+		Busy:      envDuration("SCALE_BUSY", 10*time.Second),
 	}
 	for range b.N {
 		r := runIdle(b, cfg)
 		logIdle(b, cfg, r)
+		reportLatencies(b, r.Latencies)
+		b.ReportMetric(float64(r.Finished)/r.BusyTook.Seconds(), "jobs/s")
 		b.ReportMetric(float64(r.Links), "links")
 		b.ReportMetric(r.BytesRSS, "rss-B/link")
 		b.ReportMetric(r.BytesGo, "go-B/link")
@@ -401,11 +466,7 @@ func BenchmarkDispatch(b *testing.B) {
 }
 
 func reportLatencies(b *testing.B, lat []scale.Latency) {
-	jobs := make([]time.Duration, len(lat))
-	answers := make([]time.Duration, len(lat))
-	for i, l := range lat {
-		jobs[i], answers[i] = l.Job, l.Answer
-	}
+	jobs, answers := split(lat)
 	b.ReportMetric(float64(percentile(jobs, 50).Microseconds()), "job-p50-µs")
 	b.ReportMetric(float64(percentile(jobs, 99).Microseconds()), "job-p99-µs")
 	b.ReportMetric(float64(percentile(answers, 50).Microseconds()), "answer-p50-µs")
