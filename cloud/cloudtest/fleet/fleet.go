@@ -142,7 +142,7 @@ type Stats struct {
 // Fleet is a set of connected simulated bridges.
 type Fleet struct {
 	cfg   Config
-	links []*bridgeLink
+	links []atomic.Pointer[bridgeLink] // nil until connected
 	wg    sync.WaitGroup
 	stop  chan struct{}
 
@@ -187,7 +187,7 @@ func Start(ctx context.Context, cfg Config) (*Fleet, error) {
 		}
 		urls[i] = w
 	}
-	f := &Fleet{cfg: cfg, links: make([]*bridgeLink, len(cfg.Tokens)), stop: make(chan struct{})}
+	f := &Fleet{cfg: cfg, links: make([]atomic.Pointer[bridgeLink], len(cfg.Tokens)), stop: make(chan struct{})}
 	dialer := &websocket.Dialer{
 		HandshakeTimeout: 15 * time.Second,
 		// Small read buffers and pooled write buffers: the fleet's own
@@ -196,6 +196,9 @@ func Start(ctx context.Context, cfg Config) (*Fleet, error) {
 		ReadBufferSize:  1024,
 		WriteBufferPool: &sync.Pool{},
 	}
+	// Pinging starts with the first link, not after the last: connecting
+	// thousands may take longer than a link may stay silent.
+	f.wg.Go(f.pinger)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	next := make(chan int)
@@ -210,7 +213,7 @@ func Start(ctx context.Context, cfg Config) (*Fleet, error) {
 					cancel()
 					return
 				}
-				f.links[i] = l
+				f.links[i].Store(l)
 			}
 		})
 	}
@@ -234,7 +237,6 @@ feed:
 		f.Close()
 		return nil, err
 	}
-	f.wg.Go(f.pinger)
 	return f, nil
 }
 
@@ -377,27 +379,30 @@ func (l *bridgeLink) answer(j *protocol.Job) {
 	_ = l.send(res)
 }
 
-// pingTick is how often the pinger wakes; each tick pings the share of
-// the links due, so that pings are spread over the interval as
-// independent bridges' would be.
+// pingTick is how often the pinger wakes. Link i of n is due its kth
+// ping at start + k·interval + i·interval/n (a link not connected yet
+// skips its turn): pings are spread over the interval as independent
+// bridges' would be, and a pinger held up (a loaded machine) catches up
+// at once instead of stretching every link's interval, which would let
+// links die of their own silence.
 const pingTick = 100 * time.Millisecond
 
 func (f *Fleet) pinger() {
 	t := time.NewTicker(pingTick)
 	defer t.Stop()
 	n := len(f.links)
-	perTick := max(1, int((int64(n)*int64(pingTick)+int64(f.cfg.PingInterval)-1)/int64(f.cfg.PingInterval)))
-	next := 0
+	start := time.Now()
+	var sent int64 // pings due and sent so far, over all links
 	for {
 		select {
 		case <-f.stop:
 			return
 		case <-t.C:
 		}
-		for range min(perTick, n) {
-			l := f.links[next]
-			next = (next + 1) % n
-			if l.closing.Load() {
+		due := int64(time.Since(start)) * int64(n) / int64(f.cfg.PingInterval)
+		for ; sent < due; sent++ {
+			l := f.links[sent%int64(n)].Load()
+			if l == nil || l.closing.Load() {
 				continue
 			}
 			if err := l.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(10*time.Second)); err == nil {
@@ -435,7 +440,8 @@ func (f *Fleet) BridgeIDs() []string {
 func (f *Fleet) Close() {
 	f.closeOnce.Do(func() {
 		close(f.stop)
-		for _, l := range f.links {
+		for i := range f.links {
+			l := f.links[i].Load()
 			if l == nil {
 				continue
 			}

@@ -155,6 +155,23 @@ type Cloud struct {
 	*proc
 	// URL is the API's and the bridges' base URL; MetricsURL its /metrics.
 	URL, MetricsURL string
+	logPath         string
+}
+
+// Complaints returns the last n lines the cloud logged at warn level or
+// above, for a failure's message.
+func (c *Cloud) Complaints(n int) string {
+	b, err := os.ReadFile(c.logPath)
+	if err != nil {
+		return err.Error()
+	}
+	var out []string
+	for line := range strings.Lines(string(b)) {
+		if strings.Contains(line, `"level":"warn"`) || strings.Contains(line, `"level":"error"`) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out[max(0, len(out)-n):], "")
 }
 
 // StartCloud runs encoder-cloud serve on db, listening on loopback ports
@@ -179,7 +196,7 @@ func StartCloud(ctx context.Context, bin, db, logPath string, extra ...string) (
 		return nil, err
 	}
 	p.stderr = &syncbuf.Buffer{}
-	c := &Cloud{proc: p}
+	c := &Cloud{proc: p, logPath: logPath}
 	found := make(chan struct{})
 	go func() {
 		defer logf.Close()

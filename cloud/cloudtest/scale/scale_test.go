@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -239,7 +240,7 @@ func runIdle(tb testing.TB, cfg idleConfig) idleResult {
 			tb.Fatal(err)
 		}
 		if st.Links != len(plans[k].tokens) || st.Dropped != 0 {
-			tb.Fatalf("fleet %d: %+v, want %d links and none dropped", k, st, len(plans[k].tokens))
+			tb.Fatalf("fleet %d: %+v, want %d links and none dropped; the clouds' last warnings:\n%s", k, st, len(plans[k].tokens), complaints(clouds))
 		}
 	}
 	if cfg.Active > 0 {
@@ -273,10 +274,18 @@ func runIdle(tb testing.TB, cfg idleConfig) idleResult {
 			tb.Fatalf("fleet %d: %v", k, err)
 		}
 		if st.Dropped != 0 {
-			tb.Fatalf("fleet %d dropped %d links (last: %s)", k, st.Dropped, st.LastDrop)
+			tb.Fatalf("fleet %d dropped %d links (last: %s); the clouds' last warnings:\n%s", k, st.Dropped, st.LastDrop, complaints(clouds))
 		}
 	}
 	return res
+}
+
+func complaints(clouds []*scale.Cloud) string {
+	var b strings.Builder
+	for i, c := range clouds {
+		fmt.Fprintf(&b, "instance %d:\n%s", i, c.Complaints(10))
+	}
+	return b.String()
 }
 
 func logIdle(tb testing.TB, cfg idleConfig, r idleResult) {
