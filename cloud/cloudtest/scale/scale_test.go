@@ -3,6 +3,7 @@
 package scale_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -16,7 +17,28 @@ import (
 
 	"github.com/encoder-bridge/encoder-bridge/cloud/cloudtest/fleet"
 	"github.com/encoder-bridge/encoder-bridge/cloud/cloudtest/scale"
+	"github.com/encoder-bridge/encoder-bridge/internal/pgtest"
 )
+
+// backends are the stores the benchmarks run on: a SQLite file, and a
+// database in the PostgreSQL test cluster of internal/pgtest (fsync off:
+// its commits are not durable, so it shows the cloud's own cost, not a
+// durable commit's).
+var backends = []string{"sqlite", "postgres"}
+
+// newDB is a new, empty database on backend: a SQLite file in dir, or a
+// PostgreSQL database dropped when tb ends.
+func newDB(tb testing.TB, backend, dir, name string) string {
+	tb.Helper()
+	switch backend {
+	case "sqlite":
+		return filepath.Join(dir, name+".db")
+	case "postgres":
+		return pgtest.DSN(tb)
+	}
+	tb.Fatalf("unknown backend %q (SCALE_DB: sqlite or postgres)", backend)
+	return ""
+}
 
 var (
 	binsOnce sync.Once
@@ -25,9 +47,11 @@ var (
 	binsDir  string
 )
 
-// TestMain builds encoder-cloud and fakebridges once, and removes them.
+// TestMain runs the tests through pgtest.Main, which stops the
+// PostgreSQL test cluster if one was started, and removes the binaries
+// built for them.
 func TestMain(m *testing.M) {
-	code := m.Run()
+	code := pgtest.Main(m)
 	if binsDir != "" {
 		os.RemoveAll(binsDir)
 	}
@@ -64,8 +88,9 @@ func envDuration(name string, def time.Duration) time.Duration {
 
 // idleConfig is a run of idle bridges.
 type idleConfig struct {
+	Backend   string // sqlite or postgres
 	Bridges   int
-	Instances int // encoder-cloud serve processes, each with its own SQLite file
+	Instances int // encoder-cloud serve processes, each with its own database
 	Fleets    int // fakebridges processes, dealt round-robin to the instances
 	Window    time.Duration
 	// Active bridges (in a workspace of their own on instance 0) answer
@@ -115,7 +140,7 @@ func runIdle(tb testing.TB, cfg idleConfig) idleResult {
 		if i < cfg.Bridges%cfg.Instances {
 			n++
 		}
-		db := filepath.Join(dir, fmt.Sprintf("cloud-%d.db", i))
+		db := newDB(tb, cfg.Backend, dir, fmt.Sprintf("cloud-%d", i))
 		ws, err := scale.Provision(ctx, db, n)
 		if err != nil {
 			tb.Fatal(err)
@@ -290,8 +315,8 @@ func complaints(clouds []*scale.Cloud) string {
 
 func logIdle(tb testing.TB, cfg idleConfig, r idleResult) {
 	tb.Helper()
-	tb.Logf("%d bridges on %d instances from %d fleet processes, connected in %.1f s; window %s",
-		cfg.Bridges, cfg.Instances, max(cfg.Fleets, cfg.Instances), r.Setup.Seconds(), cfg.Window)
+	tb.Logf("%d bridges on %d instances (%s) from %d fleet processes, connected in %.1f s; window %s",
+		cfg.Bridges, cfg.Instances, cfg.Backend, max(cfg.Fleets, cfg.Instances), r.Setup.Seconds(), cfg.Window)
 	for i, in := range r.Instances {
 		tb.Logf("instance %d: %d links; RSS %.1f → %.1f MiB (%.0f B/link); Go heap+stacks %.1f → %.1f MiB (%.0f B/link); %+d goroutines (%.2f/link); CPU %.2f %% of a core",
 			i, in.Links, mib(in.Base.RSS), mib(in.After.RSS), in.BytesRSS, mib(in.Base.GoBytes()), mib(in.After.GoBytes()), in.BytesGo,
@@ -323,7 +348,7 @@ func TestScaleSmall(t *testing.T) {
 		t.Skip("builds and runs the cloud and fleet binaries")
 	}
 	t.Run("idle", func(t *testing.T) {
-		cfg := idleConfig{Bridges: 40, Instances: 2, Fleets: 3, Window: time.Second, Active: 3, Encodes: 3, Busy: 200 * time.Millisecond}
+		cfg := idleConfig{Backend: "sqlite", Bridges: 40, Instances: 2, Fleets: 3, Window: time.Second, Active: 3, Encodes: 3, Busy: 200 * time.Millisecond}
 		r := runIdle(t, cfg)
 		logIdle(t, cfg, r)
 		if len(r.Latencies) != 3 || r.Finished < 3 {
@@ -338,26 +363,28 @@ func TestScaleSmall(t *testing.T) {
 			t.Errorf("fleet RSS %d", r.FleetRSS)
 		}
 	})
-	t.Run("dispatch", func(t *testing.T) {
-		lat := runDispatch(t, 5)
-		for i, l := range lat {
-			if l.Job <= 0 || l.Answer < l.Job {
-				t.Errorf("encode %d: job after %s, answer after %s", i, l.Job, l.Answer)
+	for _, be := range backends {
+		t.Run("dispatch/"+be, func(t *testing.T) {
+			lat := runDispatch(t, be, 5)
+			for i, l := range lat {
+				if l.Job <= 0 || l.Answer < l.Job {
+					t.Errorf("encode %d: job after %s, answer after %s", i, l.Job, l.Answer)
+				}
 			}
-		}
-	})
-	t.Run("throughput", func(t *testing.T) {
-		n, d := runThroughput(t, 4, 300*time.Millisecond)
-		// Each client finishes the encode it started before the end.
-		if n < 4 || d <= 0 {
-			t.Errorf("%d encodes in %s", n, d)
-		}
-	})
+		})
+		t.Run("throughput/"+be, func(t *testing.T) {
+			n, d := runThroughput(t, be, 4, 300*time.Millisecond)
+			// Each client finishes the encode it started before the end.
+			if n < 4 || d <= 0 {
+				t.Errorf("%d encodes in %s", n, d)
+			}
+		})
+	}
 }
 
 // BenchmarkIdle holds SCALE_BRIDGES idle bridges (10,000) on
-// SCALE_INSTANCES encoder-cloud processes (1), each with its own SQLite
-// file, from SCALE_FLEETS fakebridges processes (2), and reports per link
+// SCALE_INSTANCES encoder-cloud processes (1), each with its own database
+// (SCALE_DB: sqlite, the default, or postgres), from SCALE_FLEETS fakebridges processes (2), and reports per link
 // the instances' resident memory and Go heap plus stacks over their
 // baseline, and their CPU at idle over SCALE_WINDOW (60s). Then, with
 // every idle link still attached, SCALE_CLIENTS answering bridges (32) on
@@ -366,6 +393,7 @@ func TestScaleSmall(t *testing.T) {
 // throughput). Run it with -benchtime 1x: each round sets everything up.
 func BenchmarkIdle(b *testing.B) {
 	cfg := idleConfig{
+		Backend:   cmp.Or(os.Getenv("SCALE_DB"), "sqlite"),
 		Bridges:   envInt("SCALE_BRIDGES", 10000),
 		Instances: envInt("SCALE_INSTANCES", 1),
 		Fleets:    envInt("SCALE_FLEETS", 2),
@@ -395,12 +423,12 @@ type single struct {
 	pairs []scale.Pair
 }
 
-func startSingle(tb testing.TB, bridges int, jobs bool) single {
+func startSingle(tb testing.TB, backend string, bridges int, jobs bool) single {
 	tb.Helper()
 	b := build(tb)
 	ctx := context.Background()
 	dir := tb.TempDir()
-	db := filepath.Join(dir, "cloud.db")
+	db := newDB(tb, backend, dir, "cloud")
 	ws, err := scale.Provision(ctx, db, bridges)
 	if err != nil {
 		tb.Fatal(err)
@@ -427,9 +455,9 @@ func startSingle(tb testing.TB, bridges int, jobs bool) single {
 	return single{api: api, fleet: f, pairs: pairs}
 }
 
-func runDispatch(tb testing.TB, n int) []scale.Latency {
+func runDispatch(tb testing.TB, backend string, n int) []scale.Latency {
 	tb.Helper()
-	s := startSingle(tb, 4, true)
+	s := startSingle(tb, backend, 4, true)
 	lat, err := scale.Dispatch(context.Background(), s.api, s.fleet, s.pairs[0], n)
 	if err != nil {
 		tb.Fatal(err)
@@ -437,9 +465,9 @@ func runDispatch(tb testing.TB, n int) []scale.Latency {
 	return lat
 }
 
-func runThroughput(tb testing.TB, clients int, d time.Duration) (int, time.Duration) {
+func runThroughput(tb testing.TB, backend string, clients int, d time.Duration) (int, time.Duration) {
 	tb.Helper()
-	s := startSingle(tb, clients, false)
+	s := startSingle(tb, backend, clients, false)
 	n, took, err := scale.Throughput(context.Background(), s.api, s.pairs, d)
 	if err != nil {
 		tb.Fatal(err)
@@ -456,10 +484,16 @@ func percentile(ds []time.Duration, p int) time.Duration {
 // BenchmarkDispatch measures one encode at a time, from the
 // encode_credential call to the job frame read by the fake bridge in
 // another process, and to the call's held answer (success). One
-// instance on SQLite, the bridge on the same instance.
+// instance, on each backend, the bridge on the same instance.
 func BenchmarkDispatch(b *testing.B) {
-	b.Run("sqlite", func(b *testing.B) {
-		s := startSingle(b, 4, true)
+	for _, be := range backends {
+		b.Run(be, func(b *testing.B) { benchDispatch(b, be) })
+	}
+}
+
+func benchDispatch(b *testing.B, backend string) {
+	{
+		s := startSingle(b, backend, 4, true)
 		ctx := context.Background()
 		if _, err := scale.Dispatch(ctx, s.api, s.fleet, s.pairs[0], 10); err != nil { // warm up
 			b.Fatal(err)
@@ -471,7 +505,7 @@ func BenchmarkDispatch(b *testing.B) {
 		}
 		b.StopTimer()
 		reportLatencies(b, lat)
-	})
+	}
 }
 
 func reportLatencies(b *testing.B, lat []scale.Latency) {
@@ -485,15 +519,17 @@ func reportLatencies(b *testing.B, lat []scale.Latency) {
 // BenchmarkThroughput runs SCALE_CLIENTS (32) API clients, each encoding
 // on its own fake bridge again as soon as its held answer arrives, for
 // SCALE_WINDOW (10s), and reports the encodes per second the cloud
-// finished. One instance on SQLite. Run it with -benchtime 1x.
+// finished. One instance, on each backend. Run it with -benchtime 1x.
 func BenchmarkThroughput(b *testing.B) {
 	clients := envInt("SCALE_CLIENTS", 32)
 	d := envDuration("SCALE_WINDOW", 10*time.Second)
-	b.Run("sqlite", func(b *testing.B) {
-		for range b.N {
-			n, took := runThroughput(b, clients, d)
-			b.ReportMetric(float64(n)/took.Seconds(), "jobs/s")
-			b.ReportMetric(float64(clients), "clients")
-		}
-	})
+	for _, be := range backends {
+		b.Run(be, func(b *testing.B) {
+			for range b.N {
+				n, took := runThroughput(b, be, clients, d)
+				b.ReportMetric(float64(n)/took.Seconds(), "jobs/s")
+				b.ReportMetric(float64(clients), "clients")
+			}
+		})
+	}
 }
