@@ -222,7 +222,12 @@ func runIdle(tb testing.TB, cfg idleConfig) idleResult {
 				break
 			}
 			if time.Now().After(deadline) {
-				tb.Fatalf("instance %d holds %d links, want %d", i, s.Links, res.Instances[i].Links)
+				var fs strings.Builder
+				for k, f := range fleets {
+					st, err := f.Stats()
+					fmt.Fprintf(&fs, "fleet %d: %+v %v\n", k, st, err)
+				}
+				tb.Fatalf("instance %d holds %d links, want %d\n%sthe clouds' last warnings:\n%s", i, s.Links, res.Instances[i].Links, fs.String(), complaints(clouds))
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
