@@ -20,14 +20,10 @@ import (
 	"github.com/encoder-bridge/encoder-bridge/internal/pgtest"
 )
 
-// backends are the stores the benchmarks run on: a SQLite file, and a
-// database in the PostgreSQL test cluster of internal/pgtest (fsync off:
-// its commits are not durable, so it shows the cloud's own cost, not a
-// durable commit's).
-var backends = []string{"sqlite", "postgres"}
-
 // newDB is a new, empty database on backend: a SQLite file in dir, or a
-// PostgreSQL database dropped when tb ends.
+// database in the PostgreSQL test cluster of internal/pgtest, dropped
+// when tb ends (fsync off there: its commits are not durable, so it shows
+// the cloud's own cost, not a durable commit's).
 func newDB(tb testing.TB, backend, dir, name string) string {
 	tb.Helper()
 	switch backend {
@@ -368,17 +364,17 @@ func TestScaleSmall(t *testing.T) {
 			t.Errorf("fleet RSS %d", r.FleetRSS)
 		}
 	})
-	for _, be := range backends {
-		t.Run("dispatch/"+be, func(t *testing.T) {
-			lat := runDispatch(t, be, 5)
+	for _, topo := range topologies {
+		t.Run("dispatch/"+topo.Name, func(t *testing.T) {
+			lat := runDispatch(t, topo, 5)
 			for i, l := range lat {
 				if l.Job <= 0 || l.Answer < l.Job {
 					t.Errorf("encode %d: job after %s, answer after %s", i, l.Job, l.Answer)
 				}
 			}
 		})
-		t.Run("throughput/"+be, func(t *testing.T) {
-			n, d := runThroughput(t, be, 4, 300*time.Millisecond)
+		t.Run("throughput/"+topo.Name, func(t *testing.T) {
+			n, d := runThroughput(t, topo, 4, 300*time.Millisecond)
 			// Each client finishes the encode it started before the end.
 			if n < 4 || d <= 0 {
 				t.Errorf("%d encodes in %s", n, d)
@@ -428,31 +424,57 @@ type single struct {
 	pairs []scale.Pair
 }
 
-func startSingle(tb testing.TB, backend string, bridges int, jobs bool) single {
+// topology is where the jobs run: Instances encoder-cloud processes on
+// one database of Backend, the answering bridges on the last instance,
+// the API calls to instance API.
+type topology struct {
+	Name      string
+	Backend   string
+	Instances int
+	API       int
+}
+
+// topologies are compared within one run of BenchmarkDispatch and
+// BenchmarkThroughput: one instance on each store, then two on one
+// PostgreSQL database with the API call on the bridge's instance (same)
+// or on the other one (cross: the job and its result travel through
+// PostgreSQL's notifications).
+var topologies = []topology{
+	{"sqlite", "sqlite", 1, 0},
+	{"postgres", "postgres", 1, 0},
+	{"postgres-2-same", "postgres", 2, 1},
+	{"postgres-2-cross", "postgres", 2, 0},
+}
+
+func startSingle(tb testing.TB, topo topology, bridges int, jobs bool) single {
 	tb.Helper()
 	b := build(tb)
 	ctx := context.Background()
 	dir := tb.TempDir()
-	db := newDB(tb, backend, dir, "cloud")
+	db := newDB(tb, topo.Backend, dir, "cloud")
 	ws, err := scale.Provision(ctx, db, bridges)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	c, err := scale.StartCloud(ctx, b.Cloud, db, filepath.Join(dir, "cloud.log"), "--settle-wait", "30s")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		if err := c.Stop(); err != nil {
-			tb.Error(err)
+	clouds := make([]*scale.Cloud, topo.Instances)
+	for i := range clouds {
+		c, err := scale.StartCloud(ctx, b.Cloud, db, filepath.Join(dir, fmt.Sprintf("cloud-%d.log", i)), "--settle-wait", "30s")
+		if err != nil {
+			tb.Fatal(err)
 		}
-	})
-	f, err := scale.StartFleet(ctx, b.Fleet, dir, ws.Tokens, []string{c.URL}, scale.FleetOptions{Answer: true, Jobs: jobs})
+		tb.Cleanup(func() {
+			if err := c.Stop(); err != nil {
+				tb.Error(err)
+			}
+		})
+		clouds[i] = c
+	}
+	f, err := scale.StartFleet(ctx, b.Fleet, dir, ws.Tokens, []string{clouds[len(clouds)-1].URL}, scale.FleetOptions{Answer: true, Jobs: jobs})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { f.Stop() })
-	api := scale.NewAPI(c.URL, ws.APIKey, bridges)
+	api := scale.NewAPI(clouds[topo.API].URL, ws.APIKey, bridges)
 	pairs, err := api.Pairs(ctx, bridges)
 	if err != nil {
 		tb.Fatal(err)
@@ -460,9 +482,9 @@ func startSingle(tb testing.TB, backend string, bridges int, jobs bool) single {
 	return single{api: api, fleet: f, pairs: pairs}
 }
 
-func runDispatch(tb testing.TB, backend string, n int) []scale.Latency {
+func runDispatch(tb testing.TB, topo topology, n int) []scale.Latency {
 	tb.Helper()
-	s := startSingle(tb, backend, 4, true)
+	s := startSingle(tb, topo, 4, true)
 	lat, err := scale.Dispatch(context.Background(), s.api, s.fleet, s.pairs[0], n)
 	if err != nil {
 		tb.Fatal(err)
@@ -470,9 +492,9 @@ func runDispatch(tb testing.TB, backend string, n int) []scale.Latency {
 	return lat
 }
 
-func runThroughput(tb testing.TB, backend string, clients int, d time.Duration) (int, time.Duration) {
+func runThroughput(tb testing.TB, topo topology, clients int, d time.Duration) (int, time.Duration) {
 	tb.Helper()
-	s := startSingle(tb, backend, clients, false)
+	s := startSingle(tb, topo, clients, false)
 	n, took, err := scale.Throughput(context.Background(), s.api, s.pairs, d)
 	if err != nil {
 		tb.Fatal(err)
@@ -488,17 +510,17 @@ func percentile(ds []time.Duration, p int) time.Duration {
 
 // BenchmarkDispatch measures one encode at a time, from the
 // encode_credential call to the job frame read by the fake bridge in
-// another process, and to the call's held answer (success). One
-// instance, on each backend, the bridge on the same instance.
+// another process, and to the call's held answer (success), in each of
+// the topologies.
 func BenchmarkDispatch(b *testing.B) {
-	for _, be := range backends {
-		b.Run(be, func(b *testing.B) { benchDispatch(b, be) })
+	for _, topo := range topologies {
+		b.Run(topo.Name, func(b *testing.B) { benchDispatch(b, topo) })
 	}
 }
 
-func benchDispatch(b *testing.B, backend string) {
+func benchDispatch(b *testing.B, topo topology) {
 	{
-		s := startSingle(b, backend, 4, true)
+		s := startSingle(b, topo, 4, true)
 		ctx := context.Background()
 		if _, err := scale.Dispatch(ctx, s.api, s.fleet, s.pairs[0], 10); err != nil { // warm up
 			b.Fatal(err)
@@ -524,14 +546,14 @@ func reportLatencies(b *testing.B, lat []scale.Latency) {
 // BenchmarkThroughput runs SCALE_CLIENTS (32) API clients, each encoding
 // on its own fake bridge again as soon as its held answer arrives, for
 // SCALE_WINDOW (10s), and reports the encodes per second the cloud
-// finished. One instance, on each backend. Run it with -benchtime 1x.
+// finished, in each of the topologies. Run it with -benchtime 1x.
 func BenchmarkThroughput(b *testing.B) {
 	clients := envInt("SCALE_CLIENTS", 32)
 	d := envDuration("SCALE_WINDOW", 10*time.Second)
-	for _, be := range backends {
-		b.Run(be, func(b *testing.B) {
+	for _, topo := range topologies {
+		b.Run(topo.Name, func(b *testing.B) {
 			for range b.N {
-				n, took := runThroughput(b, be, clients, d)
+				n, took := runThroughput(b, topo, clients, d)
 				b.ReportMetric(float64(n)/took.Seconds(), "jobs/s")
 				b.ReportMetric(float64(clients), "clients")
 			}
