@@ -77,16 +77,17 @@ bench: setup sdk
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./cardfmt/... ./hwtest/... ./cloud/
 
 # The cloud at scale (docs/benchmarks.md): 10,000 idle bridges held by
-# one and by two encoder-cloud processes on SQLite and by one on
-# PostgreSQL, from fakebridges processes of their own, then dispatch
-# latency and throughput on both stores; about eight minutes.
+# one and by two encoder-cloud processes on SQLite and by two on one
+# PostgreSQL database, from fakebridges processes of their own, then
+# dispatch latency and throughput on one instance of each store and
+# across two instances; about twelve minutes.
 # SCALE_DB, SCALE_BRIDGES, SCALE_INSTANCES, SCALE_FLEETS, SCALE_WINDOW and
 # SCALE_CLIENTS change the runs (cloud/cloudtest/scale).
 SCALE_BENCH = $(GO) test -run '^$$' -timeout 30m ./cloud/cloudtest/scale/
 bench-scale:
 	SCALE_INSTANCES=1 $(SCALE_BENCH) -bench Idle -benchtime 1x
 	SCALE_INSTANCES=2 $(SCALE_BENCH) -bench Idle -benchtime 1x
-	SCALE_DB=postgres SCALE_INSTANCES=1 $(SCALE_BENCH) -bench Idle -benchtime 1x
+	SCALE_DB=postgres SCALE_INSTANCES=2 $(SCALE_BENCH) -bench Idle -benchtime 1x
 	$(SCALE_BENCH) -bench Dispatch -benchtime 500x
 	$(SCALE_BENCH) -bench Throughput -benchtime 1x
 

@@ -86,7 +86,7 @@ func envDuration(name string, def time.Duration) time.Duration {
 type idleConfig struct {
 	Backend   string // sqlite or postgres
 	Bridges   int
-	Instances int // encoder-cloud serve processes, each with its own database
+	Instances int // encoder-cloud serve processes: a SQLite file each, or one PostgreSQL database
 	Fleets    int // fakebridges processes, dealt round-robin to the instances
 	Window    time.Duration
 	// Active bridges (in a workspace of their own on instance 0) answer
@@ -131,17 +131,31 @@ func runIdle(tb testing.TB, cfg idleConfig) idleResult {
 	clouds := make([]*scale.Cloud, cfg.Instances)
 	shares := make([][]fleet.Token, cfg.Instances)
 	var active scale.Workspace
-	for i := range clouds {
-		n := cfg.Bridges / cfg.Instances
-		if i < cfg.Bridges%cfg.Instances {
-			n++
-		}
-		db := newDB(tb, cfg.Backend, dir, fmt.Sprintf("cloud-%d", i))
-		ws, err := scale.Provision(ctx, db, n)
-		if err != nil {
+	// On PostgreSQL the instances share one database, as they would in
+	// production; SQLite gives each its own file.
+	var shared scale.Workspace
+	var sharedDB string
+	if cfg.Backend == "postgres" {
+		sharedDB = newDB(tb, cfg.Backend, dir, "cloud")
+		var err error
+		if shared, err = scale.Provision(ctx, sharedDB, cfg.Bridges); err != nil {
 			tb.Fatal(err)
 		}
-		shares[i] = ws.Tokens
+	}
+	for i := range clouds {
+		lo, hi := cfg.Bridges*i/cfg.Instances, cfg.Bridges*(i+1)/cfg.Instances
+		db := sharedDB
+		if db == "" {
+			db = newDB(tb, cfg.Backend, dir, fmt.Sprintf("cloud-%d", i))
+			ws, err := scale.Provision(ctx, db, hi-lo)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			shares[i] = ws.Tokens
+		} else {
+			shares[i] = shared.Tokens[lo:hi]
+		}
+		var err error
 		if i == 0 && cfg.Active > 0 {
 			if active, err = scale.Provision(ctx, db, cfg.Active); err != nil {
 				tb.Fatal(err)
@@ -348,22 +362,26 @@ func TestScaleSmall(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the cloud and fleet binaries")
 	}
-	t.Run("idle", func(t *testing.T) {
-		cfg := idleConfig{Backend: "sqlite", Bridges: 40, Instances: 2, Fleets: 3, Window: time.Second, Active: 3, Encodes: 3, Busy: 200 * time.Millisecond}
-		r := runIdle(t, cfg)
-		logIdle(t, cfg, r)
-		if len(r.Latencies) != 3 || r.Finished < 3 {
-			t.Errorf("%d encodes timed, %d finished by 3 busy clients", len(r.Latencies), r.Finished)
-		}
-		for i, in := range r.Instances {
-			if in.After.Links != in.Links || in.Links != 20 || in.After.RSS <= 0 || in.After.GoBytes() <= 0 || in.After.CPU <= 0 {
-				t.Errorf("instance %d: %+v", i, in)
+	for _, cfg := range []idleConfig{
+		{Backend: "sqlite", Bridges: 40, Instances: 2, Fleets: 3, Window: time.Second, Active: 3, Encodes: 3, Busy: 200 * time.Millisecond},
+		{Backend: "postgres", Bridges: 40, Instances: 2, Fleets: 2, Window: time.Second, Active: 3, Encodes: 3, Busy: 200 * time.Millisecond},
+	} {
+		t.Run("idle/"+cfg.Backend, func(t *testing.T) {
+			r := runIdle(t, cfg)
+			logIdle(t, cfg, r)
+			for i, in := range r.Instances {
+				if in.After.Links != in.Links || in.Links != 20 || in.After.RSS <= 0 || in.After.GoBytes() <= 0 || in.After.CPU <= 0 {
+					t.Errorf("instance %d: %+v", i, in)
+				}
 			}
-		}
-		if r.FleetRSS <= 0 {
-			t.Errorf("fleet RSS %d", r.FleetRSS)
-		}
-	})
+			if r.FleetRSS <= 0 {
+				t.Errorf("fleet RSS %d", r.FleetRSS)
+			}
+			if len(r.Latencies) != 3 || r.Finished < 3 {
+				t.Errorf("%d encodes timed, %d finished by 3 busy clients", len(r.Latencies), r.Finished)
+			}
+		})
+	}
 	for _, topo := range topologies {
 		t.Run("dispatch/"+topo.Name, func(t *testing.T) {
 			lat := runDispatch(t, topo, 5)
@@ -384,8 +402,9 @@ func TestScaleSmall(t *testing.T) {
 }
 
 // BenchmarkIdle holds SCALE_BRIDGES idle bridges (10,000) on
-// SCALE_INSTANCES encoder-cloud processes (1), each with its own database
-// (SCALE_DB: sqlite, the default, or postgres), from SCALE_FLEETS fakebridges processes (2), and reports per link
+// SCALE_INSTANCES encoder-cloud processes (1), each with its own SQLite
+// file or all on one PostgreSQL database (SCALE_DB: sqlite, the default,
+// or postgres), from SCALE_FLEETS fakebridges processes (2), and reports per link
 // the instances' resident memory and Go heap plus stacks over their
 // baseline, and their CPU at idle over SCALE_WINDOW (60s). Then, with
 // every idle link still attached, SCALE_CLIENTS answering bridges (32) on
