@@ -24,6 +24,7 @@ import (
 	"github.com/encoder-bridge/encoder-bridge/cardfmt"
 	"github.com/encoder-bridge/encoder-bridge/cloud"
 	"github.com/encoder-bridge/encoder-bridge/cloud/seam"
+	"github.com/encoder-bridge/encoder-bridge/hwtest/pcscd"
 	"github.com/encoder-bridge/encoder-bridge/hwtest/vpcd"
 	"github.com/encoder-bridge/encoder-bridge/internal/pgtest"
 	"github.com/encoder-bridge/encoder-bridge/internal/syncbuf"
@@ -38,7 +39,19 @@ const jobTimeout = 20 * time.Second
 
 var bins = map[string]string{}
 
-// TestMain builds encoder-cloud and encoder-bridge once for every cell.
+// daemon is the package's private pcscd (see TestMain); daemonErr says
+// why there is none.
+var (
+	daemon    *pcscd.Daemon
+	daemonErr error
+)
+
+// TestMain builds encoder-cloud and encoder-bridge once for every cell
+// and points the process and the bridges it starts at a private pcscd:
+// TestPCSCDRestart restarts it, and the machine's stays untouched. libpcsclite
+// reads the socket once per process, so every test here uses it. Where a
+// private pcscd cannot run, the other tests use the machine's and
+// TestPCSCDRestart skips (fails with CI set).
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "encoder-bridge-fault")
 	if err != nil {
@@ -54,8 +67,18 @@ func TestMain(m *testing.M) {
 		}
 		bins[name] = p
 	}
+	daemon, daemonErr = pcscd.New(pcscd.Options{Name: "Fault PCD"})
+	if daemonErr == nil {
+		daemonErr = daemon.Use()
+	}
 	// pgtest.Main stops the PostgreSQL cluster TestKillInstance starts.
 	code := pgtest.Main(m)
+	if daemon != nil {
+		if err := daemon.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			code = 1
+		}
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
