@@ -9,8 +9,10 @@
 // The slots are the machine's vpcd readers (/etc/reader.conf.d), or, with
 // vpcd.EnvReaderConf and PCSCLITE_CSOCK_NAME set, those of a private pcscd
 // (hwtest/pcscd) that the process was pointed at before its first PC/SC
-// call. Tests that plug and unplug readers start the bridge binary on a
-// private pcscd of their own and restart it (plug_test.go).
+// call. No test restarts or kills the machine's pcscd: tests that do so
+// run on a private pcscd (plug_test.go, hwtest/load, hwtest/fault), and
+// skip where it cannot run (neither root nor user namespaces), or fail
+// with CI set.
 //
 // Without pcscd the tests skip, unless the CI environment variable is set:
 // then they fail, because CI must run them.

@@ -5,7 +5,6 @@ import (
 	"os"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/ebfe/scard"
 
@@ -16,27 +15,8 @@ import (
 // it when the CI environment variable is set.
 func Require(t testing.TB) {
 	t.Helper()
-	if _, err := waitListedSlots(); err != nil {
+	if _, err := listedSlots(); err != nil {
 		unavailable(t, err)
-	}
-}
-
-// pcscdRestartWait bounds how long, with CI set, a check waits for pcscd to
-// answer: the fault matrix restarts it there while holding every slot, and
-// a test that checks before taking its slot must not take that for pcscd
-// being missing.
-const pcscdRestartWait = 20 * time.Second
-
-// waitListedSlots is listedSlots, tried again while pcscd does not answer
-// when CI is set.
-func waitListedSlots() ([]Slot, error) {
-	deadline := time.Now().Add(pcscdRestartWait)
-	for {
-		slots, err := listedSlots()
-		if err == nil || os.Getenv("CI") == "" || time.Now().After(deadline) {
-			return slots, err
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 

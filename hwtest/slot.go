@@ -48,7 +48,7 @@ const (
 func AcquireSlot(t testing.TB) Slot {
 	t.Helper()
 	Require(t)
-	slots, err := waitListedSlots()
+	slots, err := listedSlots()
 	if err != nil {
 		unavailable(t, err)
 	}

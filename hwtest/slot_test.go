@@ -71,7 +71,7 @@ func TestUnavailableSkipsLocallyFailsInCI(t *testing.T) {
 
 func TestAcquireSlotWaitsForAFreeSlot(t *testing.T) {
 	Require(t)
-	slots, err := waitListedSlots()
+	slots, err := listedSlots()
 	if err != nil {
 		t.Fatal(err)
 	}

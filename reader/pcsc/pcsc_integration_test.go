@@ -49,19 +49,9 @@ func requirePCSC(t *testing.T) {
 	if os.Getenv("CI") != "" {
 		fail = t.Fatalf
 	}
-	// With CI set, the fault matrix may be restarting pcscd (it holds
-	// every slot meanwhile): wait a little for it before failing.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		names, err := vpcdListed()
-		if err == nil && slices.Contains(names, vpcdReader) {
-			return
-		}
-		if os.Getenv("CI") == "" || time.Now().After(deadline) {
-			fail("pcscd with the %q reader (vsmartcard-vpcd) not reachable: %q, %v", vpcdReader, names, err)
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
+	names, err := vpcdListed()
+	if err != nil || !slices.Contains(names, vpcdReader) {
+		fail("pcscd with the %q reader (vsmartcard-vpcd) not reachable: %q, %v", vpcdReader, names, err)
 	}
 }
 
