@@ -9,6 +9,11 @@ type Trace struct {
 	// Verifying is called when a layout has written the card and starts
 	// reading it back.
 	Verifying func()
+	// RealUID is called when a layout has read the real UID of a card
+	// whose anticollision UID is random (a DESFire EV2/EV3 configured
+	// so), before it writes the record. An error stops the layout there:
+	// a caller that must work on one particular card refuses another.
+	RealUID func(uid []byte) error
 }
 
 type traceKey struct{}
@@ -23,4 +28,13 @@ func TraceVerifying(ctx context.Context) {
 	if t, _ := ctx.Value(traceKey{}).(*Trace); t != nil && t.Verifying != nil {
 		t.Verifying()
 	}
+}
+
+// TraceRealUID reports, for layouts, the real UID of a random-UID card,
+// and returns the caller's refusal.
+func TraceRealUID(ctx context.Context, uid []byte) error {
+	if t, _ := ctx.Value(traceKey{}).(*Trace); t != nil && t.RealUID != nil {
+		return t.RealUID(uid)
+	}
+	return nil
 }

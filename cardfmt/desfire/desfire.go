@@ -248,7 +248,8 @@ func readUID(ctx context.Context, c *conn, ks *cardfmt.KeySet, v uint8) ([]byte,
 	return cardUID(ctx, c)
 }
 
-// cardUID reads the real UID in the open session, encrypted.
+// cardUID reads the real UID in the open session, encrypted, and reports
+// it to the context's cardfmt.Trace.
 func cardUID(ctx context.Context, c *conn) ([]byte, error) {
 	uid, err := c.cmd(ctx, "GetCardUID", insGetCardUID, nil, nil, false, true)
 	if err != nil {
@@ -256,6 +257,9 @@ func cardUID(ctx context.Context, c *conn) ([]byte, error) {
 	}
 	if len(uid) != 7 && len(uid) != 10 {
 		return nil, fmt.Errorf("desfire: GetCardUID: %d-byte UID: %w", len(uid), reader.ErrRefused)
+	}
+	if err := cardfmt.TraceRealUID(ctx, uid); err != nil {
+		return nil, err
 	}
 	return uid, nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"testing"
 
 	"github.com/encoder-bridge/encoder-bridge/cardfmt"
@@ -632,3 +633,63 @@ func TestIncompatibleTechnology(t *testing.T) {
 
 // errOf drops the record Encode returns, for tests about its error.
 func errOf(_ cardfmt.Record, err error) error { return err }
+
+// The layout reports a random-UID card's real UID to the Trace before it
+// writes, on encode and scan, and a refusal leaves the record as it was;
+// a fixed-UID card's UID is its real one and is not reported.
+func TestTraceRealUID(t *testing.T) {
+	errRefused := errors.New("another card")
+	for _, tc := range []struct {
+		name   string
+		o      chip.DESFireOptions
+		report bool
+	}{
+		{"EV2 fixed UID", chip.DESFireOptions{}, false},
+		{"EV2 random UID", chip.DESFireOptions{RandomUID: true}, true},
+		{"EV3 random UID", chip.DESFireOptions{Generation: chip.DESFireEV3, RandomUID: true}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, tc.o)
+			ks := keySet(t, "site", 1)
+			var seen [][]byte
+			var refuse error
+			ctx := cardfmt.WithTrace(context.Background(), &cardfmt.Trace{RealUID: func(uid []byte) error {
+				seen = append(seen, slices.Clone(uid))
+				return refuse
+			}})
+			encode := func(c cardfmt.Credential) error {
+				k := r.connect()
+				defer k.card.Close()
+				return errOf(Encode(ctx, k.tag, k.info, ks, c))
+			}
+			c1 := credential("1001", 2)
+			if err := encode(c1); err != nil {
+				t.Fatalf("Encode: %v", err)
+			}
+			k := r.connect()
+			if _, err := Scan(ctx, k.tag, k.info, ks); err != nil {
+				t.Fatalf("Scan: %v", err)
+			}
+			k.card.Close()
+			if !tc.report {
+				if len(seen) != 0 {
+					t.Fatalf("a fixed-UID card reported % X", seen)
+				}
+				return
+			}
+			if len(seen) < 2 {
+				t.Fatalf("reported %d real UIDs for an encode and a scan", len(seen))
+			}
+			for _, uid := range seen {
+				if !bytes.Equal(uid, r.chip.RealUID()) {
+					t.Fatalf("reported % X, the card's real UID is % X", uid, r.chip.RealUID())
+				}
+			}
+			refuse = errRefused
+			if err := encode(credential("2002", 0)); !errors.Is(err, errRefused) {
+				t.Fatalf("Encode refused by the Trace: %v", err)
+			}
+			sameCredential(t, r.scan(ks), c1)
+		})
+	}
+}
