@@ -83,6 +83,8 @@ var (
 	ErrNotFound    = errors.New("journal: no such job")
 	ErrFinished    = errors.New("journal: job already finished")
 	ErrNotFinished = errors.New("journal: job not finished")
+	// ErrNotWriting: the job is not writing its card (BeginWrite).
+	ErrNotWriting = errors.New("journal: job not writing its card")
 	// ErrAcknowledged: the job's result was already acknowledged; only
 	// its id is left.
 	ErrAcknowledged = errors.New("journal: job already acknowledged")
@@ -543,6 +545,29 @@ func (j *Journal) BeginWrite(id, uid string) (Entry, error) {
 		return putEntry(jobs, e)
 	})
 	return out, err
+}
+
+// SetCardUID records, durably, the UID (hex) of the card job id is
+// writing, once it is known better than when writing began: the real UID
+// of a card whose anticollision UID is random, which the layout reads
+// before its first write of the record.
+func (j *Journal) SetCardUID(id, uid string) error {
+	return j.db.Update(func(tx *bbolt.Tx) error {
+		jobs := tx.Bucket(bucketJobs)
+		e, ok, err := getEntry(jobs, id)
+		switch {
+		case err != nil:
+			return err
+		case !ok:
+			return fmt.Errorf("%w: %q", ErrNotFound, id)
+		case e.State != StateWriting:
+			return fmt.Errorf("%w: %q is %s", ErrNotWriting, id, e.State)
+		case e.CardUID == uid:
+			return nil
+		}
+		e.CardUID, e.UpdatedAt = uid, j.opts.Now()
+		return putEntry(jobs, e)
+	})
 }
 
 // Finish stores the result of job id and returns the result stored. A

@@ -464,3 +464,45 @@ func TestBeginWriteCountsAttempts(t *testing.T) {
 		t.Fatalf("Recover = %+v, %v", found, err)
 	}
 }
+
+// SetCardUID replaces the UID of a job writing its card (a random-UID
+// card's real one), keeps the attempt, and keeps it across a reopen.
+func TestSetCardUID(t *testing.T) {
+	c := &clock{now: t0}
+	dir := t.TempDir()
+	j := open(t, dir, c)
+	j.Receive(job("j1", t0.Add(time.Minute)))
+	j.Receive(job("queued", t0.Add(time.Minute)))
+	j.Receive(job("done", t0.Add(time.Minute)))
+	j.Finish("done", okResult())
+	if _, err := j.BeginWrite("j1", "08A1B2C3"); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, id, uid string
+		err           error
+	}{
+		{"real UID", "j1", "04A1B2C3D4E5F6", nil},
+		{"the same again", "j1", "04A1B2C3D4E5F6", nil},
+		{"unknown job", "nope", "04A1B2C3D4E5F6", ErrNotFound},
+		{"not writing", "queued", "04A1B2C3D4E5F6", ErrNotWriting},
+		{"finished job", "done", "04A1B2C3D4E5F6", ErrNotWriting},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := j.SetCardUID(tc.id, tc.uid); !errors.Is(err, tc.err) || (tc.err != nil) != (err != nil) {
+				t.Fatalf("SetCardUID = %v, want %v", err, tc.err)
+			}
+		})
+	}
+	j.Close()
+	j = open(t, dir, c)
+	defer j.Close()
+	found, err := j.Recover()
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(found, func(e Entry) bool { return e.Job.JobID == "j1" })
+	if i < 0 || found[i].State != StateWriting || found[i].Attempt != 1 || found[i].CardUID != "04A1B2C3D4E5F6" {
+		t.Fatalf("Recover = %+v", found)
+	}
+}
