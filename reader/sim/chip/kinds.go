@@ -70,8 +70,9 @@ func randomUID(n int) []byte {
 		return b
 	}
 	// Avoid the values ISO/IEC 14443-3 reserves for UID0 of a single-size
-	// UID: 0x88 is the cascade tag, xF is RFU.
-	for b[0] == 0x88 || b[0]&0x0F == 0x0F {
+	// UID: 0x88 is the cascade tag, xF is RFU, 0x08 marks a random ID,
+	// which a fixed-UID card never answers.
+	for b[0] == 0x88 || b[0] == 0x08 || b[0]&0x0F == 0x0F {
 		_, _ = rand.Read(b[:1])
 	}
 	return b
