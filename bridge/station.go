@@ -141,6 +141,23 @@ type JobOptions struct {
 	// with the card untouched: a caller that must work on one particular
 	// card refuses another here, and learns the UID of the card it writes.
 	Card func(Card) error
+	// RealUID, when set, is called with the real UID of a card whose
+	// anticollision UID is random, once the layout reads it and before it
+	// writes (cardfmt.Trace.RealUID). An error aborts the job there.
+	RealUID func(uid []byte) error
+}
+
+// trace carries o's hooks to the layout.
+func (o JobOptions) trace(ctx context.Context) context.Context {
+	if o.Progress == nil && o.RealUID == nil {
+		return ctx
+	}
+	t := &cardfmt.Trace{RealUID: o.RealUID}
+	if o.Progress != nil {
+		// Only protocol.StageWriting may stop a job; a refusal here changes nothing.
+		t.Verifying = func() { _ = o.progress(protocol.StageVerifying) }
+	}
+	return cardfmt.WithTrace(ctx, t)
 }
 
 func (o JobOptions) progress(st protocol.Stage) error {
@@ -164,10 +181,7 @@ func (s *Station) EncodeWith(ctx context.Context, readerName string, c cardfmt.C
 	if err := c.Validate(); err != nil {
 		return Encoded{}, Classify(OpEncode, fmt.Errorf("%w: %w", ErrInvalidCredential, err))
 	}
-	if o.Progress != nil {
-		// Only protocol.StageWriting may stop a job; a refusal here changes nothing.
-		ctx = cardfmt.WithTrace(ctx, &cardfmt.Trace{Verifying: func() { _ = o.progress(protocol.StageVerifying) }})
-	}
+	ctx = o.trace(ctx)
 	var res Encoded
 	err := s.withCard(ctx, OpEncode, readerName, o, func(tag *reader.Tag, info reader.Info, l layout) error {
 		res.Card = cardOf(readerName, info)
@@ -188,6 +202,7 @@ func (s *Station) Scan(ctx context.Context, readerName string, wait time.Duratio
 
 // ScanWith is Scan with progress reports.
 func (s *Station) ScanWith(ctx context.Context, readerName string, o JobOptions) (ScanResult, error) {
+	ctx = o.trace(ctx)
 	var res ScanResult
 	err := s.withCard(ctx, OpScan, readerName, o, func(tag *reader.Tag, info reader.Info, l layout) error {
 		res.Card = cardOf(readerName, info)

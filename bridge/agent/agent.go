@@ -72,6 +72,10 @@ type Store interface {
 	// BeginWrite records that writing the card with UID uid (hex)
 	// begins, and counts the attempt.
 	BeginWrite(jobID, uid string) (journal.Entry, error)
+	// SetCardUID records the real UID (hex) of the card a job writes,
+	// once the layout read it (a random-UID card), before the record is
+	// written.
+	SetCardUID(jobID, uid string) error
 	// Finish stores a result; a job finishes once, and the result stored
 	// first is returned.
 	Finish(jobID string, r protocol.Result) (protocol.Result, error)

@@ -33,8 +33,11 @@ type jobRun struct {
 	writing  bool // StageWriting was reached: the card may be half written
 	stopping bool
 	card     bridge.Card // the card identified last
+	// real is the real UID the layout read from the card identified last,
+	// when its anticollision UID is random; nil otherwise.
+	real []byte
 	// want is the UID of the card the job must work on, once it wrote
-	// one; nil: any card.
+	// one (for a random-UID card its real UID); nil: any card.
 	want []byte
 }
 
@@ -174,6 +177,7 @@ func (a *Agent) runJob(e journal.Entry) {
 		Now:      a.cloudNow,
 		APDUs:    &apdus,
 		Card:     run.onCard,
+		RealUID:  a.realUIDHook(id, run),
 	}
 
 	var res protocol.Result
@@ -226,6 +230,11 @@ func (a *Agent) progressHook(id string, writeBy time.Time, run *jobRun) func(pro
 			}
 			run.writing = true
 			uid := run.card.UID
+			if run.want != nil {
+				// The card the job must work on (the hooks refuse others):
+				// for a random-UID card, its real UID.
+				uid = run.want
+			}
 			run.mu.Unlock()
 			stored, err := a.opts.Store.BeginWrite(id, uidHex(uid))
 			if err != nil {
@@ -245,15 +254,50 @@ func (a *Agent) progressHook(id string, writeBy time.Time, run *jobRun) func(pro
 var errOtherCard = errors.New("agent: another card than the one being encoded")
 
 // onCard notes the card a job identified, and refuses it when the job
-// must find the card it wrote and this is another.
+// must find the card it wrote and this is another. A random UID tells
+// nothing: the layout's real UID decides (realUIDHook).
 func (r *jobRun) onCard(c bridge.Card) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.want != nil && !bytes.Equal(r.want, c.UID) {
+	if r.want != nil && knownUID(c.UID) && !bytes.Equal(r.want, c.UID) {
 		return errOtherCard
 	}
-	r.card = c
+	r.card, r.real = c, nil
 	return nil
+}
+
+// realUIDHook notes the real UID of a random-UID card, refuses it when
+// the job must find the card it wrote and this is another, and once
+// writing began records it in the journal before the record is written,
+// so that a job resumed after a crash knows the card.
+func (a *Agent) realUIDHook(id string, run *jobRun) func([]byte) error {
+	return func(uid []byte) error {
+		run.mu.Lock()
+		if run.want != nil && !bytes.Equal(run.want, uid) {
+			run.mu.Unlock()
+			return errOtherCard
+		}
+		run.real = bytes.Clone(uid)
+		writing := run.writing
+		run.mu.Unlock()
+		if !writing {
+			return nil
+		}
+		if err := a.opts.Store.SetCardUID(id, uidHex(uid)); err != nil {
+			a.fatal(fmt.Errorf("agent: job %s: %w", id, err))
+			return fmt.Errorf("agent: cannot record the card's real UID: %w", err)
+		}
+		return nil
+	}
+}
+
+// cardUID is the UID that tells the job's card apart: the real one the
+// layout read, or the anticollision UID.
+func (r *jobRun) cardUID() []byte {
+	if r.real != nil {
+		return r.real
+	}
+	return r.card.UID
 }
 
 // progress reports a stage if the cloud is connected; progress is not
@@ -298,7 +342,7 @@ func (a *Agent) encode(ctx context.Context, e journal.Entry, opts bridge.JobOpti
 			return jobErrorResult(bridge.OpEncode, err), err
 		}
 		run.mu.Lock()
-		writing, uid := run.writing, run.card.UID
+		writing, uid := run.writing, run.cardUID()
 		run.mu.Unlock()
 		switch {
 		case writing && cardLost(err):

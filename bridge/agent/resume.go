@@ -96,8 +96,9 @@ func replaced(sc cardfmt.Scan, c cardfmt.Credential) bool {
 // resume settles an encode whose write may have completed or not: one
 // the journal found writing after a crash or stop, or one that lost the
 // card or its reader in transport after writing began (the read-back
-// included). It waits until end for the card it wrote (uid; for a
-// random-ID card, whose UID says nothing, any card) and scans it: this
+// included). It waits until end for the card it wrote (uid: for a
+// random-ID card its real UID, which the layout reads, or when that was
+// not recorded, any card) and scans it: this
 // job's record, with a valid MAC, is success, reported with the scan; a
 // card that shows nothing of it (see replaced) is written again, on that
 // card only (the journal counts the attempt); anything else is
@@ -117,7 +118,7 @@ func (a *Agent) resume(ctx context.Context, e journal.Entry, cred cardfmt.Creden
 		log.Warn("the job's card could not be confirmed", zap.String("why", why))
 		return errorResult(protocol.ErrorEncodingInterrupted, why+"; encode the card again"), nil
 	}
-	scanOpts := bridge.JobOptions{Now: opts.Now, APDUs: opts.APDUs, Card: opts.Card}
+	scanOpts := bridge.JobOptions{Now: opts.Now, APDUs: opts.APDUs, Card: opts.Card, RealUID: opts.RealUID}
 	for {
 		now := a.cloudNow()
 		if !now.Before(end) {
@@ -125,6 +126,11 @@ func (a *Agent) resume(ctx context.Context, e journal.Entry, cred cardfmt.Creden
 		}
 		scanOpts.Wait = end.Sub(now)
 		sc, err := a.station.ScanWith(ctx, e.Reader, scanOpts)
+		run.mu.Lock()
+		// A random UID is the card written only if the layout read its
+		// real UID (the hook refused any other).
+		same := known && (knownUID(sc.UID) || run.real != nil)
+		run.mu.Unlock()
 		switch {
 		case ctx.Err() != nil:
 			return jobErrorResult(bridge.OpEncode, ctx.Err()), ctx.Err()
@@ -161,7 +167,7 @@ func (a *Agent) resume(ctx context.Context, e journal.Entry, cred cardfmt.Creden
 				Valid:         true,
 				Credential:    &given,
 			}}, nil
-		case !known:
+		case !same:
 			return interrupted("writing a random-ID card began, and the card presented does not hold the job's record; its UID cannot tell whether it is the card written")
 		case !replaced(sc.Scan, cred):
 			reason := string(sc.Reason)

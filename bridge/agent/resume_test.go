@@ -123,9 +123,11 @@ func torn(t *testing.T, ks *cardfmt.KeySet) *countingCard {
 }
 
 // randomIDCard is a DESFire EV3 that makes up its UID at each activation.
-func randomIDCard(t *testing.T) chip.Card {
+func randomIDCard(t *testing.T) chip.Card { return randomID(t, chip.DESFireEV3) }
+
+func randomID(t *testing.T, g int) *chip.DESFire {
 	t.Helper()
-	c, err := chip.NewDESFire(chip.DESFireOptions{Generation: chip.DESFireEV3, Size: 4096, RandomUID: true}, nil)
+	c, err := chip.NewDESFire(chip.DESFireOptions{Generation: g, Size: 4096, RandomUID: true}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,11 +143,15 @@ func TestResumeAfterRestart(t *testing.T) {
 		// when it is not presented again.
 		card func(t *testing.T, ks *cardfmt.KeySet) chip.Card
 		// other, when set, is on the encoder first; the job's card
-		// replaces it once the job waits.
-		other bool
+		// replaces it once the job waits. otherRandom makes it a
+		// random-ID DESFire EV2 (its UID tells nothing; its real one does).
+		other, otherRandom bool
 		// short: the job has little time left.
 		short bool
-		want  protocol.ErrorType // "" for success
+		// real: the journal holds the card's real UID, as the agent
+		// records it for a random-UID card before writing the record.
+		real bool
+		want protocol.ErrorType // "" for success
 		// writes the agent makes on the job's card (UPDATE BINARY);
 		// -1: one encode's over an old record, -2: one encode's of a
 		// blank card.
@@ -190,6 +196,21 @@ func TestResumeAfterRestart(t *testing.T) {
 			encodeOn(t, c, ks, otherCredential(t))
 			return c
 		}, want: protocol.ErrorEncodingInterrupted},
+		{name: "random-ID EV2 cut after the commit, real UID recorded", real: true, card: func(t *testing.T, ks *cardfmt.KeySet) chip.Card {
+			c := randomID(t, chip.DESFireEV2)
+			encodeOn(t, c, ks, jobCredential(t))
+			return c
+		}},
+		{name: "random-ID EV2 holding the old record, real UID recorded", real: true, card: func(t *testing.T, ks *cardfmt.KeySet) chip.Card {
+			c := randomID(t, chip.DESFireEV2)
+			encodeOn(t, c, ks, otherCredential(t))
+			return c
+		}},
+		{name: "another random-ID EV2 first, then the job's, real UID recorded", real: true, other: true, otherRandom: true, card: func(t *testing.T, ks *cardfmt.KeySet) chip.Card {
+			c := randomID(t, chip.DESFireEV2)
+			encodeOn(t, c, ks, otherCredential(t))
+			return c
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
@@ -200,6 +221,9 @@ func TestResumeAfterRestart(t *testing.T) {
 			if tc.card != nil {
 				card = tc.card(t, h.keys)
 				uid = scanOn(t, card, h.keys).UID
+			}
+			if tc.real {
+				uid = card.(*chip.DESFire).RealUID()
 			}
 			counted, _ := card.(*countingCard)
 			var before int32
@@ -224,7 +248,11 @@ func TestResumeAfterRestart(t *testing.T) {
 
 			other := newCard(t)
 			encodeOn(t, other, h.keys, otherCredential(t))
+			randomOther := randomID(t, chip.DESFireEV2)
+			encodeOn(t, randomOther, h.keys, otherCredential(t))
 			switch {
+			case tc.otherRandom:
+				r.Insert(randomOther)
 			case tc.other:
 				r.Insert(other)
 			case card != nil:
@@ -269,13 +297,58 @@ func TestResumeAfterRestart(t *testing.T) {
 					t.Fatalf("the agent wrote the card %d times, want %d", got, want)
 				}
 			}
-			if n := other.writes.Load(); tc.other && n != writesPerEncode() {
+			if sc := scanOn(t, randomOther, h.keys); tc.otherRandom && (!sc.Valid() || holdsJob(sc.Record, jobCredential(t))) {
+				t.Fatalf("the other random-ID card scans as %+v", sc.Scan)
+			}
+			if n := other.writes.Load(); tc.other && !tc.otherRandom && n != writesPerEncode() {
 				// Only the bench's encode of the old record.
 				t.Fatalf("the other card was written by the agent: %d writes", n-writesPerEncode())
 			}
 			h.quiet()
 		})
 	}
+}
+
+// A random-ID DESFire EV2 lifted during the read-back, after the commit:
+// the journal holds its real UID, recorded before the record was written
+// (what a resume after a crash finds it by, see TestResumeAfterRestart),
+// and the job finds the card by it and reports success.
+func TestResumeRandomIDInJob(t *testing.T) {
+	h := newHarness(t)
+	enc := h.encoderID("Sim 00")
+	r := h.sim.Plug("Sim 00")
+	// The read-back's last APDU, counted on a card in the same state.
+	bench := randomID(t, chip.DESFireEV2)
+	encodeOn(t, bench, h.keys, otherCredential(t))
+	a := &apduCount{Card: bench}
+	encodeOn(t, a, h.keys, jobCredential(t))
+	last := int(a.n.Load())
+
+	card := randomID(t, chip.DESFireEV2)
+	encodeOn(t, card, h.keys, otherCredential(t))
+	served := chip.WithFaults(card, chip.Faults{RemoveAt: last})
+	r.Insert(served)
+	h.start()
+	cc := h.cloud.Next(t)
+	cc.Job(encodeJob("j1", enc, in(waitLong)))
+	cc.Expect(t, "writing", isStage("j1", protocol.StageWriting))
+	<-h.sim.Waiting(2) // the card left; the job waits for it
+	_, active, err := h.j.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(active) != 1 || active[0].State != journal.StateWriting || active[0].CardUID != uidHex(card.RealUID()) {
+		t.Fatalf("journal while the job waits: %+v, want writing with the real UID %s", active, uidHex(card.RealUID()))
+	}
+	r.Insert(served)
+	res := cc.ExpectResult(t, "j1")
+	if res.Error != nil {
+		t.Fatalf("result: %+v, want success", res.Error)
+	}
+	if sc := scanOn(t, card, h.keys); !sc.Valid() || !holdsJob(sc.Record, jobCredential(t)) {
+		t.Fatalf("success reported, and the card scans as %+v", sc.Scan)
+	}
+	h.quiet()
 }
 
 // An encode whose read-back loses the card waits for that card and
