@@ -44,6 +44,9 @@ func RedactDSN(dsn string) string {
 	if _, has := u.User.Password(); has {
 		u.User = url.UserPassword(u.User.Username(), "xxxxx")
 	}
+	// A PostgreSQL URL has no fragment: one is text after a stray '#',
+	// which may be part of a password, so none of it is shown.
+	u.Fragment, u.RawFragment = "", ""
 	q := u.Query()
 	changed := false
 	for _, p := range secretParams {
