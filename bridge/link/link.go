@@ -91,13 +91,43 @@ func (realClock) Now() time.Time                         { return time.Now() }
 func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
 // Backoff is the redial policy: attempt n waits a uniformly random time in
-// [0, min(Max, Base·2ⁿ)) ("full jitter"), and n goes back to 0 only when a
-// connection stayed up for Grace after the cloud's first message, so a
-// cloud that accepts and at once drops the bridge is not hammered.
+// [0, min(Max, Base·2ⁿ)) ("full jitter"). n counts no further than steps,
+// the doublings from Base to Max. A connection that stayed up for d after
+// the cloud's first message takes floor(d / (Grace/steps)) off n before
+// the next redial, so Grace of up-time forgives all of it (with the
+// defaults, 1 s to 60 s is 6 steps and each 5 s up forgives one). A cloud
+// that accepts and at once drops the bridge forgives nothing and is not
+// hammered; a link that works for 15 s between cuts stays near Base
+// instead of climbing to Max.
 type Backoff struct {
 	Base  time.Duration
 	Max   time.Duration
 	Grace time.Duration
+}
+
+// steps is the number of doublings from Base until the delay's ceiling
+// reaches Max: the highest attempt count that still changes the delay.
+func (b Backoff) steps() int {
+	n := 0
+	for d := b.Base; d > 0 && d < b.Max && n < 62; d <<= 1 {
+		n++
+	}
+	return n
+}
+
+// forgive is the attempt count after a connection that stayed up for d
+// past the cloud's first message, from attempt count n.
+func (b Backoff) forgive(n int, d time.Duration) int {
+	steps := b.steps()
+	n = min(n, steps)
+	if d <= 0 || steps == 0 {
+		return n
+	}
+	if d >= b.Grace {
+		return 0
+	}
+	per := max(b.Grace/time.Duration(steps), 1)
+	return max(n-int(d/per), 0)
 }
 
 // Options configure a Link.
@@ -424,8 +454,8 @@ func (l *Link) Run(ctx context.Context, serve func(context.Context, Session) err
 				l.opts.Dialed(c.url)
 			}
 			err = l.serve(ctx, c, serve)
-			if first, ok := c.FirstMessageAt(); ok && l.clock.Now().Sub(first) >= l.opts.Backoff.Grace {
-				attempt = 0
+			if first, ok := c.FirstMessageAt(); ok {
+				attempt = l.opts.Backoff.forgive(attempt, l.clock.Now().Sub(first))
 			}
 		}
 		if ctx.Err() != nil {
@@ -441,7 +471,9 @@ func (l *Link) Run(ctx context.Context, serve func(context.Context, Session) err
 		// Another instance may be up where this one refused or dropped.
 		l.next()
 		wait := l.Delay(attempt)
-		attempt++
+		// Past steps the delay is Max anyway; a bounded count lets up-time
+		// forgive a long outage as quickly as a short one.
+		attempt = min(attempt+1, l.opts.Backoff.steps())
 		l.log.Warn("link down", zap.Error(err), zap.Duration("retry_in", wait), zap.Int("attempt", attempt), zap.String("next_url", l.URL()))
 		select {
 		case <-ctx.Done():

@@ -199,90 +199,185 @@ func TestBackoffGrowsCappedWithFullJitter(t *testing.T) {
 	}
 }
 
-// The attempt count resets only when a connection outlived the grace
-// period after the cloud's first message.
-func TestBackoffResetsAfterGrace(t *testing.T) {
-	fc := newFakeClock()
-	type ctl struct {
-		welcome bool
-		drop    chan struct{}
-		up      chan struct{} // if set, closed once the connection is up
+func TestBackoffSteps(t *testing.T) {
+	for _, tc := range []struct {
+		b    Backoff
+		want int
+	}{
+		{Backoff{Base: time.Second, Max: 60 * time.Second}, 6},
+		{Backoff{Base: 100 * time.Millisecond, Max: time.Second}, 4},
+		{Backoff{Base: time.Second, Max: 64 * time.Second}, 6},
+		{Backoff{Base: time.Second, Max: time.Second}, 0},
+		{Backoff{Base: time.Nanosecond, Max: 1 << 62}, 62},
+	} {
+		if got := tc.b.steps(); got != tc.want {
+			t.Errorf("%+v.steps() = %d, want %d", tc.b, got, tc.want)
+		}
 	}
-	conns := make(chan ctl, 8)
+}
+
+func TestBackoffForgive(t *testing.T) {
+	def := Backoff{Base: DefaultBackoffBase, Max: DefaultBackoffMax, Grace: DefaultGracePeriod}
+	for _, tc := range []struct {
+		name string
+		b    Backoff
+		n    int
+		up   time.Duration
+		want int
+	}{
+		{"dropped at once", def, 4, 0, 4},
+		{"under one step", def, 4, 4999 * time.Millisecond, 4},
+		{"one step", def, 4, 5 * time.Second, 3},
+		{"15 s", def, 4, 15 * time.Second, 1},
+		{"never below 0", def, 2, 15 * time.Second, 0},
+		{"grace resets", def, 6, 30 * time.Second, 0},
+		{"just under grace", def, 6, 29999 * time.Millisecond, 1},
+		{"count capped at steps", def, 40, 0, 6},
+		{"a capped count forgiven like any", def, 40, 15 * time.Second, 3},
+		{"no steps", Backoff{Base: time.Second, Max: time.Second, Grace: time.Minute}, 3, time.Hour, 0},
+		{"steps not dividing grace", Backoff{Base: 100 * time.Millisecond, Max: 10 * time.Second, Grace: time.Minute}, 7, 59 * time.Second, 1},
+	} {
+		if got := tc.b.forgive(tc.n, tc.up); got != tc.want {
+			t.Errorf("%s: forgive(%d, %v) = %d, want %d", tc.name, tc.n, tc.up, got, tc.want)
+		}
+	}
+}
+
+// A step of TestBackoffUnderFlaps: a refused dial, or a connection that
+// stays up for up (on the fake clock) and then drops.
+type linkStep struct {
+	refuse  bool
+	silent  bool // the cloud never speaks
+	up      time.Duration
+	wantSec float64 // the wait Run then asks for, with maximal jitter
+}
+
+func refused(want float64) linkStep { return linkStep{refuse: true, wantSec: want} }
+func session(up time.Duration, want float64) linkStep {
+	return linkStep{up: up, wantSec: want}
+}
+func repeat(n int, s linkStep) []linkStep {
+	out := make([]linkStep, n)
+	for i := range out {
+		out[i] = s
+	}
+	return out
+}
+
+// Real connections on loopback, up for fake-clock times, with the default
+// policy (1 s doubling to 60 s, 30 s grace).
+func TestBackoffUnderFlaps(t *testing.T) {
+	s := time.Second
+	// Nine refused dials: the count stops at 6 steps, the delay at 60 s.
+	outage := []linkStep{refused(1), refused(2), refused(4), refused(8),
+		refused(16), refused(32), refused(60), refused(60), refused(60)}
+	for _, tc := range []struct {
+		name  string
+		steps []linkStep
+	}{
+		{"accept and drop escalates to Max", append([]linkStep{
+			session(0, 1), session(0, 2), session(0, 4), session(0, 8),
+			session(0, 16), session(0, 32)}, repeat(3, session(0, 60))...)},
+		{"up under one step forgives nothing", []linkStep{
+			session(4*s, 1), session(4*s, 2), session(4*s, 4), session(4*s, 8)}},
+		{"cuts every 15 s stay at Base", repeat(8, session(15*s, 1))},
+		{"cuts every 10 to 20 s stay near Base", []linkStep{
+			session(10*s, 1), session(20*s, 1), session(12*s, 1), session(0, 2),
+			session(11*s, 1), session(18*s, 1)}},
+		{"cuts every 15 s after an outage come down to Base", append(slices.Clone(outage),
+			session(15*s, 8), session(15*s, 2), session(15*s, 1), session(15*s, 1))},
+		{"30 s up resets", []linkStep{
+			session(0, 1), session(0, 2), session(0, 4), session(0, 8),
+			session(30*s, 1), session(0, 2)}},
+		{"29 s up leaves one doubling", append(outage[:8:8],
+			session(29*s, 2))},
+		{"a silent cloud forgives nothing", []linkStep{
+			session(0, 1), session(0, 2), {silent: true, up: time.Hour, wantSec: 4}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { runLinkSteps(t, tc.steps) })
+	}
+}
+
+func runLinkSteps(t *testing.T, steps []linkStep) {
+	t.Helper()
+	type ctl struct {
+		linkStep
+		opened chan struct{}
+		drop   chan struct{}
+	}
+	plan := make(chan ctl, len(steps))
+	for _, st := range steps {
+		plan <- ctl{linkStep: st, opened: make(chan struct{}), drop: make(chan struct{})}
+	}
+	conns := make(chan ctl, len(steps))
 	srv := wsServer(t, false, func(ws *websocket.Conn, r *http.Request) {
 		c := <-conns
-		if c.welcome {
+		if !c.silent {
 			ws.WriteMessage(websocket.TextMessage, []byte(`welcome`))
 		}
-		if c.up != nil {
-			close(c.up)
-		}
+		close(c.opened)
 		<-c.drop
 	})
-	var failDials atomic.Int32
-	failDials.Store(2)
+	fc := newFakeClock()
+	cur := make(chan ctl, len(steps))
 	var d net.Dialer
 	l, err := New(Options{
 		URL: wsURL(srv), Clock: fc, Jitter: maxJitter,
-		Backoff: Backoff{Base: 100 * time.Millisecond, Max: 10 * time.Second, Grace: time.Minute},
+		Backoff: Backoff{Base: DefaultBackoffBase, Max: DefaultBackoffMax, Grace: DefaultGracePeriod},
 		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			if failDials.Add(-1) >= 0 {
+			var c ctl
+			select {
+			case c = <-plan:
+			default:
+				return nil, errors.New("connection refused: plan done")
+			}
+			cur <- c
+			if c.refuse {
 				return nil, errors.New("connection refused")
 			}
+			conns <- c
 			return d.DialContext(ctx, network, addr)
 		},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := make(chan []byte, 8)
+	got := make(chan struct{}, len(steps))
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go l.Run(ctx, func(ctx context.Context, s Session) error {
-		for {
-			b, err := s.Recv(ctx)
-			if err != nil {
-				return err
+	done := make(chan error, 1)
+	go func() {
+		done <- l.Run(ctx, func(ctx context.Context, s Session) error {
+			for {
+				if _, err := s.Recv(ctx); err != nil {
+					return err
+				}
+				got <- struct{}{}
 			}
-			got <- b
+		})
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	for i, st := range steps {
+		var c ctl
+		select {
+		case c = <-cur:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("step %d: no dial", i)
 		}
-	})
-	ms := func(n int) time.Duration { return time.Duration(n)*time.Millisecond - 1 }
-	if w := fc.next(t); w != ms(100) {
-		t.Fatalf("first wait %v", w)
-	}
-	if w := fc.next(t); w != ms(200) {
-		t.Fatalf("second wait %v", w)
-	}
-
-	// Up, welcomed, stable for the grace period: back to attempt 0.
-	c := ctl{welcome: true, drop: make(chan struct{})}
-	conns <- c
-	<-got
-	fc.Advance(time.Minute)
-	close(c.drop)
-	if w := fc.next(t); w != ms(100) {
-		t.Fatalf("wait after a stable connection = %v, want reset to %v", w, ms(100))
-	}
-
-	// Up and welcomed but dropped within the grace period: keeps growing.
-	c = ctl{welcome: true, drop: make(chan struct{})}
-	conns <- c
-	<-got
-	fc.Advance(59 * time.Second)
-	close(c.drop)
-	if w := fc.next(t); w != ms(200) {
-		t.Fatalf("wait after a short connection = %v, want %v", w, ms(200))
-	}
-
-	// Up for long, but the cloud never spoke: no reset either.
-	c = ctl{drop: make(chan struct{}), up: make(chan struct{})}
-	conns <- c
-	<-c.up
-	fc.Advance(time.Hour)
-	close(c.drop)
-	if w := fc.next(t); w != ms(400) {
-		t.Fatalf("wait after a silent connection = %v, want %v", w, ms(400))
+		if !c.refuse {
+			<-c.opened
+			if !c.silent {
+				<-got // the first message is in before the clock moves
+			}
+			fc.Advance(c.linkStep.up)
+			close(c.drop)
+		}
+		w := fc.next(t)
+		if want := time.Duration(st.wantSec*float64(time.Second)) - 1; w != want {
+			t.Fatalf("step %d (%+v): wait %v, want just under %v", i, st, w, want+1)
+		}
 	}
 }
 
