@@ -137,6 +137,11 @@ type Options struct {
 	// milliseconds on a real encoder, and its result must reach the
 	// cloud before the cloud expires the attempt.
 	WriteMargin time.Duration
+	// CardMargin is how long before its deadline a job stops waiting for
+	// a card (default 2s), or a tenth of the time the job had left when
+	// it started if that is less: its "no card" result must reach the
+	// cloud before the cloud expires the attempt at the deadline.
+	CardMargin time.Duration
 }
 
 // Agent runs jobs from the cloud on this PC's encoders.
@@ -233,6 +238,9 @@ func New(opts Options) (*Agent, error) {
 	}
 	if opts.WriteMargin <= 0 {
 		opts.WriteMargin = time.Second
+	}
+	if opts.CardMargin <= 0 {
+		opts.CardMargin = 2 * time.Second
 	}
 	a := &Agent{
 		opts:     opts,

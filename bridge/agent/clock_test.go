@@ -2,6 +2,7 @@ package agent
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -244,5 +245,60 @@ func TestScanWarningsOnCloudTime(t *testing.T) {
 					r.Card.Warnings, r.Card.Credential.StartsAt, r.Card.Credential.EndsAt, cloudNow().Format(time.RFC3339))
 			}
 		})
+	}
+}
+
+// A job stops waiting for a card CardMargin (2 s) before its deadline, or
+// a tenth of the time it had left if that is less, so that its "no card"
+// reaches the cloud before the cloud expires the attempt at the deadline.
+// An encode stops by WriteMargin (1 s) if that is earlier.
+func TestCardWaitEndsBeforeDeadline(t *testing.T) {
+	h := newHarness(t)
+	pc := clock.NewFake(cloudT0)
+	h.clock = pc
+	cloudNow := func() time.Time { return cloudT0.Add(pc.Mono()) }
+	h.cloud.Now.Store(&cloudNow)
+	h.sim.Plug("Sim 00") // no card on it
+	h.start()
+	enc := h.encoderID("Sim 00")
+	ms := time.Millisecond
+	for _, tc := range []struct {
+		kind protocol.JobKind
+		left time.Duration // the job's deadline minus now
+		want time.Duration // how long it waits for a card
+	}{
+		{protocol.JobScan, time.Minute, 58 * time.Second},
+		{protocol.JobScan, 30 * time.Second, 28 * time.Second},
+		{protocol.JobScan, 20 * time.Second, 18 * time.Second},
+		{protocol.JobScan, 6 * time.Second, 5400 * ms},
+		{protocol.JobScan, time.Second, 900 * ms},
+		{protocol.JobScan, 50 * ms, 45 * ms},
+		{protocol.JobEncode, 30 * time.Second, 28 * time.Second},
+		{protocol.JobEncode, 10 * time.Second, 9 * time.Second},
+		{protocol.JobEncode, 6 * time.Second, 5 * time.Second},
+		{protocol.JobEncode, 1500 * ms, 500 * ms},
+	} {
+		now := cloudNow()
+		job := protocol.Job{Kind: tc.kind, Deadline: now.Add(tc.left)}
+		if got := h.agent.cardWaitEnd(job, now).Sub(now); got != tc.want {
+			t.Errorf("%s with %v left waits %v for a card, want %v", tc.kind, tc.left, got, tc.want)
+		}
+	}
+
+	// Through the station: with no card, the job ends with
+	// no_credential_on_encoder after waiting the shortened time.
+	cc := h.cloud.Next(t)
+	for _, tc := range []struct {
+		job  *protocol.Job
+		wait string
+	}{
+		{scanJob("s1", enc, cloudNow().Add(time.Second)), "within 900ms"},
+		{encodeJob("e1", enc, cloudNow().Add(1500*ms)), "within 500ms"},
+	} {
+		cc.Job(tc.job)
+		r := cc.ExpectResult(t, tc.job.JobID)
+		if r.Error == nil || r.Error.Type != protocol.ErrorNoCredentialOnEncoder || !strings.Contains(r.Error.Message, tc.wait) {
+			t.Fatalf("%s: %+v / %+v, want no_credential_on_encoder %s", tc.job.JobID, r.Card, r.Error, tc.wait)
+		}
 	}
 }

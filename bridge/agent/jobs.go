@@ -138,7 +138,7 @@ func (a *Agent) runJob(e journal.Entry) {
 	}
 	// An encode must begin writing WriteMargin before the deadline, so
 	// that it finishes, and its result reaches the cloud, before the
-	// cloud expires the attempt; it waits for a card only until then.
+	// cloud expires the attempt.
 	end := job.Deadline
 	if job.Kind == protocol.JobEncode {
 		end = end.Add(-a.opts.WriteMargin)
@@ -172,7 +172,7 @@ func (a *Agent) runJob(e journal.Entry) {
 	// the first write.
 	log.Info("job started", zap.String("kind", string(job.Kind)))
 	opts := bridge.JobOptions{
-		Wait:     end.Sub(now),
+		Wait:     a.cardWaitEnd(job, now).Sub(now),
 		Progress: a.progressHook(id, end, run),
 		Now:      a.cloudNow,
 		APDUs:    &apdus,
@@ -208,6 +208,29 @@ func (a *Agent) runJob(e journal.Entry) {
 		res = errorResult(protocol.ErrorEncodingInterrupted, msgStoppedWriting)
 	}
 	finish(res)
+}
+
+// cardWaitEnd is when a job that starts at now (the cloud's time) stops
+// waiting for a card: CardMargin before its deadline, or a tenth of the
+// time it has left if that is less, so that its "no card" reaches the
+// cloud before the cloud's sweeper expires the attempt at the deadline
+// (waiting to the deadline itself lost that race); an encode stops by the
+// time it must begin writing, if that is earlier. now is before the
+// job's deadline, and before an encode's WriteMargin.
+func (a *Agent) cardWaitEnd(job protocol.Job, now time.Time) time.Time {
+	margin := min(a.opts.CardMargin, job.Deadline.Sub(now)/10)
+	end := job.Deadline.Add(-margin)
+	if job.Kind == protocol.JobEncode {
+		end = minTime(end, job.Deadline.Add(-a.opts.WriteMargin))
+	}
+	return end
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // msgStoppedWriting ends a job the bridge stopped, or crashed, while it
