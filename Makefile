@@ -52,8 +52,12 @@ deb:
 test-deb: build
 	packaging/deb/test.sh "$$(packaging/deb/build.sh $(BIN) $(VERSION))" $(BIN)/encoder-cloud
 
+# Conformance and the demo hold the lock of their vpcd slot (VPCD_ADDR,
+# default "Virtual PCD 00 00") for the whole run, as the Go hardware tests
+# do: a run waits while a test uses the slot, and no test's card lands in
+# it between two of the run's cards.
 conformance: sdk
-	cd conformance && npm test
+	cd conformance && ../scripts/with-vpcd-slot.sh npm test
 
 # Seam's JavaScript SDK in conformance/node_modules: the conformance tests,
 # the demo and the load run in hwtest/load drive the cloud with it.
@@ -63,7 +67,7 @@ sdk:
 # The same suite with the cloud as two instances on a throwaway
 # PostgreSQL: the SDK calls one, the bridge is linked to the other.
 conformance-multi:
-	cd conformance && npm ci --no-audit --no-fund && CLOUD_INSTANCES=2 ../scripts/with-postgres.sh npm test
+	cd conformance && npm ci --no-audit --no-fund && CLOUD_INSTANCES=2 ../scripts/with-vpcd-slot.sh ../scripts/with-postgres.sh npm test
 
 # Rewrites the Seam OpenAPI excerpt the Go tests check responses against,
 # from the @seamapi/types version conformance/package-lock.json pins.

@@ -14,4 +14,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 (cd conformance && npm ci --no-audit --no-fund --loglevel=error)
-ENCODER_BRIDGE_BIN="$PWD/bin" node conformance/demo.mjs
+# The slot's lock, as the hardware tests take it, for the whole demo.
+ENCODER_BRIDGE_BIN="$PWD/bin" scripts/with-vpcd-slot.sh node conformance/demo.mjs

@@ -55,7 +55,9 @@ Flags:
   --delay DURATION      fault injection: add DURATION (e.g. 50ms) to every APDU
 
 Needs pcscd running with vsmartcard-vpcd installed (Debian: apt-get install
-pcscd vsmartcard-vpcd).
+pcscd vsmartcard-vpcd). It takes the slot's lock (shared with the hardware
+tests) and fails if the slot is in use, unless ENCODER_BRIDGE_VPCD_HELD names
+the slot: the caller holds its lock (scripts/with-vpcd-slot.sh).
 `
 
 // reinsertAfter is the pause before a removed card comes back: long enough
@@ -82,6 +84,21 @@ type options struct {
 
 // lockSlot is replaced in tests, which hold the slot through hwtest.
 var lockSlot = vpcd.LockSlot
+
+// heldEnv names the vpcd slot whose lock the caller holds for the run of
+// its children (scripts/with-vpcd-slot.sh), so that a conformance run or
+// the demo keeps the slot between cards.
+const heldEnv = "ENCODER_BRIDGE_VPCD_HELD"
+
+// takeSlot locks the slot at addr. A slot busy because the caller holds
+// its lock (heldEnv names it) is used without it.
+func takeSlot(addr string, getenv func(string) string) (unlock func(), err error) {
+	unlock, err = lockSlot(addr)
+	if errors.Is(err, vpcd.ErrSlotBusy) && getenv(heldEnv) == addr {
+		return func() {}, nil
+	}
+	return unlock, err
+}
 
 func printUsage(w io.Writer) {
 	var kinds strings.Builder
@@ -152,7 +169,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail("%v", err)
 	}
 
-	unlock, err := lockSlot(o.addr)
+	unlock, err := takeSlot(o.addr, os.Getenv)
 	if errors.Is(err, vpcd.ErrSlotBusy) {
 		return fail("the vpcd slot %s is in use by a hardware test or another virtual-encoder (%v); try --vpcd with another slot", o.addr, err)
 	}
