@@ -171,8 +171,9 @@ func (a *Agent) runJob(e journal.Entry) {
 	// The one that matters, "writing", is made in the progress hook before
 	// the first write.
 	log.Info("job started", zap.String("kind", string(job.Kind)))
+	waitEnd := a.cardWaitEnd(job, now)
 	opts := bridge.JobOptions{
-		Wait:     a.cardWaitEnd(job, now).Sub(now),
+		Wait:     waitEnd.Sub(now),
 		Progress: a.progressHook(id, end, run),
 		Now:      a.cloudNow,
 		APDUs:    &apdus,
@@ -184,9 +185,9 @@ func (a *Agent) runJob(e journal.Entry) {
 	var err error
 	switch job.Kind {
 	case protocol.JobEncode:
-		res, err = a.encode(ctx, e, opts, run, end)
+		res, err = a.encode(ctx, e, opts, run, waitEnd)
 	case protocol.JobScan:
-		res, err = a.scan(ctx, e, opts, end)
+		res, err = a.scan(ctx, e, opts, waitEnd)
 	default:
 		err = fmt.Errorf("job kind %q unknown", job.Kind)
 		res = errorResult(protocol.ErrorUncategorized, err.Error())
@@ -211,7 +212,8 @@ func (a *Agent) runJob(e journal.Entry) {
 }
 
 // cardWaitEnd is when a job that starts at now (the cloud's time) stops
-// waiting for a card: CardMargin before its deadline, or a tenth of the
+// waiting for a card, for the card it wrote, or for its reader to come
+// back: CardMargin before its deadline, or a tenth of the
 // time it has left if that is less, so that its "no card" reaches the
 // cloud before the cloud's sweeper expires the attempt at the deadline
 // (waiting to the deadline itself lost that race); an encode stops by the
