@@ -34,6 +34,7 @@ windows:
 test: setup check-fmt vet windows sdk
 	$(GO) test -race -count=1 -timeout 45m ./...
 	$(MAKE) conformance
+	$(MAKE) conformance-multi
 	$(MAKE) test-deb
 
 # The Windows installer, built here with wixl:

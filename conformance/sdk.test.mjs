@@ -12,7 +12,7 @@ let stack
 let seam
 
 before(async () => {
-  stack = await Stack.start({ jobTimeout: '6s', devWebhooks: true })
+  stack = await Stack.start({ jobTimeout: '10s', devWebhooks: true })
   seam = stack.seam
 })
 

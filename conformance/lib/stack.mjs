@@ -117,7 +117,10 @@ export class Stack {
     if (this.instances > 1) {
       const port2 = await freePort()
       this.bridgeEndpoint = `http://127.0.0.1:${port2}`
-      this.cloud2 = this.spawn('cloud-b', 'encoder-cloud', ['serve', '--db', db, '--listen', `127.0.0.1:${port2}`, '--job-timeout', jobTimeout, '--metrics-listen', 'off'])
+      // The same flags as the first: either instance may post a webhook.
+      const serve2 = ['serve', '--db', db, '--listen', `127.0.0.1:${port2}`, '--job-timeout', jobTimeout, '--metrics-listen', 'off']
+      if (devWebhooks) serve2.push('--dev-loopback-webhooks')
+      this.cloud2 = this.spawn('cloud-b', 'encoder-cloud', serve2)
       const other = SeamHttp.fromApiKey(this.boot.api_key, { endpoint: this.bridgeEndpoint })
       await until('the second cloud instance to answer', 15000, async () => (await other.acs.encoders.list()) !== undefined)
     }
