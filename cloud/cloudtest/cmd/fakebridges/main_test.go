@@ -81,11 +81,22 @@ func TestRun(t *testing.T) {
 	if j := next("job"); j["action_attempt_id"] != att["action_attempt_id"] || j["kind"] != "encode" || j["at_unix_ns"].(float64) <= 0 {
 		t.Fatalf("job line %v for attempt %v", j, att)
 	}
-	if _, err := io.WriteString(inW, "stats\n"); err != nil {
-		t.Fatal(err)
-	}
-	if s := next("stats"); s["links"] != 3.0 || s["jobs"] != 1.0 || s["dropped"] != 0.0 {
-		t.Fatalf("stats %v", s)
+	// The cloud acknowledges the result on the link after it settled
+	// the attempt: ask for stats until the ack is counted.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := io.WriteString(inW, "stats\n"); err != nil {
+			t.Fatal(err)
+		}
+		s := next("stats")
+		if s["links"] != 3.0 || s["jobs"] != 1.0 || s["dropped"] != 0.0 {
+			t.Fatalf("stats %v", s)
+		}
+		if s["result_acks"] == 1.0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no result ack: stats %v", s)
+		}
 	}
 	inW.Close()
 	if s := next("final"); s["links"] != 0.0 || s["dropped"] != 0.0 || s["result_acks"] != 1.0 {
