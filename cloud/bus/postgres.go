@@ -103,18 +103,18 @@ func (p *Postgres) Publish(ctx context.Context, e Event) error {
 	}
 }
 
-// Listen listens on a connection of its own until ctx ends. When the
-// connection is lost it dials again with backoff, listens again and
-// delivers Resync: what was notified meanwhile is lost.
+// Listen listens on a connection of its own until ctx ends. Each time
+// LISTEN takes effect, the first time included, it delivers Resync: what
+// was notified before (while the instance started, or while the
+// connection was lost) is lost, and the rows tell it. When the connection
+// is lost it dials again with backoff.
 func (p *Postgres) Listen(ctx context.Context, instance string, fn func(Event)) error {
 	attempt := 0
-	first := true
 	for {
-		listened, err := p.listenOnce(ctx, instance, fn, !first)
+		listened, err := p.listenOnce(ctx, instance, fn)
 		if ctx.Err() != nil {
 			return nil
 		}
-		first = false
 		if listened {
 			attempt = 0 // the backoff is for a database that refuses
 		}
@@ -131,8 +131,8 @@ func (p *Postgres) Listen(ctx context.Context, instance string, fn func(Event)) 
 }
 
 // listenOnce listens until the connection fails, and reports whether it
-// got as far as listening; resync delivers Resync once listening again.
-func (p *Postgres) listenOnce(ctx context.Context, instance string, fn func(Event), resync bool) (bool, error) {
+// got as far as listening.
+func (p *Postgres) listenOnce(ctx context.Context, instance string, fn func(Event)) (bool, error) {
 	c, err := p.connect(ctx)
 	if err != nil {
 		return false, err
@@ -141,9 +141,7 @@ func (p *Postgres) listenOnce(ctx context.Context, instance string, fn func(Even
 	if _, err := c.Exec(ctx, "LISTEN "+Channel); err != nil {
 		return false, fmt.Errorf("bus: listen: %w", scrub(err))
 	}
-	if resync {
-		fn(Event{Kind: Resync})
-	}
+	fn(Event{Kind: Resync})
 	for {
 		n, err := c.WaitForNotification(ctx)
 		if err != nil {

@@ -52,6 +52,9 @@ func publishUntilHeard(t *testing.T, p *Postgres, ch <-chan Event, e Event) {
 		}
 		select {
 		case got := <-ch:
+			if got.Kind == Resync {
+				continue // LISTEN took effect
+			}
 			if got != e {
 				t.Fatalf("heard %+v, want %+v", got, e)
 			}
@@ -172,5 +175,18 @@ func TestOpenPostgresErrors(t *testing.T) {
 				t.Fatalf("the error shows the password: %v", err)
 			}
 		})
+	}
+}
+
+// Notices sent while an instance starts, before its LISTEN takes effect,
+// are lost: the listener hears Resync first, so it reads the rows.
+func TestPostgresFirstListenResyncs(t *testing.T) {
+	p, err := OpenPostgres(context.Background(), pgtest.DSN(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if e := next(t, listener(t, p, "a")); e.Kind != Resync {
+		t.Fatalf("first heard %+v, want Resync", e)
 	}
 }
