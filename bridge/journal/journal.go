@@ -506,6 +506,18 @@ func (j *Journal) SetState(id string, s State) error {
 	default:
 		return fmt.Errorf("journal: SetState(%q, %q): use Finish or Acknowledge", id, s)
 	}
+	return j.update(id, func(e *Entry) (bool, error) {
+		if e.State == StateFinished {
+			return false, fmt.Errorf("%w: %q", ErrFinished, id)
+		}
+		e.State, e.UpdatedAt = s, j.opts.Now()
+		return true, nil
+	})
+}
+
+// update reads job id, lets change alter it and stores it when change
+// says so, in one transaction.
+func (j *Journal) update(id string, change func(e *Entry) (store bool, err error)) error {
 	return j.db.Update(func(tx *bbolt.Tx) error {
 		jobs := tx.Bucket(bucketJobs)
 		e, ok, err := getEntry(jobs, id)
@@ -514,10 +526,10 @@ func (j *Journal) SetState(id string, s State) error {
 			return err
 		case !ok:
 			return fmt.Errorf("%w: %q", ErrNotFound, id)
-		case e.State == StateFinished:
-			return fmt.Errorf("%w: %q", ErrFinished, id)
 		}
-		e.State, e.UpdatedAt = s, j.opts.Now()
+		if store, err := change(&e); err != nil || !store {
+			return err
+		}
 		return putEntry(jobs, e)
 	})
 }
@@ -527,22 +539,15 @@ func (j *Journal) SetState(id string, s State) error {
 // goes up by one. It returns the entry as stored.
 func (j *Journal) BeginWrite(id, uid string) (Entry, error) {
 	var out Entry
-	err := j.db.Update(func(tx *bbolt.Tx) error {
-		jobs := tx.Bucket(bucketJobs)
-		e, ok, err := getEntry(jobs, id)
-		switch {
-		case err != nil:
-			return err
-		case !ok:
-			return fmt.Errorf("%w: %q", ErrNotFound, id)
-		case e.State == StateFinished:
-			return fmt.Errorf("%w: %q", ErrFinished, id)
+	err := j.update(id, func(e *Entry) (bool, error) {
+		if e.State == StateFinished {
+			return false, fmt.Errorf("%w: %q", ErrFinished, id)
 		}
 		e.State, e.UpdatedAt = StateWriting, j.opts.Now()
 		e.Attempt++
 		e.CardUID = uid
-		out = e
-		return putEntry(jobs, e)
+		out = *e
+		return true, nil
 	})
 	return out, err
 }
@@ -552,21 +557,15 @@ func (j *Journal) BeginWrite(id, uid string) (Entry, error) {
 // of a card whose anticollision UID is random, which the layout reads
 // before its first write of the record.
 func (j *Journal) SetCardUID(id, uid string) error {
-	return j.db.Update(func(tx *bbolt.Tx) error {
-		jobs := tx.Bucket(bucketJobs)
-		e, ok, err := getEntry(jobs, id)
+	return j.update(id, func(e *Entry) (bool, error) {
 		switch {
-		case err != nil:
-			return err
-		case !ok:
-			return fmt.Errorf("%w: %q", ErrNotFound, id)
 		case e.State != StateWriting:
-			return fmt.Errorf("%w: %q is %s", ErrNotWriting, id, e.State)
+			return false, fmt.Errorf("%w: %q is %s", ErrNotWriting, id, e.State)
 		case e.CardUID == uid:
-			return nil
+			return false, nil
 		}
 		e.CardUID, e.UpdatedAt = uid, j.opts.Now()
-		return putEntry(jobs, e)
+		return true, nil
 	})
 }
 
